@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make run     set up .venv, run the whole pipeline on the default config, build the report
+#   make test    set up .venv, run the test suite
+# Other configs: make run CONFIG=config/seed-paper.yaml
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+CONFIG ?= config/config.yaml
+CORES ?= all
+PYTEST_ARGS ?=
+
+# Snakemake's shell commands call `python`: make it the one of .venv.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test report dag clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(MAKE) --no-print-directory report CONFIG=$(CONFIG)
+
+report: $(VENV)/.installed
+	$(BIN)/snakemake --cores 1 --configfile $(CONFIG) \
+	  --report results/$$($(BIN)/python -c "from hepflows.config import load; print(load('$(CONFIG)')['run'])")/report.html
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+dag: $(VENV)/.installed
+	$(BIN)/snakemake --configfile $(CONFIG) --rulegraph > docs/rulegraph.dot
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,37 @@
+# hepflows: learn collider events with a normalizing flow, generate more, prove they are faithful.
+# This file only wires: configuration, its validation, and the rules of workflow/rules/.
+#
+#   snakemake --cores all                          # the default run (config/config.yaml)
+#   snakemake --cores all --configfile config/seed-paper.yaml
+#   snakemake --report results/<run>/report.html   # the HTML report
+
+from hepflows import config as hepflows_config
+from hepflows.errors import InputError
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    # Schema (workflow/schemas/config.schema.yaml) plus the checks a schema cannot express.
+    config = hepflows_config.validate(config, source="config")
+except InputError as err:
+    raise WorkflowError(f"invalid configuration: {err}")
+
+RESULTS = f"results/{config['run']}"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/validate.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/validation/metrics.json",
+        f"{RESULTS}/model/training_curve.png",

@@ -1,0 +1,367 @@
+"""The ``hepflows`` command: every pipeline step, runnable without Snakemake.
+
+Each subcommand is one step of the workflow (``scripts/<step>.py`` calls the same code, and
+each Snakemake rule calls its script).  Settings come from ``--config FILE`` (a pipeline
+config) and/or ``--settings JSON`` (sections merged on top, as the Snakemake rules pass them);
+both are validated against the same schema.  Inputs and outputs are explicit paths.
+
+    hepflows generate --config config/config.yaml --train t.root --val v.root --test x.root
+    hepflows run --config config/config.yaml        # all steps in order, into results/<run>/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hepflows.errors import InputError
+
+log = logging.getLogger("hepflows")
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what batch systems expect of a pre-empted job
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    from hepflows import config
+
+    overrides = None
+    if args.settings:
+        try:
+            overrides = json.loads(args.settings)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--settings: not valid JSON ({err})") from None
+    if args.config is None and overrides is None:
+        raise InputError("give --config FILE and/or --settings JSON")
+    return config.load(args.config, overrides)
+
+
+def _features(cfg: dict[str, Any]) -> tuple[str, ...]:
+    from hepflows.events.schema import resolve_features
+
+    return resolve_features(cfg["features"])
+
+
+def _metadata(cfg: dict[str, Any], sections: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """Provenance written into every output: version, git commit, config hash, seed."""
+    from hepflows import __version__, config
+
+    return {
+        "hepflows_version": __version__,
+        "git_commit": _git_commit(),
+        "config_hash": config.section_hash(cfg, sections),
+        "seed": cfg["seed"],
+        **extra,
+    }
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# -- steps ---------------------------------------------------------------------------------------
+def cmd_generate(args: argparse.Namespace) -> None:
+    """MC events from the embedded generator, one ROOT file per split."""
+    from hepflows.events.generator import generate_to_root
+
+    cfg = _settings(args)
+    data = cfg["data"]
+    meta = _metadata(cfg, ("seed", "data"), source="generator")
+    start = 0
+    for split, path in (("train", args.train), ("val", args.val), ("test", args.test)):
+        n = data["events"][split]
+        log.info("generating %d %s events (events %d..%d of seed %d) -> %s",
+                 n, split, start, start + n, cfg["seed"], path)
+        # Splits are disjoint ranges of one seeded stream: independent, and reproducible alone.
+        generate_to_root(
+            path, n, seed=cfg["seed"], start=start, signal_fraction=data["signal_fraction"],
+            units=data["units"], progress=not args.quiet,
+        )
+        start += n
+    del meta
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    """Convert a HIGGS CSV or a ROOT ntuple into the project's train/val/test ROOT files."""
+    from hepflows.events import io
+
+    cfg = _settings(args)
+    data = cfg["data"]
+    outputs = {"train": args.train, "val": args.val, "test": args.test}
+    meta = _metadata(cfg, ("seed", "data"), source=data["path"])
+    if data["source"] == "higgs_csv":
+        counts = io.convert_higgs_csv(
+            data["path"], outputs, split=data["split"], limit=data["limit"], metadata=meta
+        )
+    elif data["source"] == "root":
+        counts = io.convert_root(
+            data["path"], outputs, tree=data["tree"], branch_map=data["branch_map"],
+            label_branch=data["label_branch"], split=data["split"], limit=data["limit"],
+            metadata=meta,
+        )
+    else:
+        raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
+    log.info("rows per split: %s", counts)
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    """Fit min-max (with margin) -> logit -> standardise on the training events."""
+    from hepflows import config, preprocess
+    from hepflows.events.io import read_events
+
+    cfg = _settings(args)
+    features = _features(cfg)
+    events = read_events(args.train, features)
+    x = _matrix(events, features)
+    pre = preprocess.fit(
+        x, features, margin=cfg["preprocess"]["margin"],
+        config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
+    )
+    pre.save(args.out)
+    log.info("fitted preprocessing on %d events of %d features -> %s", len(x), len(features), args.out)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train the flow; writes the best model, the per-epoch log (CSV) and its plot."""
+    import torch
+
+    from hepflows import checkpoint, config, training
+    from hepflows.flows import build_flow
+    from hepflows.preprocess import Preprocessor
+    from hepflows.validation.plots import plot_training_curve
+
+    cfg = _settings(args)
+    settings = dict(cfg["training"])
+    if args.device:
+        settings["device"] = args.device
+    features = _features(cfg)
+    pre = Preprocessor.load(
+        args.preprocess, features=features,
+        config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
+    )
+    device = training.select_device(settings["device"])
+    log.info("training on %s%s", device,
+             f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    conditional = settings["conditional"]
+    train = _dataset(args.train, pre, conditional, device)
+    val = _dataset(args.val, pre, conditional, device)
+    torch.manual_seed(cfg["seed"])
+    flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
+    log.info("model: %s, %d parameters", cfg["model"]["coupling"],
+             sum(p.numel() for p in flow.parameters()))
+    model_hash = config.section_hash(cfg, config.MODEL_SECTIONS)
+    out = Path(args.model)
+    trainer = training.Trainer(
+        flow, train, val, settings, seed=cfg["seed"],
+        resume_path=out.with_name(out.stem + ".resume.pt"), log_path=args.log,
+        config_hash=model_hash, progress=not args.quiet,
+    )
+    trainer.try_resume()
+    state = trainer.fit()
+    signal_fraction = float(train.context.mean().item()) if conditional else None
+    checkpoint.save(out, {
+        "state_dict": state.best_state, "model": cfg["model"], "features": list(features),
+        "context_features": 1 if conditional else 0, "config_hash": model_hash,
+        "preprocess_hash": pre.config_hash, "epoch": state.best_epoch, "val_nll": state.best_val,
+        "signal_fraction": signal_fraction, "metadata": _metadata(cfg, config.MODEL_SECTIONS),
+    })
+    log.info("best epoch %d, validation NLL %.4f -> %s", state.best_epoch, state.best_val, out)
+    if args.plot:
+        plot_training_curve(Path(args.log), Path(args.plot))
+    trainer.resume_path.unlink(missing_ok=True)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    """Generate N events from a trained flow, streamed to ROOT in chunks."""
+    from hepflows import checkpoint, config, training
+    from hepflows.preprocess import Preprocessor
+    from hepflows.sampling import sample_to_root
+
+    cfg = _settings(args)
+    sampling = cfg["sampling"]
+    device = training.select_device(args.device or sampling["device"])
+    pre = Preprocessor.load(args.preprocess, features=_features(cfg))
+    flow, meta = checkpoint.load_model(
+        args.model, features=pre.features, preprocess_hash=pre.config_hash, device=device
+    )
+    fraction = None
+    if meta["context_features"]:
+        fraction = sampling["signal_fraction"]
+        if fraction is None:
+            fraction = meta["signal_fraction"]
+    n = args.events or sampling["events"]
+    log.info("sampling %d events on %s, signal fraction %s -> %s", n, device, fraction, args.out)
+    compression = None if sampling["compression"] == "none" else sampling["compression"]
+    sample_to_root(
+        flow, pre, args.out, n, seed=cfg["seed"], chunk_size=sampling["chunk_size"],
+        signal_fraction=fraction, compression=compression, device=device,
+        metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), model=str(args.model)),
+        progress=not args.quiet,
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Compare generated events with held-out MC: metrics (JSON, CSV), verdict and plots."""
+    from hepflows.events.io import read_events
+    from hepflows.validation.summary import validate_samples
+
+    cfg = _settings(args)
+    features = _features(cfg)
+    settings = cfg["validation"]
+    reference = read_events(args.reference, features, entry_stop=2 * settings["max_events"])
+    generated = read_events(args.generated, features, entry_stop=settings["max_events"])
+    log.info("validating %d generated against %d MC events", len(generated[features[0]]),
+             len(reference[features[0]]))
+    validate_samples(
+        reference, generated, features, Path(args.out_dir), n_null=settings["n_null"],
+        seed=cfg["seed"], units=cfg["data"]["units"], classifier=settings["classifier"],
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """All steps in order into results/<run>/, for use without Snakemake (no skipping)."""
+    from hepflows import config
+
+    cfg = config.load(args.config)
+    root = Path(args.results) / cfg["run"]
+    paths = result_paths(root)
+    common = ["--config", args.config] + (["--quiet"] if args.quiet else [])
+    data_step = "generate" if cfg["data"]["source"] == "generator" else "ingest"
+    steps = [
+        [data_step, "--train", paths["train"], "--val", paths["val"], "--test", paths["test"]],
+        ["preprocess", "--train", paths["train"], "--out", paths["preprocess"]],
+        ["train", "--train", paths["train"], "--val", paths["val"], "--preprocess",
+         paths["preprocess"], "--model", paths["model"], "--log", paths["log"], "--plot",
+         paths["curve"]],
+        ["sample", "--model", paths["model"], "--preprocess", paths["preprocess"], "--out",
+         paths["generated"]],
+        ["validate", "--reference", paths["test"], "--generated", paths["generated"],
+         "--out-dir", paths["validation"]],
+    ]
+    for step in steps:
+        log.info("== hepflows %s", step[0])
+        _dispatch(build_parser().parse_args([*step[:1], *common, *map(str, step[1:])]))
+
+
+def result_paths(root: Path) -> dict[str, Path]:
+    """Where each output of a run lives under ``results/<run>/`` (the Snakefile uses the same)."""
+    return {
+        "train": root / "data" / "train.root",
+        "val": root / "data" / "val.root",
+        "test": root / "data" / "test.root",
+        "preprocess": root / "preprocess.json",
+        "model": root / "model" / "model.pt",
+        "log": root / "model" / "training_log.csv",
+        "curve": root / "model" / "training_curve",
+        "generated": root / "samples" / "generated.root",
+        "validation": root / "validation",
+    }
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+def _matrix(events: dict, features: Sequence[str]):
+    import numpy as np
+
+    return np.stack([events[f] for f in features], axis=1)
+
+
+def _dataset(path: str, pre, conditional: bool, device):
+    import numpy as np
+    import torch
+
+    from hepflows.events.io import read_events
+    from hepflows.events.schema import LABEL
+    from hepflows.training import Dataset
+
+    events = read_events(path, pre.features)
+    x = pre.forward(_matrix(events, pre.features)).astype(np.float32)
+    outside = pre.outside(_matrix(events, pre.features))
+    if outside.any():
+        named = {f: int(c) for f, c in zip(pre.features, outside) if c}
+        log.warning("%s: values outside the fitted range were clipped: %s", path, named)
+    context = None
+    if conditional:
+        context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1).to(device)
+    return Dataset(torch.from_numpy(x).to(device), context)
+
+
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str, dict]]]] = {
+    "generate": (cmd_generate, [("--train", {"required": True}), ("--val", {"required": True}),
+                                ("--test", {"required": True})]),
+    "ingest": (cmd_ingest, [("--train", {"required": True}), ("--val", {"required": True}),
+                            ("--test", {"required": True})]),
+    "preprocess": (cmd_preprocess, [("--train", {"required": True}), ("--out", {"required": True})]),
+    "train": (cmd_train, [("--train", {"required": True}), ("--val", {"required": True}),
+                          ("--preprocess", {"required": True}), ("--model", {"required": True}),
+                          ("--log", {"required": True}),
+                          ("--plot", {"help": "training-curve path without suffix (.png and .pdf)"}),
+                          ("--device", {"help": "override training.device: auto, cpu, cuda[:N]"})]),
+    "sample": (cmd_sample, [("--model", {"required": True}), ("--preprocess", {"required": True}),
+                            ("--out", {"required": True}),
+                            ("--events", {"type": int, "help": "override sampling.events"}),
+                            ("--device", {"help": "override sampling.device"})]),
+    "validate": (cmd_validate, [("--reference", {"required": True}),
+                                ("--generated", {"required": True}),
+                                ("--out-dir", {"required": True})]),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hepflows", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (func, options) in _COMMANDS.items():
+        p = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
+        p.add_argument("--config", help="pipeline config YAML")
+        p.add_argument("--settings", help="config sections as JSON, merged over --config")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        for flag, kwargs in options:
+            p.add_argument(flag, **kwargs)
+        p.set_defaults(func=func)
+    run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
+    run.add_argument("--config", default="config/config.yaml")
+    run.add_argument("--results", default="results")
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    args.func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hepflows`` and of ``scripts/*.py``; returns the exit status."""
+    from hepflows.training import Interrupted
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except InputError as err:
+        log.error("%s", err)
+        return EXIT_BAD_INPUT
+    except Interrupted as err:
+        log.warning("%s", err)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Load, validate and hash pipeline configurations.
+
+One schema (``workflow/schemas/config.schema.yaml``) serves the Snakefile and every script:
+it fills defaults and rejects unknown keys before any job starts.  What a JSON schema cannot
+say (feature names, a buildable model block, split fractions summing to one) is checked here.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hepflows.errors import InputError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+#: Sections each step depends on; their hash decides whether a file may be reused.
+PREPROCESS_SECTIONS = ("seed", "features", "data", "preprocess")
+MODEL_SECTIONS = (*PREPROCESS_SECTIONS, "model", "training")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; an error names the file."""
+    path = Path(path)
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def validate(config: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Return a validated copy of ``config`` with every default filled in.
+
+    Raises :class:`InputError` naming ``source`` and the dotted key that is wrong.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as snakemake_validate
+
+    filled = copy.deepcopy(dict(config))
+    try:
+        snakemake_validate(filled, str(SCHEMA_PATH), set_default=True)
+    except WorkflowError as err:
+        raise InputError(f"{source}: {_schema_message(err)}") from None
+    _check_semantics(filled, source)
+    return filled
+
+
+def _schema_message(err: Exception) -> str:
+    """The useful part of a jsonschema error wrapped by Snakemake: key path and reason."""
+    cause = err.__cause__ or err.__context__
+    import jsonschema
+
+    for exc in (cause, *getattr(err, "args", ())):
+        if isinstance(exc, jsonschema.ValidationError):
+            where = ".".join(str(p) for p in exc.absolute_path) or "<top level>"
+            return f"key {where}: {exc.message}"
+    return str(err).strip().splitlines()[0]
+
+
+def _check_semantics(config: dict[str, Any], source: str) -> None:
+    from hepflows.events.schema import resolve_features
+    from hepflows.flows import check_model_config
+
+    try:
+        resolve_features(config["features"])
+    except ValueError as err:
+        raise InputError(f"{source}: key features: {err}") from None
+    try:
+        config["model"] = check_model_config(config["model"])
+    except ValueError as err:
+        raise InputError(f"{source}: key {err}" if str(err).startswith("model") else f"{source}: key model: {err}") from None
+    data = config["data"]
+    if data["source"] != "generator":
+        if not data["path"]:
+            raise InputError(f"{source}: key data.path: required when data.source is {data['source']!r}")
+        total = sum(data["split"].values())
+        if abs(total - 1.0) > 1e-9:
+            raise InputError(f"{source}: key data.split: fractions must sum to 1, got {total:g}")
+    if data["source"] == "root":
+        try:
+            resolve_features(list(data["branch_map"]))
+        except ValueError as err:
+            raise InputError(f"{source}: key data.branch_map: {err}") from None
+
+
+def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a config file (optional), merge ``overrides`` on top, validate and fill defaults."""
+    config = read_yaml(path) if path is not None else {}
+    if overrides:
+        config = merge(config, overrides)
+    return validate(config, source=str(path) if path is not None else "settings")
+
+
+def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; values of ``top`` win."""
+    out = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def section_hash(config: Mapping[str, Any], sections: Iterable[str]) -> str:
+    """A short, stable hash of the named top-level sections of a validated config."""
+    subset = {key: config.get(key) for key in sections}
+    text = json.dumps(subset, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def subset(config: Mapping[str, Any], sections: Iterable[str]) -> dict[str, Any]:
+    """The named top-level sections of a config, for passing to one step."""
+    return {key: copy.deepcopy(config[key]) for key in sections if key in config}

@@ -1,0 +1,9 @@
+"""Errors raised for bad input: they always name the file and the place that is wrong."""
+
+
+class InputError(ValueError):
+    """Bad input data or configuration.
+
+    The message names the file (or config key), the place inside it (row, column, branch)
+    and what was expected, so a user can fix it without reading code.
+    """

@@ -1,0 +1,147 @@
+"""The seed study's invertible feature transform: min-max with margin, logit, standardise.
+
+    x1 = (x - low) / (high - low)      low, high: the fitted range widened by a margin
+    x2 = logit(x1)
+    y  = (x2 - mean) / std
+
+The logit maps the bounded physical range onto the real line, where flows are at home; the
+margin keeps every training point away from 0 and 1, where the logit diverges.  The inverse
+clamps nothing: ``sigmoid`` lands inside (0, 1), so every sample maps back inside the widened
+range.  Parameters are saved as JSON with the feature names and the config hash they were
+fitted with, and loading checks both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hepflows.atomic import atomic_write_text
+from hepflows.errors import InputError
+
+#: Out-of-range inputs are clipped this far inside (0, 1) before the logit.
+_CLIP = 1e-7
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Fitted transform of ``features``; arrays are (n_events, n_features) in file order."""
+
+    features: tuple[str, ...]
+    low: np.ndarray
+    high: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    margin: float
+    config_hash: str = ""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Physical values (n, d) -> standardised logits (n, d), float64."""
+        x1 = np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
+        return (np.log(x1) - np.log1p(-x1) - self.mean) / self.std
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Standardised logits (n, d) -> physical values (n, d) inside [low, high], float64."""
+        x2 = np.asarray(y, np.float64) * self.std + self.mean
+        x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
+        return self.low + x1 * (self.high - self.low)
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        """log|det dy/dx| per event (n,), to turn a density of y into one of x."""
+        x1 = np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
+        per_feature = -np.log(self.high - self.low) - np.log(x1) - np.log1p(-x1) - np.log(self.std)
+        return per_feature.sum(axis=1)
+
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """Number of values per feature (d,) outside the widened range."""
+        x = np.asarray(x)
+        return ((x <= self.low) | (x >= self.high)).sum(axis=0)
+
+    def to_dict(self) -> dict:
+        return {
+            "features": list(self.features),
+            "config_hash": self.config_hash,
+            "margin": self.margin,
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "preprocessing parameters") -> "Preprocessor":
+        try:
+            features = tuple(data["features"])
+            arrays = {k: np.asarray(data[k], np.float64) for k in ("low", "high", "mean", "std")}
+            margin = float(data["margin"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"{source}: malformed preprocessing parameters ({err!r})") from None
+        for key, value in arrays.items():
+            if value.shape != (len(features),):
+                raise InputError(
+                    f"{source}: '{key}' has shape {value.shape}, expected ({len(features)},) "
+                    f"for features {list(features)}"
+                )
+        return cls(features, margin=margin, config_hash=str(data.get("config_hash", "")), **arrays)
+
+    def save(self, path: str | Path) -> None:
+        """Write the parameters as JSON, atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        features: Sequence[str] | None = None,
+        config_hash: str | None = None,
+    ) -> "Preprocessor":
+        """Read parameters; if ``features`` or ``config_hash`` are given they must match."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: preprocessing file not found") from None
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}: not valid JSON ({err})") from None
+        pre = cls.from_dict(data, source=str(path))
+        if features is not None and tuple(features) != pre.features:
+            raise InputError(
+                f"{path}: fitted for features {list(pre.features)}, expected {list(features)}"
+            )
+        if config_hash is not None and config_hash != pre.config_hash:
+            raise InputError(
+                f"{path}: made with config hash {pre.config_hash!r}, expected {config_hash!r}: "
+                "it belongs to another configuration; rerun the preprocess step"
+            )
+        return pre
+
+
+def fit(
+    x: np.ndarray, features: Sequence[str], *, margin: float = 0.05, config_hash: str = ""
+) -> Preprocessor:
+    """Fit the transform on training events ``x`` (n, d) in the order of ``features``."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[1] != len(features):
+        raise ValueError(f"expected events of shape (n, {len(features)}), got {x.shape}")
+    if not np.isfinite(x).all():
+        bad = [f for f, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
+        raise InputError(f"non-finite values in feature(s) {bad}")
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    constant = [f for f, a, b in zip(features, lo, hi) if a == b]
+    if constant:
+        raise InputError(f"feature(s) {constant} are constant in the training data: nothing to learn")
+    width = hi - lo
+    partial = Preprocessor(
+        tuple(features), lo - margin * width, hi + margin * width,
+        np.zeros(len(features)), np.ones(len(features)), margin, config_hash,
+    )
+    logits = partial.forward(x)
+    return Preprocessor(
+        partial.features, partial.low, partial.high,
+        logits.mean(axis=0), logits.std(axis=0), margin, config_hash,
+    )

@@ -1,0 +1,71 @@
+"""The min-max -> logit -> standardise transform: exact inverse, bounded samples, checks."""
+
+import numpy as np
+import pytest
+
+from hepflows import preprocess
+from hepflows.errors import InputError
+
+FEATURES = ("a", "b", "c")
+
+
+@pytest.fixture
+def events():
+    rng = np.random.default_rng(0)
+    return np.stack([rng.exponential(50, 5000) + 20, rng.normal(0, 1.2, 5000),
+                     rng.uniform(-2.5, 2.5, 5000)], axis=1)
+
+
+def test_inverse_is_exact_and_output_standardised(events):
+    pre = preprocess.fit(events, FEATURES, margin=0.05)
+    y = pre.forward(events)
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-10)
+    np.testing.assert_allclose(y.std(axis=0), 1, atol=1e-10)
+    np.testing.assert_allclose(pre.inverse(y), events, rtol=1e-9, atol=1e-9)
+
+
+def test_margin_widens_the_range(events):
+    pre = preprocess.fit(events, FEATURES, margin=0.1)
+    width = events.max(axis=0) - events.min(axis=0)
+    np.testing.assert_allclose(pre.low, events.min(axis=0) - 0.1 * width)
+    np.testing.assert_allclose(pre.high, events.max(axis=0) + 0.1 * width)
+    assert pre.outside(events).sum() == 0
+
+
+def test_any_latent_maps_inside_the_range(events):
+    pre = preprocess.fit(events, FEATURES)
+    y = np.random.default_rng(1).normal(0, 30, size=(10000, 3))  # far into the tails
+    x = pre.inverse(y)
+    assert np.isfinite(x).all()
+    assert ((x >= pre.low) & (x <= pre.high)).all()
+
+
+def test_log_abs_det_matches_numerical_jacobian(events):
+    pre = preprocess.fit(events, FEATURES)
+    x = events[:5]
+    eps = 1e-6
+    numeric = np.log((pre.forward(x + eps) - pre.forward(x - eps)) / (2 * eps)).sum(axis=1)
+    np.testing.assert_allclose(pre.log_abs_det(x), numeric, rtol=1e-6)
+
+
+def test_save_load_round_trip_and_mismatch(tmp_path, events):
+    pre = preprocess.fit(events, FEATURES, config_hash="abc")
+    path = tmp_path / "pre.json"
+    pre.save(path)
+    back = preprocess.Preprocessor.load(path, features=FEATURES, config_hash="abc")
+    np.testing.assert_array_equal(back.forward(events), pre.forward(events))
+    with pytest.raises(InputError, match=r"pre\.json.*features"):
+        preprocess.Preprocessor.load(path, features=("a", "b", "d"))
+    with pytest.raises(InputError, match=r"pre\.json.*config hash 'abc'.*'xyz'"):
+        preprocess.Preprocessor.load(path, config_hash="xyz")
+
+
+def test_fit_rejects_bad_training_data(events):
+    bad = events.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(InputError, match=r"\['b'\]"):
+        preprocess.fit(bad, FEATURES)
+    const = events.copy()
+    const[:, 2] = 1.0
+    with pytest.raises(InputError, match="constant"):
+        preprocess.fit(const, FEATURES)

@@ -1,0 +1,114 @@
+"""The training loop: it learns, resumes exactly, and keeps non-finite steps off the weights."""
+
+import logging
+import math
+
+import pytest
+import torch
+
+from hepflows.flows import build_flow
+from hepflows.training import Dataset, Interrupted, Trainer, mean_nll, select_device
+
+SETTINGS = {
+    "epochs": 3, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.0, "scheduler": "cosine",
+    "patience": None, "grad_clip": 5.0, "max_bad_steps": 4, "device": "cpu",
+}
+MODEL = {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu", "dropout": 0.1}
+
+
+def correlated(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 3, generator=g)
+    x = torch.stack([z[:, 0], 0.8 * z[:, 0] + 0.6 * z[:, 1], z[:, 2] * 0.5 + 1.0], dim=1)
+    label = (torch.rand(n, 1, generator=g) < 0.5).float()
+    return Dataset(x + label, label)
+
+
+def make_trainer(tmp_path, settings=SETTINGS, name="run"):
+    torch.manual_seed(0)
+    flow = build_flow(MODEL, 3, 1)
+    return Trainer(flow, correlated(1024, 1), correlated(512, 2), settings, seed=5,
+                   resume_path=tmp_path / f"{name}.resume.pt", log_path=tmp_path / f"{name}.csv",
+                   progress=False)
+
+
+def test_training_lowers_validation_nll_and_logs(tmp_path):
+    trainer = make_trainer(tmp_path)
+    before = mean_nll(trainer.flow, trainer.val_data)
+    state = trainer.fit()
+    assert state.epoch == 3
+    assert state.best_val < before - 0.2
+    lines = (tmp_path / "run.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_nll,val_nll,lr,seconds,skipped_steps"
+    assert len(lines) == 4
+    assert (tmp_path / "run.resume.pt").exists()
+
+
+def test_early_stopping_stops(tmp_path):
+    settings = dict(SETTINGS, epochs=50, patience=1, lr=0.3)  # too high a rate: no improvement
+    state = make_trainer(tmp_path, settings).fit()
+    assert state.epoch < 50
+    assert state.epochs_without_improvement >= 1
+
+
+class StopAfter(Trainer):
+    """A trainer that receives SIGTERM after ``stop_at`` steps."""
+
+    stop_at = 5
+
+    def _step(self, x, context):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == self.stop_at:
+            self._stop_signal = 15
+        return super()._step(x, context)
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path):
+    reference = make_trainer(tmp_path, name="ref")
+    reference.fit()
+    torch.manual_seed(0)
+    flow = build_flow(MODEL, 3, 1)
+    stopped = StopAfter(flow, correlated(1024, 1), correlated(512, 2), SETTINGS, seed=5,
+                        resume_path=tmp_path / "cut.resume.pt", log_path=tmp_path / "cut.csv",
+                        progress=False)
+    stopped.stop_at = 11  # mid-epoch 2 (8 batches an epoch)
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        stopped.fit()
+    resumed = make_trainer(tmp_path, name="cut")
+    torch.manual_seed(123)  # a different global RNG: the checkpoint must restore it
+    assert resumed.try_resume()
+    assert (resumed.state.epoch, resumed.state.batch) == (1, 3)
+    resumed.fit()
+    for (name, a), b in zip(reference.flow.state_dict().items(), resumed.flow.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert reference.state.history[-1]["val_nll"] == resumed.state.history[-1]["val_nll"]
+
+
+def test_non_finite_steps_are_skipped_and_recovered(tmp_path, caplog):
+    trainer = make_trainer(tmp_path)
+    original = trainer.flow.log_prob
+    calls = {"n": 0}
+
+    def poisoned(x, context=None):
+        calls["n"] += 1
+        out = original(x, context)
+        if trainer.flow.training and 3 <= calls["n"] < 9:  # six NaN steps in a row
+            return out * torch.tensor(math.nan)
+        return out
+
+    trainer.flow.log_prob = poisoned
+    with caplog.at_level(logging.WARNING, logger="hepflows.training"):
+        state = trainer.fit()
+    assert state.skipped_steps == 6
+    assert state.lr_scale == 0.5
+    assert "halved the learning rate" in caplog.text
+    assert all(torch.isfinite(p).all() for p in trainer.flow.parameters())
+    assert math.isfinite(state.best_val)
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            select_device("cuda")

@@ -1,0 +1,121 @@
+"""The whole DAG, end to end, on a tiny config: outputs, rerun behaviour, lint and report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "run": "tiny",
+    "seed": 2,
+    "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb"],
+    "data": {"events": {"train": 3000, "val": 1000, "test": 2000}},
+    "model": {"blocks": 2, "hidden": [16, 16]},
+    "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
+    "sampling": {"events": 1000, "chunk_size": 300},
+    "validation": {"max_events": 1000, "n_null": 20, "classifier": True},
+}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--configfile", "config/tiny.yaml", *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
+    )
+    if check and result.returncode != 0:
+        logs = "\n".join(p.read_text() for p in (workdir / "results").rglob("*.log"))
+        pytest.fail(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}\n{logs}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the workflow with a tiny config, run once to completion."""
+    work = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(work, "--cores", "2")
+    return work
+
+
+def jobs_planned(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    table = result.stdout.split("Job stats:")[-1]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"total"}
+
+
+def test_all_outputs_exist(workdir):
+    run = workdir / "results" / "tiny"
+    for rel in ("data/train.root", "data/val.root", "data/test.root", "preprocess.json",
+                "model/model.pt", "model/training_log.csv", "model/training_curve.png",
+                "model/training_curve.pdf", "samples/generated.root", "validation/metrics.json",
+                "validation/metrics.csv", "validation/verdict.csv", "validation/verdict.html"):
+        assert (run / rel).stat().st_size > 0, rel
+    for feature in TINY["features"]:
+        assert (run / "validation" / "plots" / f"{feature}.png").stat().st_size > 1000
+        assert (run / "validation" / "plots" / f"{feature}.pdf").exists()
+    for rule in ("generate", "preprocess", "train", "sample", "validate"):
+        assert (run / "logs" / f"{rule}.log").exists()
+        assert (run / "benchmarks" / f"{rule}.tsv").exists()
+    log = (run / "model" / "training_log.csv").read_text().splitlines()
+    assert len(log) == 1 + TINY["training"]["epochs"]
+    assert "training on cpu" in (run / "logs" / "train.log").read_text()
+
+
+def test_metrics_cover_every_feature(workdir):
+    metrics = json.loads((workdir / "results" / "tiny" / "validation" / "metrics.json").read_text())
+    text = json.dumps(metrics)
+    for feature in TINY["features"]:
+        assert feature in text
+    rows = (workdir / "results" / "tiny" / "validation" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"feature", "metric", "value", "null_p95", "status"} <= set(header)
+    metric_col = header.index("metric")
+    assert {"ks", "chi2_ndf"} <= {r.split(",")[metric_col] for r in rows[1:]}
+
+
+def test_second_run_does_nothing(workdir):
+    result = snakemake(workdir, "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_model_change_reruns_from_training_on(workdir):
+    changed = dict(TINY, model={"blocks": 3, "hidden": [16, 16]})
+    (workdir / "config" / "changed.yaml").write_text(yaml.safe_dump(changed))
+    result = snakemake(workdir, "-n", "--configfile", "config/changed.yaml")
+    assert jobs_planned(result) == {"train", "sample", "validate", "all"}
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_report_has_every_figure_with_caption(workdir):
+    report = workdir / "report.html"
+    snakemake(workdir, "--report", str(report))
+    html = report.read_text()
+    assert "training_curve" in html
+    for feature in TINY["features"]:
+        assert f"{feature}.png" in html
+    assert "null band" in html  # the verdict caption
+
+
+def test_bad_config_fails_before_any_job(workdir):
+    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(dict(TINY, training={"epochs": -1})))
+    result = snakemake(workdir, "-n", "--configfile", "config/bad.yaml", check=False)
+    assert result.returncode != 0
+    assert "training.epochs" in result.stdout + result.stderr

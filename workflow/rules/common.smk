@@ -1,0 +1,17 @@
+# Helpers shared by the rules: what each step is given of the config.
+import json
+
+
+def settings(*sections):
+    """The config sections a step depends on, as JSON for the script's --settings.
+
+    Passing only these (as a param) makes Snakemake rerun a step exactly when they change.
+    """
+    return json.dumps(hepflows_config.subset(config, sections), sort_keys=True)
+
+
+PREPROCESS_SECTIONS = hepflows_config.PREPROCESS_SECTIONS
+MODEL_SECTIONS = hepflows_config.MODEL_SECTIONS
+
+# Scripts are found relative to the workflow, so --directory elsewhere works too.
+SCRIPTS = f"{workflow.basedir}/scripts"

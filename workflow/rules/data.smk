@@ -1,0 +1,60 @@
+# MC events: from the embedded generator, or ingested from a HIGGS CSV / ROOT ntuple.
+
+
+if config["data"]["source"] == "generator":
+
+    rule generate:
+        output:
+            train=f"{RESULTS}/data/train.root",
+            val=f"{RESULTS}/data/val.root",
+            test=f"{RESULTS}/data/test.root",
+        params:
+            settings=settings("seed", "data"),
+        log:
+            f"{RESULTS}/logs/generate.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/generate.tsv"
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "python {SCRIPTS}/generate.py --settings {params.settings:q}"
+            " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
+
+else:
+
+    rule ingest:
+        input:
+            config["data"]["path"],
+        output:
+            train=f"{RESULTS}/data/train.root",
+            val=f"{RESULTS}/data/val.root",
+            test=f"{RESULTS}/data/test.root",
+        params:
+            settings=settings("seed", "data"),
+        log:
+            f"{RESULTS}/logs/ingest.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/ingest.tsv"
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "python {SCRIPTS}/ingest.py --settings {params.settings:q}"
+            " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
+
+
+rule preprocess:
+    input:
+        train=f"{RESULTS}/data/train.root",
+    output:
+        f"{RESULTS}/preprocess.json",
+    params:
+        settings=settings(*PREPROCESS_SECTIONS),
+    log:
+        f"{RESULTS}/logs/preprocess.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/preprocess.tsv"
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python {SCRIPTS}/preprocess.py --settings {params.settings:q}"
+        " --train {input.train} --out {output} > {log} 2>&1"

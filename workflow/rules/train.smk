@@ -1,0 +1,31 @@
+# Train the flow on the preprocessed training events, with early stopping on validation.
+
+
+rule train:
+    input:
+        train=f"{RESULTS}/data/train.root",
+        val=f"{RESULTS}/data/val.root",
+        preprocess=f"{RESULTS}/preprocess.json",
+    output:
+        model=f"{RESULTS}/model/model.pt",
+        log=f"{RESULTS}/model/training_log.csv",
+        curve=report(
+            f"{RESULTS}/model/training_curve.png",
+            caption="../report/training_curve.rst",
+            category="2. Training",
+        ),
+        curve_pdf=f"{RESULTS}/model/training_curve.pdf",
+    params:
+        settings=settings(*MODEL_SECTIONS),
+        curve=lambda wildcards, output: output.curve[: -len(".png")],
+    threads: workflow.cores
+    log:
+        f"{RESULTS}/logs/train.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train.tsv"
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/train.py --settings {params.settings:q}"
+        " --train {input.train} --val {input.val} --preprocess {input.preprocess}"
+        " --model {output.model} --log {output.log} --plot {params.curve} > {log} 2>&1"

@@ -1,0 +1,40 @@
+# Compare generated events with held-out MC against the MC-vs-MC null distribution.
+
+
+rule validate:
+    input:
+        reference=f"{RESULTS}/data/test.root",
+        generated=f"{RESULTS}/samples/generated.root",
+    output:
+        metrics=f"{RESULTS}/validation/metrics.json",
+        table=report(
+            f"{RESULTS}/validation/metrics.csv",
+            caption="../report/metrics.rst",
+            category="1. Verdict",
+        ),
+        verdict=report(
+            f"{RESULTS}/validation/verdict.html",
+            caption="../report/verdict.rst",
+            category="1. Verdict",
+        ),
+        plots=report(
+            directory(f"{RESULTS}/validation/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="3. Distributions",
+            labels={"figure": "{name}"},
+        ),
+    params:
+        settings=settings("seed", "features", "data", "validation"),
+        out_dir=f"{RESULTS}/validation",
+    threads: workflow.cores
+    log:
+        f"{RESULTS}/logs/validate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validate.tsv"
+    conda:
+        "../../envs/validate.yaml"
+    shell:
+        "python {SCRIPTS}/validate.py --settings {params.settings:q}"
+        " --reference {input.reference} --generated {input.generated}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

@@ -64,9 +64,9 @@ def axis_label(feature: str, *, units: str = "GeV") -> str:
         text = "m_{" + sub + "}"
     else:
         obj, q = feature.split("_", 1)
-        sym = {"pt": r"p_{\mathrm{T}}", "eta": r"\eta", "phi": r"\phi", "btag": r"b\text{-tag}"}[q]
+        sym = {"pt": r"p_{\mathrm{T}}", "eta": r"\eta", "phi": r"\phi", "btag": r"\mathrm{b}"}[q]
         if q == "btag":
-            sym = r"\mathrm{b\mbox{-}tag}"
+            return f"b-tag(${_PRETTY[obj]}$)"
         text = f"{sym}({_PRETTY[obj]})"
     u = unit(feature)
     return f"${text}$" + (f" [{u}]" if u and units == "GeV" else "")

@@ -1,0 +1,278 @@
+"""The event generator: reproducibility, sharding, labels, acceptance, kinematics and physics peaks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import vector
+
+from hepflows.errors import InputError
+from hepflows.events import generator as gen
+from hepflows.events.generator import BLOCK_SIZE, generate
+from hepflows.events.schema import BTAGS, HIGGS_FEATURES, LABEL, MASSES
+
+N_PHYSICS = 3 * BLOCK_SIZE
+
+
+@pytest.fixture(scope="module")
+def events() -> dict[str, np.ndarray]:
+    """About 12k signal and 12k t tbar events in GeV."""
+    return generate(N_PHYSICS, seed=2024)
+
+
+def _mode(x: np.ndarray, lo: float, hi: float, width: float) -> float:
+    """Centre of the fullest bin of a histogram of x on [lo, hi), bins of ``width``."""
+    counts, edges = np.histogram(x, bins=int(round((hi - lo) / width)), range=(lo, hi))
+    i = int(np.argmax(counts))
+    return 0.5 * (edges[i] + edges[i + 1])
+
+
+# -- API, reproducibility, sharding ---------------------------------------------------------------
+def test_columns_dtypes_and_length():
+    ev = generate(123, seed=1)
+    assert set(ev) == {*HIGGS_FEATURES, LABEL}
+    for f in HIGGS_FEATURES:
+        assert ev[f].dtype == np.float32 and ev[f].shape == (123,), f
+        assert np.isfinite(ev[f]).all(), f
+    assert ev[LABEL].dtype == np.int8
+    assert set(np.unique(ev[LABEL])) <= {0, 1}
+    assert all(len(a) == 0 for a in generate(0, seed=1).values())
+
+
+def test_reproducible_and_seed_dependent():
+    a = generate(300, seed=9)
+    b = generate(300, seed=9)
+    c = generate(300, seed=10)
+    for f in (*HIGGS_FEATURES, LABEL):
+        np.testing.assert_array_equal(a[f], b[f])
+    assert not np.array_equal(a["lepton_pt"], c["lepton_pt"])
+
+
+def test_shards_equal_one_run():
+    start, n = BLOCK_SIZE - 250, BLOCK_SIZE + 600  # spans three blocks
+    whole = generate(n, seed=5, start=start)
+    cuts = [0, 1, 250, 251, 4000, n]  # shards inside and across block boundaries
+    shards = [generate(b - a, seed=5, start=start + a) for a, b in zip(cuts, cuts[1:])]
+    for f in (*HIGGS_FEATURES, LABEL):
+        np.testing.assert_array_equal(np.concatenate([s[f] for s in shards]), whole[f], err_msg=f)
+
+
+def test_labels_are_a_function_of_seed_and_index():
+    # Labels come from their own stream: the same whatever the units or the shard.
+    a = generate(900, seed=4, signal_fraction=0.3)[LABEL]
+    b = generate(400, seed=4, start=500, signal_fraction=0.3, units="higgs")[LABEL]
+    np.testing.assert_array_equal(a[500:], b)
+    assert not np.array_equal(a, generate(900, seed=5, signal_fraction=0.3)[LABEL])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.27, 1.0])
+def test_label_fraction(fraction):
+    n = 2 * BLOCK_SIZE
+    label = generate(n, seed=8, signal_fraction=fraction)[LABEL]
+    sigma = np.sqrt(fraction * (1 - fraction) / n)
+    assert abs(label.mean() - fraction) <= 4 * sigma + 1e-12
+
+
+def test_bad_arguments_raise_input_error():
+    with pytest.raises(InputError, match="units"):
+        generate(10, seed=1, units="TeV")
+    with pytest.raises(InputError, match="signal_fraction"):
+        generate(10, seed=1, signal_fraction=1.5)
+    with pytest.raises(InputError, match="n_events"):
+        generate(-1, seed=1)
+    with pytest.raises(InputError, match="seed"):
+        generate(10, seed=-3)
+
+
+# -- units ---------------------------------------------------------------------------------------
+def test_higgs_units_rescale_the_same_events(events):
+    higgs = generate(N_PHYSICS, seed=2024, units="higgs")
+    np.testing.assert_array_equal(higgs[LABEL], events[LABEL])
+    np.testing.assert_allclose(higgs["lepton_eta"], events["lepton_eta"])
+    for f, scale in gen.HIGGS_SCALE.items():
+        np.testing.assert_allclose(higgs[f], events[f] / scale, rtol=1e-6)
+        # Scales near the means of an even mix: means near 1, as in the HIGGS dataset.
+        assert 0.9 < higgs[f].mean() < 1.1, f
+    for f in ("lepton_phi", "met_phi", "jet1_phi"):
+        assert np.abs(higgs[f]).max() <= 1.7434 + 1e-6
+        np.testing.assert_allclose(higgs[f], events[f] * gen.HIGGS_PHI_SCALE, rtol=1e-6)
+    for f in BTAGS:
+        levels = np.asarray(gen.HIGGS_BTAG_LEVELS[f], dtype=np.float32)
+        np.testing.assert_array_equal(np.unique(higgs[f]), levels)
+        np.testing.assert_array_equal(higgs[f], levels[events[f].astype(int)])
+
+
+# -- acceptance ----------------------------------------------------------------------------------
+def test_objects_pass_the_selection(events):
+    assert (events["lepton_pt"] > gen.LEPTON_PT_MIN).all()
+    assert (np.abs(events["lepton_eta"]) < gen.LEPTON_ETA_MAX).all()
+    pts = np.stack([events[f"jet{i}_pt"] for i in range(1, 5)])
+    assert (pts > gen.JET_PT_MIN).all()
+    assert (np.diff(pts, axis=0) <= 0).all(), "jets must be ordered in decreasing pT"
+    for i in range(1, 5):
+        assert (np.abs(events[f"jet{i}_eta"]) < gen.JET_ETA_MAX).all()
+    assert (events["met"] > 0).all()
+    for f in ("lepton_phi", "met_phi", "jet1_phi", "jet4_phi"):
+        assert np.abs(events[f]).max() <= np.pi + 1e-6
+    for f in MASSES:
+        assert (events[f] > 0).all(), f
+
+
+def test_btags_take_three_levels(events):
+    for f in BTAGS:
+        assert set(np.unique(events[f])) == {0.0, 1.0, 2.0}, f
+    # Four jets with two b quarks among them: about (2 * 0.7 + 2 * 0.1) / 4 = 0.4 at level 2.
+    tagged = np.mean([np.mean(events[f] == 2) for f in BTAGS])
+    assert 0.25 < tagged < 0.5
+
+
+# -- physics -------------------------------------------------------------------------------------
+def test_w_peaks(events):
+    # m_lv equals m_W whenever the W-mass constraint has a real solution: the median sits on it.
+    assert abs(np.median(events["m_lv"]) - gen.M_W) < 1.0
+    assert (events["m_lv"] >= gen.M_W - 0.01).all()
+    assert abs(_mode(events["m_jj"], 0, 200, 5) - gen.M_W) < 10
+
+
+def test_top_peaks_in_ttbar(events):
+    bkg = events[LABEL] == 0
+    for f in ("m_jjj", "m_jlv"):
+        assert abs(_mode(events[f][bkg], 50, 400, 10) - gen.M_TOP) < 20, f
+
+
+def test_higgs_peaks_in_signal(events):
+    sig, bkg = events[LABEL] == 1, events[LABEL] == 0
+    assert abs(_mode(events["m_bb"][sig], 0, 300, 10) - gen.M_HIGGS) < 15
+    assert abs(_mode(events["m_wbb"][sig], 100, 700, 20) - gen.M_HPM) < 30
+    assert abs(_mode(events["m_wwbb"][sig], 200, 900, 20) - gen.M_H0) < 30
+
+    # The resonances make the signal narrower there than t tbar.
+    def near(f: str, m: float, w: float, mask: np.ndarray) -> float:
+        return float(np.mean(np.abs(events[f][mask] - m) < w))
+
+    assert near("m_bb", gen.M_HIGGS, 20, sig) > 1.5 * near("m_bb", gen.M_HIGGS, 20, bkg)
+    assert near("m_wwbb", gen.M_H0, 40, sig) > 1.5 * near("m_wwbb", gen.M_H0, 40, bkg)
+
+
+def test_parton_level_conservation():
+    rng = np.random.default_rng(3)
+    p = gen._signal_partons(rng, 4000)
+    visible = p.lepton + p.neutrino
+    px = visible[1] + p.jets[0].sum(axis=0)
+    py = visible[2] + p.jets[1].sum(axis=0)
+    # ISR balances the hard system: the event has no net transverse momentum.
+    np.testing.assert_allclose(px, 0.0, atol=1e-6)
+    np.testing.assert_allclose(py, 0.0, atol=1e-6)
+    # The decay products of the H0 rebuild its Breit-Wigner line.
+    quarks = p.jets[:, :4]  # (3, 4, n): b, b, q, q'
+    mass = np.array([gen.M_B, gen.M_B, 0.0, 0.0])[:, None]
+    e_quarks = np.sqrt((quarks**2).sum(axis=0) + mass**2).sum(axis=0)
+    m = gen._mass(visible + np.concatenate([e_quarks[None], quarks.sum(axis=1)]))
+    assert abs(np.median(m) - gen.M_H0) < 2.0
+    assert 0.5 * gen.GAMMA_H0 < np.subtract(*np.percentile(m, [75, 25])) < 2 * gen.GAMMA_H0
+
+
+# -- kinematics checked against the vector package ---------------------------------------------
+def _vec(p: np.ndarray) -> vector.MomentumNumpy4D:
+    return vector.array({"px": p[1], "py": p[2], "pz": p[3], "E": p[0]})
+
+
+def test_two_body_decay_and_boost_match_vector():
+    rng = np.random.default_rng(0)
+    n = 1000
+    m_parent = rng.uniform(200, 500, n)
+    parent = gen._system(m_parent, rng.normal(0, 1.5, n), rng.normal(0, 80, n), rng.normal(0, 80, n))
+    d1, d2 = gen._two_body(rng, parent, m_parent, 80.4, gen.M_B)
+    np.testing.assert_allclose(_vec(d1).mass, 80.4, rtol=1e-5)
+    np.testing.assert_allclose(_vec(d2).mass, gen.M_B, rtol=1e-3)
+    np.testing.assert_allclose((_vec(d1) + _vec(d2)).mass, m_parent, rtol=1e-9)
+    q = np.stack([np.full(n, 50.0), rng.normal(0, 20, n), rng.normal(0, 20, n), rng.normal(0, 20, n)])
+    boosted = _vec(gen._boost_from_rest(q, parent, m_parent))
+    expected = _vec(q).boost_p4(_vec(parent))
+    for c in ("px", "py", "pz", "E"):
+        np.testing.assert_allclose(getattr(boosted, c), getattr(expected, c), rtol=1e-9, atol=1e-9)
+
+
+def test_eta_matches_vector():
+    rng = np.random.default_rng(1)
+    p = rng.normal(0, 100, (3, 1000))
+    pt = np.hypot(p[0], p[1])
+    eta = gen._eta(pt, p[2], np.sqrt(pt**2 + p[2] ** 2))
+    np.testing.assert_allclose(eta, vector.array({"px": p[0], "py": p[1], "pz": p[2]}).eta, atol=1e-12)
+
+
+def test_neutrino_pz_solves_the_w_mass_constraint():
+    rng = np.random.default_rng(2)
+    n = 2000
+    w = gen._system(np.full(n, gen.M_W), rng.normal(0, 1, n), rng.normal(0, 40, n), rng.normal(0, 40, n))
+    lep, nu = gen._two_body(rng, w, np.full(n, gen.M_W), 0.0, 0.0)
+    pz = gen.neutrino_pz(lep, nu[1], nu[2])
+    nu_rec = np.stack([np.sqrt(nu[1] ** 2 + nu[2] ** 2 + pz**2), nu[1], nu[2], pz])
+    np.testing.assert_allclose((_vec(lep) + _vec(nu_rec)).mass, gen.M_W, rtol=1e-6)
+    # The two roots: the true pz is one of them and the chosen one is the smaller in |pz|.
+    other = 2 * (gen.M_W**2 / 2 + lep[1] * nu[1] + lep[2] * nu[2]) * lep[3] / (lep[1] ** 2 + lep[2] ** 2) - pz
+    assert (np.abs(pz) <= np.abs(other) + 1e-6).all()
+    miss = np.minimum(np.abs(pz - nu[3]), np.abs(other - nu[3]))
+    # float32 directions in the decay: tiny errors, amplified where the two roots nearly meet.
+    assert np.median(miss) < 1e-4 and miss.max() < 0.1
+
+
+def test_reconstructed_masses_match_vector(events):
+    ev = {k: v[:500].astype(np.float64) for k, v in events.items()}
+    phis = lambda f: (np.cos(ev[f]), np.sin(ev[f]))  # noqa: E731
+    jets = np.stack(
+        [gen._from_pt_eta(ev[f"jet{i}_pt"], ev[f"jet{i}_eta"], *phis(f"jet{i}_phi")) for i in range(1, 5)],
+        axis=1,
+    )
+    lep = gen._from_pt_eta(ev["lepton_pt"], ev["lepton_eta"], *phis("lepton_phi"))
+    met_x, met_y = ev["met"] * np.cos(ev["met_phi"]), ev["met"] * np.sin(ev["met_phi"])
+    btag = np.stack([ev[f"jet{i}_btag"] for i in range(1, 5)]).astype(np.int8)
+    m = gen.reconstruct_masses(jets, btag, lep, met_x, met_y)
+    # Recomputed masses agree with the file's (float32 rounding aside).
+    for f in MASSES:
+        np.testing.assert_allclose(m[f], ev[f], rtol=2e-4, atol=2e-3, err_msg=f)
+    j = [_vec(jets[:, i]) for i in range(4)]
+    pz = gen.neutrino_pz(lep, met_x, met_y)
+    nu = _vec(np.stack([np.sqrt(met_x**2 + met_y**2 + pz**2), met_x, met_y, pz]))
+    l = _vec(lep)
+    # m_wwbb uses every object, whatever the assignment.
+    np.testing.assert_allclose(m["m_wwbb"], (j[0] + j[1] + j[2] + j[3] + l + nu).mass, rtol=1e-9)
+    # m_jj is one pair's mass, and m_bb the mass of the two other jets.
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    m_pairs = np.stack([(j[a] + j[b]).mass for a, b in pairs])
+    m_rest = np.stack([(j[c] + j[d]).mass for c, d in pairs[::-1]])
+    k = np.argmin(np.abs(m_pairs - m["m_jj"]), axis=0)
+    np.testing.assert_allclose(m_pairs[k, np.arange(500)], m["m_jj"], rtol=1e-9)
+    np.testing.assert_allclose(m_rest[k, np.arange(500)], m["m_bb"], rtol=1e-9)
+
+
+# -- output --------------------------------------------------------------------------------------
+def test_generate_to_root_streams_the_same_events(tmp_path):
+    from hepflows.events.io import read_events, read_metadata
+
+    path = tmp_path / "gen.root"
+    n = gen.generate_to_root(path, 700, seed=12, start=50, units="higgs", chunk_size=300, progress=False)
+    assert n == 700
+    got = read_events(path)
+    want = generate(700, seed=12, start=50, units="higgs")
+    for f in (*HIGGS_FEATURES, LABEL):
+        np.testing.assert_array_equal(got[f], want[f], err_msg=f)
+    meta = read_metadata(path)
+    assert (meta["seed"], meta["start"], meta["n_events"], meta["units"]) == (12, 50, 700, "higgs")
+    assert [p.name for p in tmp_path.iterdir()] == ["gen.root"]
+
+
+@pytest.mark.slow
+def test_speed_at_least_1e5_events_per_second():
+    generate(10, seed=0)  # tables and imports
+    n = 10 * BLOCK_SIZE
+    best = min(_timed(lambda: generate(n, seed=s)) for s in range(3))
+    assert n / best >= 1e5, f"{n / best:.3g} events/s"
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t

@@ -89,10 +89,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
         # Splits are disjoint ranges of one seeded stream: independent, and reproducible alone.
         generate_to_root(
             path, n, seed=cfg["seed"], start=start, signal_fraction=data["signal_fraction"],
-            units=data["units"], progress=not args.quiet,
+            units=data["units"], progress=not args.quiet, metadata=dict(meta, split=split),
         )
         start += n
-    del meta
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:

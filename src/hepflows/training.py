@@ -123,8 +123,10 @@ class Trainer:
         self.progress = progress
         self.batch_size = min(int(settings["batch_size"]), len(train))
         self.batches_per_epoch = len(train) // self.batch_size  # drop the ragged last batch
+        # The fused kernel updates all parameters at once: several times faster than the
+        # per-tensor loop on the CPU, where the flow's many small tensors make Adam a hot spot.
         self.optimizer = torch.optim.Adam(
-            flow.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
+            flow.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"], fused=True
         )
         self.scheduler = self._make_scheduler()
         self.state = State()

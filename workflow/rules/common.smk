@@ -1,5 +1,6 @@
 # Helpers shared by the rules: what each step is given of the config.
 import json
+import os
 
 
 def settings(*sections):
@@ -13,5 +14,7 @@ def settings(*sections):
 PREPROCESS_SECTIONS = hepflows_config.PREPROCESS_SECTIONS
 MODEL_SECTIONS = hepflows_config.MODEL_SECTIONS
 
-# Scripts are found relative to the workflow, so --directory elsewhere works too.
-SCRIPTS = f"{workflow.basedir}/scripts"
+
+def script(name):
+    """Path of scripts/<name>.py, relative to the working directory (any --directory works)."""
+    return os.path.relpath(os.path.join(workflow.basedir, "scripts", f"{name}.py"))

@@ -9,6 +9,7 @@ if config["data"]["source"] == "generator":
             val=f"{RESULTS}/data/val.root",
             test=f"{RESULTS}/data/test.root",
         params:
+            script=script("generate"),
             settings=settings("seed", "data"),
         log:
             f"{RESULTS}/logs/generate.log",
@@ -17,7 +18,7 @@ if config["data"]["source"] == "generator":
         conda:
             "../../envs/data.yaml"
         shell:
-            "python {SCRIPTS}/generate.py --settings {params.settings:q}"
+            "python {params.script} --settings {params.settings:q}"
             " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
 
 else:
@@ -30,6 +31,7 @@ else:
             val=f"{RESULTS}/data/val.root",
             test=f"{RESULTS}/data/test.root",
         params:
+            script=script("ingest"),
             settings=settings("seed", "data"),
         log:
             f"{RESULTS}/logs/ingest.log",
@@ -38,7 +40,7 @@ else:
         conda:
             "../../envs/data.yaml"
         shell:
-            "python {SCRIPTS}/ingest.py --settings {params.settings:q}"
+            "python {params.script} --settings {params.settings:q}"
             " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
 
 
@@ -48,6 +50,7 @@ rule preprocess:
     output:
         f"{RESULTS}/preprocess.json",
     params:
+        script=script("preprocess"),
         settings=settings(*PREPROCESS_SECTIONS),
     log:
         f"{RESULTS}/logs/preprocess.log",
@@ -56,5 +59,5 @@ rule preprocess:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python {SCRIPTS}/preprocess.py --settings {params.settings:q}"
+        "python {params.script} --settings {params.settings:q}"
         " --train {input.train} --out {output} > {log} 2>&1"

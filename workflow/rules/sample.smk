@@ -8,6 +8,7 @@ rule sample:
     output:
         f"{RESULTS}/samples/generated.root",
     params:
+        script=script("sample"),
         settings=settings(*MODEL_SECTIONS, "sampling"),
     threads: workflow.cores
     log:
@@ -17,5 +18,5 @@ rule sample:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/sample.py --settings {params.settings:q}"
+        "python {params.script} --settings {params.settings:q}"
         " --model {input.model} --preprocess {input.preprocess} --out {output} > {log} 2>&1"

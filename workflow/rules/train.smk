@@ -16,6 +16,7 @@ rule train:
         ),
         curve_pdf=f"{RESULTS}/model/training_curve.pdf",
     params:
+        script=script("train"),
         settings=settings(*MODEL_SECTIONS),
         curve=lambda wildcards, output: output.curve[: -len(".png")],
     threads: workflow.cores
@@ -26,6 +27,6 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/train.py --settings {params.settings:q}"
+        "python {params.script} --settings {params.settings:q}"
         " --train {input.train} --val {input.val} --preprocess {input.preprocess}"
         " --model {output.model} --log {output.log} --plot {params.curve} > {log} 2>&1"

@@ -25,8 +25,9 @@ rule validate:
             labels={"figure": "{name}"},
         ),
     params:
+        script=script("validate"),
         settings=settings("seed", "features", "data", "validation"),
-        out_dir=f"{RESULTS}/validation",
+        out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
     threads: workflow.cores
     log:
         f"{RESULTS}/logs/validate.log",
@@ -35,6 +36,6 @@ rule validate:
     conda:
         "../../envs/validate.yaml"
     shell:
-        "python {SCRIPTS}/validate.py --settings {params.settings:q}"
+        "python {params.script} --settings {params.settings:q}"
         " --reference {input.reference} --generated {input.generated}"
         " --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,60 @@
+"""Normalizing flows: invertible transforms, one idea per module, composed into a :class:`Flow`.
+
+Every transform maps data ``x`` (n, d) to latent ``z`` (n, d) in ``forward`` and returns
+``(z, log|det dz/dx|)`` with the log-determinant of shape (n,); ``inverse`` maps back and returns
+``(x, log|det dx/dz|)``. An optional ``context`` (n, c) conditions couplings and autoregressive
+layers. :func:`build_flow` builds a flow from the config's ``model:`` block.
+"""
+
+from .autoregressive import MaskedRQSAutoregressive
+from .base import Composite, Flow, Transform
+from .build import BASES, COUPLINGS, MODEL_DEFAULTS, NORMS, PERMUTATIONS, build_flow, check_model_config
+from .coupling import (
+    MASKS,
+    AdditiveCoupling,
+    AffineCoupling,
+    Coupling,
+    QuadraticCoupling,
+    RQSplineCoupling,
+    coupling_mask,
+)
+from .distributions import GaussianMixture, StandardNormal
+from .nets import ACTIVATIONS, MADE, MLP, MaskedLinear
+from .normalization import ActNorm, BatchNormFlow
+from .permutations import LULinear, Permutation
+from .splines import piecewise_quadratic_spline, pq_knots, rational_quadratic_spline, rq_knots
+
+__all__ = [
+    "ACTIVATIONS",
+    "BASES",
+    "COUPLINGS",
+    "MASKS",
+    "MODEL_DEFAULTS",
+    "NORMS",
+    "PERMUTATIONS",
+    "ActNorm",
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "BatchNormFlow",
+    "Composite",
+    "Coupling",
+    "Flow",
+    "GaussianMixture",
+    "LULinear",
+    "MADE",
+    "MLP",
+    "MaskedLinear",
+    "MaskedRQSAutoregressive",
+    "Permutation",
+    "QuadraticCoupling",
+    "RQSplineCoupling",
+    "StandardNormal",
+    "Transform",
+    "build_flow",
+    "check_model_config",
+    "coupling_mask",
+    "piecewise_quadratic_spline",
+    "pq_knots",
+    "rational_quadratic_spline",
+    "rq_knots",
+]

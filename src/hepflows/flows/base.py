@@ -1,0 +1,153 @@
+"""The transform interface and the flow that composes transforms with a base distribution.
+
+Direction convention: every transform maps data ``x`` to latent ``z`` in ``forward`` (the
+normalizing direction used for training) and back in ``inverse``. Both return the log of the
+absolute Jacobian determinant of the map they compute, one value per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Transform", "Composite", "Flow"]
+
+
+class Transform(nn.Module):
+    """A bijection ``x <-> z`` with a tractable log-determinant.
+
+    Subclasses set ``features`` (the event dimension ``d``) and ``context_features`` (the
+    number of context columns the transform reads, 0 if it ignores context).
+    """
+
+    features: int
+    context_features: int = 0
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map data ``x`` (n, d) to latent ``z`` (n, d); also return log|det dz/dx| (n,)."""
+        raise NotImplementedError
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map latent ``z`` (n, d) to data ``x`` (n, d); also return log|det dx/dz| (n,)."""
+        raise NotImplementedError
+
+
+class Composite(Transform):
+    """Transforms applied one after another: ``forward`` runs them in order, ``inverse`` backwards.
+
+    Arguments:
+        transforms: the transforms, in the data -> latent order; they share ``features``.
+    """
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        super().__init__()
+        if not transforms:
+            raise ValueError("Composite needs at least one transform")
+        self.transforms = nn.ModuleList(transforms)
+        self.features = transforms[0].features
+        self.context_features = max(getattr(t, "context_features", 0) for t in transforms)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = x.new_zeros(x.shape[0])
+        for t in self.transforms:
+            x, ladj = t(x, context)
+            total = total + ladj
+        return x, total
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = z.new_zeros(z.shape[0])
+        for t in reversed(self.transforms):
+            z, ladj = t.inverse(z, context)
+            total = total + ladj
+        return z, total
+
+
+class Flow(nn.Module):
+    """A normalizing flow: ``log p(x) = log p_base(T(x)) + log|det dT/dx|``.
+
+    Arguments:
+        transforms: the transforms in the data -> latent order.
+        base: the latent distribution; a module with ``features``, ``log_prob(z)`` (n, d) -> (n,)
+            and ``sample(n, generator=...)`` -> (n, d).
+
+    Attributes:
+        features: the event dimension ``d``.
+        context_features: the number of context columns (0 for an unconditional flow).
+    """
+
+    def __init__(self, transforms: Sequence[Transform], base: nn.Module) -> None:
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+        self.base = base
+        self.features = int(base.features)
+        self.context_features = max(
+            (getattr(t, "context_features", 0) for t in transforms), default=0
+        )
+        for t in transforms:
+            if getattr(t, "features", self.features) != self.features:
+                raise ValueError(
+                    f"transform {t.__class__.__name__} has {t.features} features, "
+                    f"the base distribution {self.features}"
+                )
+
+    def _check(self, x: Tensor | None, context: Tensor | None, n: int | None = None) -> None:
+        if x is not None and (x.ndim != 2 or x.shape[1] != self.features):
+            raise ValueError(f"expected events of shape (n, {self.features}), got {tuple(x.shape)}")
+        if context is None:
+            if self.context_features:
+                raise ValueError(f"this flow needs a context of {self.context_features} columns")
+            return
+        if context.ndim != 2 or context.shape[1] != self.context_features:
+            raise ValueError(
+                f"expected context of shape (n, {self.context_features}), got {tuple(context.shape)}"
+            )
+        rows = x.shape[0] if x is not None else n
+        if context.shape[0] != rows:
+            raise ValueError(f"context has {context.shape[0]} rows, expected {rows}")
+
+    def transform(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map data ``x`` (n, d) to latent ``z`` (n, d) and the total log|det dz/dx| (n,)."""
+        self._check(x, context)
+        total = x.new_zeros(x.shape[0])
+        for t in self.transforms:
+            x, ladj = t(x, context)
+            total = total + ladj
+        return x, total
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-density of events ``x`` (n, d) given ``context`` (n, c); shape (n,)."""
+        z, ladj = self.transform(x, context)
+        return self.base.log_prob(z) + ladj
+
+    def _generate(
+        self, n: int, context: Tensor | None, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        self._check(None, context, n)
+        z = self.base.sample(n, generator=generator)
+        log_p = self.base.log_prob(z)
+        for t in reversed(self.transforms):
+            z, ladj = t.inverse(z, context)
+            log_p = log_p - ladj
+        return z, log_p
+
+    def sample(
+        self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Draw ``n`` events (n, d); with ``context`` (n, c) one event per context row.
+
+        The only randomness is the base draw, made with ``generator``: the same generator
+        state gives the same sample.
+        """
+        self._check(None, context, n)
+        z = self.base.sample(n, generator=generator)
+        for t in reversed(self.transforms):
+            z, _ = t.inverse(z, context)
+        return z
+
+    def sample_and_log_prob(
+        self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` events (n, d) and their log-density (n,) in one pass."""
+        return self._generate(n, context, generator)

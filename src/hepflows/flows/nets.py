@@ -1,0 +1,144 @@
+"""Conditioner networks: a plain MLP for couplings and a masked MLP (MADE) for autoregression.
+
+Both end in a zero-initialised linear layer, so that every transform they parametrise starts as
+the identity (or as whatever the transform maps zero parameters to) and a deep stack trains from
+a well-conditioned start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MADE"]
+
+#: Activation names accepted by the config, mapped to their module constructors.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+class MLP(nn.Sequential):
+    """Fully connected network ``(n, in_features) -> (n, out_features)``.
+
+    Layout ``Linear, act, [Dropout,] Linear, act, ..., Linear``; dropout modules appear only when
+    ``dropout > 0``, so that without dropout the layer indices match other libraries' MLPs.
+
+    Arguments:
+        in_features: input width.
+        out_features: output width.
+        hidden: hidden layer widths.
+        activation: one of :data:`ACTIVATIONS`.
+        dropout: dropout probability after each hidden activation.
+        zero_init: zero the last layer's weight and bias.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        zero_init: bool = True,
+    ) -> None:
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), _activation(activation)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        last = nn.Linear(width, out_features)
+        if zero_init:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
+        super().__init__(*layers)
+        self.in_features = in_features
+        self.out_features = out_features
+
+
+class MaskedLinear(nn.Linear):
+    """Linear layer whose weight is multiplied by a fixed 0/1 mask (out, in)."""
+
+    def __init__(self, mask: Tensor, bias: bool = True) -> None:
+        super().__init__(mask.shape[1], mask.shape[0], bias=bias)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015), with context.
+
+    Maps ``x`` (n, d) and ``context`` (n, c) to parameters such that those of feature ``i``
+    depend only on ``x[:, :i]`` and the context. Inputs have degrees 1..d, context columns degree
+    0 (seen by every unit), hidden units degrees cycling through 1..d-1, and the outputs of
+    feature ``i`` see hidden units of degree < i + 1.
+
+    Output layout: one block per entry of ``groups``, each block (d, g) feature-major, flattened:
+    ``[group 0 (d * g0) | group 1 (d * g1) | ...]``; the same layout as a coupling conditioner's,
+    so the same unpacking serves both.
+
+    Arguments:
+        features: ``d``.
+        groups: parameters per feature, per block (an int: one block).
+        context_features: ``c``.
+        hidden: hidden widths.
+        activation: one of :data:`ACTIVATIONS`.
+        dropout: dropout after each hidden activation.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        groups: int | Sequence[int],
+        context_features: int = 0,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        groups = [groups] if isinstance(groups, int) else list(groups)
+        self.features = features
+        self.groups = groups
+        self.context_features = context_features
+
+        in_deg = torch.cat([torch.zeros(context_features), torch.arange(1, features + 1)])
+        layers: list[nn.Module] = []
+        prev = in_deg
+        for h in hidden:
+            deg = torch.arange(h) % max(1, features - 1) + 1
+            layers += [MaskedLinear((deg[:, None] >= prev[None, :]).float()), _activation(activation)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            prev = deg
+        # the outputs of feature i have degree i + 1 and see strictly lower degrees
+        out_deg = torch.cat([torch.arange(1, features + 1).repeat_interleave(g) for g in groups])
+        last = MaskedLinear((out_deg[:, None] > prev[None, :]).float())
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Parameters (n, d * sum(groups)) in block layout."""
+        if context is not None:
+            x = torch.cat([context, x], dim=-1)
+        return self.net(x)

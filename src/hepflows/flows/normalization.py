@@ -1,0 +1,112 @@
+"""Normalization layers of a flow: the batch-norm flow layer (RealNVP/MAF) and ActNorm (Glow)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Transform
+
+__all__ = ["BatchNormFlow", "ActNorm"]
+
+
+class BatchNormFlow(Transform):
+    """Batch normalization as an invertible layer.
+
+    ``z = alpha * (x - mu) / sqrt(var + eps) + beta`` with ``alpha = exp(log_alpha)`` (kept
+    positive) and ``log|det| = sum(log alpha - 0.5 log(var + eps))``.
+
+    - In training mode ``mu`` and ``var`` (biased) are the batch statistics, treated in the
+      log-determinant as constants of the map, and the running statistics are updated.
+    - In evaluation mode ``mu`` and ``var`` are the running statistics.
+    - ``inverse`` always uses the running statistics (a latent sample has no batch statistics of
+      data); so in evaluation mode it inverts ``forward`` exactly, and in training mode it does so
+      only when ``momentum = 0`` (running = last batch).
+
+    Momentum convention: ``momentum`` (rho) weights the OLD running value,
+
+        running <- rho * running + (1 - rho) * batch,
+
+    as in the seed study and in MAF/RealNVP code (rho = 1e-5 there: the running statistics are
+    essentially those of the last training batch). This is the opposite of
+    ``torch.nn.BatchNorm1d(momentum=m)``, which weights the new value (``m = 1 - rho``).
+
+    Arguments:
+        features: ``d``.
+        momentum: rho, in [0, 1].
+        eps: added to the variance.
+    """
+
+    def __init__(self, features: int, momentum: float = 0.9, eps: float = 1e-5) -> None:
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+        self.features = features
+        self.momentum = momentum
+        self.eps = eps
+        self.log_alpha = nn.Parameter(torch.zeros(features))
+        self.beta = nn.Parameter(torch.zeros(features))
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+
+    def extra_repr(self) -> str:
+        return f"{self.features}, momentum={self.momentum} (weight of the old running value), eps={self.eps}"
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.training:
+            mean = x.mean(dim=0)
+            var = x.var(dim=0, unbiased=False)
+            with torch.no_grad():
+                rho = self.momentum
+                self.running_mean.mul_(rho).add_((1 - rho) * mean.detach())
+                self.running_var.mul_(rho).add_((1 - rho) * var.detach())
+        else:
+            mean, var = self.running_mean, self.running_var
+        log_std = 0.5 * torch.log(var + self.eps)
+        z = (x - mean) * torch.exp(self.log_alpha - log_std) + self.beta
+        return z, (self.log_alpha - log_std).sum().expand(x.shape[0])
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        log_std = 0.5 * torch.log(self.running_var + self.eps)
+        x = (z - self.beta) * torch.exp(log_std - self.log_alpha) + self.running_mean
+        return x, (log_std - self.log_alpha).sum().expand(z.shape[0])
+
+
+class ActNorm(Transform):
+    """Per-feature affine normalization ``z = (x - loc) * exp(-log_scale)`` (Glow).
+
+    Data-dependent initialisation: the first ``forward`` in training mode sets ``loc`` and
+    ``log_scale`` to the batch mean and log standard deviation, so that batch leaves with zero mean
+    and unit variance; afterwards both are ordinary parameters. The ``initialized`` flag is a
+    buffer, so a loaded model is not initialised again.
+
+    Arguments:
+        features: ``d``.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = features
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.register_buffer("initialized", torch.tensor(False))
+        # a Python mirror of the buffer, so training steps do not read a device tensor each call
+        self._ready = False
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set ``loc``/``log_scale`` from a batch ``x`` (n, d)."""
+        self.loc.copy_(x.mean(dim=0))
+        self.log_scale.copy_(torch.log(x.std(dim=0, unbiased=False) + 1e-6))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.training and not self._ready:
+            if not bool(self.initialized):
+                self.initialize(x)
+            self._ready = True
+        z = (x - self.loc) * torch.exp(-self.log_scale)
+        return z, (-self.log_scale.sum()).expand(x.shape[0])
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return z * torch.exp(self.log_scale) + self.loc, self.log_scale.sum().expand(z.shape[0])

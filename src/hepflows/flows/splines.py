@@ -1,0 +1,278 @@
+"""Monotonic element-wise splines: rational-quadratic (Durkan et al. 2019) and piecewise-quadratic
+(Mueller et al. 2019), both acting on an interval ``[-B, B]`` with the identity outside it.
+
+Each spline comes as two functions: ``*_knots`` turns unconstrained network outputs into valid
+knots, and the spline itself maps values given knots. Splitting them lets a coupling layer compute
+the knots once per call and lets tests feed knots made by another library.
+
+Shapes: values ``x`` are ``(...)``; knots are ``(..., K + 1)`` for ``K`` bins; every function
+works element-wise, with no loop over features.
+
+Numerics: values outside the interval are routed through a safe point inside it before the spline
+arithmetic and replaced afterwards, so that neither the values nor the gradients of the unused
+branch can become NaN; the discriminant of every inverse is clamped at (the smallest positive
+normal number above) zero, so that rounding never takes a square root of a negative number; and
+outputs are kept inside their bin, so that rounding never sends an interval point (e.g. ``B``
+itself) into the identity tail, where the inverse would no longer undo it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+__all__ = [
+    "DEFAULT_MIN_BIN_WIDTH",
+    "DEFAULT_MIN_BIN_HEIGHT",
+    "DEFAULT_MIN_DERIVATIVE",
+    "rq_knots",
+    "rq_params_per_feature",
+    "unpack_rq_params",
+    "rational_quadratic_spline",
+    "pq_knots",
+    "piecewise_quadratic_spline",
+]
+
+DEFAULT_MIN_BIN_WIDTH = 1e-3
+DEFAULT_MIN_BIN_HEIGHT = 1e-3
+DEFAULT_MIN_DERIVATIVE = 1e-3
+
+
+def _cumulative_knots(fractions: Tensor, bound: float) -> Tensor:
+    """Bin fractions (..., K) summing to 1 -> knot positions (..., K + 1) from -B to B exactly."""
+    # in-place scaling is safe for autograd: cumsum and mul by a number keep no outputs for backward
+    inner = torch.cumsum(fractions[..., :-1], dim=-1).mul_(2 * bound).sub_(bound)
+    shape = (*fractions.shape[:-1], 1)
+    return torch.cat([fractions.new_full(shape, -bound), inner, fractions.new_full(shape, bound)], dim=-1)
+
+
+def _bin_fractions(raw: Tensor, minimum: float) -> Tensor:
+    bins = raw.shape[-1]
+    if minimum * bins >= 1:
+        raise ValueError(f"minimum bin size {minimum} too large for {bins} bins")
+    return torch.softmax(raw, dim=-1).mul(1 - minimum * bins).add_(minimum)
+
+
+def _softplus_shift(target: float, minimum: float) -> float:
+    # softplus(0 + shift) + minimum == target, so zero network outputs give ``target``
+    return math.log(math.expm1(target - minimum))
+
+
+def rq_knots(
+    widths: Tensor,
+    heights: Tensor,
+    derivatives: Tensor,
+    bound: float,
+    *,
+    min_bin_width: float = DEFAULT_MIN_BIN_WIDTH,
+    min_bin_height: float = DEFAULT_MIN_BIN_HEIGHT,
+    min_derivative: float = DEFAULT_MIN_DERIVATIVE,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Unconstrained parameters -> knots of a rational-quadratic spline on ``[-B, B]``.
+
+    Widths and heights go through a softmax with a floor; interior derivatives through a shifted
+    softplus with a floor. The two boundary derivatives are 1, so the spline joins the identity
+    tails with a continuous slope. All-zero parameters give the identity.
+
+    Arguments:
+        widths: (..., K) unconstrained bin widths.
+        heights: (..., K) unconstrained bin heights.
+        derivatives: (..., K - 1) unconstrained interior knot derivatives.
+        bound: the half-width ``B`` of the interval.
+
+    Returns:
+        ``(knot_x, knot_y, knot_d)``, each (..., K + 1).
+    """
+    knot_x = _cumulative_knots(_bin_fractions(widths, min_bin_width), bound)
+    knot_y = _cumulative_knots(_bin_fractions(heights, min_bin_height), bound)
+    shift = _softplus_shift(1.0, min_derivative)
+    inner = min_derivative + F.softplus(derivatives + shift)
+    knot_d = F.pad(inner, (1, 1), value=1.0)
+    return knot_x, knot_y, knot_d
+
+
+def rq_params_per_feature(bins: int) -> int:
+    """Network outputs per transformed feature of a rational-quadratic spline: ``3K - 1``."""
+    return 3 * bins - 1
+
+
+def unpack_rq_params(params: Tensor, features: int, bins: int, bound: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Knots from a conditioner's flat output in block layout.
+
+    ``params`` (n, features * (3K - 1)) holds ``[widths (features, K) | heights (features, K) |
+    derivatives (features, K - 1)]``, each block feature-major. Equivalent to :func:`rq_knots` on
+    the three blocks, but widths and heights share one softmax, cumsum and concatenation.
+
+    Returns:
+        ``(knot_x, knot_y, knot_d)``, each (n, features, K + 1).
+    """
+    n = params.shape[0]
+    wh = params[:, : 2 * features * bins].view(n, 2, features, bins)
+    knots = _cumulative_knots(_bin_fractions(wh, DEFAULT_MIN_BIN_WIDTH), bound)
+    knot_x, knot_y = knots.unbind(1)
+    raw_d = params[:, 2 * features * bins :].view(n, features, bins - 1)
+    inner = DEFAULT_MIN_DERIVATIVE + F.softplus(raw_d + _softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))
+    return knot_x, knot_y, F.pad(inner, (1, 1), value=1.0)
+
+
+def _search(knots: Tensor, values: Tensor) -> Tensor:
+    """Bin index (..., 1) of each value: the number of interior knots <= value, in [0, K - 1]."""
+    # a comparison count reads the strided interior knots in place, where searchsorted would need
+    # a contiguous copy; for the few bins of a flow it is also faster
+    return (values[..., None] >= knots[..., 1:-1]).sum(dim=-1, keepdim=True)
+
+
+def _tiny(t: Tensor) -> float:
+    return torch.finfo(t.dtype).tiny
+
+
+def rational_quadratic_spline(
+    x: Tensor,
+    knot_x: Tensor,
+    knot_y: Tensor,
+    knot_d: Tensor,
+    *,
+    inverse: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Monotonic rational-quadratic spline with identity tails.
+
+    The spline maps ``[knot_x[0], knot_x[K]]`` onto ``[knot_y[0], knot_y[K]]`` (the same interval
+    for the identity tails to be continuous) through the knots ``(knot_x, knot_y)`` with slopes
+    ``knot_d``; outside it is the identity.
+
+    Arguments:
+        x: (...) values (spline outputs when ``inverse``).
+        knot_x, knot_y, knot_d: (..., K + 1) knots, increasing in x and y, positive slopes.
+        inverse: evaluate the inverse spline.
+
+    Returns:
+        The mapped values (...) and log|d out / d in| (...).
+    """
+    knots = knot_y if inverse else knot_x
+    lo, hi = knots[..., 0], knots[..., -1]
+    inside = (x >= lo) & (x <= hi)
+    xs = torch.where(inside, x, lo)
+
+    k = _search(knots, xs)
+    k01 = torch.cat([k, k + 1], dim=-1)
+    x0, x1 = knot_x.gather(-1, k01).unbind(-1)
+    y0, y1 = knot_y.gather(-1, k01).unbind(-1)
+    d0, d1 = knot_d.gather(-1, k01).unbind(-1)
+    w = x1 - x0
+    h = y1 - y0
+    s = h / w
+    c2 = d0 + d1 - 2 * s
+
+    if inverse:
+        dy = xs - y0
+        a = h * (s - d0) + dy * c2
+        b = h * d0 - dy * c2
+        c = -s * dy
+        root = (b * b - 4 * a * c).clamp(min=_tiny(b)).sqrt()
+        # the root in [0, 1] is (-b + root) / 2a = 2c / (-b - root); take the form that adds
+        # terms of one sign (b >= 0: the second; b < 0, only near a bin's right end when the
+        # slope there is steep, and then a >= |b| / 2 > 0: the first), avoiding cancellation
+        positive = b >= 0
+        numerator = torch.where(positive, 2 * c, root - b)
+        # -b - root <= -root < 0; and a > 0 where b < 0, so the clamp only guards rounding
+        denominator = torch.where(positive, -b - root, (2 * a).clamp(min=_tiny(a)))
+        theta = (numerator / denominator).clamp(0, 1)
+        out = torch.minimum(x0 + theta * w, x1)  # rounding must not leave the bin
+    else:
+        theta = (xs - x0) / w
+        tt = theta * (1 - theta)
+        out = torch.minimum(y0 + h * (s * theta * theta + d0 * tt) / (s + c2 * tt), y1)
+
+    tt = theta * (1 - theta)
+    numerator = d1 * theta * theta + 2 * s * tt + d0 * (1 - theta) * (1 - theta)
+    ladj = 2 * torch.log(s) + torch.log(numerator) - 2 * torch.log(s + c2 * tt)
+    if inverse:
+        ladj = -ladj
+    return torch.where(inside, out, x), torch.where(inside, ladj, torch.zeros_like(ladj))
+
+
+def pq_knots(
+    widths: Tensor,
+    heights: Tensor,
+    *,
+    min_bin_width: float = DEFAULT_MIN_BIN_WIDTH,
+    min_height: float = DEFAULT_MIN_BIN_HEIGHT,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Unconstrained parameters -> a piecewise-linear density on ``[0, 1]`` and its CDF knots.
+
+    Widths ``W`` go through a softmax with a floor; vertex heights ``V`` through a shifted softplus
+    with a floor, then are divided by ``sum_k (V_k + V_{k+1}) W_k / 2`` so the density integrates
+    to 1. All-zero parameters give the uniform density (the identity map).
+
+    Arguments:
+        widths: (..., K) unconstrained bin widths.
+        heights: (..., K + 1) unconstrained vertex heights.
+
+    Returns:
+        ``(bin_width, vertex, knot_u, knot_c)``: widths (..., K), normalised vertex heights
+        (..., K + 1), bin edges (..., K + 1) from 0 to 1 and CDF at the edges (..., K + 1), 0 to 1.
+    """
+    w = _bin_fractions(widths, min_bin_width)
+    v = min_height + F.softplus(heights + _softplus_shift(1.0, min_height))
+    mass = 0.5 * (v[..., :-1] + v[..., 1:]) * w
+    v = v / mass.sum(dim=-1, keepdim=True)
+    mass = 0.5 * (v[..., :-1] + v[..., 1:]) * w
+    knot_u = 0.5 * (_cumulative_knots(w, 1.0) + 1)
+    knot_c = 0.5 * (_cumulative_knots(mass, 1.0) + 1)
+    return w, v, knot_u, knot_c
+
+
+def piecewise_quadratic_spline(
+    x: Tensor,
+    bin_width: Tensor,
+    vertex: Tensor,
+    knot_u: Tensor,
+    knot_c: Tensor,
+    bound: float,
+    *,
+    inverse: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Piecewise-quadratic CDF map (Mueller et al. 2019) on ``[-B, B]``, identity outside.
+
+    Inside, ``u = (x + B) / 2B`` is mapped by the CDF ``C`` of the piecewise-linear density
+    from :func:`pq_knots` and back: ``z = 2B C(u) - B``; the log-determinant is ``log pdf(u)``
+    (the affine rescalings cancel). In bin ``k`` with ``a = (u - u_k) / W_k``,
+    ``C = C_k + a W_k V_k + a^2 W_k (V_{k+1} - V_k) / 2``; the inverse takes the root of this
+    quadratic in ``a`` in the form ``2 dC / (W_k V_k + sqrt(...))`` that never divides by a
+    vanishing leading coefficient.
+
+    Arguments:
+        x: (...) values (outputs when ``inverse``).
+        bin_width, vertex, knot_u, knot_c: from :func:`pq_knots`.
+        bound: ``B``.
+        inverse: evaluate the inverse map.
+
+    Returns:
+        The mapped values (...) and log|d out / d in| (...).
+    """
+    inside = (x >= -bound) & (x <= bound)
+    u = (torch.where(inside, x, torch.zeros_like(x)) + bound) / (2 * bound)
+
+    k = _search(knot_c if inverse else knot_u, u)
+    u0 = knot_u.gather(-1, k).squeeze(-1)
+    c0 = knot_c.gather(-1, k).squeeze(-1)
+    wk = bin_width.gather(-1, k).squeeze(-1)
+    v0, v1 = vertex.gather(-1, torch.cat([k, k + 1], dim=-1)).unbind(-1)
+    dv = v1 - v0
+
+    if inverse:
+        dc = u - c0
+        disc = (wk * v0) ** 2 + 2 * wk * dv * dc
+        a = (2 * dc / (wk * v0 + disc.clamp(min=_tiny(disc)).sqrt())).clamp(0, 1)
+        out = (2 * bound * (u0 + a * wk) - bound).clamp(max=bound)  # rounding must not leave [-B, B]
+    else:
+        a = (u - u0) / wk
+        out = (2 * bound * (c0 + a * wk * (v0 + 0.5 * a * dv)) - bound).clamp(max=bound)
+
+    ladj = torch.log(v0 + a * dv)
+    if inverse:
+        ladj = -ladj
+    return torch.where(inside, out, x), torch.where(inside, ladj, torch.zeros_like(ladj))

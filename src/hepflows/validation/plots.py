@@ -33,7 +33,7 @@ CLASS_STYLE: dict[int, tuple[str, str, str]] = {
     1: ("signal", "#ffa90e", "#a34f00"),
 }
 #: Text after "ATLAS" in the corner label.
-EXPERIMENT_TEXT = "Internal"
+EXPERIMENT_TEXT = ""
 PNG_DPI = 110
 TRAINING_LOG_COLUMNS = ("epoch", "train_nll", "val_nll")
 
@@ -46,7 +46,7 @@ def _atlas_style() -> Iterator[None]:
 
 
 def _label(fig: plt.Figure, rect: Sequence[float], loc: int | None = None) -> None:
-    """'ATLAS Simulation Internal' at the top left of the axes area ``rect`` (figure fraction).
+    """'hepflows Simulation' at the top left of the axes area ``rect`` (figure fraction).
 
     ``data=False`` makes mplhep add "Simulation"; ``loc=0`` puts the label above the axes.
     mplhep measures its text by drawing the whole figure, twice; drawing axes full of ATLAS
@@ -58,7 +58,9 @@ def _label(fig: plt.Figure, rect: Sequence[float], loc: int | None = None) -> No
     overlay.set_axis_off()
     overlay.set_zorder(10)  # drawn over the real axes, whose background would hide the text
     kwargs = {} if loc is None else {"loc": loc}
-    mplhep.atlas.label(ax=overlay, data=False, text=EXPERIMENT_TEXT, rlabel="", **kwargs)
+    # ATLAS style, but the label names this project: the events are not an experiment's.
+    mplhep.label.exp_label(exp="hepflows", ax=overlay, data=False, text=EXPERIMENT_TEXT,
+                           rlabel="", **kwargs)
 
 
 def save_figure(fig: plt.Figure, out_base: Path) -> tuple[Path, Path]:

@@ -39,12 +39,14 @@ def load_model(
     *,
     features: Sequence[str] | None = None,
     preprocess_hash: str | None = None,
+    config_hash: str | None = None,
     device: torch.device | str = "cpu",
 ):
     """Rebuild the flow stored at ``path`` in eval mode; returns ``(flow, metadata)``.
 
-    ``features`` and ``preprocess_hash``, when given, must equal those the model was trained
-    with (the hash of the preprocessing parameters file it was trained on).
+    ``features``, ``preprocess_hash`` and ``config_hash``, when given, must equal those the
+    model was trained with (the hash of the preprocessing parameters file it was trained on, and
+    the hash of the config sections that shape a model, ``config.MODEL_SECTIONS``).
     """
     from hepflows.flows import build_flow
 
@@ -61,8 +63,20 @@ def load_model(
             f"{path}: trained with preprocessing hash {data.get('preprocess_hash')!r}, but the "
             f"preprocessing file has {preprocess_hash!r}: they come from different configurations"
         )
+    if config_hash is not None and config_hash != data.get("config_hash"):
+        raise InputError(
+            f"{path}: trained with config hash {data.get('config_hash')!r}, expected "
+            f"{config_hash!r}: the model belongs to another configuration (its seed, features, "
+            "data, preprocess, model or training sections differ); rerun the train step"
+        )
     flow = build_flow(data["model"], len(data["features"]), data["context_features"])
-    flow.load_state_dict(data["state_dict"])
+    try:
+        flow.load_state_dict(data["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise InputError(
+            f"{path}: its weights do not fit its own model block {data['model']} "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}); the file is corrupt"
+        ) from None
     flow.to(device).eval()
     meta = {k: v for k, v in data.items() if k != "state_dict"}
     return flow, meta

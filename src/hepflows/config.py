@@ -64,9 +64,35 @@ def _schema_message(err: Exception) -> str:
 
     for exc in (cause, *getattr(err, "args", ())):
         if isinstance(exc, jsonschema.ValidationError):
-            where = ".".join(str(p) for p in exc.absolute_path) or "<top level>"
-            return f"key {where}: {exc.message}"
+            return _describe(exc)
     return str(err).strip().splitlines()[0]
+
+
+def _describe(exc: Any) -> str:
+    """``key a.b: what is wrong, what was expected`` for one jsonschema error."""
+    path = [str(p) for p in exc.absolute_path]
+    where = ".".join(path) or "<top level>"
+    if exc.validator == "additionalProperties" and isinstance(exc.instance, Mapping):
+        # jsonschema's own text names neither the keys allowed there nor a near miss.
+        allowed = sorted(exc.schema.get("properties", {}))
+        unknown = [str(k) for k in exc.instance if k not in allowed]
+        return f"key {where}: unknown key(s) {unknown}; expected one of {allowed}"
+    if exc.validator in ("oneOf", "anyOf") and exc.context:
+        reasons = " or ".join(dict.fromkeys(sub.message for sub in exc.context))
+        return f"key {where}: {exc.message}: {reasons}"
+    message = exc.message
+    if exc.validator == "type" and isinstance(exc.instance, str) and _parses_as_number(exc.instance):
+        # PyYAML follows YAML 1.1: 1e-3 (no dot) is text, 1.0e-3 is a number.
+        message += f" (YAML reads {exc.instance} as text: write it with a dot, e.g. 1.0e-3)"
+    return f"key {where}: {message}"
+
+
+def _parses_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_semantics(config: dict[str, Any], source: str) -> None:
@@ -74,13 +100,21 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     from hepflows.flows import check_model_config
 
     try:
-        resolve_features(config["features"])
+        features = resolve_features(config["features"])
     except ValueError as err:
         raise InputError(f"{source}: key features: {err}") from None
     try:
         config["model"] = check_model_config(config["model"])
     except ValueError as err:
         raise InputError(f"{source}: key {err}" if str(err).startswith("model") else f"{source}: key model: {err}") from None
+    coupling = config["model"]["coupling"]
+    if coupling != "rq_autoregressive" and len(features) < 2:
+        # A coupling transforms one part of the features given the other: it cannot be built
+        # on one feature, and the train step would find out only after the data steps ran.
+        raise InputError(
+            f"{source}: key model.coupling: {coupling!r} needs at least 2 features, but features "
+            f"gives {len(features)} ({list(features)}); add features or use rq_autoregressive"
+        )
     data = config["data"]
     if data["source"] != "generator":
         if not data["path"]:

@@ -8,18 +8,20 @@ The logit maps the bounded physical range onto the real line, where flows are at
 margin keeps every training point away from 0 and 1, where the logit diverges.  The inverse
 clamps nothing: ``sigmoid`` lands inside (0, 1), so every sample maps back inside the widened
 range.  Parameters are saved as JSON with the feature names and the config hash they were
-fitted with, and loading checks both.
+fitted with, and loading checks both; a ``metadata`` record (package version, git commit,
+seed, ...) travels with them for provenance.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hepflows import __version__
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 
@@ -38,6 +40,7 @@ class Preprocessor:
     std: np.ndarray
     margin: float
     config_hash: str = ""
+    metadata: dict = field(default_factory=dict)  # provenance; not used by the transform
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Physical values (n, d) -> standardised logits (n, d), float64."""
@@ -70,6 +73,7 @@ class Preprocessor:
             "high": self.high.tolist(),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "metadata": {"hepflows_version": __version__, **self.metadata},
         }
 
     @classmethod
@@ -86,7 +90,13 @@ class Preprocessor:
                     f"{source}: '{key}' has shape {value.shape}, expected ({len(features)},) "
                     f"for features {list(features)}"
                 )
-        return cls(features, margin=margin, config_hash=str(data.get("config_hash", "")), **arrays)
+        metadata = data.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise InputError(f"{source}: 'metadata' is a {type(metadata).__name__}, expected a mapping")
+        return cls(
+            features, margin=margin, config_hash=str(data.get("config_hash", "")),
+            metadata=metadata, **arrays,
+        )
 
     def save(self, path: str | Path) -> None:
         """Write the parameters as JSON, atomically."""
@@ -122,19 +132,36 @@ class Preprocessor:
 
 
 def fit(
-    x: np.ndarray, features: Sequence[str], *, margin: float = 0.05, config_hash: str = ""
+    x: np.ndarray,
+    features: Sequence[str],
+    *,
+    margin: float = 0.05,
+    config_hash: str = "",
+    source: str = "training events",
+    metadata: dict | None = None,
 ) -> Preprocessor:
-    """Fit the transform on training events ``x`` (n, d) in the order of ``features``."""
+    """Fit the transform on training events ``x`` (n, d) in the order of ``features``.
+
+    ``source`` (the training file) is named in every error; ``metadata`` is stored with the
+    parameters.
+    """
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[1] != len(features):
         raise ValueError(f"expected events of shape (n, {len(features)}), got {x.shape}")
+    if len(x) < 2:
+        raise InputError(
+            f"{source}: {len(x)} event(s), expected at least 2 to fit the preprocessing range"
+        )
     if not np.isfinite(x).all():
         bad = [f for f, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
-        raise InputError(f"non-finite values in feature(s) {bad}")
+        raise InputError(f"{source}: non-finite values in feature(s) {bad}, expected finite numbers")
     lo, hi = x.min(axis=0), x.max(axis=0)
     constant = [f for f, a, b in zip(features, lo, hi) if a == b]
     if constant:
-        raise InputError(f"feature(s) {constant} are constant in the training data: nothing to learn")
+        raise InputError(
+            f"{source}: feature(s) {constant} are constant in the training data, expected a "
+            "spread of values: nothing to learn"
+        )
     width = hi - lo
     partial = Preprocessor(
         tuple(features), lo - margin * width, hi + margin * width,
@@ -143,5 +170,5 @@ def fit(
     logits = partial.forward(x)
     return Preprocessor(
         partial.features, partial.low, partial.high,
-        logits.mean(axis=0), logits.std(axis=0), margin, config_hash,
+        logits.mean(axis=0), logits.std(axis=0), margin, config_hash, dict(metadata or {}),
     )

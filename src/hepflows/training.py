@@ -5,7 +5,14 @@ with Adam.  Every epoch it writes a resumable checkpoint (model, optimiser, sche
 states) by write-then-rename; on SIGTERM (what batch systems send before pre-emption) it saves
 the exact position inside the epoch and exits, and a rerun resumes from there.  A non-finite
 loss or gradient never reaches the weights: the step is skipped; too many in a row restore the
-last checkpoint with half the learning rate.
+last checkpoint with half the learning rate, and a loss that stays non-finite through
+:data:`MAX_RECOVERIES` such restores stops training with :class:`Diverged` instead of looping.
+
+On the CPU the loop runs on a fixed number of intra-op threads (``threads`` in the settings, 1
+when absent), not on as many as the job was given: the weight gradients of a matrix product are
+sums over the batch that the math library splits between threads, and the rounding of those sums
+depends on the split, so without a fixed count the same seed gives other weights under another
+``--cores``.
 """
 
 from __future__ import annotations
@@ -26,14 +33,31 @@ from tqdm import tqdm
 
 from hepflows import checkpoint
 from hepflows.atomic import atomic_write_text
+from hepflows.errors import InputError
 
 log = logging.getLogger("hepflows.training")
 
 LOG_COLUMNS = ("epoch", "train_nll", "val_nll", "lr", "seconds", "skipped_steps")
 
+#: Restores of the last checkpoint (each halving the learning rate) without finishing an epoch
+#: before training gives up: the rate has then fallen by 256, and a loss that is still
+#: non-finite will not be cured by smaller steps (the data or the model is broken).
+MAX_RECOVERIES = 8
+
+#: Intra-op threads of CPU training when the settings name none; see the module docstring.
+DEFAULT_CPU_THREADS = 1
+
 
 class Interrupted(RuntimeError):
     """Training stopped on SIGTERM/SIGINT after saving a checkpoint; rerun to resume."""
+
+
+class Diverged(InputError):
+    """The loss stayed non-finite through :data:`MAX_RECOVERIES` restores at ever lower rates.
+
+    An :class:`InputError` because the cure is in the input: a lower ``training.lr`` or data
+    that the flow can represent.
+    """
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -75,6 +99,7 @@ class State:
     epoch_loss_sum: float = 0.0
     epoch_loss_count: int = 0
     skipped_steps: int = 0
+    recoveries: int = 0  # restores after non-finite steps since the last finished epoch
 
 
 def _seeded_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -121,6 +146,9 @@ class Trainer:
         self.resume_path, self.log_path = Path(resume_path), Path(log_path)
         self.config_hash = config_hash
         self.progress = progress
+        for name, data in (("training", train), ("validation", val)):
+            if len(data) == 0:
+                raise InputError(f"the {name} events are empty (0 events), expected at least one")
         self.batch_size = min(int(settings["batch_size"]), len(train))
         self.batches_per_epoch = len(train) // self.batch_size  # drop the ragged last batch
         # The fused kernel updates all parameters at once: several times faster than the
@@ -131,6 +159,7 @@ class Trainer:
         self.scheduler = self._make_scheduler()
         self.state = State()
         self._stop_signal: int | None = None
+        self._checkpoint_is_ours = False  # the file at resume_path was written by this run
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         if self.settings["scheduler"] == "cosine":
@@ -149,16 +178,21 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "state": self.state.__dict__,
         })
+        self._checkpoint_is_ours = True
 
     def try_resume(self) -> bool:
         """Load the resumable checkpoint if it exists and belongs to this config."""
         if not self.resume_path.exists():
             return False
-        data = checkpoint.read(self.resume_path)
+        try:
+            data = checkpoint.read(self.resume_path)
+        except InputError as err:
+            raise InputError(f"{err}; delete it to start training afresh") from None
         if data.get("config_hash") != self.config_hash:
             log.warning("ignoring %s: it was made with another configuration", self.resume_path)
             return False
         self._restore(data)
+        self._checkpoint_is_ours = True
         log.info("resumed from %s at epoch %d, batch %d", self.resume_path,
                  self.state.epoch + 1, self.state.batch)
         return True
@@ -186,10 +220,26 @@ class Trainer:
         return previous
 
     # -- the loop ------------------------------------------------------------------------------
+    def _pin_threads(self) -> int:
+        """Fix the CPU intra-op threads for reproducibility; returns the previous count."""
+        previous = torch.get_num_threads()
+        threads = self.settings.get("threads", DEFAULT_CPU_THREADS)
+        if threads is not None and self.train_data.x.device.type == "cpu":
+            torch.set_num_threads(int(threads))
+            if threads != previous:
+                log.info("CPU training on %d thread(s) of the %d available, so that a seed gives "
+                         "the same weights whatever the cores", threads, previous)
+        return previous
+
     def fit(self, on_epoch: Callable[[dict], None] | None = None) -> State:
         """Train until ``epochs`` or early stopping; returns the final :class:`State`."""
         previous = self._install_signal_handlers()
+        threads = self._pin_threads()
         try:
+            if not self._checkpoint_is_ours:
+                # Something to restore if the first epoch already meets non-finite steps (and
+                # never a stale file of another configuration, which try_resume ignored).
+                self.save_checkpoint()
             while self.state.epoch < self.settings["epochs"] and not self._early_stopped():
                 started = time.perf_counter()
                 self._run_epoch()
@@ -197,6 +247,7 @@ class Trainer:
                 if on_epoch is not None:
                     on_epoch(row)
         finally:
+            torch.set_num_threads(threads)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.state
@@ -241,10 +292,19 @@ class Trainer:
         bar.close()
 
     def _step(self, x: torch.Tensor, context: torch.Tensor | None) -> float | None:
-        """One Adam step; returns the batch loss, or None if it was skipped as non-finite."""
+        """One Adam step; returns the batch loss, or None if it was skipped as non-finite.
+
+        A skipped step leaves the model exactly as it was: the forward pass has already moved
+        the normalisation layers' running statistics and flags (buffers, not parameters), so
+        they are put back too; otherwise the batch that overflowed would still reach the model
+        used for sampling.
+        """
         self.optimizer.zero_grad(set_to_none=True)
+        buffers = list(self.flow.buffers())
+        saved = [b.clone() for b in buffers]
         loss = -self.flow.log_prob(x, context).mean()
         if not torch.isfinite(loss):
+            self._put_back(buffers, saved)
             return None
         loss.backward()
         clip = self.settings["grad_clip"]
@@ -253,24 +313,48 @@ class Trainer:
         )
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
+            self._put_back(buffers, saved)
             return None
         self.optimizer.step()
         self.scheduler.step()
         return loss.item()
 
+    @staticmethod
+    @torch.no_grad()
+    def _put_back(buffers: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+        for buffer, value in zip(buffers, saved):
+            buffer.copy_(value)
+
     def _recover(self, bad_in_row: int) -> None:
-        """Restore the last checkpoint (or the initial weights) with half the learning rate."""
-        skipped = self.state.skipped_steps
-        if self.resume_path.exists():
-            self._restore(checkpoint.read(self.resume_path))
-        self.state.lr_scale *= 0.5
-        self.state.skipped_steps = skipped
+        """Restore the last checkpoint with half the learning rate of the failing steps.
+
+        The rate halves relative to the rate in force, not to the checkpoint's: a second
+        failure before the next checkpoint must lower it further, or the same steps would
+        fail again for ever.  After :data:`MAX_RECOVERIES` restores without an epoch finished
+        in between it raises :class:`Diverged`; restores spread over a long run are no reason
+        to give up.
+        """
+        if self.state.recoveries >= MAX_RECOVERIES:
+            raise Diverged(
+                f"training diverged: {bad_in_row} non-finite steps in a row again after "
+                f"{MAX_RECOVERIES} restores of {self.resume_path} within epoch "
+                f"{self.state.epoch + 1}, each halving the learning rate (now "
+                f"{self.optimizer.param_groups[0]['lr']:.3g}); lower training.lr or check the "
+                "training data"
+            )
+        scale = self.state.lr_scale * 0.5
+        skipped, recoveries = self.state.skipped_steps, self.state.recoveries + 1
+        self._restore(checkpoint.read(self.resume_path))
+        factor = scale / self.state.lr_scale  # relative to the restored optimiser's rate
         for group in self.optimizer.param_groups:
-            group["lr"] *= 0.5
-        self.scheduler.base_lrs = [lr * 0.5 for lr in self.scheduler.base_lrs]
+            group["lr"] *= factor
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        self.state.lr_scale, self.state.skipped_steps = scale, skipped
+        self.state.recoveries = recoveries
         log.warning(
-            "%d non-finite steps in a row: restored the last checkpoint (epoch %d) and halved the "
-            "learning rate (scale now %g)", bad_in_row, self.state.epoch, self.state.lr_scale,
+            "%d non-finite steps in a row: restored the last checkpoint (epoch %d, batch %d) and "
+            "halved the learning rate (scale now %g, restore %d of at most %d)", bad_in_row,
+            self.state.epoch, self.state.batch, scale, recoveries, MAX_RECOVERIES,
         )
 
     def _finish_epoch(self, seconds: float) -> dict:
@@ -291,6 +375,7 @@ class Trainer:
         else:
             state.epochs_without_improvement += 1
         state.batch, state.epoch_loss_sum, state.epoch_loss_count = 0, 0.0, 0
+        state.recoveries = 0
         write_log(self.log_path, state.history)
         self.save_checkpoint()
         log.info(

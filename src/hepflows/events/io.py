@@ -112,6 +112,25 @@ def _check_labels(label: np.ndarray, where: str, first_row: int = 0, unit: str =
         )
 
 
+def _check_finite(
+    arrays: Mapping[str, np.ndarray], names: Sequence[str], where: str, first_entry: int = 0
+) -> None:
+    """Raise InputError if a branch of ``names`` holds NaN or Inf, naming branch and entry.
+
+    A NaN read from a ROOT file would pass unnoticed until it poisons a fit or a histogram far
+    from its source; it is stopped where its file and entry are still known.
+    """
+    for name in names:
+        a = arrays[name]
+        bad = ~np.isfinite(a)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(
+                f"{where}: branch {name!r}: {int(bad.sum())} NaN or Inf value(s), the first at "
+                f"entry {first_entry + i} ({a[i].item()!r}); expected finite numbers"
+            )
+
+
 def _prepare(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     """Validate a chunk of events and cast it to the file's branch types.
 
@@ -444,6 +463,7 @@ def _cast_events(
     first_entry: int,
 ) -> dict[str, np.ndarray]:
     out = {f: np.asarray(raw[f], dtype=np.float32) for f in features}
+    _check_finite(out, features, where, first_entry)
     n = len(next(iter(raw.values()))) if raw else 0
     if with_label:
         label = np.asarray(raw[LABEL])
@@ -454,6 +474,7 @@ def _cast_events(
             np.asarray(raw[WEIGHT], dtype=np.float32) if WEIGHT in raw
             else np.ones(n, dtype=np.float32)
         )
+        _check_finite(out, [WEIGHT], where, first_entry)
     return out
 
 
@@ -1066,6 +1087,9 @@ def convert_root(
         needed = list(dict.fromkeys([*fmap.values(), *([label_branch] if label_branch else [])]))
         _check_branches(t, needed, where)
         n_total = t.num_entries if limit is None else min(limit, t.num_entries)
+        if n_total == 0:
+            # As for an empty CSV: converting nothing is a mistake in the input, not a result.
+            raise InputError(f"{where}: tree {tree!r} has no entries, expected events to convert")
         source = {
             "source": os.fspath(path), "source_format": "root", "tree": tree,
             "branch_map": fmap, "label_branch": label_branch, "label_value": label_value,
@@ -1091,6 +1115,8 @@ def convert_root(
                     ) from exc
                 n = len(raw[needed[0]])
                 chunk = {feat: np.asarray(raw[b], dtype=np.float32) for feat, b in fmap.items()}
+                _check_finite({b: chunk[feat] for feat, b in fmap.items()}, list(fmap.values()),
+                              where, first)
                 if label_branch is not None:
                     lab = np.asarray(raw[label_branch])
                     _check_labels(lab, f"{where}: branch {label_branch!r}", first)

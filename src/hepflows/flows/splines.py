@@ -56,6 +56,16 @@ def _bin_fractions(raw: Tensor, minimum: float) -> Tensor:
     return torch.softmax(raw, dim=-1).mul(1 - minimum * bins).add_(minimum)
 
 
+def _softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x), computed the same way for every element.
+
+    torch's CPU ``softplus`` evaluates the tail of its vectorised loop with a scalar formula
+    that rounds differently, and where that tail falls moves with the thread count; this
+    form (relu, exp, log1p: one code path each) gives the same bits whatever the threads.
+    """
+    return torch.relu(x) + torch.log1p(torch.exp(-x.abs()))
+
+
 def _softplus_shift(target: float, minimum: float) -> float:
     # softplus(0 + shift) + minimum == target, so zero network outputs give ``target``
     return math.log(math.expm1(target - minimum))
@@ -89,7 +99,7 @@ def rq_knots(
     knot_x = _cumulative_knots(_bin_fractions(widths, min_bin_width), bound)
     knot_y = _cumulative_knots(_bin_fractions(heights, min_bin_height), bound)
     shift = _softplus_shift(1.0, min_derivative)
-    inner = min_derivative + F.softplus(derivatives + shift)
+    inner = min_derivative + _softplus(derivatives + shift)
     knot_d = F.pad(inner, (1, 1), value=1.0)
     return knot_x, knot_y, knot_d
 
@@ -114,7 +124,7 @@ def unpack_rq_params(params: Tensor, features: int, bins: int, bound: float) -> 
     knots = _cumulative_knots(_bin_fractions(wh, DEFAULT_MIN_BIN_WIDTH), bound)
     knot_x, knot_y = knots.unbind(1)
     raw_d = params[:, 2 * features * bins :].view(n, features, bins - 1)
-    inner = DEFAULT_MIN_DERIVATIVE + F.softplus(raw_d + _softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))
+    inner = DEFAULT_MIN_DERIVATIVE + _softplus(raw_d + _softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))
     return knot_x, knot_y, F.pad(inner, (1, 1), value=1.0)
 
 
@@ -216,7 +226,7 @@ def pq_knots(
         (..., K + 1), bin edges (..., K + 1) from 0 to 1 and CDF at the edges (..., K + 1), 0 to 1.
     """
     w = _bin_fractions(widths, min_bin_width)
-    v = min_height + F.softplus(heights + _softplus_shift(1.0, min_height))
+    v = min_height + _softplus(heights + _softplus_shift(1.0, min_height))
     mass = 0.5 * (v[..., :-1] + v[..., 1:]) * w
     v = v / mass.sum(dim=-1, keepdim=True)
     mass = 0.5 * (v[..., :-1] + v[..., 1:]) * w

@@ -69,3 +69,22 @@ def test_fit_rejects_bad_training_data(events):
     const[:, 2] = 1.0
     with pytest.raises(InputError, match="constant"):
         preprocess.fit(const, FEATURES)
+
+
+def test_point_mass_is_dequantized_and_snapped_back():
+    rng = np.random.default_rng(3)
+    continuous = rng.exponential(30, 4000) + 81.0
+    x = np.stack([np.where(rng.random(4000) < 0.7, np.float32(80.4), continuous),
+                  rng.normal(0, 1, 4000)], axis=1)
+    pre = preprocess.fit(x, ("m_lv", "lepton_eta"))
+    assert set(pre.spikes) == {"m_lv"}
+    value, width = pre.spikes["m_lv"]
+    assert value == pytest.approx(80.4, rel=1e-6) and 0 < width < 0.6
+    y = pre.forward(x)
+    assert len(np.unique(y[:, 0])) > 0.99 * len(y)  # the point mass is spread out
+    back = pre.inverse(y).astype(np.float32)
+    np.testing.assert_array_equal(back[:, 0] == np.float32(80.4), x[:, 0] == np.float32(80.4))
+    np.testing.assert_allclose(back, x.astype(np.float32), rtol=1e-5)
+    loaded = preprocess.Preprocessor.from_dict(pre.to_dict())
+    assert loaded.spikes == pre.spikes
+    assert preprocess.fit(x, ("m_lv", "lepton_eta"), spike_fraction=None).spikes == {}

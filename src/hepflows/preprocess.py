@@ -41,17 +41,44 @@ class Preprocessor:
     margin: float
     config_hash: str = ""
     metadata: dict = field(default_factory=dict)  # provenance; not used by the transform
+    #: feature -> (value, half-width) of a point mass; see :meth:`dequantize` and :meth:`snap`.
+    spikes: dict = field(default_factory=dict)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Physical values (n, d) -> standardised logits (n, d), float64."""
-        x1 = np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
+        x = self.dequantize(np.asarray(x, np.float64))
+        x1 = np.clip((x - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
         return (np.log(x1) - np.log1p(-x1) - self.mean) / self.std
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """Standardised logits (n, d) -> physical values (n, d) inside [low, high], float64."""
         x2 = np.asarray(y, np.float64) * self.std + self.mean
         x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
-        return self.low + x1 * (self.high - self.low)
+        return self.snap(self.low + x1 * (self.high - self.low))
+
+    def dequantize(self, x: np.ndarray) -> np.ndarray:
+        """Spread each point mass uniformly over (value - w, value + w), reproducibly.
+
+        A flow has a density: it cannot put a finite fraction of events on one value (m_lv is
+        exactly m_W whenever the W-mass constraint has a real solution).  It learns the narrow
+        box instead, and :meth:`snap` puts what it generates in the box back on the value.
+        """
+        if not self.spikes:
+            return x
+        x = x.copy()
+        rng = np.random.default_rng(0)
+        for name, (value, width) in self.spikes.items():
+            j = self.features.index(name)
+            at = x[:, j] == np.float32(value)
+            x[at, j] = value + width * rng.uniform(-1.0, 1.0, int(at.sum()))
+        return x
+
+    def snap(self, x: np.ndarray) -> np.ndarray:
+        """Values within a point mass's box (n, d) go back onto the point; in place."""
+        for name, (value, width) in self.spikes.items():
+            j = self.features.index(name)
+            x[np.abs(x[:, j] - value) < width, j] = value
+        return x
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         """log|det dy/dx| per event (n,), to turn a density of y into one of x."""
@@ -74,6 +101,7 @@ class Preprocessor:
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "metadata": {"hepflows_version": __version__, **self.metadata},
+            "spikes": {name: list(spike) for name, spike in self.spikes.items()},
         }
 
     @classmethod
@@ -93,9 +121,15 @@ class Preprocessor:
         metadata = data.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise InputError(f"{source}: 'metadata' is a {type(metadata).__name__}, expected a mapping")
+        spikes = data.get("spikes") or {}
+        if not isinstance(spikes, dict) or any(
+            name not in features or len(spike) != 2 for name, spike in spikes.items()
+        ):
+            raise InputError(f"{source}: 'spikes' must map fitted features to [value, half-width]")
         return cls(
             features, margin=margin, config_hash=str(data.get("config_hash", "")),
-            metadata=metadata, **arrays,
+            metadata=metadata, spikes={k: (float(v), float(w)) for k, (v, w) in spikes.items()},
+            **arrays,
         )
 
     def save(self, path: str | Path) -> None:
@@ -139,11 +173,13 @@ def fit(
     config_hash: str = "",
     source: str = "training events",
     metadata: dict | None = None,
+    spike_fraction: float | None = 0.01,
 ) -> Preprocessor:
     """Fit the transform on training events ``x`` (n, d) in the order of ``features``.
 
     ``source`` (the training file) is named in every error; ``metadata`` is stored with the
-    parameters.
+    parameters.  A value held by more than ``spike_fraction`` of the events is a point mass
+    (see :meth:`Preprocessor.dequantize`); None turns the search off.
     """
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[1] != len(features):
@@ -163,12 +199,41 @@ def fit(
             "spread of values: nothing to learn"
         )
     width = hi - lo
+    spikes = {} if spike_fraction is None else find_spikes(x, features, spike_fraction)
     partial = Preprocessor(
         tuple(features), lo - margin * width, hi + margin * width,
-        np.zeros(len(features)), np.ones(len(features)), margin, config_hash,
+        np.zeros(len(features)), np.ones(len(features)), margin, config_hash, spikes=spikes,
     )
     logits = partial.forward(x)
     return Preprocessor(
         partial.features, partial.low, partial.high,
         logits.mean(axis=0), logits.std(axis=0), margin, config_hash, dict(metadata or {}),
+        spikes,
     )
+
+
+#: Half-width of a point mass's box, as a fraction of the feature's fitted range.
+SPIKE_WIDTH = 1e-3
+
+
+def find_spikes(
+    x: np.ndarray, features: Sequence[str], fraction: float
+) -> dict[str, tuple[float, float]]:
+    """Features whose most common value holds more than ``fraction`` of the events (n, d).
+
+    Returns feature -> (value, half-width of its box).  The box must hold no other event, or
+    snapping would move real events onto the point.
+    """
+    spikes = {}
+    for j, name in enumerate(features):
+        values, counts = np.unique(x[:, j].astype(np.float32), return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] <= fraction * len(x):
+            continue
+        value = float(values[top])
+        width = SPIKE_WIDTH * float(x[:, j].max() - x[:, j].min())
+        others = np.delete(values, top)
+        if len(others):
+            width = min(width, 0.5 * float(np.min(np.abs(others - value))))
+        spikes[name] = (value, width)
+    return spikes

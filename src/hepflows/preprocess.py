@@ -41,7 +41,8 @@ class Preprocessor:
     margin: float
     config_hash: str = ""
     metadata: dict = field(default_factory=dict)  # provenance; not used by the transform
-    #: feature -> (value, half-width) of a point mass; see :meth:`dequantize` and :meth:`snap`.
+    #: feature -> point mass {"centre", "width" (half-width of its box), "values", "weights"};
+    #: see :meth:`dequantize` and :meth:`snap`.
     spikes: dict = field(default_factory=dict)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -57,27 +58,34 @@ class Preprocessor:
         return self.snap(self.low + x1 * (self.high - self.low))
 
     def dequantize(self, x: np.ndarray) -> np.ndarray:
-        """Spread each point mass uniformly over (value - w, value + w), reproducibly.
+        """Spread each point mass uniformly over (centre - w, centre + w), reproducibly.
 
         A flow has a density: it cannot put a finite fraction of events on one value (m_lv is
-        exactly m_W whenever the W-mass constraint has a real solution).  It learns the narrow
-        box instead, and :meth:`snap` puts what it generates in the box back on the value.
+        m_W, to float32 rounding, whenever the W-mass constraint has a real solution).  It
+        learns the narrow box instead, and :meth:`snap` puts what it generates in the box back
+        on the point's values.
         """
         if not self.spikes:
             return x
         x = x.copy()
         rng = np.random.default_rng(0)
-        for name, (value, width) in self.spikes.items():
+        for name, spike in self.spikes.items():
             j = self.features.index(name)
-            at = x[:, j] == np.float32(value)
-            x[at, j] = value + width * rng.uniform(-1.0, 1.0, int(at.sum()))
+            at = np.isin(x[:, j].astype(np.float32), np.asarray(spike["values"], np.float32))
+            x[at, j] = spike["centre"] + spike["width"] * rng.uniform(-1.0, 1.0, int(at.sum()))
         return x
 
     def snap(self, x: np.ndarray) -> np.ndarray:
-        """Values within a point mass's box (n, d) go back onto the point; in place."""
-        for name, (value, width) in self.spikes.items():
+        """Values (n, d) inside a point mass's box get the point's values again; in place.
+
+        The values are drawn with the frequencies seen in training, so the few float32
+        neighbours a rounded point mass occupies are reproduced too.
+        """
+        rng = np.random.default_rng(1)
+        for name, spike in self.spikes.items():
             j = self.features.index(name)
-            x[np.abs(x[:, j] - value) < width, j] = value
+            inside = np.abs(x[:, j] - spike["centre"]) < spike["width"]
+            x[inside, j] = rng.choice(spike["values"], size=int(inside.sum()), p=spike["weights"])
         return x
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
@@ -101,7 +109,7 @@ class Preprocessor:
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "metadata": {"hepflows_version": __version__, **self.metadata},
-            "spikes": {name: list(spike) for name, spike in self.spikes.items()},
+            "spikes": self.spikes,
         }
 
     @classmethod
@@ -122,14 +130,17 @@ class Preprocessor:
         if not isinstance(metadata, dict):
             raise InputError(f"{source}: 'metadata' is a {type(metadata).__name__}, expected a mapping")
         spikes = data.get("spikes") or {}
+        keys = {"centre", "width", "values", "weights"}
         if not isinstance(spikes, dict) or any(
-            name not in features or len(spike) != 2 for name, spike in spikes.items()
+            name not in features or not isinstance(spike, dict) or set(spike) != keys
+            for name, spike in spikes.items()
         ):
-            raise InputError(f"{source}: 'spikes' must map fitted features to [value, half-width]")
+            raise InputError(
+                f"{source}: 'spikes' must map fitted features to {{{', '.join(sorted(keys))}}}"
+            )
         return cls(
             features, margin=margin, config_hash=str(data.get("config_hash", "")),
-            metadata=metadata, spikes={k: (float(v), float(w)) for k, (v, w) in spikes.items()},
-            **arrays,
+            metadata=metadata, spikes=spikes, **arrays,
         )
 
     def save(self, path: str | Path) -> None:
@@ -214,26 +225,36 @@ def fit(
 
 #: Half-width of a point mass's box, as a fraction of the feature's fitted range.
 SPIKE_WIDTH = 1e-3
+#: Values within this fraction of the feature's largest |value| count as the same point.
+SPIKE_TOLERANCE = 1e-5
+#: At most this many distinct float32 values are kept for a point mass.
+SPIKE_VALUES = 64
 
 
-def find_spikes(
-    x: np.ndarray, features: Sequence[str], fraction: float
-) -> dict[str, tuple[float, float]]:
-    """Features whose most common value holds more than ``fraction`` of the events (n, d).
+def find_spikes(x: np.ndarray, features: Sequence[str], fraction: float) -> dict[str, dict]:
+    """Features (columns of ``x`` (n, d)) with a point mass holding more than ``fraction``.
 
-    Returns feature -> (value, half-width of its box).  The box must hold no other event, or
-    snapping would move real events onto the point.
+    Values equal to within ``SPIKE_TOLERANCE`` of the feature's scale are one point (a point
+    computed in float32 lands on a few neighbouring floats).  Returns feature -> {"centre",
+    "width", "values", "weights"}.
     """
     spikes = {}
     for j, name in enumerate(features):
-        values, counts = np.unique(x[:, j].astype(np.float32), return_counts=True)
-        top = int(np.argmax(counts))
-        if counts[top] <= fraction * len(x):
+        col = x[:, j]
+        step = SPIKE_TOLERANCE * float(np.max(np.abs(col)))
+        key = np.round(col / step)
+        keys, counts = np.unique(key, return_counts=True)
+        top = keys[int(np.argmax(counts))]
+        cluster = col[np.abs(key - top) <= 1].astype(np.float32)
+        if len(cluster) <= fraction * len(col):
             continue
-        value = float(values[top])
-        width = SPIKE_WIDTH * float(x[:, j].max() - x[:, j].min())
-        others = np.delete(values, top)
-        if len(others):
-            width = min(width, 0.5 * float(np.min(np.abs(others - value))))
-        spikes[name] = (value, width)
+        values, weights = np.unique(cluster, return_counts=True)
+        keep = np.argsort(weights)[::-1][:SPIKE_VALUES]
+        values, weights = values[keep], weights[keep] / weights[keep].sum()
+        spikes[name] = {
+            "centre": float(np.median(cluster)),
+            "width": SPIKE_WIDTH * float(col.max() - col.min()),
+            "values": values.astype(float).tolist(),
+            "weights": weights.tolist(),
+        }
     return spikes

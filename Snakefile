@@ -25,6 +25,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/merge.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
@@ -35,3 +36,4 @@ rule all:
     input:
         f"{RESULTS}/validation/metrics.json",
         f"{RESULTS}/model/training_curve.png",
+        sample_outputs(),

@@ -106,7 +106,7 @@ def test_lint_is_clean(workdir):
 
 def test_report_has_every_figure_with_caption(workdir):
     report = workdir / "report.html"
-    snakemake(workdir, "--report", str(report))
+    snakemake(workdir, "--cores", "1", "--report", str(report))
     html = report.read_text()
     assert "training_curve" in html
     for feature in TINY["features"]:

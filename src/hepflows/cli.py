@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,23 +76,46 @@ def _git_commit() -> str:
 
 # -- steps ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> None:
-    """MC events from the embedded generator, one ROOT file per split."""
+    """MC events from the embedded generator: one ROOT file per split, or one shard of a split."""
     from hepflows.events.generator import generate_to_root
 
     cfg = _settings(args)
     data = cfg["data"]
     meta = _metadata(cfg, ("seed", "data"), source="generator")
-    start = 0
-    for split, path in (("train", args.train), ("val", args.val), ("test", args.test)):
-        n = data["events"][split]
-        log.info("generating %d %s events (events %d..%d of seed %d) -> %s",
-                 n, split, start, start + n, cfg["seed"], path)
-        # Splits are disjoint ranges of one seeded stream: independent, and reproducible alone.
+    for split, path, start, n, shard in _generate_jobs(args, data):
+        log.info("generating %d %s events (events %d..%d of seed %d%s) -> %s", n, split, start,
+                 start + n, cfg["seed"], "" if shard is None else f", shard {shard}", path)
+        extra = {"split": split} if shard is None else {"split": split, "shard": shard,
+                                                         "shards": data["shards"]}
         generate_to_root(
             path, n, seed=cfg["seed"], start=start, signal_fraction=data["signal_fraction"],
-            units=data["units"], progress=not args.quiet, metadata=dict(meta, split=split),
+            units=data["units"], progress=not args.quiet, metadata=dict(meta, **extra),
         )
-        start += n
+
+
+def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple[str, str, int, int, int | None]]:
+    """(split, path, first event, events, shard or None) for each file ``generate`` writes.
+
+    Splits are disjoint ranges of one seeded stream (train, then val, then test): independent,
+    and each reproducible alone.  ``--shard K --split S`` writes only shard K of split S, cut as
+    :func:`hepflows.merge.shard_ranges` cuts it into ``data.shards`` pieces.
+    """
+    from hepflows.merge import shard_range
+
+    starts, start = {}, 0
+    for split in ("train", "val", "test"):
+        starts[split] = start
+        start += data["events"][split]
+    if args.shard is None:
+        paths = {"train": args.train, "val": args.val, "test": args.test}
+        missing = [f"--{k}" for k, v in paths.items() if v is None]
+        if missing or args.split or args.out:
+            raise InputError("generate: give --train, --val and --test, or --shard with --split and --out")
+        return [(k, v, starts[k], data["events"][k], None) for k, v in paths.items()]
+    if not (args.split and args.out) or any((args.train, args.val, args.test)):
+        raise InputError("generate --shard: give --split and --out (and not --train/--val/--test)")
+    lo, hi = shard_range(data["events"][args.split], data["shards"], args.shard, key="data.shards")
+    return [(args.split, args.out, starts[args.split] + lo, hi - lo, args.shard)]
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -129,6 +153,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     pre = preprocess.fit(
         x, features, margin=cfg["preprocess"]["margin"],
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
+        source=str(args.train), metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
     )
     pre.save(args.out)
     log.info("fitted preprocessing on %d events of %d features -> %s", len(x), len(features), args.out)
@@ -185,8 +210,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    """Generate N events from a trained flow, streamed to ROOT in chunks."""
+    """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
     from hepflows import checkpoint, config, training
+    from hepflows.merge import shard_range
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import sample_to_root
 
@@ -194,23 +220,49 @@ def cmd_sample(args: argparse.Namespace) -> None:
     sampling = cfg["sampling"]
     device = training.select_device(args.device or sampling["device"])
     pre = Preprocessor.load(args.preprocess, features=_features(cfg))
+    total = args.events or sampling["events"]
+    chunk_size = sampling["chunk_size"]
+    # Shard k is a whole range of chunks, and chunk c is seeded by (seed, c) alone: the shards
+    # together are exactly the unsharded sample, and any shard can be rerun on its own.
+    start, stop = 0, total
+    if args.shard is not None:
+        start, stop = shard_range(total, sampling["shards"], args.shard, chunk_size, key="sampling.shards")
     flow, meta = checkpoint.load_model(
-        args.model, features=pre.features, preprocess_hash=pre.config_hash, device=device
+        args.model, features=pre.features, preprocess_hash=pre.config_hash,
+        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS), device=device,
     )
     fraction = None
     if meta["context_features"]:
         fraction = sampling["signal_fraction"]
         if fraction is None:
             fraction = meta["signal_fraction"]
-    n = args.events or sampling["events"]
-    log.info("sampling %d events on %s, signal fraction %s -> %s", n, device, fraction, args.out)
+    where = "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
+    log.info("sampling %d events%s on %s, signal fraction %s -> %s", stop - start, where, device,
+             fraction, args.out)
     compression = None if sampling["compression"] == "none" else sampling["compression"]
+    extra: dict[str, Any] = {"model": str(args.model), "start": start, "n_events": stop - start}
+    if args.shard is not None:
+        extra.update(shard=args.shard, shards=sampling["shards"])
     sample_to_root(
-        flow, pre, args.out, n, seed=cfg["seed"], chunk_size=sampling["chunk_size"],
-        signal_fraction=fraction, compression=compression, device=device,
-        metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), model=str(args.model)),
+        flow, pre, args.out, stop - start, seed=cfg["seed"], chunk_size=chunk_size,
+        first_chunk=start // chunk_size, signal_fraction=fraction, compression=compression,
+        device=device, metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
         progress=not args.quiet,
     )
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    """Join event files (shards) in order into one, chunk by chunk, keeping every event once."""
+    from hepflows import __version__
+    from hepflows.merge import merge_event_files
+
+    compression = None if args.compression == "none" else args.compression
+    n = merge_event_files(
+        args.inputs, args.out, compression=compression,
+        max_events_per_input=args.max_events_per_input,
+        metadata={"merged_by": f"hepflows {__version__} merge"},
+    )
+    log.info("merged %d events from %d file(s) -> %s", n, len(args.inputs), args.out)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -267,6 +319,9 @@ def result_paths(root: Path) -> dict[str, Path]:
         "log": root / "model" / "training_log.csv",
         "curve": root / "model" / "training_curve",
         "generated": root / "samples" / "generated.root",
+        "sample_shards": root / "samples" / "shards",
+        "validation_sample": root / "samples" / "validation.root",
+        "data_shards": root / "data" / "shards",
         "validation": root / "validation",
     }
 
@@ -287,6 +342,8 @@ def _dataset(path: str, pre, conditional: bool, device):
     from hepflows.training import Dataset
 
     events = read_events(path, pre.features)
+    if len(events[LABEL]) == 0:
+        raise InputError(f"{path}: 0 events, expected at least one")
     x = pre.forward(_matrix(events, pre.features)).astype(np.float32)
     outside = pre.outside(_matrix(events, pre.features))
     if outside.any():
@@ -299,8 +356,12 @@ def _dataset(path: str, pre, conditional: bool, device):
 
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str, dict]]]] = {
-    "generate": (cmd_generate, [("--train", {"required": True}), ("--val", {"required": True}),
-                                ("--test", {"required": True})]),
+    "generate": (cmd_generate, [("--train", {}), ("--val", {}), ("--test", {}),
+                                ("--split", {"choices": ["train", "val", "test"],
+                                             "help": "with --shard: the split to cut"}),
+                                ("--shard", {"type": int, "help": "write only shard K of "
+                                             "data.shards (0-based) of --split, to --out"}),
+                                ("--out", {"help": "with --shard: the shard's file"})]),
     "ingest": (cmd_ingest, [("--train", {"required": True}), ("--val", {"required": True}),
                             ("--test", {"required": True})]),
     "preprocess": (cmd_preprocess, [("--train", {"required": True}), ("--out", {"required": True})]),
@@ -312,7 +373,15 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "sample": (cmd_sample, [("--model", {"required": True}), ("--preprocess", {"required": True}),
                             ("--out", {"required": True}),
                             ("--events", {"type": int, "help": "override sampling.events"}),
+                            ("--shard", {"type": int, "help": "write only shard K of "
+                                         "sampling.shards (0-based)"}),
                             ("--device", {"help": "override sampling.device"})]),
+    "merge": (cmd_merge, [("--inputs", {"required": True, "nargs": "+", "help": "files, in order"}),
+                          ("--out", {"required": True}),
+                          ("--compression", {"default": "lz4", "choices": ["lz4", "zlib", "zstd",
+                                                                            "lzma", "none"]}),
+                          ("--max-events-per-input", {"type": int, "help": "take only the first "
+                                                      "N events of each input"})]),
     "validate": (cmd_validate, [("--reference", {"required": True}),
                                 ("--generated", {"required": True}),
                                 ("--out-dir", {"required": True})]),
@@ -342,8 +411,17 @@ def _dispatch(args: argparse.Namespace) -> None:
     args.func(args)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM as an exception: outputs being written are removed on the way out."""
+    from hepflows.training import Interrupted
+
+    raise Interrupted(f"stopped by signal {signum}; unfinished outputs were removed, rerun the step")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hepflows`` and of ``scripts/*.py``; returns the exit status."""
+    import signal
+
     from hepflows.training import Interrupted
 
     logging.basicConfig(
@@ -351,6 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
+    # SIGTERM becomes an exception, so that files being written are removed on the way out;
+    # training replaces this handler while it runs, to save a checkpoint first.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _stop)
     try:
         _dispatch(args)
     except InputError as err:
@@ -359,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as err:
         log.warning("%s", err)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

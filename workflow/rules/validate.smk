@@ -1,10 +1,12 @@
 # Compare generated events with held-out MC against the MC-vs-MC null distribution.
+# A sharded sample is validated on an equal share of the chosen shards (merge_validation_sample),
+# so validation need not wait for every shard or for the merged file.
 
 
 rule validate:
     input:
         reference=f"{RESULTS}/data/test.root",
-        generated=f"{RESULTS}/samples/generated.root",
+        generated=validation_sample(),
     output:
         metrics=f"{RESULTS}/validation/metrics.json",
         table=report(

@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Pipeline step `merge`: `python scripts/merge.py --help` lists its arguments.
+
+The same step is `hepflows merge`; the Snakemake rules merge_samples, merge_validation_sample
+and merge_data call this script.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from hepflows.cli import main
+except ImportError:  # run from a checkout whose package is not installed (e.g. a conda env)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from hepflows.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["merge", *sys.argv[1:]]))

@@ -1,0 +1,122 @@
+"""Every step's script on its own, on tiny inputs: outputs, exit codes and error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hepflows.events.io import read_events, read_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str, *args, settings: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--quiet"]
+    if settings is not None:
+        cmd += ["--settings", json.dumps(settings)]
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    """Run generate -> preprocess -> train -> sample once; return the folder and settings."""
+    settings = {
+        "seed": 3,
+        "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb"],
+        "data": {"events": {"train": 2000, "val": 500, "test": 1000}},
+        "model": {"coupling": "rq_spline", "blocks": 2, "hidden": [16, 16], "bins": 4},
+        "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
+        "sampling": {"events": 900, "chunk_size": 400},
+    }
+    d = tmp_path_factory.mktemp("steps")
+    runs = [
+        script("generate", "--train", d / "train.root", "--val", d / "val.root", "--test",
+               d / "test.root", settings=settings),
+        script("preprocess", "--train", d / "train.root", "--out", d / "pre.json", settings=settings),
+        script("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
+               d / "pre.json", "--model", d / "model.pt", "--log", d / "log.csv", "--plot",
+               d / "curve", settings=settings),
+        script("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out",
+               d / "gen.root", settings=settings),
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    return d, settings, runs
+
+
+def test_each_step_writes_its_outputs(steps):
+    d, settings, runs = steps
+    events = {split: read_events(d / f"{split}.root", settings["features"])
+              for split in ("train", "val", "test")}
+    for split, n in settings["data"]["events"].items():
+        assert len(events[split]["label"]) == n
+    # The splits are disjoint ranges of one stream, not copies.
+    assert not np.array_equal(events["train"]["m_jj"][:500], events["val"]["m_jj"])
+    pre = json.loads((d / "pre.json").read_text())
+    assert pre["features"] == settings["features"] and len(pre["config_hash"]) == 16
+    assert len((d / "log.csv").read_text().splitlines()) == 3
+    assert (d / "curve.png").exists() and (d / "curve.pdf").exists()
+    assert not (d / "model.resume.pt").exists(), "the resume checkpoint is removed after success"
+    generated = read_events(d / "gen.root", settings["features"])
+    assert len(generated["label"]) == 900
+    meta = read_metadata(d / "gen.root")
+    assert {"hepflows_version", "git_commit", "config_hash", "seed"} <= set(meta)
+    assert "training on cpu" in runs[2].stderr
+
+
+def test_sample_is_reproducible(steps, tmp_path):
+    d, settings, _ = steps
+    again = script("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out",
+                   tmp_path / "again.root", settings=settings)
+    assert again.returncode == 0, again.stderr
+    a = read_events(d / "gen.root", settings["features"])
+    b = read_events(tmp_path / "again.root", settings["features"])
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_missing_input_is_named_and_nothing_written(steps, tmp_path):
+    _, settings, _ = steps
+    run = script("preprocess", "--train", tmp_path / "nope.root", "--out", tmp_path / "pre.json",
+                 settings=settings)
+    assert run.returncode == 2
+    assert "nope.root" in run.stderr
+    assert not (tmp_path / "pre.json").exists()
+
+
+def test_model_from_another_config_is_refused(steps, tmp_path):
+    d, settings, _ = steps
+    other = dict(settings, preprocess={"margin": 0.2})
+    assert script("preprocess", "--train", d / "train.root", "--out", tmp_path / "pre.json",
+                  settings=other).returncode == 0
+    run = script("sample", "--model", d / "model.pt", "--preprocess", tmp_path / "pre.json",
+                 "--out", tmp_path / "gen.root", settings=other)
+    assert run.returncode == 2
+    assert "model.pt" in run.stderr and "preprocessing hash" in run.stderr
+    assert not (tmp_path / "gen.root").exists()
+    run = script("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
+                 d / "pre.json", "--model", tmp_path / "m.pt", "--log", tmp_path / "l.csv",
+                 settings=other)
+    assert run.returncode == 2
+    assert "pre.json" in run.stderr and "config hash" in run.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_bad_settings_exit_2_naming_key(tmp_path):
+    run = script("generate", "--train", tmp_path / "a.root", "--val", tmp_path / "b.root",
+                 "--test", tmp_path / "c.root", settings={"data": {"events": {"train": -5}}})
+    assert run.returncode == 2
+    assert "data.events.train" in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_of_every_script():
+    for name in ("generate", "ingest", "preprocess", "train", "sample", "validate"):
+        run = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and "--settings" in run.stdout

@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""Fidelity of trained flows: the verdict table, on generator data and on real HIGGS rows.
+
+For each model config the real pipeline runs (``hepflows run``: data -> preprocess -> train ->
+sample -> validate) on the chosen data, then this prints one table row: training events,
+epochs, wall time and device, test NLL, how many (feature, slice) cells of the KS and chi2/ndf
+fall outside the MC-vs-MC 95 % band (against the number expected by chance), the classifier
+two-sample AUC with its bootstrap interval next to its MC-vs-MC null, and the signal/background
+classifier closure (its AUC on generated events minus its AUC on MC).
+
+    python benchmarks/fidelity.py config/config.yaml config/best.yaml --data generator
+    python benchmarks/fidelity.py config/config.yaml config/best.yaml --data higgs
+
+``--data generator``: the model's config with 100k held-out test events compared (the
+generated sample has 100k events, the reference 200k, split in halves for the null).
+``--data higgs``: the real HIGGS subset in ../shared/data/higgs/ (15,977 rows): about 10k for
+training and validation, the rest split into two equal halves (MC reference and its null).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HIGGS = ROOT.parent / "shared" / "data" / "higgs" / "higgs_real_subset.csv.gz"
+
+DATA = {
+    "generator": {
+        "data": {"source": "generator", "events": {"test": 200_000}},
+        "sampling": {"events": 100_000},
+        "validation": {"max_events": 100_000},
+    },
+    "higgs": {
+        "data": {"source": "higgs_csv", "path": str(HIGGS), "units": "higgs",
+                 "split": {"train": 0.57, "val": 0.06, "test": 0.37}},
+        "sampling": {"events": 6_000},
+        "validation": {"max_events": 6_000},
+    },
+}
+
+
+def merged_config(path: Path, data: str, out: Path) -> Path:
+    """The model's config with the benchmark's data section, written under ``out``."""
+    from hepflows.config import merge
+
+    cfg = merge(yaml.safe_load(path.read_text()), DATA[data])
+    cfg["run"] = f"{path.stem}-{data}"
+    target = out / f"{cfg['run']}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return target
+
+
+def test_nll(run_dir: Path) -> float:
+    """Mean NLL per event (nats, preprocessed space) of the trained flow on the test split."""
+    import torch
+
+    from hepflows import checkpoint
+    from hepflows.events.io import read_events
+    from hepflows.events.schema import LABEL
+    from hepflows.preprocess import Preprocessor
+    from hepflows.training import Dataset, mean_nll
+
+    pre = Preprocessor.load(run_dir / "preprocess.json")
+    flow, meta = checkpoint.load_model(run_dir / "model" / "model.pt", preprocess_hash=pre.config_hash)
+    events = read_events(run_dir / "data" / "test.root", pre.features)
+    x = np.stack([events[f] for f in pre.features], 1)
+    y = torch.from_numpy(pre.forward(x).astype(np.float32))
+    context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1) if meta["context_features"] else None
+    return mean_nll(flow, Dataset(y, context))
+
+
+def closure_auc(run_dir: Path, features: list[str], seed: int) -> tuple[float, float, float]:
+    """Signal/background classifier trained on MC: AUC on MC test events and on generated ones.
+
+    Returns (AUC on MC, AUC on generated, binomial error of the difference).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    from hepflows.events.io import read_events
+
+    def matrix(path, stop=None):
+        ev = read_events(path, features, entry_stop=stop)
+        return np.stack([ev[f] for f in features], 1), ev["label"]
+
+    x_train, y_train = matrix(run_dir / "data" / "train.root")
+    x_gen, y_gen = matrix(run_dir / "samples" / "generated.root")
+    x_mc, y_mc = matrix(run_dir / "data" / "test.root", len(y_gen))
+    clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x_train, y_train)
+    auc_mc = roc_auc_score(y_mc, clf.predict_proba(x_mc)[:, 1])
+    auc_gen = roc_auc_score(y_gen, clf.predict_proba(x_gen)[:, 1])
+    # Hanley-McNeil error of an AUC, for both (independent) samples.
+    def err(auc, y):
+        n1, n0 = y.sum(), len(y) - y.sum()
+        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+        return np.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0))
+    return auc_mc, auc_gen, float(np.hypot(err(auc_mc, y_mc), err(auc_gen, y_gen)))
+
+
+def outside(verdict: dict) -> str:
+    """'cells outside the band / cells tested (expected by chance)'."""
+    return f"{verdict['n_outside']}/{verdict['n_tested']} (exp {verdict['n_expected']:.1f})"
+
+
+def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
+    from hepflows.config import load
+
+    cfg_path = merged_config(config, data, out)
+    cfg = load(cfg_path)
+    run_dir = out / cfg["run"]
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "hepflows.cli", "run", "--config", str(cfg_path), "--results", str(out)]
+    subprocess.run(cmd + (["--quiet"] if quiet else []), check=True)
+    wall = time.perf_counter() - started
+    metrics = json.loads((run_dir / "validation" / "metrics.json").read_text())
+    log = (run_dir / "model" / "training_log.csv").read_text().splitlines()
+    verdict = {v["metric"]: v for v in metrics["verdict"]}
+    clf = metrics.get("classifier") or {}
+    features = metrics["features"]
+    auc_mc, auc_gen, auc_err = closure_auc(run_dir, features, cfg["seed"])
+    import torch
+
+    return {
+        "model": config.stem, "data": data,
+        "train events": cfg["data"]["events"]["train"] if data == "generator" else "~9.1k",
+        "epochs": len(log) - 1, "wall s": round(wall), "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "test NLL": round(test_nll(run_dir), 3),
+        "KS outside": outside(verdict["ks"]),
+        "chi2 outside": outside(verdict["chi2_ndf"]),
+        "C2ST AUC": f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]",
+        "MC-vs-MC AUC": f"{clf['null']['empirical_mean']:.3f}",
+        "sig/bkg AUC MC": round(auc_mc, 4), "gen - MC": f"{auc_gen - auc_mc:+.4f} ± {auc_err:.4f}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("configs", nargs="+", type=Path, help="model configs (config/*.yaml)")
+    parser.add_argument("--data", choices=sorted(DATA), default="generator")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "fidelity")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    if args.data == "higgs" and not HIGGS.exists():
+        sys.exit(f"real HIGGS subset not found at {HIGGS}")
+    rows = [row(c, args.data, args.out, args.quiet) for c in args.configs]
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()

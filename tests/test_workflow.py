@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "run": "tiny",
     "seed": 2,
-    "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb"],
+    "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb", "m_wwbb"],
     "data": {"events": {"train": 3000, "val": 1000, "test": 2000}},
     "model": {"blocks": 2, "hidden": [16, 16]},
     "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
@@ -61,7 +61,8 @@ def test_all_outputs_exist(workdir):
     for rel in ("data/train.root", "data/val.root", "data/test.root", "preprocess.json",
                 "model/model.pt", "model/training_log.csv", "model/training_curve.png",
                 "model/training_curve.pdf", "samples/generated.root", "validation/metrics.json",
-                "validation/metrics.csv", "validation/verdict.csv", "validation/verdict.html"):
+                "validation/metrics.csv", "validation/verdict.csv", "validation/verdict.html",
+                "validation/closure.csv"):
         assert (run / rel).stat().st_size > 0, rel
     for feature in TINY["features"]:
         assert (run / "validation" / "plots" / f"{feature}.png").stat().st_size > 1000
@@ -119,3 +120,16 @@ def test_bad_config_fails_before_any_job(workdir):
     result = snakemake(workdir, "-n", "--configfile", "config/bad.yaml", check=False)
     assert result.returncode != 0
     assert "training.epochs" in result.stdout + result.stderr
+
+
+def test_closure_table(workdir):
+    import csv
+
+    path = workdir / "results" / "tiny" / "validation" / "closure.csv"
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert rows[0] == ["check", "value", "error"]
+    checks = [r[0] for r in rows[1:]]
+    assert "AUC generated - MC" in checks
+    assert any(c.startswith("spurious signal strength, generated") for c in checks)
+    auc_mc = float(rows[1][1])  # the fits may be NaN on tiny samples, the AUC not
+    assert 0.5 < auc_mc <= 1.0

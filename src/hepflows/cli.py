@@ -281,6 +281,56 @@ def cmd_validate(args: argparse.Namespace) -> None:
         reference, generated, features, Path(args.out_dir), n_null=settings["n_null"],
         seed=cfg["seed"], units=cfg["data"]["units"], classifier=settings["classifier"],
     )
+    if args.train:
+        training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
+        write_closure(training, reference, generated, features, Path(args.out_dir) / "closure.csv",
+                      seed=cfg["seed"])
+
+
+def write_closure(training: dict, reference: dict, generated: dict, features: Sequence[str],
+                  path: Path, *, seed: int) -> None:
+    """Physics closure table (CSV): classifier AUC on MC vs generated, spurious signal, limit."""
+    import csv
+    import io
+
+    import numpy as np
+
+    from hepflows.atomic import atomic_write_text
+    from hepflows.events.schema import LABEL
+    from hepflows.validation.closure import classifier_closure, template_fit
+
+    n = min(len(reference[LABEL]), len(generated[LABEL]))
+    mc = {k: v[:n] for k, v in reference.items()}
+    gen = {k: v[:n] for k, v in generated.items()}
+    rows = []
+    if len(np.unique(training[LABEL])) == 2 and len(np.unique(gen[LABEL])) == 2:
+        auc = classifier_closure(
+            _matrix(training, features), training[LABEL], _matrix(mc, features), mc[LABEL],
+            _matrix(gen, features), gen[LABEL], seed=seed,
+        )
+        rows += [
+            ("signal/background classifier AUC on MC", auc["auc_mc"], auc["auc_mc_error"]),
+            ("signal/background classifier AUC on generated", auc["auc_generated"],
+             auc["auc_generated_error"]),
+            ("AUC generated - MC", auc["difference"], auc["difference_error"]),
+        ]
+        observable = "m_wwbb" if "m_wwbb" in features else features[-1]
+        background = {name: s[observable][s[LABEL] == 0] for name, s in
+                      (("MC", training), ("generated", gen))}
+        fit = template_fit(mc[observable][mc[LABEL] == 0], mc[observable][mc[LABEL] == 1],
+                           background)
+        for name in background:
+            rows += [
+                (f"spurious signal strength, {name} background template ({observable})",
+                 fit[name]["spurious_mu"], fit[name]["spurious_mu_error"]),
+                (f"expected 95% CLs limit on mu, {name} background template ({observable})",
+                 fit[name]["expected_limit_mu"], float("nan")),
+            ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("check", "value", "error"))
+    writer.writerows((name, f"{value:.5g}", f"{error:.3g}") for name, value, error in rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -301,7 +351,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         ["sample", "--model", paths["model"], "--preprocess", paths["preprocess"], "--out",
          paths["generated"]],
         ["validate", "--reference", paths["test"], "--generated", paths["generated"],
-         "--out-dir", paths["validation"]],
+         "--train", paths["train"], "--out-dir", paths["validation"]],
     ]
     for step in steps:
         log.info("== hepflows %s", step[0])
@@ -384,6 +434,8 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                                                       "N events of each input"})]),
     "validate": (cmd_validate, [("--reference", {"required": True}),
                                 ("--generated", {"required": True}),
+                                ("--train", {"help": "MC training events: adds the physics "
+                                             "closure table closure.csv"}),
                                 ("--out-dir", {"required": True})]),
 }
 

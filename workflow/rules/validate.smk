@@ -7,11 +7,17 @@ rule validate:
     input:
         reference=f"{RESULTS}/data/test.root",
         generated=validation_sample(),
+        train=f"{RESULTS}/data/train.root",
     output:
         metrics=f"{RESULTS}/validation/metrics.json",
         table=report(
             f"{RESULTS}/validation/metrics.csv",
             caption="../report/metrics.rst",
+            category="1. Verdict",
+        ),
+        closure=report(
+            f"{RESULTS}/validation/closure.csv",
+            caption="../report/closure.rst",
             category="1. Verdict",
         ),
         verdict=report(
@@ -39,5 +45,5 @@ rule validate:
         "../../envs/validate.yaml"
     shell:
         "python {params.script} --settings {params.settings:q}"
-        " --reference {input.reference} --generated {input.generated}"
+        " --reference {input.reference} --generated {input.generated} --train {input.train}"
         " --out-dir {params.out_dir} > {log} 2>&1"

@@ -63,12 +63,17 @@ def _histogram(x: NDArray, edges: NDArray, total: float) -> tuple[NDArray, NDArr
 
 
 def _fit_mu(data: list, model, bounds: list) -> tuple[float, float]:
-    """Maximum-likelihood signal strength and its (HESSE) error."""
+    """Maximum-likelihood signal strength and its (HESSE) error; NaNs if the fit fails."""
     import pyhf
 
     # MINUIT gives the fitted signal strength an error; scipy's optimiser alone would not.
     pyhf.set_backend("numpy", "minuit")
-    fit = pyhf.infer.mle.fit(data, model, par_bounds=bounds, return_uncertainties=True)
+    try:
+        fit = pyhf.infer.mle.fit(data, model, par_bounds=bounds, return_uncertainties=True)
+    except pyhf.exceptions.FailedMinimization:
+        # Tiny or empty template bins can leave MINUIT without a minimum: report no number
+        # rather than a wrong one.
+        return math.nan, math.nan
     mu, err = fit[model.config.poi_index]
     return float(mu), float(err)
 
@@ -108,10 +113,14 @@ def template_fit(
         bounds = model.config.suggested_bounds()
         bounds[model.config.poi_index] = (-5.0, 5.0)
         mu_hat, mu_err = _fit_mu(data, model, bounds)
-        asimov = pyhf.infer.calculators.generate_asimov_data(
-            0.0, data, model, model.config.suggested_init(), bounds, model.config.suggested_fixed()
-        )
-        _, sigma_asimov = _fit_mu(asimov, model, bounds)
+        try:
+            asimov = pyhf.infer.calculators.generate_asimov_data(
+                0.0, data, model, model.config.suggested_init(), bounds,
+                model.config.suggested_fixed(),
+            )
+            _, sigma_asimov = _fit_mu(asimov, model, bounds)
+        except pyhf.exceptions.FailedMinimization:
+            sigma_asimov = math.nan
         out[name] = {
             "spurious_mu": mu_hat, "spurious_mu_error": mu_err,
             "spurious_signal_events": mu_hat * float(sig.sum()),

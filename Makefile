@@ -32,8 +32,9 @@ report: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The README's rule graph (needs Graphviz's dot).
 dag: $(VENV)/.installed
-	$(BIN)/snakemake --configfile $(CONFIG) --rulegraph > docs/rulegraph.dot
+	$(BIN)/snakemake --configfile $(CONFIG) --rulegraph | dot -Tpng -Gdpi=80 > docs/img/rulegraph.png
 
 clean:
 	rm -rf results .snakemake

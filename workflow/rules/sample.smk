@@ -11,7 +11,7 @@ if SAMPLE_SHARDS == 1:
         params:
             script=script("sample"),
             settings=sample_settings(),
-        threads: workflow.cores
+        threads: 4  # capped at --cores by Snakemake
         log:
             f"{RESULTS}/logs/sample.log",
         benchmark:
@@ -35,7 +35,7 @@ else:
         params:
             script=script("sample"),
             settings=sample_settings(),
-        threads: workflow.cores
+        threads: 4  # capped at --cores by Snakemake
         log:
             f"{RESULTS}/logs/sample/shard_{{shard}}.log",
         benchmark:

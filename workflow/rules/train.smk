@@ -19,7 +19,7 @@ rule train:
         script=script("train"),
         settings=settings(*MODEL_SECTIONS),
         curve=lambda wildcards, output: output.curve[: -len(".png")],
-    threads: workflow.cores
+    threads: 4  # capped at --cores by Snakemake
     log:
         f"{RESULTS}/logs/train.log",
     benchmark:

@@ -36,7 +36,7 @@ rule validate:
         script=script("validate"),
         settings=settings("seed", "features", "data", "validation"),
         out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
-    threads: workflow.cores
+    threads: 4  # capped at --cores by Snakemake
     log:
         f"{RESULTS}/logs/validate.log",
     benchmark:

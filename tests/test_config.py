@@ -10,7 +10,9 @@ from hepflows.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "seed-paper.yaml"])
+@pytest.mark.parametrize(
+    "name", sorted(str(p.relative_to(ROOT / "config")) for p in (ROOT / "config").rglob("*.yaml"))
+)
 def test_shipped_configs_are_valid(name):
     cfg = config.load(ROOT / "config" / name)
     assert cfg["data"]["source"] == "generator"

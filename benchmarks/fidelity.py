@@ -127,7 +127,11 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
     verdict = {v["metric"]: v for v in metrics["verdict"]}
     clf = metrics.get("classifier") or {}
     features = metrics["features"]
-    auc_mc, auc_gen, auc_err = closure_auc(run_dir, features, cfg["seed"])
+    if cfg["training"]["conditional"]:
+        auc_mc, auc_gen, auc_err = closure_auc(run_dir, features, cfg["seed"])
+        closure = f"{auc_gen - auc_mc:+.4f} ± {auc_err:.4f}"
+    else:  # an unconditional flow's events carry no process label
+        auc_mc, closure = float("nan"), "n/a"
     import torch
 
     return {
@@ -139,7 +143,7 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "chi2 outside": outside(verdict["chi2_ndf"]),
         "C2ST AUC": f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]",
         "MC-vs-MC AUC": f"{clf['null']['empirical_mean']:.3f}",
-        "sig/bkg AUC MC": round(auc_mc, 4), "gen - MC": f"{auc_gen - auc_mc:+.4f} ± {auc_err:.4f}",
+        "sig/bkg AUC MC": round(auc_mc, 4), "gen - MC": closure,
     }
 
 

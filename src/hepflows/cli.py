@@ -267,14 +267,26 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Compare generated events with held-out MC: metrics (JSON, CSV), verdict and plots."""
+    import numpy as np
+
     from hepflows.events.io import read_events
+    from hepflows.events.schema import LABEL
     from hepflows.validation.summary import validate_samples
 
     cfg = _settings(args)
     features = _features(cfg)
     settings = cfg["validation"]
     reference = read_events(args.reference, features, entry_stop=2 * settings["max_events"])
-    generated = read_events(args.generated, features, entry_stop=settings["max_events"])
+    labelled = _has_label(args.generated)
+    generated = read_events(args.generated, features, with_label=labelled,
+                            entry_stop=settings["max_events"])
+    if not labelled:
+        # An unconditional flow generates signal and background together, without labels:
+        # compare everything as one class (only the "all" slice), and skip the closure.
+        log.warning("%s has no labels (unconditional model): comparing all events as one class",
+                    args.generated)
+        reference[LABEL] = np.zeros_like(reference[LABEL])
+        generated[LABEL] = np.zeros(len(generated[features[0]]), np.int8)
     log.info("validating %d generated against %d MC events", len(generated[features[0]]),
              len(reference[features[0]]))
     validate_samples(
@@ -285,6 +297,16 @@ def cmd_validate(args: argparse.Namespace) -> None:
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
         write_closure(training, reference, generated, features, Path(args.out_dir) / "closure.csv",
                       seed=cfg["seed"])
+
+
+def _has_label(path: str) -> bool:
+    """Whether the event file at ``path`` has a label branch (conditional flows write one)."""
+    import uproot
+
+    from hepflows.events.schema import LABEL, TREE_NAME
+
+    with uproot.open(path) as f:
+        return LABEL in f[TREE_NAME].keys()
 
 
 def write_closure(training: dict, reference: dict, generated: dict, features: Sequence[str],

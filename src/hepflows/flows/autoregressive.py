@@ -52,6 +52,7 @@ class MaskedRQSAutoregressive(Transform):
         if self.context_features and context is None:
             raise ValueError(f"{self.__class__.__name__} needs a context")
         p = self.net(cond, context if self.context_features else None)
+        p = p if p.dtype == x.dtype else p.to(x.dtype)  # autocast: spline in the events' precision
         knots = unpack_rq_params(p, self.features, self.bins, self.tail_bound)
         out, ladj = rational_quadratic_spline(x, *knots, inverse=inverse)
         return out, ladj.sum(dim=1)

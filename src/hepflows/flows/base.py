@@ -3,6 +3,13 @@
 Direction convention: every transform maps data ``x`` to latent ``z`` in ``forward`` (the
 normalizing direction used for training) and back in ``inverse``. Both return the log of the
 absolute Jacobian determinant of the map they compute, one value per event.
+
+Passes without autograd on the CPU (sampling, evaluation) run the whole stack of transforms on
+tiles of :data:`CPU_TILE_ROWS` events at a time: every transform of an evaluating flow acts on
+each event alone, so tiles give the same events, while the conditioners' activations of one tile
+stay in cache and reuse the same heap memory. Untiled, a chunk of 1e5 events makes activations of
+200 MB per hidden layer, which the allocator maps fresh (page faults) for every layer: about a
+third slower on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Transform", "Composite", "Flow"]
+__all__ = ["CPU_TILE_ROWS", "Transform", "Composite", "Flow"]
+
+#: Events per tile of the gradient-free CPU passes (hidden activations of 4 MB at width 512).
+CPU_TILE_ROWS = 2048
 
 
 class Transform(nn.Module):
@@ -107,14 +117,42 @@ class Flow(nn.Module):
         if context.shape[0] != rows:
             raise ValueError(f"context has {context.shape[0]} rows, expected {rows}")
 
-    def transform(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Map data ``x`` (n, d) to latent ``z`` (n, d) and the total log|det dz/dx| (n,)."""
-        self._check(x, context)
+    def _tile_rows(self, n: int, device: torch.device) -> int | None:
+        """Rows per tile for a pass over ``n`` events, or None to run them in one piece."""
+        if torch.is_grad_enabled() or device.type != "cpu" or n <= CPU_TILE_ROWS:
+            return None
+        return CPU_TILE_ROWS
+
+    def _tiled(self, run, x: Tensor, context: Tensor | None, tile: int | None) -> tuple[Tensor, Tensor]:
+        """``run(x, context)`` on row tiles of ``x`` (and ``context``), joined back in order."""
+        if tile is None:
+            return run(x, context)
+        pieces = [
+            run(x[i : i + tile], None if context is None else context[i : i + tile])
+            for i in range(0, x.shape[0], tile)
+        ]
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         total = x.new_zeros(x.shape[0])
         for t in self.transforms:
             x, ladj = t(x, context)
             total = total + ladj
         return x, total
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        total = z.new_zeros(z.shape[0])
+        for t in reversed(self.transforms):
+            z, ladj = t.inverse(z, context)
+            total = total + ladj
+        return z, total
+
+    def transform(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map data ``x`` (n, d) to latent ``z`` (n, d) and the total log|det dz/dx| (n,)."""
+        self._check(x, context)
+        # in training mode normalisation layers use batch statistics: never split the batch
+        tile = None if self.training else self._tile_rows(x.shape[0], x.device)
+        return self._tiled(self._forward, x, context, tile)
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Log-density of events ``x`` (n, d) given ``context`` (n, c); shape (n,)."""
@@ -127,10 +165,9 @@ class Flow(nn.Module):
         self._check(None, context, n)
         z = self.base.sample(n, generator=generator)
         log_p = self.base.log_prob(z)
-        for t in reversed(self.transforms):
-            z, ladj = t.inverse(z, context)
-            log_p = log_p - ladj
-        return z, log_p
+        # inverses use running statistics only, so sampling may tile in either mode
+        x, ladj = self._tiled(self._inverse, z, context, self._tile_rows(n, z.device))
+        return x, log_p - ladj
 
     def sample(
         self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None
@@ -142,9 +179,7 @@ class Flow(nn.Module):
         """
         self._check(None, context, n)
         z = self.base.sample(n, generator=generator)
-        for t in reversed(self.transforms):
-            z, _ = t.inverse(z, context)
-        return z
+        return self._tiled(self._inverse, z, context, self._tile_rows(n, z.device))[0]
 
     def sample_and_log_prob(
         self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None

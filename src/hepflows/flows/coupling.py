@@ -139,11 +139,15 @@ class Coupling(Transform):
         return x.index_copy(1, self.idx_b, z_b)
 
     def _params(self, x_a: Tensor, context: Tensor | None) -> Tensor:
+        dtype = x_a.dtype
         if self.context_features:
             if context is None:
                 raise ValueError(f"{self.__class__.__name__} needs a context")
-            x_a = torch.cat([x_a, context], dim=1)
-        return self.net(x_a)
+            x_a = torch.cat([x_a, context.to(dtype)], dim=1)
+        params = self.net(x_a)
+        # under autocast the network may answer in bfloat16; the element-wise map and its
+        # log-determinant always run in the events' precision
+        return params if params.dtype == dtype else params.to(dtype)
 
     def _map(self, x_b: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         """Element-wise map of ``x_b`` (n, d_b) given ``params`` (n, d_b * P) -> (out, ladj (n,))."""

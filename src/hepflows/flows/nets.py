@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .fused import relu_mlp
+
 __all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MADE"]
 
 #: Activation names accepted by the config, mapped to their module constructors.
@@ -71,6 +73,15 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         self.in_features = in_features
         self.out_features = out_features
+        # ReLU without dropout (the seed's conditioners) takes the fused path on the CPU, in
+        # float32 or float64 (under autocast the plain layers let autocast pick each op's type)
+        self._fusable = activation == "relu" and dropout == 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._fusable and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+            linears = [m for m in self if isinstance(m, nn.Linear)]
+            return relu_mlp(x, [m.weight for m in linears], [m.bias for m in linears])
+        return super().forward(x)
 
 
 class MaskedLinear(nn.Linear):

@@ -88,9 +88,12 @@ class LULinear(Transform):
         return torch.linalg.solve_triangular(upper, tmp, upper=True)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = x @ self.weight().T + self.bias
+        # a d x d mixing is cheap and must stay exactly invertible: never in autocast's bf16
+        with torch.autocast(x.device.type, enabled=False):
+            z = torch.addmm(self.bias, x, self.weight().T)
         return z, self.log_s.sum().expand(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = (z - self.bias) @ self.weight_inverse().T
+        with torch.autocast(z.device.type, enabled=False):
+            x = (z - self.bias) @ self.weight_inverse().T
         return x, (-self.log_s.sum()).expand(z.shape[0])

@@ -120,3 +120,23 @@ def test_help_of_every_script():
         run = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0 and "--settings" in run.stdout
+
+
+def test_unconditional_model_is_validated_as_one_class(steps, tmp_path):
+    d, settings, _ = steps
+    plain = dict(settings, training=dict(settings["training"], conditional=False))
+    for name, *args in (
+        ("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
+         d / "pre.json", "--model", tmp_path / "m.pt", "--log", tmp_path / "log.csv"),
+        ("sample", "--model", tmp_path / "m.pt", "--preprocess", d / "pre.json", "--out",
+         tmp_path / "gen.root"),
+        ("validate", "--reference", d / "test.root", "--generated", tmp_path / "gen.root",
+         "--train", d / "train.root", "--out-dir", tmp_path / "val"),
+    ):
+        run = script(name, *args, settings=dict(plain, validation={"max_events": 400,
+                                                                    "classifier": False}))
+        assert run.returncode == 0, run.stderr
+    assert "no labels" in run.stderr
+    metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert "signal" not in metrics["slices"]
+    assert (tmp_path / "val" / "closure.csv").read_text() == "check,value,error\n"

@@ -301,12 +301,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def _has_label(path: str) -> bool:
     """Whether the event file at ``path`` has a label branch (conditional flows write one)."""
-    import uproot
+    from hepflows.events.io import branch_names
+    from hepflows.events.schema import LABEL
 
-    from hepflows.events.schema import LABEL, TREE_NAME
-
-    with uproot.open(path) as f:
-        return LABEL in f[TREE_NAME].keys()
+    return LABEL in branch_names(path)
 
 
 def write_closure(training: dict, reference: dict, generated: dict, features: Sequence[str],

@@ -573,6 +573,12 @@ def count_events(path: str | Path, tree: str = TREE_NAME) -> int:
         return int(_get_tree(f, tree, _where(path)).num_entries)
 
 
+def branch_names(path: str | Path, tree: str = TREE_NAME) -> tuple[str, ...]:
+    """Names of the branches of the tree ``tree`` in a ROOT file."""
+    with _open_root(path) as f:
+        return tuple(_get_tree(f, tree, _where(path)).keys())
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata stored in an event file; an empty dict if it has none."""
     where = _where(path)

@@ -8,7 +8,7 @@ import torch
 from hepflows.flows import build_flow
 from hepflows.flows.base import CPU_TILE_ROWS
 from hepflows.flows.fused import affine, matmul
-from hepflows.flows.nets import MLP
+from hepflows.flows.nets import MADE, MLP, _fused_path
 
 torch.set_num_threads(1)
 
@@ -62,10 +62,45 @@ def test_fused_mlp_input_gradient_only_where_needed() -> None:
     assert all(p.grad is not None for p in mlp.parameters())
 
 
-def test_other_activations_and_dropout_keep_the_plain_path() -> None:
-    assert not MLP(4, 2, [8], activation="tanh")._fusable
-    assert not MLP(4, 2, [8], dropout=0.1)._fusable
-    assert MLP(4, 2, [8])._fusable
+def test_other_activations_and_training_dropout_keep_the_plain_path() -> None:
+    x = torch.randn(3, 4)
+    assert not _fused_path(MLP(4, 2, [8], activation="tanh"), x)
+    assert not _fused_path(MLP(4, 2, [8], dropout=0.1).train(), x)
+    assert _fused_path(MLP(4, 2, [8], dropout=0.1).eval(), x)  # dropout is the identity there
+    assert _fused_path(MLP(4, 2, [8]), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _fused_path(MLP(4, 2, [8]), x)
+
+
+@pytest.mark.parametrize("context", [0, 2])
+def test_made_fused_path_and_single_feature_rows_match_the_plain_network(context: int) -> None:
+    torch.manual_seed(0)
+    made = MADE(5, [3, 3, 2], context, hidden=[12, 12]).double()
+    for p in made.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(40, 5, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(40, context, dtype=torch.float64) if context else None
+    out = made(x, c)
+    ref = made.net(x if c is None else torch.cat([c, x], 1))
+    assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+    g, g_ref = (torch.autograd.grad(o.square().sum(), x)[0] for o in (out, ref))
+    assert torch.allclose(g, g_ref, atol=1e-10, rtol=0)
+    for i in range(5):  # [group 0 | group 1 | group 2] of feature i
+        cols = torch.cat([torch.arange(3 * i, 3 * i + 3), 15 + torch.arange(3 * i, 3 * i + 3),
+                          30 + torch.arange(2 * i, 2 * i + 2)])
+        assert torch.allclose(made.feature_params(x, c, i), ref[:, cols], atol=1e-12, rtol=0)
+
+
+def test_autoregressive_sampling_passes_invert_exactly() -> None:
+    torch.manual_seed(0)
+    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16, 16],
+                       "dropout": 0.1, "bins": 5, "tail_bound": 3.0}, 6, 1).double().eval()
+    for p in flow.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    c = torch.randint(0, 2, (50, 1)).double()
+    with torch.no_grad():
+        x, lp = flow.sample_and_log_prob(50, c, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(flow.log_prob(x, c), lp, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("coupling", ["affine", "rq_spline"])

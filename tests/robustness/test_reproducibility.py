@@ -119,18 +119,12 @@ def test_preprocessing_stores_metadata_it_is_given(pipeline, tmp_path):
 
 
 # -- sampling with other thread counts, network by network ------------------------------------------
-FUSED_LIMIT = pytest.mark.xfail(strict=True, reason=(
-    "hepflows/flows/fused.py computes a conditioner's narrow last layer as (W x^T)^T, a product "
-    "whose inner sums the math library splits between threads: sampling with ReLU conditioners "
-    "without dropout (the default) then depends on the thread count, see the report"))
-
-
 @pytest.mark.parametrize(("coupling", "activation", "dropout"), [
     ("affine", "silu", 0.0),
-    ("affine", "relu", 0.1),  # the pipeline's TINY config
+    ("affine", "relu", 0.1),  # the pipeline's TINY config (fused in evaluation)
     ("rq_autoregressive", "relu", 0.0),
     ("additive", "relu", 0.0),  # fused too, but its last layer (3 wide) is not split
-    pytest.param("affine", "relu", 0.0, marks=FUSED_LIMIT),  # the default config's networks
+    ("affine", "relu", 0.0),  # the default config's networks, on the fused path
     ("rq_spline", "silu", 0.0),
     ("quadratic", "silu", 0.0),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from .base import Transform
@@ -61,7 +62,17 @@ class MaskedRQSAutoregressive(Transform):
         return self._spline(x, x, context, inverse=False)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = z.clone()
-        for _ in range(self.features):
-            x, ladj = self._spline(z, x, context, inverse=True)
-        return x, ladj
+        # pass k fixes feature k, whose parameters depend on the features before it only: the
+        # first d - 1 passes compute and invert that one feature; the last pass inverts every
+        # feature from exact parameters and gives the log-determinant
+        if self.context_features and context is None:
+            raise ValueError(f"{self.__class__.__name__} needs a context")
+        ctx = context if self.context_features else None
+        x = z
+        for k in range(self.features - 1):
+            p = self.net.feature_params(x, ctx, k)
+            p = p if p.dtype == z.dtype else p.to(z.dtype)
+            knots = unpack_rq_params(p, 1, self.bins, self.tail_bound)
+            x_k, _ = rational_quadratic_spline(z[:, k : k + 1], *knots, inverse=True)
+            x = torch.cat([x[:, :k], x_k, x[:, k + 1 :]], dim=1)
+        return self._spline(z, x, context, inverse=True)

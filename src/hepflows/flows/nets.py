@@ -34,6 +34,18 @@ def _activation(name: str) -> nn.Module:
         raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
+def _fused_path(net: nn.Module, x: Tensor) -> bool:
+    """Whether ``net`` runs on :func:`~hepflows.flows.fused.relu_mlp`: a ReLU network on the CPU,
+    in float32 or float64 (under autocast the plain layers let autocast pick each op's type),
+    without dropout or in evaluation mode (where dropout is the identity)."""
+    return (
+        net._fusable
+        and (net._dropout == 0 or not net.training)
+        and x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
 class MLP(nn.Sequential):
     """Fully connected network ``(n, in_features) -> (n, out_features)``.
 
@@ -73,12 +85,11 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         self.in_features = in_features
         self.out_features = out_features
-        # ReLU without dropout (the seed's conditioners) takes the fused path on the CPU, in
-        # float32 or float64 (under autocast the plain layers let autocast pick each op's type)
-        self._fusable = activation == "relu" and dropout == 0
+        self._fusable = activation == "relu"
+        self._dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._fusable and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+        if _fused_path(self, x):
             linears = [m for m in self if isinstance(m, nn.Linear)]
             return relu_mlp(x, [m.weight for m in linears], [m.bias for m in linears])
         return super().forward(x)
@@ -147,9 +158,47 @@ class MADE(nn.Module):
         nn.init.zeros_(last.bias)
         layers.append(last)
         self.net = nn.Sequential(*layers)
+        self._fusable = activation == "relu"
+        self._dropout = dropout
+        # rows of the last layer that give feature i's parameters, one group after another
+        offsets = [0]
+        for g in groups[:-1]:
+            offsets.append(offsets[-1] + features * g)
+        self.register_buffer(
+            "_feature_rows",
+            torch.stack([
+                torch.cat([torch.arange(o + i * g, o + (i + 1) * g) for o, g in zip(offsets, groups)])
+                for i in range(features)
+            ]),
+            persistent=False,
+        )
+
+    def _masked(self) -> tuple[list[Tensor], list[Tensor]]:
+        linears = [m for m in self.net if isinstance(m, MaskedLinear)]
+        return [m.weight * m.mask for m in linears], [m.bias for m in linears]
+
+    def _input(self, x: Tensor, context: Tensor | None) -> Tensor:
+        return x if context is None else torch.cat([context, x], dim=-1)
+
+    def feature_params(self, x: Tensor, context: Tensor | None, feature: int) -> Tensor:
+        """The parameters of one feature only, (n, sum(groups)) as ``[group 0 | group 1 | ...]``.
+
+        Sampling fixes one feature per pass; the last layer, most of the network's products, is
+        then computed for that feature's rows alone.
+        """
+        weights, biases = self._masked()
+        rows = self._feature_rows[feature]
+        if _fused_path(self, x):
+            return relu_mlp(self._input(x, context), weights[:-1] + [weights[-1][rows]],
+                            biases[:-1] + [biases[-1][rows]])
+        h = self._input(x, context)
+        for module in list(self.net)[:-1]:
+            h = module(h)
+        return F.linear(h, weights[-1][rows], biases[-1][rows])
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Parameters (n, d * sum(groups)) in block layout."""
-        if context is not None:
-            x = torch.cat([context, x], dim=-1)
+        x = self._input(x, context)
+        if _fused_path(self, x):
+            return relu_mlp(x, *self._masked())
         return self.net(x)

@@ -30,10 +30,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:
     input:
-        f"{RESULTS}/validation/metrics.json",
-        f"{RESULTS}/model/training_curve.png",
+        per_model(f"{MODEL_DIR}/validation/metrics.json"),
+        per_model(f"{MODEL_DIR}/model/training_curve.png"),
         sample_outputs(),
+        [f"{RESULTS}/comparison/models.html"] if GRID else [],

@@ -80,6 +80,21 @@ def test_sample_is_reproducible(steps, tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_sample_precision_auto_is_float32_on_the_cpu_and_bf16_can_be_forced(steps, tmp_path):
+    d, settings, _ = steps
+    assert read_metadata(d / "gen.root")["precision"] == "float32"  # auto, on the CPU
+    forced = script("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out",
+                    tmp_path / "bf16.root", "--precision", "bf16", settings=settings)
+    assert forced.returncode == 0, forced.stderr
+    assert "in bf16" in forced.stderr
+    assert read_metadata(tmp_path / "bf16.root")["precision"] == "bf16"
+    a = read_events(d / "gen.root", settings["features"])
+    b = read_events(tmp_path / "bf16.root", settings["features"])
+    np.testing.assert_array_equal(a["label"], b["label"])  # the same seeds, other rounding
+    assert not np.array_equal(a["m_jj"], b["m_jj"])
+    assert np.median(np.abs(a["m_jj"] - b["m_jj"]) / np.abs(a["m_jj"])) < 0.05
+
+
 def test_missing_input_is_named_and_nothing_written(steps, tmp_path):
     _, settings, _ = steps
     run = script("preprocess", "--train", tmp_path / "nope.root", "--out", tmp_path / "pre.json",

@@ -214,7 +214,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from hepflows import checkpoint, config, training
     from hepflows.merge import shard_range
     from hepflows.preprocess import Preprocessor
-    from hepflows.sampling import sample_to_root
+    from hepflows.sampling import resolve_precision, sample_to_root
 
     cfg = _settings(args)
     sampling = cfg["sampling"]
@@ -237,17 +237,19 @@ def cmd_sample(args: argparse.Namespace) -> None:
         if fraction is None:
             fraction = meta["signal_fraction"]
     where = "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
-    log.info("sampling %d events%s on %s, signal fraction %s -> %s", stop - start, where, device,
-             fraction, args.out)
+    precision = resolve_precision(args.precision or sampling["precision"], device)
+    log.info("sampling %d events%s on %s in %s, signal fraction %s -> %s", stop - start, where,
+             device, precision, fraction, args.out)
     compression = None if sampling["compression"] == "none" else sampling["compression"]
-    extra: dict[str, Any] = {"model": str(args.model), "start": start, "n_events": stop - start}
+    extra: dict[str, Any] = {"model": str(args.model), "start": start, "n_events": stop - start,
+                             "precision": precision}
     if args.shard is not None:
         extra.update(shard=args.shard, shards=sampling["shards"])
     sample_to_root(
         flow, pre, args.out, stop - start, seed=cfg["seed"], chunk_size=chunk_size,
         first_chunk=start // chunk_size, signal_fraction=fraction, compression=compression,
         device=device, metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
-        progress=not args.quiet,
+        progress=not args.quiet, precision=precision,
     )
 
 
@@ -353,8 +355,29 @@ def write_closure(training: dict, reference: dict, generated: dict, features: Se
     atomic_write_text(path, buffer.getvalue())
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    """The verdicts of a grid's models side by side: models.csv and models.html."""
+    from hepflows import config
+    from hepflows.validation.compare import describe_model, model_summary, write_comparison
+
+    cfg = _settings(args)
+    grid = config.model_names(cfg)
+    rows = []
+    for folder in map(Path, args.models):
+        # a model's folder is named as in the grid; a folder of another run is shown undescribed
+        name = folder.name
+        description = describe_model(config.model_variant(cfg, name)) if name in grid else ""
+        rows.append(model_summary(folder, name, description=description))
+    write_comparison(rows, args.out_dir)
+    log.info("compared %d model(s) -> %s", len(rows), Path(args.out_dir) / "models.html")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    """All steps in order into results/<run>/, for use without Snakemake (no skipping)."""
+    """All steps in order into results/<run>/, for use without Snakemake (no skipping).
+
+    With a grid of models (``models:``) each model is trained, sampled and validated under
+    results/<run>/models/<name>/, then compared in results/<run>/comparison/.
+    """
     from hepflows import config
 
     cfg = config.load(args.config)
@@ -365,14 +388,25 @@ def cmd_run(args: argparse.Namespace) -> None:
     steps = [
         [data_step, "--train", paths["train"], "--val", paths["val"], "--test", paths["test"]],
         ["preprocess", "--train", paths["train"], "--out", paths["preprocess"]],
-        ["train", "--train", paths["train"], "--val", paths["val"], "--preprocess",
-         paths["preprocess"], "--model", paths["model"], "--log", paths["log"], "--plot",
-         paths["curve"]],
-        ["sample", "--model", paths["model"], "--preprocess", paths["preprocess"], "--out",
-         paths["generated"]],
-        ["validate", "--reference", paths["test"], "--generated", paths["generated"],
-         "--train", paths["train"], "--out-dir", paths["validation"]],
     ]
+    grid = config.model_names(cfg)
+    for name in grid or [None]:
+        own = paths if name is None else result_paths(root / "models" / name)
+        # the model's own sections, merged over the config file's by each step
+        variant = [] if name is None else ["--settings", json.dumps(
+            config.subset(config.model_variant(cfg, name), config.MODEL_SECTIONS))]
+        steps += [
+            ["train", *variant, "--train", paths["train"], "--val", paths["val"], "--preprocess",
+             paths["preprocess"], "--model", own["model"], "--log", own["log"], "--plot",
+             own["curve"]],
+            ["sample", *variant, "--model", own["model"], "--preprocess", paths["preprocess"],
+             "--out", own["generated"]],
+            ["validate", "--reference", paths["test"], "--generated", own["generated"],
+             "--train", paths["train"], "--out-dir", own["validation"]],
+        ]
+    if grid:
+        steps.append(["compare", "--models", *(root / "models" / name for name in grid),
+                      "--out-dir", root / "comparison"])
     for step in steps:
         log.info("== hepflows %s", step[0])
         _dispatch(build_parser().parse_args([*step[:1], *common, *map(str, step[1:])]))
@@ -445,7 +479,9 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                             ("--events", {"type": int, "help": "override sampling.events"}),
                             ("--shard", {"type": int, "help": "write only shard K of "
                                          "sampling.shards (0-based)"}),
-                            ("--device", {"help": "override sampling.device"})]),
+                            ("--device", {"help": "override sampling.device"}),
+                            ("--precision", {"choices": ["auto", "float32", "bf16"],
+                                             "help": "override sampling.precision"})]),
     "merge": (cmd_merge, [("--inputs", {"required": True, "nargs": "+", "help": "files, in order"}),
                           ("--out", {"required": True}),
                           ("--compression", {"default": "lz4", "choices": ["lz4", "zlib", "zstd",
@@ -457,6 +493,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                                 ("--train", {"help": "MC training events: adds the physics "
                                              "closure table closure.csv"}),
                                 ("--out-dir", {"required": True})]),
+    "compare": (cmd_compare, [("--models", {"required": True, "nargs": "+",
+                                            "help": "each model's output folder (named as in "
+                                            "the grid), in table order"}),
+                              ("--out-dir", {"required": True})]),
 }
 
 

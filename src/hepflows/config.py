@@ -54,7 +54,27 @@ def validate(config: Mapping[str, Any], *, source: str = "config") -> dict[str, 
     except WorkflowError as err:
         raise InputError(f"{source}: {_schema_message(err)}") from None
     _check_semantics(filled, source)
+    for name in filled["models"]:
+        model_variant(filled, name, source=source)  # a bad grid entry fails here, named
     return filled
+
+
+def model_names(config: Mapping[str, Any]) -> list[str]:
+    """Names of the models of a grid (``models:``), in config order; [] for a single model."""
+    return list(config.get("models") or {})
+
+
+def model_variant(config: Mapping[str, Any], name: str, *, source: str = "config") -> dict[str, Any]:
+    """The validated config of model ``name`` of the grid: its ``model`` and ``training``
+    sections merged over the top-level ones, without ``models``.
+
+    Every step of that model runs on this config exactly as on a config without a grid.
+    """
+    grid = config.get("models") or {}
+    if name not in grid:
+        raise InputError(f"{source}: key models: no model {name!r}; the grid has {list(grid)}")
+    base = {key: value for key, value in config.items() if key != "models"}
+    return validate(merge(base, grid[name]), source=f"{source}: models.{name}")
 
 
 def _schema_message(err: Exception) -> str:

@@ -11,8 +11,8 @@ DATA_SHARD = f"{RESULTS}/data/shards/{{split}}_{{shard}}.root"
 
 SAMPLING = config["sampling"]
 SAMPLE_SHARDS = SAMPLING["shards"]
-SAMPLE_SHARD = f"{RESULTS}/samples/shards/shard_{{shard}}.root"
-GENERATED = f"{RESULTS}/samples/generated.root"
+SAMPLE_SHARD = f"{MODEL_DIR}/samples/shards/shard_{{shard}}.root"
+GENERATED = f"{MODEL_DIR}/samples/generated.root"
 
 
 def check_shards():
@@ -40,10 +40,10 @@ def data_shards(wildcards):
     return expand(DATA_SHARD, split=wildcards.split, shard=range(DATA_SHARDS))
 
 
-def sample_settings():
+def sample_settings(wildcards):
     """What a sample job depends on: how the sample is merged or validated changes no event,
     so those keys are left out, and changing them reruns no shard."""
-    cfg = hepflows_config.subset(config, (*MODEL_SECTIONS, "sampling"))
+    cfg = hepflows_config.subset(model_config(wildcards), (*MODEL_SECTIONS, "sampling"))
     for key in ("merge", "validate_shards"):
         cfg["sampling"].pop(key)
     return json.dumps(cfg, sort_keys=True)
@@ -52,7 +52,7 @@ def sample_settings():
 def validation_shards():
     """Shard files validation reads (sampling.validate_shards, default all of them), in order."""
     chosen = SAMPLING["validate_shards"] or range(SAMPLE_SHARDS)
-    return [SAMPLE_SHARD.format(shard=k) for k in chosen]
+    return expand(SAMPLE_SHARD, shard=chosen, allow_missing=True)
 
 
 def validation_share():
@@ -62,14 +62,14 @@ def validation_share():
 
 def validation_sample():
     """The generated events validation reads: the sample, or a share of each chosen shard."""
-    return GENERATED if SAMPLE_SHARDS == 1 else f"{RESULTS}/samples/validation.root"
+    return GENERATED if SAMPLE_SHARDS == 1 else f"{MODEL_DIR}/samples/validation.root"
 
 
 def sample_outputs():
-    """The final sampling outputs: the joined sample, or only the shards without merging."""
+    """The final sampling outputs of every model: the joined sample, or only the shards."""
     if SAMPLE_SHARDS == 1 or SAMPLING["merge"]:
-        return [GENERATED]
-    return expand(SAMPLE_SHARD, shard=range(SAMPLE_SHARDS))
+        return per_model(GENERATED)
+    return per_model(expand(SAMPLE_SHARD, shard=range(SAMPLE_SHARDS), allow_missing=True))
 
 
 check_shards()

@@ -4,18 +4,18 @@ if SAMPLE_SHARDS == 1:
 
     rule sample:
         input:
-            model=f"{RESULTS}/model/model.pt",
+            model=f"{MODEL_DIR}/model/model.pt",
             preprocess=f"{RESULTS}/preprocess.json",
         output:
             GENERATED,
         params:
             script=script("sample"),
-            settings=sample_settings(),
+            settings=sample_settings,
         threads: 4  # capped at --cores by Snakemake
         log:
-            f"{RESULTS}/logs/sample.log",
+            f"{MODEL_DIR}/logs/sample.log",
         benchmark:
-            f"{RESULTS}/benchmarks/sample.tsv"
+            f"{MODEL_DIR}/benchmarks/sample.tsv"
         conda:
             "../../envs/train.yaml"
         shell:
@@ -26,7 +26,7 @@ else:
 
     rule sample:
         input:
-            model=f"{RESULTS}/model/model.pt",
+            model=f"{MODEL_DIR}/model/model.pt",
             preprocess=f"{RESULTS}/preprocess.json",
         output:
             SAMPLE_SHARD,
@@ -34,12 +34,12 @@ else:
             shard=r"\d+",
         params:
             script=script("sample"),
-            settings=sample_settings(),
+            settings=sample_settings,
         threads: 4  # capped at --cores by Snakemake
         log:
-            f"{RESULTS}/logs/sample/shard_{{shard}}.log",
+            f"{MODEL_DIR}/logs/sample/shard_{{shard}}.log",
         benchmark:
-            f"{RESULTS}/benchmarks/sample/shard_{{shard}}.tsv"
+            f"{MODEL_DIR}/benchmarks/sample/shard_{{shard}}.tsv"
         conda:
             "../../envs/train.yaml"
         shell:
@@ -48,16 +48,16 @@ else:
 
     rule merge_samples:
         input:
-            expand(SAMPLE_SHARD, shard=range(SAMPLE_SHARDS)),
+            expand(SAMPLE_SHARD, shard=range(SAMPLE_SHARDS), allow_missing=True),
         output:
             GENERATED,
         params:
             script=script("merge"),
             compression=SAMPLING["compression"],
         log:
-            f"{RESULTS}/logs/merge_samples.log",
+            f"{MODEL_DIR}/logs/merge_samples.log",
         benchmark:
-            f"{RESULTS}/benchmarks/merge_samples.tsv"
+            f"{MODEL_DIR}/benchmarks/merge_samples.tsv"
         conda:
             "../../envs/data.yaml"
         shell:
@@ -68,14 +68,14 @@ else:
         input:
             validation_shards(),
         output:
-            f"{RESULTS}/samples/validation.root",
+            f"{MODEL_DIR}/samples/validation.root",
         params:
             script=script("merge"),
             per_shard=validation_share(),
         log:
-            f"{RESULTS}/logs/merge_validation_sample.log",
+            f"{MODEL_DIR}/logs/merge_validation_sample.log",
         benchmark:
-            f"{RESULTS}/benchmarks/merge_validation_sample.tsv"
+            f"{MODEL_DIR}/benchmarks/merge_validation_sample.tsv"
         conda:
             "../../envs/data.yaml"
         shell:

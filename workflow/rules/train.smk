@@ -7,23 +7,24 @@ rule train:
         val=f"{RESULTS}/data/val.root",
         preprocess=f"{RESULTS}/preprocess.json",
     output:
-        model=f"{RESULTS}/model/model.pt",
-        log=f"{RESULTS}/model/training_log.csv",
+        model=f"{MODEL_DIR}/model/model.pt",
+        log=f"{MODEL_DIR}/model/training_log.csv",
         curve=report(
-            f"{RESULTS}/model/training_curve.png",
+            f"{MODEL_DIR}/model/training_curve.png",
             caption="../report/training_curve.rst",
             category="2. Training",
+            **BY_MODEL,
         ),
-        curve_pdf=f"{RESULTS}/model/training_curve.pdf",
+        curve_pdf=f"{MODEL_DIR}/model/training_curve.pdf",
     params:
         script=script("train"),
-        settings=settings(*MODEL_SECTIONS),
+        settings=model_settings(*MODEL_SECTIONS),
         curve=lambda wildcards, output: output.curve[: -len(".png")],
     threads: 4  # capped at --cores by Snakemake
     log:
-        f"{RESULTS}/logs/train.log",
+        f"{MODEL_DIR}/logs/train.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train.tsv"
+        f"{MODEL_DIR}/benchmarks/train.tsv"
     conda:
         "../../envs/train.yaml"
     shell:

@@ -9,27 +9,31 @@ rule validate:
         generated=validation_sample(),
         train=f"{RESULTS}/data/train.root",
     output:
-        metrics=f"{RESULTS}/validation/metrics.json",
+        metrics=f"{MODEL_DIR}/validation/metrics.json",
         table=report(
-            f"{RESULTS}/validation/metrics.csv",
+            f"{MODEL_DIR}/validation/metrics.csv",
             caption="../report/metrics.rst",
             category="1. Verdict",
+            **BY_MODEL,
         ),
         closure=report(
-            f"{RESULTS}/validation/closure.csv",
+            f"{MODEL_DIR}/validation/closure.csv",
             caption="../report/closure.rst",
             category="1. Verdict",
+            **BY_MODEL,
         ),
         verdict=report(
-            f"{RESULTS}/validation/verdict.html",
+            f"{MODEL_DIR}/validation/verdict.html",
             caption="../report/verdict.rst",
             category="1. Verdict",
+            **BY_MODEL,
         ),
         plots=report(
-            directory(f"{RESULTS}/validation/plots"),
+            directory(f"{MODEL_DIR}/validation/plots"),
             patterns=["{name}.png"],
             caption="../report/plots.rst",
             category="3. Distributions",
+            **BY_MODEL,
             labels={"figure": "{name}"},
         ),
     params:
@@ -38,9 +42,9 @@ rule validate:
         out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
     threads: 4  # capped at --cores by Snakemake
     log:
-        f"{RESULTS}/logs/validate.log",
+        f"{MODEL_DIR}/logs/validate.log",
     benchmark:
-        f"{RESULTS}/benchmarks/validate.tsv"
+        f"{MODEL_DIR}/benchmarks/validate.tsv"
     conda:
         "../../envs/validate.yaml"
     shell:

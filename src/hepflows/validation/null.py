@@ -30,6 +30,8 @@ BAND_QUANTILE = 0.95
 AMBER_FACTOR = 1.5
 
 GREEN, AMBER, RED, UNKNOWN = "green", "amber", "red", "n/a"
+#: Background colour of a status cell in the HTML tables.
+STATUS_COLOURS = {GREEN: "#b7e1a1", AMBER: "#ffd27f", RED: "#f4a3a3", UNKNOWN: "#dddddd"}
 _STATUS_RANK = {GREEN: 0, UNKNOWN: 0, AMBER: 1, RED: 2}
 
 

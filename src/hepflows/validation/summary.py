@@ -390,7 +390,6 @@ def _csv_text(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-_COLOURS = {nl.GREEN: "#b7e1a1", nl.AMBER: "#ffd27f", nl.RED: "#f4a3a3", nl.UNKNOWN: "#dddddd"}
 
 
 def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
@@ -415,7 +414,7 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
     ]
     for v in metrics["verdict"]:
         worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
-        colour = _COLOURS.get(v["status"], _COLOURS[nl.UNKNOWN])
+        colour = nl.STATUS_COLOURS.get(v["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
         cells = [
             esc(METRIC_TITLES.get(v["metric"], v["metric"])),
             f"{v['n_outside']} / {v['n_tested']}",

@@ -20,7 +20,6 @@ training and validation, the rest split into two equal halves (MC reference and 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys

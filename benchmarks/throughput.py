@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from hepflows import preprocess  # noqa: E402
 from hepflows.events.schema import CONTINUOUS_FEATURES  # noqa: E402
-from hepflows.flows import AffineCoupling, BatchNormFlow, Flow, RQSplineCoupling, build_flow  # noqa: E402
+from hepflows.flows import Flow, build_flow  # noqa: E402
 from hepflows.flows.coupling import Coupling  # noqa: E402
 from hepflows.flows.nets import MLP  # noqa: E402
 from hepflows.sampling import iter_chunks, precision_context, resolve_precision, sample_to_root  # noqa: E402

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_HIGGS = ROOT.parent / "shared" / "data" / "higgs"
+
+#: What a copy of the workflow needs to run in another folder.
+WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "envs")
+
+
+def copy_workflow(dest: Path, configs: Mapping[str, Any] | None = None) -> Path:
+    """Copy the workflow into ``dest`` (what is there already is kept) and write each of
+    ``configs`` as ``config/<name>.yaml`` (a mapping as YAML, a string as it is); returns ``dest``."""
+    for name in WORKFLOW_FILES:
+        src, target = ROOT / name, dest / name
+        if not target.exists():
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, target)
+    for name, cfg in (configs or {}).items():
+        text = cfg if isinstance(cfg, str) else yaml.safe_dump(dict(cfg))
+        (dest / "config" / f"{name}.yaml").write_text(text)
+    return dest
+
+
+def snakemake_env(**extra: str) -> dict[str, str]:
+    """The environment of a Snakemake subprocess: its jobs' `python` is this interpreter."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                **extra)
+
 
 # Tests share 2 cores with each other's subprocesses: keep torch from oversubscribing.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -8,9 +8,7 @@ model a run without a grid trains.
 from __future__ import annotations
 
 import csv
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import copy_workflow, snakemake_env
 
 from hepflows import checkpoint, config
 from hepflows.cli import main
@@ -84,18 +83,10 @@ def _as_snakemake_reads(cfg: dict) -> dict:
     return config.merge(config.read_yaml(ROOT / "config" / "config.yaml"), cfg)
 
 
-def _copy_workflow(work: Path, cfg: dict) -> None:
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    (work / "config" / "grid.yaml").write_text(yaml.safe_dump(cfg))
-
-
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--configfile", "config/grid.yaml", *args],
-        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+        cwd=work, env=snakemake_env(), capture_output=True, text=True, timeout=900,
     )
     if result.returncode != 0:
         logs = "\n".join(p.read_text() for p in (work / "results").rglob("*.log"))
@@ -107,7 +98,7 @@ def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
 def grid_run(tmp_path_factory) -> Path:
     """The grid run by Snakemake with two cores: results/grid/."""
     work = tmp_path_factory.mktemp("grid")
-    _copy_workflow(work, dict(BASE, models=GRID))
+    copy_workflow(work, {"grid": dict(BASE, models=GRID)})
     _snakemake(work, "--cores", "2")
     return work
 

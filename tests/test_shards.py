@@ -4,9 +4,7 @@ exactly the unsharded run's events, and merging keeps every event once, in order
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import copy_workflow, snakemake_env
 
 from hepflows.cli import main
 from hepflows.errors import InputError
@@ -171,12 +170,8 @@ def test_bad_shard_exits_2_naming_the_key(steps, tmp_path, caplog):
 
 # -- the workflow's DAG --------------------------------------------------------------------------
 def _dry_run(tmp_path: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        if not (tmp_path / name).exists():
-            (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "config" / "test.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    copy_workflow(tmp_path, {"test": config})
+    env = snakemake_env()
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", "config/test.yaml", *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_workflow, snakemake_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -27,10 +26,9 @@ TINY = {
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--configfile", "config/tiny.yaml", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
+        cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=900,
     )
     if check and result.returncode != 0:
         logs = "\n".join(p.read_text() for p in (workdir / "results").rglob("*.log"))
@@ -41,11 +39,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A copy of the workflow with a tiny config, run once to completion."""
-    work = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"), {"tiny": TINY})
     snakemake(work, "--cores", "2")
     return work
 

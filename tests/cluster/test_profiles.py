@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import copy_workflow, snakemake_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "workflow" / "profiles"
@@ -69,12 +68,8 @@ def test_profile_sizes_the_gpu_steps(name):
 
 
 def _dry_run(tmp_path: Path, profile: str) -> str:
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "config" / "profile.yaml").write_text(yaml.safe_dump(CONFIG))
-    env = dict(os.environ, HEPFLOWS_SDM="none",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    copy_workflow(tmp_path, {"profile": CONFIG})
+    env = snakemake_env(HEPFLOWS_SDM="none")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/profile.yaml",
          "--workflow-profile", f"workflow/profiles/{profile}"],

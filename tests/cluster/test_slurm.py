@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import copy_workflow
 
 from hepflows import config
 from hepflows.events.io import read_events
@@ -78,14 +79,10 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """The tiny workflow once on SLURM (sharded) and once locally (unsharded, ``hepflows run``)."""
-    work = tmp_path_factory.mktemp("slurm")
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     # Complete in itself: `hepflows run` reads only this file, Snakemake reads it over the
     # workflow's config/config.yaml, and both must see the same configuration.
     default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(config.merge(default, TINY)))
+    work = copy_workflow(tmp_path_factory.mktemp("slurm"), {"tiny": config.merge(default, TINY)})
     cmd = [
         sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm",
         "--configfile", "config/tiny.yaml",

@@ -8,15 +8,14 @@ mistakes go through the steps' entry point, written in a YAML file as a user wou
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_workflow, snakemake_env
 
-from .conftest import ROOT, assert_names, files_in, run_script, run_step
+from .conftest import assert_names, files_in, run_script, run_step
 
 # (YAML text, words the error must contain besides the file name)
 BAD_CONFIGS = {
@@ -124,13 +123,9 @@ def test_script_process_exits_2_without_traceback(tmp_path):
 
 def test_snakemake_stops_before_any_job(tmp_path):
     """The Snakefile validates with the same code: a model that cannot be built stops a dry run."""
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "config" / "bad.yaml").write_text(
-        BAD_CONFIGS["unbuildable model"][0] + "data:\n  events: {train: 100, val: 50, test: 50}\n"
-    )
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    copy_workflow(tmp_path, {"bad": BAD_CONFIGS["unbuildable model"][0]
+                             + "data:\n  events: {train: 100, val: 50, test: 50}\n"})
+    env = snakemake_env()
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/bad.yaml"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

@@ -12,9 +12,7 @@ and a UUID, so they are compared by content: decoded arrays and metadata.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from conftest import copy_workflow, snakemake_env
 
 from hepflows import checkpoint, config, preprocess
 from hepflows.events.io import read_events, read_metadata
 from hepflows.flows import build_flow
 from hepflows.sampling import sample_chunk
 
-from .conftest import LAYOUT, ROOT, TINY, Pipeline
+from .conftest import LAYOUT, TINY, Pipeline
 
 PROVENANCE = ("hepflows_version", "git_commit", "config_hash", "seed")
 EVENT_FILES = ("train", "val", "test", "generated")
@@ -38,12 +36,8 @@ EVENT_FILES = ("train", "val", "test", "generated")
 @pytest.fixture(scope="module")
 def snakemake_run(tmp_path_factory) -> Path:
     """The same config run by Snakemake with two cores, up to the generated sample."""
-    work = tmp_path_factory.mktemp("snakemake")
-    for name in ("Snakefile", "workflow", "scripts", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    work = copy_workflow(tmp_path_factory.mktemp("snakemake"), {"tiny": TINY})
+    env = snakemake_env()
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", LAYOUT["generated"], "--cores", "2",
          "--configfile", "config/tiny.yaml"],

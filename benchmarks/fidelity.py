@@ -3,7 +3,7 @@
 
 For each model config the real pipeline runs (``hepflows run``: data -> preprocess -> train ->
 sample -> validate) on the chosen data, then this prints one table row: training events,
-epochs, wall time and device, test NLL, how many (feature, slice) cells of the KS and chi2/ndf
+epochs, wall time and device, test NLL (preprocessed space and physical), how many (feature, slice) cells of the KS and chi2/ndf
 fall outside the MC-vs-MC 95 % band (against the number expected by chance), the classifier
 two-sample AUC with its bootstrap interval next to its MC-vs-MC null, and the signal/background
 classifier closure (its AUC on generated events minus its AUC on MC).
@@ -59,8 +59,13 @@ def merged_config(path: Path, data: str, out: Path) -> Path:
     return target
 
 
-def test_nll(run_dir: Path) -> float:
-    """Mean NLL per event (nats, preprocessed space) of the trained flow on the test split."""
+def test_nll(run_dir: Path) -> tuple[float, float]:
+    """Mean NLL per event of the trained flow on the test split: (preprocessed space, physical).
+
+    The preprocessed-space NLL depends on the transform (logit or quantile); the physical one,
+    -log p(x) = -log p(y) - log|dy/dx| (x in the features' units, point masses spread over
+    their boxes), compares models with different preprocessing.
+    """
     import torch
 
     from hepflows import checkpoint
@@ -75,7 +80,8 @@ def test_nll(run_dir: Path) -> float:
     x = np.stack([events[f] for f in pre.features], 1)
     y = torch.from_numpy(pre.forward(x).astype(np.float32))
     context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1) if meta["context_features"] else None
-    return mean_nll(flow, Dataset(y, context))
+    nll = mean_nll(flow, Dataset(y, context))
+    return nll, nll - float(pre.log_abs_det(pre.dequantize(x)).mean())
 
 
 def closure_auc(run_dir: Path, features: list[str], seed: int) -> tuple[float, float, float]:
@@ -137,7 +143,7 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "model": config.stem, "data": data,
         "train events": cfg["data"]["events"]["train"] if data == "generator" else "~9.1k",
         "epochs": len(log) - 1, "wall s": round(wall), "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "test NLL": round(test_nll(run_dir), 3),
+        **dict(zip(("test NLL", "test NLL (physical)"), (round(v, 3) for v in test_nll(run_dir)))),
         "KS outside": outside(verdict["ks"]),
         "chi2 outside": outside(verdict["chi2_ndf"]),
         "C2ST AUC": f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]",

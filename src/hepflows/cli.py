@@ -152,6 +152,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     x = _matrix(events, features)
     pre = preprocess.fit(
         x, features, margin=cfg["preprocess"]["margin"],
+        transform=cfg["preprocess"]["transform"], quantiles=cfg["preprocess"]["quantiles"],
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train), metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
     )

@@ -1,11 +1,18 @@
-"""The seed study's invertible feature transform: min-max with margin, logit, standardise.
+"""Invertible feature transforms: the seed study's min-max, logit, standardise, or quantiles.
+
+``transform="logit"`` (the seed study's)::
 
     x1 = (x - low) / (high - low)      low, high: the fitted range widened by a margin
     x2 = logit(x1)
     y  = (x2 - mean) / std
 
 The logit maps the bounded physical range onto the real line, where flows are at home; the
-margin keeps every training point away from 0 and 1, where the logit diverges.  The inverse
+margin keeps every training point away from 0 and 1, where the logit diverges.
+
+``transform="quantile"`` replaces ``logit(x1)`` by ``Phi^-1(F(x))``, where ``F`` is the training
+events' CDF, piecewise linear between ``quantiles`` knots (``low`` and ``high`` are its end
+points): each marginal becomes close to a standard normal, and a narrow mass peak is spread
+over as much of the latent space as the events it holds, instead of a sliver of it.  The inverse
 clamps nothing: ``sigmoid`` lands inside (0, 1), so every sample maps back inside the widened
 range.  Parameters are saved as JSON with the feature names and the config hash they were
 fitted with, and loading checks both; a ``metadata`` record (package version, git commit,
@@ -16,10 +23,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 
 from hepflows import __version__
 from hepflows.atomic import atomic_write_text
@@ -44,18 +52,41 @@ class Preprocessor:
     #: feature -> point mass {"centre", "width" (half-width of its box), "values", "weights"};
     #: see :meth:`dequantize` and :meth:`snap`.
     spikes: dict = field(default_factory=dict)
+    #: ``"logit"`` or ``"quantile"`` (see the module docstring).
+    transform: str = "logit"
+    #: with ``"quantile"``: the CDF's knots (d, K), increasing from ``low`` to ``high`` ...
+    knots: np.ndarray | None = None
+    #: ... and its values there (K,), increasing from 0 to 1.
+    levels: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Physical values (n, d) -> standardised logits (n, d), float64."""
+        """Physical values (n, d) -> standardised latent values (n, d), float64."""
         x = self.dequantize(np.asarray(x, np.float64))
-        x1 = np.clip((x - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
-        return (np.log(x1) - np.log1p(-x1) - self.mean) / self.std
+        return (self._unbounded(x) - self.mean) / self.std
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Standardised logits (n, d) -> physical values (n, d) inside [low, high], float64."""
+        """Standardised latent values (n, d) -> physical values (n, d) inside [low, high], float64."""
         x2 = np.asarray(y, np.float64) * self.std + self.mean
+        if self.transform == "quantile":
+            u = special.ndtr(x2)
+            x = np.column_stack([np.interp(u[:, j], self.levels, self.knots[j])
+                                 for j in range(len(self.features))]) if len(u) else x2.copy()
+            return self.snap(x)
         x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
         return self.snap(self.low + x1 * (self.high - self.low))
+
+    def _cdf(self, x: np.ndarray) -> np.ndarray:
+        """The piecewise-linear CDF of each feature (n, d), clipped inside (0, 1)."""
+        u = np.column_stack([np.interp(x[:, j], self.knots[j], self.levels)
+                             for j in range(len(self.features))]) if len(x) else x.copy()
+        return np.clip(u, _CLIP, 1 - _CLIP)
+
+    def _unbounded(self, x: np.ndarray) -> np.ndarray:
+        """logit((x - low) / (high - low)) or Phi^-1(F(x)), before standardising."""
+        if self.transform == "quantile":
+            return special.ndtri(self._cdf(x))
+        x1 = np.clip((x - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
+        return np.log(x1) - np.log1p(-x1)
 
     def dequantize(self, x: np.ndarray) -> np.ndarray:
         """Spread each point mass uniformly over (centre - w, centre + w), reproducibly.
@@ -90,9 +121,23 @@ class Preprocessor:
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         """log|det dy/dx| per event (n,), to turn a density of y into one of x."""
-        x1 = np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
+        x = np.asarray(x, np.float64)
+        if self.transform == "quantile":
+            # dy/dx = F'(x) / phi(y): the slope of the knot segment over the normal density
+            slope = np.column_stack([
+                self._segment_slope(x[:, j], self.knots[j]) for j in range(len(self.features))
+            ])
+            z = self._unbounded(x)
+            per_feature = np.log(slope) + 0.5 * z**2 + 0.5 * np.log(2 * np.pi) - np.log(self.std)
+            return per_feature.sum(axis=1)
+        x1 = np.clip((x - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
         per_feature = -np.log(self.high - self.low) - np.log(x1) - np.log1p(-x1) - np.log(self.std)
         return per_feature.sum(axis=1)
+
+    def _segment_slope(self, x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+        """dF/dx of the piecewise-linear CDF at ``x`` (n,) between ``knots`` (K,)."""
+        k = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
+        return (self.levels[k + 1] - self.levels[k]) / (knots[k + 1] - knots[k])
 
     def outside(self, x: np.ndarray) -> np.ndarray:
         """Number of values per feature (d,) outside the widened range."""
@@ -110,6 +155,9 @@ class Preprocessor:
             "std": self.std.tolist(),
             "metadata": {"hepflows_version": __version__, **self.metadata},
             "spikes": self.spikes,
+            "transform": self.transform,
+            **({"knots": self.knots.tolist(), "levels": self.levels.tolist()}
+               if self.transform == "quantile" else {}),
         }
 
     @classmethod
@@ -138,9 +186,26 @@ class Preprocessor:
             raise InputError(
                 f"{source}: 'spikes' must map fitted features to {{{', '.join(sorted(keys))}}}"
             )
+        transform = data.get("transform", "logit")
+        knots = levels = None
+        if transform == "quantile":
+            try:
+                knots = np.asarray(data["knots"], np.float64)
+                levels = np.asarray(data["levels"], np.float64)
+            except (KeyError, TypeError, ValueError) as err:
+                raise InputError(f"{source}: malformed quantile knots ({err!r})") from None
+            if (levels.ndim != 1 or knots.shape != (len(features), len(levels))
+                    or np.any(np.diff(knots, axis=1) <= 0) or np.any(np.diff(levels) <= 0)):
+                raise InputError(
+                    f"{source}: 'knots' must be ({len(features)}, K) and 'levels' (K,), both "
+                    f"increasing; got {knots.shape} and {levels.shape}"
+                )
+        elif transform != "logit":
+            raise InputError(f"{source}: 'transform' is {transform!r}, expected 'logit' or 'quantile'")
         return cls(
             features, margin=margin, config_hash=str(data.get("config_hash", "")),
-            metadata=metadata, spikes=spikes, **arrays,
+            metadata=metadata, spikes=spikes, transform=transform, knots=knots, levels=levels,
+            **arrays,
         )
 
     def save(self, path: str | Path) -> None:
@@ -185,13 +250,19 @@ def fit(
     source: str = "training events",
     metadata: dict | None = None,
     spike_fraction: float | None = 0.01,
+    transform: str = "logit",
+    quantiles: int = 128,
 ) -> Preprocessor:
     """Fit the transform on training events ``x`` (n, d) in the order of ``features``.
 
     ``source`` (the training file) is named in every error; ``metadata`` is stored with the
     parameters.  A value held by more than ``spike_fraction`` of the events is a point mass
-    (see :meth:`Preprocessor.dequantize`); None turns the search off.
+    (see :meth:`Preprocessor.dequantize`); None turns the search off.  ``transform`` is
+    ``"logit"`` or ``"quantile"`` (with ``quantiles`` knots of the CDF, the widened range's
+    ends included).
     """
+    if transform not in ("logit", "quantile"):
+        raise ValueError(f"transform: expected 'logit' or 'quantile', got {transform!r}")
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[1] != len(features):
         raise ValueError(f"expected events of shape (n, {len(features)}), got {x.shape}")
@@ -215,12 +286,30 @@ def fit(
         tuple(features), lo - margin * width, hi + margin * width,
         np.zeros(len(features)), np.ones(len(features)), margin, config_hash, spikes=spikes,
     )
-    logits = partial.forward(x)
-    return Preprocessor(
-        partial.features, partial.low, partial.high,
-        logits.mean(axis=0), logits.std(axis=0), margin, config_hash, dict(metadata or {}),
-        spikes,
-    )
+    knots = levels = None
+    if transform == "quantile":
+        knots, levels = _cdf_knots(partial.dequantize(x), partial.low, partial.high, quantiles)
+        partial = replace(partial, transform=transform, knots=knots, levels=levels)
+    latent = partial.forward(x)
+    return replace(partial, mean=latent.mean(axis=0), std=latent.std(axis=0),
+                   metadata=dict(metadata or {}))
+
+
+def _cdf_knots(x: np.ndarray, low: np.ndarray, high: np.ndarray, quantiles: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (d, K) and levels (K,) of the piecewise-linear CDF of the events ``x`` (n, d).
+
+    The inner knots are the events' quantiles at equally spaced levels; the ends are the widened
+    range (levels 0 and 1), so the transform is defined on all of it and its inverse lands
+    inside it.  Tied quantiles (rounded data) are pulled apart to keep the knots increasing.
+    """
+    levels = np.linspace(0.0, 1.0, quantiles)
+    inner = np.quantile(x, levels[1:-1], axis=0).T  # (d, K - 2)
+    knots = np.column_stack([low, inner, high])
+    step = 1e-9 * (high - low)
+    for k in range(1, knots.shape[1]):
+        knots[:, k] = np.maximum(knots[:, k], knots[:, k - 1] + step)
+    return knots, levels
 
 
 #: Half-width of a point mass's box, as a fraction of the feature's fitted range.

@@ -69,16 +69,15 @@ class Preprocessor:
         x2 = np.asarray(y, np.float64) * self.std + self.mean
         if self.transform == "quantile":
             u = special.ndtr(x2)
-            x = np.column_stack([np.interp(u[:, j], self.levels, self.knots[j])
-                                 for j in range(len(self.features))]) if len(u) else x2.copy()
-            return self.snap(x)
+            return self.snap(np.column_stack([np.interp(u[:, j], self.levels, self.knots[j])
+                                              for j in range(len(self.features))]))
         x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
         return self.snap(self.low + x1 * (self.high - self.low))
 
     def _cdf(self, x: np.ndarray) -> np.ndarray:
         """The piecewise-linear CDF of each feature (n, d), clipped inside (0, 1)."""
         u = np.column_stack([np.interp(x[:, j], self.knots[j], self.levels)
-                             for j in range(len(self.features))]) if len(x) else x.copy()
+                             for j in range(len(self.features))])
         return np.clip(u, _CLIP, 1 - _CLIP)
 
     def _unbounded(self, x: np.ndarray) -> np.ndarray:
@@ -286,7 +285,6 @@ def fit(
         tuple(features), lo - margin * width, hi + margin * width,
         np.zeros(len(features)), np.ones(len(features)), margin, config_hash, spikes=spikes,
     )
-    knots = levels = None
     if transform == "quantile":
         knots, levels = _cdf_knots(partial.dequantize(x), partial.low, partial.high, quantiles)
         partial = replace(partial, transform=transform, knots=knots, levels=levels)

@@ -141,7 +141,7 @@ def relu_mlp(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> 
     last = len(weights) - 1
     reuse = x.shape[0] <= WORKSPACE_ROWS
     for i, (w, b) in enumerate(zip(weights, biases)):
-        if i < last and reuse and not _transposed_is_faster(x.shape[0], w.shape[0]):
+        if i < last and reuse:
             # alternate two buffers: a layer never reads the one it writes
             h = torch.addmm(b, h, w.t(), out=_workspace(i % 2, x.shape[0], w.shape[0], x))
         else:

@@ -194,3 +194,21 @@ def test_compare_of_a_missing_model_exits_2_naming_the_file(tmp_path, caplog):
     assert code == 2
     assert str(tmp_path / "base" / "validation" / "metrics.json") in caplog.text
     assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_names_a_broken_metrics_file_or_a_missing_training_log(tmp_path):
+    from hepflows.validation.compare import model_summary
+
+    (tmp_path / "m" / "validation").mkdir(parents=True)
+    (tmp_path / "m" / "validation" / "metrics.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"metrics\.json: not valid JSON"):
+        model_summary(tmp_path / "m", "m")
+    (tmp_path / "m" / "validation" / "metrics.json").write_text("{}")
+    with pytest.raises(InputError, match=r"training_log\.csv: not found; run the model's train"):
+        model_summary(tmp_path / "m", "m")
+
+
+def test_an_unknown_model_of_the_grid_is_named():
+    cfg = config.load(None, dict(BASE, models=GRID))
+    with pytest.raises(InputError, match=r"key models: no model 'wide'; the grid has \['base', 'spline'\]"):
+        config.model_variant(cfg, "wide")

@@ -13,7 +13,8 @@ configfile: "config/config.yaml"
 
 
 try:
-    # Schema (workflow/schemas/config.schema.yaml) plus the checks a schema cannot express.
+    # Schema (src/hepflows/schemas/config.schema.yaml, package data) plus the checks a schema
+    # cannot express.
     config = hepflows_config.validate(config, source="config")
 except InputError as err:
     raise WorkflowError(f"invalid configuration: {err}")

@@ -1,8 +1,9 @@
 """Load, validate and hash pipeline configurations.
 
-One schema (``workflow/schemas/config.schema.yaml``) serves the Snakefile and every script:
-it fills defaults and rejects unknown keys before any job starts.  What a JSON schema cannot
-say (feature names, a buildable model block, split fractions summing to one) is checked here.
+One schema (``hepflows/schemas/config.schema.yaml``, shipped with the package) serves the
+Snakefile and every script: it fills defaults and rejects unknown keys before any job starts.
+What a JSON schema cannot say (feature names, a buildable model block, split fractions summing
+to one) is checked here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import yaml
 
 from hepflows.errors import InputError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: Package data: present in a wheel or any install, not only in a checkout.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 #: Sections each step depends on; their hash decides whether a file may be reused.
 PREPROCESS_SECTIONS = ("seed", "features", "data", "preprocess")

@@ -1,4 +1,11 @@
-"""Write-then-rename: an output file either exists whole or not at all."""
+"""Write-then-rename: an output file either exists whole or not at all.
+
+Every output of the project (ROOT, JSON, CSV, HTML, figures, checkpoints) goes through
+:class:`AtomicFile`: written to a temporary file beside its target, given the mode an ordinary
+``open(path, "w")`` would give it (0666 less the umask, so that colleagues on a shared disk can
+read it), and renamed into place only when complete.  ``tempfile.mkstemp`` alone would leave
+every output private (0600).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,52 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows.
+
+    ``os.umask`` can only be read by setting it; between the two calls another thread (the
+    sampling writer, say) would create files with the wrong mode, so Linux's /proc is asked first.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class AtomicFile:
+    """A temporary file beside ``path``: :meth:`publish` renames it to ``path``, :meth:`discard`
+    deletes it.
+
+    The two steps are separate so that several files can be committed together (all of a
+    conversion's outputs or none); :func:`atomic_path` is the one-file form.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp: Path | None = Path(tmp)
+
+    def publish(self) -> None:
+        """Give the finished file the umask's mode and rename it to its final name."""
+        if self.tmp is None:
+            raise RuntimeError(f"{self.path}: already published or discarded")
+        # The mode is set last: a writer may have replaced the temporary file by a new one.
+        os.chmod(self.tmp, 0o666 & ~current_umask())
+        os.replace(self.tmp, self.path)
+        self.tmp = None
+
+    def discard(self) -> None:
+        """Delete the temporary file (if it is still there)."""
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place if the block succeeds.
@@ -16,19 +69,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     On any exception (KeyboardInterrupt included) the temporary file is removed and the
     exception propagates, so a reader never sees a half-written ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    # mkstemp makes the file private (0600); outputs are shared on clusters: honour the umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    out = AtomicFile(path)
+    assert out.tmp is not None
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield out.tmp
+        out.publish()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        out.discard()
         raise
 
 

@@ -5,8 +5,9 @@ ROOT event files hold one TTree ``events`` with one float32 branch per feature (
 float32 ``weight``.  A JSON dictionary of metadata may sit beside the tree as a ``TObjString``
 under the key ``hepflows_metadata``.
 
-Every file is written atomically: into a temporary file in the target's directory, renamed into
-place only when complete, and removed on any error, so a reader never sees half a file.
+Every file is written atomically (:class:`hepflows.atomic.AtomicFile`): into a temporary file in
+the target's directory, renamed into place only when complete, with the umask's mode, and removed
+on any error, so a reader never sees half a file.
 
 The HIGGS CSV (29 comma-separated numbers a row, no header: the label, then the 28 features in
 :data:`~hepflows.events.schema.HIGGS_FEATURES` order; plain or gzip) is streamed in chunks with
@@ -27,7 +28,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import uproot
 
+from hepflows.atomic import AtomicFile
 from hepflows.errors import InputError
 from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME, WEIGHT
 
@@ -208,7 +209,7 @@ class EventWriter:
         self.metadata: dict[str, object] = dict(metadata or {})
         _metadata_json(self.metadata, _where(self.path))  # fail early, before any work
         self.n_written = 0
-        self._tmp: Path | None = None
+        self._tmp: AtomicFile | None = None
         self._file: Any = None
         self._tree: Any = None
         self._branches: tuple[str, ...] | None = None
@@ -238,14 +239,9 @@ class EventWriter:
     def _open(self) -> None:
         if self._file is not None:
             raise RuntimeError(f"{self.path}: EventWriter is already open")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = AtomicFile(self.path)
         try:
-            self._file = uproot.recreate(self._tmp, compression=self._uproot_compression)
+            self._file = uproot.recreate(self._tmp.tmp, compression=self._uproot_compression)
         except BaseException:
             self._discard()
             raise
@@ -262,7 +258,7 @@ class EventWriter:
     def _publish(self) -> None:
         """Rename the finished temporary file to its final name."""
         if self._tmp is not None:
-            os.replace(self._tmp, self.path)
+            self._tmp.publish()
             self._tmp = None
 
     def _discard(self) -> None:
@@ -272,7 +268,7 @@ class EventWriter:
                 self._file.close()
             self._file = None
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            self._tmp.discard()
             self._tmp = None
 
     # -- data ----------------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""The flow library and the training loop on one device: ``HEPFLOWS_TEST_DEVICE`` (default cpu).
+
+The default run checks the CPU; ``benchmarks/gpu/check.sh`` runs this file with
+``HEPFLOWS_TEST_DEVICE=cuda``: every layer exact in float64 on the device, a training step with
+its fast path, an interrupted run resumed with the device's random states, and sampling
+reproducible for the same seed on the device (float32 and, where the device has it, bf16).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hepflows.flows import build_flow
+from hepflows.sampling import precision_context, resolve_precision, sample_chunk
+from hepflows.training import Dataset, Interrupted, Trainer
+from test_flows import LAYERS, context_for, inputs, per_sample_logdet, randomize
+
+DEVICE = torch.device(os.environ.get("HEPFLOWS_TEST_DEVICE", "cpu"))
+if DEVICE.type == "cuda" and not torch.cuda.is_available():
+    pytest.skip("HEPFLOWS_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
+CUDA = DEVICE.type == "cuda"
+
+SETTINGS = {
+    "epochs": 2, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.0, "scheduler": "cosine",
+    "patience": None, "grad_clip": 5.0, "max_bad_steps": 4, "device": str(DEVICE),
+}
+MODEL = {"coupling": "rq_spline", "blocks": 2, "hidden": [16, 16], "permutation": "lu",
+         "dropout": 0.1, "bins": 4}
+
+
+@pytest.mark.parametrize("context_features", [0, 2])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_exact_in_float64_on_device(name: str, context_features: int) -> None:
+    layer = randomize(LAYERS[name](context_features).double(), seed=len(name)).to(DEVICE)
+    x = inputs().to(DEVICE)
+    ctx = context_for(context_features)
+    ctx = None if ctx is None else ctx.to(DEVICE)
+    z, ld = layer(x, ctx)
+    x_back, ld_inv = layer.inverse(z, ctx)
+    assert z.device.type == DEVICE.type and z.dtype == torch.float64
+    assert torch.allclose(x_back, x, atol=1e-10, rtol=0)
+    assert torch.allclose(ld, -ld_inv, atol=1e-10, rtol=0)
+    assert (z - x).abs().max() > 1e-2
+    assert torch.allclose(ld, per_sample_logdet(layer, x, ctx), atol=1e-8, rtol=0)
+
+
+def data(n: int, seed: int) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 3, generator=g)
+    x = torch.stack([z[:, 0], 0.8 * z[:, 0] + 0.6 * z[:, 1], z[:, 2] * 0.5 + 1.0], dim=1)
+    label = (torch.rand(n, 1, generator=g) < 0.5).float()
+    return Dataset((x + label).to(DEVICE), label.to(DEVICE))
+
+
+def trainer(tmp_path, name: str, cls: type = Trainer, settings: dict = SETTINGS) -> Trainer:
+    torch.manual_seed(0)
+    flow = build_flow(MODEL, 3, 1).to(DEVICE)
+    return cls(flow, data(1024, 1), data(512, 2), settings, seed=5,
+               resume_path=tmp_path / f"{name}.resume.pt", log_path=tmp_path / f"{name}.csv",
+               progress=False)
+
+
+def test_training_step_on_device_lowers_the_loss(tmp_path) -> None:
+    t = trainer(tmp_path, "fit")
+    before = [p.detach().clone() for p in t.flow.parameters()]
+    state = t.fit()
+    assert state.epoch == 2 and state.skipped_steps == 0
+    assert state.history[-1]["train_nll"] < state.history[0]["train_nll"]
+    assert all(p.device.type == DEVICE.type for p in t.flow.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.flow.parameters()))
+
+
+class StopAfter(Trainer):
+    """Receives SIGTERM at its 11th step (mid-epoch 2: 8 batches an epoch)."""
+
+    def _step(self, x, context):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == 11:
+            self._stop_signal = 15
+        return super()._step(x, context)
+
+
+def test_resume_restores_the_device_random_states(tmp_path) -> None:
+    reference = trainer(tmp_path, "ref")
+    reference.fit()
+    cut = trainer(tmp_path, "cut", StopAfter)
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        cut.fit()
+    saved = torch.load(tmp_path / "cut.resume.pt", weights_only=False)
+    assert (saved["rng_cuda"] is not None) == CUDA
+    resumed = trainer(tmp_path, "cut")
+    torch.manual_seed(123)  # other global states: the checkpoint must restore them
+    if CUDA:
+        torch.cuda.manual_seed_all(123)
+    assert resumed.try_resume()
+    if CUDA:
+        assert torch.equal(torch.cuda.get_rng_state(DEVICE), saved["rng_cuda"][DEVICE.index or 0])
+    assert (resumed.state.epoch, resumed.state.batch) == (1, 3)
+    resumed.fit()
+    for (name, a), b in zip(reference.flow.state_dict().items(), resumed.flow.state_dict().values()):
+        if CUDA:  # the same dropout masks; products may round differently (not promised bitwise)
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
+        else:
+            assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
+    if precision == "bf16" and resolve_precision("auto", DEVICE) != "bf16":
+        pytest.skip(f"no bf16 autocast path on {DEVICE}")
+    torch.manual_seed(0)
+    flow = randomize(build_flow(dict(MODEL, dropout=0.0), 3, 1), seed=3, scale=0.4).to(DEVICE).eval()
+
+    class Identity:  # the preprocessing's inverse is not what this test is about
+        features = ("a", "b", "c")
+
+        @staticmethod
+        def inverse(y):
+            return np.asarray(y, np.float64)
+
+    def draw(seed: int, chunk: int = 0) -> dict:
+        return sample_chunk(flow, Identity(), 5000, seed=seed, chunk=chunk, signal_fraction=0.5,
+                            device=DEVICE, precision=precision)
+
+    a, b, c, d = draw(11), draw(11), draw(12), draw(11, chunk=1)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    assert not np.array_equal(a["a"], c["a"]) and not np.array_equal(a["a"], d["a"])
+    assert np.isfinite(a["a"]).all() and abs(a["label"].mean() - 0.5) < 0.05
+    with torch.no_grad(), precision_context(precision, DEVICE):
+        z = flow.sample(64, torch.ones(64, 1, device=DEVICE),
+                        generator=torch.Generator(device=DEVICE).manual_seed(1))
+    assert z.device.type == DEVICE.type and z.dtype == torch.float32

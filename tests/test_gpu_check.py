@@ -1,0 +1,49 @@
+"""benchmarks/gpu/check.sh end to end on the CPU (--tiny): the GPU check must not rot between
+the sessions that are lent a GPU. Every part has to run and record what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_gpu_check_runs_every_part_on_cpu(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), OMP_NUM_THREADS="1")
+    # a generous budget: the machine running the tests may be shared (55 s by default)
+    proc = subprocess.run(["bash", "benchmarks/gpu/check.sh", "--device", "cpu", "--tiny",
+                           "--budget", "200"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=400)
+    log = (tmp_path / "gpu.log").read_text() if (tmp_path / "gpu.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout + proc.stderr + log[-4000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    parts = report["parts"]
+    assert list(parts) == ["tests", "seed_training", "sampling", "throughput", "best_training"]
+    assert all(p["status"] == "ok" for p in parts.values()), {k: p.get("error") for k, p in parts.items()}
+    assert report["machine"]["device"] == "cpu" and report["tiny"] is True
+
+    tests = parts["tests"]["counts"]
+    assert tests["passed"] >= 30 and tests["failures"] == tests["errors"] == 0
+
+    seed = parts["seed_training"]
+    assert [s for s in seed["steps"]] == ["generate", "preprocess", "train", "sample", "validate"]
+    assert all(s["rc"] == 0 for s in seed["steps"].values())
+    assert seed["training"]["finished"] and seed["training"]["epochs_done"] == 2
+    assert {row["metric"] for row in seed["verdict"]} >= {"ks", "chi2_ndf"}
+
+    sampling = parts["sampling"]
+    models = {(r["model"], r["precision"]) for r in sampling["in_memory"]}
+    assert models == {("seed-paper", "float32"), ("best", "float32")}  # no bf16 path on the CPU
+    assert all(r["events_per_second"] > 0 for r in sampling["in_memory"])
+    root = sampling["to_root"]
+    assert root["events_written"] == root["events"] == 200_000 and root["exit_codes"] == [0, 0]
+    assert root["bytes_written"] > 200_000 * 18 and root["peak_rss_mb_all"] > 0
+
+    table = parts["throughput"]["result"]["archs"]
+    assert {row["library"] for arch in table for row in arch["rows"]} >= {"hepflows"}
+
+    best = parts["best_training"]
+    assert best["training"]["finished"] and len(best["epochs"]) == 2

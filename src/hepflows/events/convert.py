@@ -1,0 +1,356 @@
+"""Conversion of a HIGGS CSV or a ROOT ntuple into the project's train/val/test event files.
+
+One streaming pass: rows are dealt to the splits by a fixed hash of their index (or by the
+HIGGS dataset's convention, its last 500,000 rows the test set) and written chunk by chunk, in
+a background thread, through :class:`~hepflows.events.writer.EventWriter`.  All outputs appear
+together or, on any error, none of them.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepflows.errors import InputError
+from hepflows.events.checks import check_finite, check_labels
+from hepflows.events.checks import path_text as _where
+from hepflows.events.higgs_csv import iter_higgs_csv
+from hepflows.events.reader import check_branches, get_tree, open_root
+from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME
+from hepflows.events.writer import EventWriter, all_or_nothing
+
+__all__ = ["HIGGS_TEST_ROWS", "convert_higgs_csv", "convert_root"]
+
+#: The HIGGS dataset's test set: its last 500,000 rows.
+HIGGS_TEST_ROWS = 500_000
+
+
+def _uniform_from_index(index: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) for each row index (n,): splitmix64's finaliser.
+
+    Assigning rows to splits by this hash needs no count of the rows, does not depend on how
+    the file is chunked, and gives each split its fraction up to binomial fluctuations.
+    """
+    z = index.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+class _SplitRule:
+    """How rows are dealt to the outputs.
+
+    * fractions ``{"train": 0.8, "val": 0.1, "test": 0.1}`` (keys = the outputs, summing to 1):
+      row i goes to the split whose interval of cumulative fractions, in the mapping's order,
+      holds :func:`_uniform_from_index` (i);
+    * ``"higgs"`` or ``{"convention": "higgs", "val": 0.1, "test_rows": 500_000}``: the
+      dataset's convention, the last ``test_rows`` rows are the test set; the others go to
+      train and val by the hash, val with fraction ``val`` (outputs: train, val, test; or
+      train, test when val is 0);
+    * None: one output takes every row.
+    """
+
+    def __init__(self, split: Mapping[str, Any] | str | None, outputs: Sequence[str]) -> None:
+        self.test_rows = 0
+        self.tail_split: str | None = None
+        outs = list(outputs)
+        if not outs:
+            raise InputError("outputs: expected at least one split name -> file path")
+        if split is None:
+            if len(outs) != 1:
+                raise InputError(
+                    f"split: None needs exactly one output, got {outs}; give fractions or 'higgs'"
+                )
+            self.fractions = {outs[0]: 1.0}
+            self.description = f"all rows to {outs[0]}"
+            return
+        if isinstance(split, str):
+            if split != "higgs":
+                raise InputError(f"split {split!r}: expected 'higgs' or a mapping of fractions")
+            split = {"convention": "higgs"}
+        if not isinstance(split, Mapping):
+            raise InputError(f"split: expected a mapping or 'higgs', got {type(split).__name__}")
+        if "convention" in split:
+            self._higgs(dict(split), outs)
+        else:
+            self._fractions(dict(split), outs)
+
+    def _higgs(self, split: dict[str, Any], outs: list[str]) -> None:
+        if split.pop("convention") != "higgs":
+            raise InputError("split.convention: expected 'higgs'")
+        val = split.pop("val", 0.1)
+        test_rows = split.pop("test_rows", HIGGS_TEST_ROWS)
+        if split:
+            raise InputError(f"split: unknown key(s) {sorted(split)}; expected val, test_rows")
+        if not (isinstance(val, (int, float)) and 0.0 <= val < 1.0):
+            raise InputError(f"split.val: expected a fraction in [0, 1), got {val!r}")
+        if not (isinstance(test_rows, int) and test_rows >= 1):
+            raise InputError(f"split.test_rows: expected an integer >= 1, got {test_rows!r}")
+        expected = ["train", "val", "test"] if val > 0 else ["train", "test"]
+        if sorted(outs) != sorted(expected):
+            raise InputError(f"outputs {outs}: the 'higgs' split writes exactly {expected}")
+        self.test_rows = test_rows
+        self.tail_split = "test"
+        self.fractions = {"train": 1.0 - val, "val": val} if val > 0 else {"train": 1.0}
+        self.description = (
+            f"higgs convention: last {test_rows} rows test, the rest train/val by a hash of the "
+            f"row index with val fraction {val}"
+        )
+
+    def _fractions(self, split: dict[str, Any], outs: list[str]) -> None:
+        if sorted(split) != sorted(outs):
+            raise InputError(f"split {sorted(split)} and outputs {sorted(outs)} must name the same splits")
+        for k, v in split.items():
+            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+                raise InputError(f"split.{k}: expected a fraction in [0, 1], got {v!r}")
+        total = float(sum(split.values()))
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise InputError(f"split: fractions {split} sum to {total}, expected 1")
+        self.fractions = {k: float(v) for k, v in split.items()}
+        self.description = (
+            "fractions " + json.dumps(self.fractions) + " by a hash of the row index"
+        )
+
+    def assign(self, first_row: int, n: int) -> dict[str, np.ndarray | slice]:
+        """Row selections for rows first_row .. first_row + n - 1 (0-based) of the hashed part."""
+        if len(self.fractions) == 1:
+            return {next(iter(self.fractions)): slice(None)}
+        u = _uniform_from_index(np.arange(first_row, first_row + n, dtype=np.uint64))
+        edges = np.cumsum(list(self.fractions.values()))
+        edges[-1] = 2.0  # every u < 1 lands somewhere despite rounding
+        which = np.searchsorted(edges, u, side="right")
+        return {name: which == i for i, name in enumerate(self.fractions)}
+
+
+class _Router:
+    """Deal chunks of events to writers by a split rule, holding back the last ``test_rows``
+    rows for the tail split (the HIGGS convention) in a bounded FIFO.
+
+    Writes run in one background thread, in order: ROOT compression (zlib releases the GIL)
+    then overlaps with CSV parsing (pyarrow releases it too).  At most
+    :attr:`MAX_PENDING` writes wait at a time, so memory stays bounded.  Use as a context
+    manager: leaving it waits for the thread, and re-raises the first failed write.
+    """
+
+    MAX_PENDING = 4
+
+    def __init__(self, rule: _SplitRule, writers: Mapping[str, EventWriter]) -> None:
+        self.rule = rule
+        self.writers = writers
+        self.counts = {k: 0 for k in writers}
+        self.next_row = 0  # 0-based index of the next row to route by hash
+        self.held: collections.deque[dict[str, np.ndarray]] = collections.deque()
+        self.n_held = 0
+        self.template: dict[str, np.ndarray] | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hepflows-write")
+        self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
+
+    def __enter__(self) -> _Router:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self._drain()
+            else:  # failing anyway: stop queued writes, wait for the running one
+                for f in self._pending:
+                    f.cancel()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _drain(self, keep: int = 0) -> None:
+        while len(self._pending) > keep:
+            self._pending.popleft().result()
+
+    def _write(self, name: str, part: dict[str, np.ndarray]) -> None:
+        self.counts[name] += len(next(iter(part.values())))
+        self._pending.append(self._pool.submit(self.writers[name].write, part))
+        self._drain(self.MAX_PENDING)
+
+    def _route(self, chunk: dict[str, np.ndarray]) -> None:
+        n = len(next(iter(chunk.values())))
+        for name, sel in self.rule.assign(self.next_row, n).items():
+            self._write(name, {k: v[sel] for k, v in chunk.items()})
+        self.next_row += n
+
+    def add(self, chunk: dict[str, np.ndarray]) -> None:
+        if self.template is None:
+            self.template = {k: v[:0] for k, v in chunk.items()}
+        if not self.rule.test_rows:
+            self._route(chunk)
+            return
+        self.held.append(chunk)
+        self.n_held += len(next(iter(chunk.values())))
+        excess = self.n_held - self.rule.test_rows
+        while excess > 0:
+            oldest = self.held[0]
+            m = len(next(iter(oldest.values())))
+            if m <= excess:
+                self.held.popleft()
+                self._route(oldest)
+                self.n_held -= m
+                excess -= m
+            else:
+                self._route({k: v[:excess] for k, v in oldest.items()})
+                self.held[0] = {k: v[excess:] for k, v in oldest.items()}
+                self.n_held -= excess
+                excess = 0
+
+    def finish(self) -> dict[str, int]:
+        """Write the held-back rows, give empty splits an empty tree; rows per split."""
+        if self.rule.tail_split is not None:
+            while self.held:
+                self._write(self.rule.tail_split, self.held.popleft())
+        self._drain()
+        if self.template is not None:
+            for w in self.writers.values():
+                if w.branches is None:
+                    w.write(self.template)
+        for name, w in self.writers.items():
+            w.metadata.update(split=name, rows=self.counts[name], split_rule=self.rule.description)
+        return dict(self.counts)
+
+
+def _writers(
+    outputs: Mapping[str, str | Path],
+    compression: str | None,
+    metadata: Mapping[str, object] | None,
+    source: Mapping[str, object],
+) -> dict[str, EventWriter]:
+    paths = {k: Path(v) for k, v in outputs.items()}
+    if len(set(p.resolve() for p in paths.values())) != len(paths):
+        raise InputError(f"outputs: two splits write the same file: {outputs}")
+    meta = {**source, **dict(metadata or {})}
+    return {k: EventWriter(p, compression=compression, metadata=meta) for k, p in paths.items()}
+
+
+def convert_higgs_csv(
+    path: str | Path,
+    outputs: Mapping[str, str | Path],
+    *,
+    split: Mapping[str, Any] | str,
+    limit: int | None = None,
+    chunk_rows: int = 100_000,
+    compression: str | None = "zlib",
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, int]:
+    """Convert a HIGGS CSV into one ROOT event file per split, in one streaming pass.
+
+    ``outputs``: split name -> ROOT file.  ``split``: fractions such as
+    ``{"train": 0.8, "val": 0.1, "test": 0.1}`` (rows dealt by a fixed hash of the row index:
+    no counting pass, reproducible, independent of chunking), or ``"higgs"`` /
+    ``{"convention": "higgs", "val": 0.1, "test_rows": 500_000}`` (the last ``test_rows`` rows
+    are the test set, as in the dataset's publication; the rest go to train/val by the hash).
+    ``limit`` reads only the first rows.  Returns the rows written per split.
+
+    All outputs appear together or, on any error, none of them.  Memory stays at a few chunks
+    (12 MB of arrays per 100k rows; writes of earlier chunks overlap the parsing of later ones)
+    plus, for the ``"higgs"`` split, the held-back test rows (58 MB for 500k).
+    """
+    rule = _SplitRule(split, list(outputs))
+    source = {"source": os.fspath(path), "source_format": "higgs_csv", "limit": limit}
+    writers = _writers(outputs, compression, metadata, source)
+    with all_or_nothing(list(writers.values())), _Router(rule, writers) as router:
+        for chunk in iter_higgs_csv(path, chunk_rows=chunk_rows, limit=limit):
+            router.add(chunk)
+        return router.finish()
+
+
+def convert_root(
+    path: str | Path,
+    outputs: Mapping[str, str | Path],
+    *,
+    tree: str = TREE_NAME,
+    branch_map: Mapping[str, str] | None = None,
+    label_branch: str | None = LABEL,
+    label_value: int | None = None,
+    split: Mapping[str, Any] | str | None = None,
+    limit: int | None = None,
+    step_size: int | str = 100_000,
+    compression: str | None = "zlib",
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, int]:
+    """Convert a ROOT ntuple into the project's event files, one per split, chunk by chunk.
+
+    ``branch_map``: feature -> branch of ``tree``; empty or None maps every feature the tree
+    has under its own name.  The label comes from ``label_branch`` (values 0/1), or is
+    ``label_value`` for every event (e.g. a file of one process), or is absent when both are
+    None.  ``split`` as in :func:`convert_higgs_csv` (entry index for row index), or None for a
+    single output.  Branches must hold one number per event; jagged ones are refused by name.
+    Returns the events written per split; all outputs or none appear.
+    """
+    where = _where(path)
+    if label_branch is not None and label_value is not None:
+        raise InputError(f"{where}: give label_branch or label_value, not both")
+    if label_value is not None and label_value not in (0, 1):
+        raise InputError(f"{where}: label_value must be 0 or 1, got {label_value!r}")
+    rule = _SplitRule(split, list(outputs))
+    with open_root(path) as f:
+        t = get_tree(f, tree, where)
+        present = list(t.keys(recursive=False))
+        if branch_map:
+            unknown = [k for k in branch_map if k not in HIGGS_FEATURES]
+            if unknown:
+                raise InputError(
+                    f"branch_map: unknown feature name(s) {unknown}; expected names from "
+                    "hepflows.events.schema.HIGGS_FEATURES"
+                )
+            fmap = {feat: branch_map[feat] for feat in HIGGS_FEATURES if feat in branch_map}
+        else:
+            fmap = {feat: feat for feat in HIGGS_FEATURES if feat in present}
+            if not fmap:
+                raise InputError(
+                    f"{where}: tree {tree!r} has no branch named like a HIGGS feature and no "
+                    f"branch_map was given; it has {present}"
+                )
+        needed = list(dict.fromkeys([*fmap.values(), *([label_branch] if label_branch else [])]))
+        check_branches(t, needed, where)
+        n_total = t.num_entries if limit is None else min(limit, t.num_entries)
+        if n_total == 0:
+            # As for an empty CSV: converting nothing is a mistake in the input, not a result.
+            raise InputError(f"{where}: tree {tree!r} has no entries, expected events to convert")
+        source = {
+            "source": os.fspath(path), "source_format": "root", "tree": tree,
+            "branch_map": fmap, "label_branch": label_branch, "label_value": label_value,
+            "limit": limit,
+        }
+        writers = _writers(outputs, compression, metadata, source)
+        with all_or_nothing(list(writers.values())), _Router(rule, writers) as router:
+            router.template = {feat: np.empty(0, np.float32) for feat in fmap}
+            if label_branch is not None or label_value is not None:
+                router.template[LABEL] = np.empty(0, np.int8)
+            # TTree.iterate is uproot.iterate for one open file; it takes an entry range.
+            chunks = t.iterate(needed, step_size=step_size, library="np", entry_stop=n_total)
+            first = 0
+            while first < n_total:
+                try:
+                    raw = next(chunks)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise InputError(
+                        f"{where}: cannot read tree {tree!r} after entry {first} (truncated or "
+                        f"corrupt?): {exc}"
+                    ) from exc
+                n = len(raw[needed[0]])
+                chunk = {feat: np.asarray(raw[b], dtype=np.float32) for feat, b in fmap.items()}
+                check_finite({b: chunk[feat] for feat, b in fmap.items()}, list(fmap.values()),
+                              where, first)
+                if label_branch is not None:
+                    lab = np.asarray(raw[label_branch])
+                    check_labels(lab, f"{where}: branch {label_branch!r}", first)
+                    chunk[LABEL] = lab.astype(np.int8)
+                elif label_value is not None:
+                    chunk[LABEL] = np.full(n, label_value, dtype=np.int8)
+                router.add(chunk)
+                first += n
+            return router.finish()

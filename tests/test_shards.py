@@ -18,7 +18,7 @@ from conftest import copy_workflow, snakemake_env
 from hepflows.cli import main
 from hepflows.errors import InputError
 from hepflows.events.io import iterate_events, read_events, read_metadata, write_events
-from hepflows.merge import file_branches, merge_event_files, shard_range, shard_ranges
+from hepflows.shards import file_branches, merge_event_files, shard_range, shard_ranges
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb"]

@@ -16,7 +16,7 @@ import torch
 
 from hepflows.flows import build_flow
 from hepflows.sampling import precision_context, resolve_precision, sample_chunk
-from hepflows.training import Dataset, Interrupted, Trainer
+from hepflows.training import Dataset, Interrupted, Trainer, fast_path_default
 from test_flows import LAYERS, context_for, inputs, per_sample_logdet, randomize
 
 DEVICE = torch.device(os.environ.get("HEPFLOWS_TEST_DEVICE", "cpu"))
@@ -77,11 +77,18 @@ def test_training_step_on_device_lowers_the_loss(tmp_path) -> None:
 class StopAfter(Trainer):
     """Receives SIGTERM at its 11th step (mid-epoch 2: 8 batches an epoch)."""
 
-    def _step(self, x, context):
+    def _count(self) -> None:
         self.steps = getattr(self, "steps", 0) + 1
         if self.steps == 11:
             self._stop_signal = 15
+
+    def _step(self, x, context):
+        self._count()
         return super()._step(x, context)
+
+    def _fast_step(self, x, context):  # the default on CUDA
+        self._count()
+        return super()._fast_step(x, context)
 
 
 def test_resume_restores_the_device_random_states(tmp_path) -> None:
@@ -92,6 +99,7 @@ def test_resume_restores_the_device_random_states(tmp_path) -> None:
         cut.fit()
     saved = torch.load(tmp_path / "cut.resume.pt", weights_only=False)
     assert (saved["rng_cuda"] is not None) == CUDA
+    assert cut.fast == fast_path_default(DEVICE)
     resumed = trainer(tmp_path, "cut")
     torch.manual_seed(123)  # other global states: the checkpoint must restore them
     if CUDA:
@@ -135,3 +143,68 @@ def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
         z = flow.sample(64, torch.ones(64, 1, device=DEVICE),
                         generator=torch.Generator(device=DEVICE).manual_seed(1))
     assert z.device.type == DEVICE.type and z.dtype == torch.float32
+
+
+def fast_trainer(tmp_path, name: str, fast: bool) -> Trainer:
+    torch.manual_seed(0)
+    flow = build_flow(MODEL, 3, 1).to(DEVICE)
+    return Trainer(flow, data(1024, 1), data(512, 2), SETTINGS, seed=5, fast=fast,
+                   resume_path=tmp_path / f"{name}.resume.pt", log_path=tmp_path / f"{name}.csv",
+                   progress=False)
+
+
+def test_fast_path_trains_like_the_plain_path(tmp_path) -> None:
+    plain, fast = fast_trainer(tmp_path, "plain", False), fast_trainer(tmp_path, "fast", True)
+    assert fast.fast and not plain.fast
+    torch.manual_seed(7)  # the same dropout masks for both
+    plain.fit()
+    torch.manual_seed(7)
+    fast.fit()
+    assert fast.state.skipped_steps == 0 and fast.state.epoch == 2
+    for (name, a), b in zip(plain.flow.state_dict().items(), fast.flow.state_dict().values()):
+        if CUDA:  # TF32 products on the fast path
+            assert torch.allclose(a, b, rtol=1e-2, atol=1e-3), name
+        else:  # the same arithmetic: bit for bit
+            assert torch.equal(a, b), name
+    assert torch.get_float32_matmul_precision() == "highest"  # put back after fit
+
+
+def test_fast_path_keeps_non_finite_steps_off_the_weights(tmp_path, caplog) -> None:
+    import logging
+    import math
+
+    t = fast_trainer(tmp_path, "nan", True)
+    original, calls = t.flow.log_prob, {"n": 0}
+
+    def poisoned(x, context=None):
+        calls["n"] += 1
+        out = original(x, context)
+        if t.flow.training and 3 <= calls["n"] < 9:  # six NaN steps in a row
+            return out * torch.tensor(math.nan, device=out.device)
+        return out
+
+    t.flow.log_prob = poisoned
+    before = {k: v.clone() for k, v in t.flow.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="hepflows.training"):
+        state = t.fit()
+    # the flags are read at the epoch's end here (8 batches < CHECK_EVERY): the 4th bad step in
+    # a row restores the checkpoint and the two after it are discarded with the window
+    assert state.skipped_steps == 4 and state.lr_scale == 0.5
+    assert "halved the learning rate" in caplog.text
+    assert all(torch.isfinite(v).all() for v in t.flow.state_dict().values())
+    assert any(not torch.equal(before[k], v) for k, v in t.flow.state_dict().items())
+    assert math.isfinite(state.best_val)
+
+
+def test_fast_path_skip_leaves_weights_moments_and_buffers_alone(tmp_path) -> None:
+    t = fast_trainer(tmp_path, "skip", True)
+    x, c = t.train_data.batch(torch.arange(128, device=DEVICE))
+    t._fast_step(x, c)  # a good step, so that Adam has moments
+    state = {k: v.clone() for k, v in t.flow.state_dict().items()}
+    moments = [v.clone() for s in t.optimizer.state.values() for v in s.values()]
+    loss, ok = t._fast_step(x * float("nan"), c)
+    assert not bool(ok) and not torch.isfinite(loss)
+    for k, v in t.flow.state_dict().items():
+        assert torch.equal(state[k], v), k
+    after = [v for s in t.optimizer.state.values() for v in s.values()]
+    assert all(torch.equal(a, b) for a, b in zip(moments, after))

@@ -75,7 +75,8 @@ class Part:
 
 def env_for(args: argparse.Namespace) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1")
+    # the training fast path is on by default on CUDA only: force it, so the CPU check covers it
+    return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", HEPFLOWS_FAST_PATH="1")
 
 
 def device_line(device: str) -> dict:
@@ -143,6 +144,7 @@ def part_tests(args, part: Part, log, deadline: float) -> None:
     cmd = [sys.executable, "-m", "pytest", "tests/test_flows_device.py", "-q", "-p",
            "no:cacheprovider", f"--junitxml={junit}", "-o", "addopts="]
     env = dict(env_for(args), HEPFLOWS_TEST_DEVICE=args.device, CUBLAS_WORKSPACE_CONFIG=":4096:8")
+    env.pop("HEPFLOWS_FAST_PATH")  # the tests choose the path themselves (default: the device's)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                           timeout=max(deadline - time.monotonic(), 1))
@@ -462,7 +464,8 @@ def part_throughput(args, part: Part, log, deadline: float) -> None:
     if args.tiny:
         cmd += ["--quick", "--sections", "table"]
     else:
-        cmd += ["--rounds", "6", "--sample-rounds", "3", "--root-rounds", "2"]
+        cmd += ["--rounds", "6", "--sample-rounds", "3", "--root-rounds", "2",
+                "--root-events", "1000000"]
     started = time.perf_counter()
     proc = subprocess.run(list(map(str, cmd)), cwd=ROOT, env=env_for(args), stdout=log,
                           stderr=subprocess.STDOUT, timeout=max(deadline - time.monotonic(), 1))

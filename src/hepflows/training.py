@@ -13,6 +13,18 @@ when absent), not on as many as the job was given: the weight gradients of a mat
 sums over the batch that the math library splits between threads, and the rounding of those sums
 depends on the split, so without a fixed count the same seed gives other weights under another
 ``--cores``.
+
+**The CUDA fast path** (``fast=None``: on for a CUDA device only; ``HEPFLOWS_FAST_PATH=1`` or
+``0`` forces it either way, as the GPU check does on the CPU): TF32 matrix products (the
+log-determinants and element-wise maps stay float32), and no host synchronisation per step.  A
+step's finiteness is decided on the device: a non-finite loss or gradient norm poisons the
+gradients, which :class:`torch.amp.GradScaler` (at a fixed scale of 1, so every value is
+unchanged) turns into a skipped fused-Adam step inside the kernel, and the normalisation
+buffers are put back with ``torch.where``.  The host reads the losses and the skip flags every
+:data:`CHECK_EVERY` steps (and at the epoch's end or a signal), counts the skipped steps and
+restores the last checkpoint after ``max_bad_steps`` in a row, as the plain path does, only
+detected up to :data:`CHECK_EVERY` steps later.  The data already lives on the training
+device (the datasets are built there) and Adam is the fused kernel on both paths.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import csv
 import io
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +59,18 @@ MAX_RECOVERIES = 8
 
 #: Intra-op threads of CPU training when the settings name none; see the module docstring.
 DEFAULT_CPU_THREADS = 1
+
+#: Steps between two host reads of the losses and skip flags on the fast path.
+CHECK_EVERY = 64
+
+
+def fast_path_default(device: torch.device) -> bool:
+    """Whether the fast path is on when the trainer is not told: on CUDA, or as the environment's
+    ``HEPFLOWS_FAST_PATH`` (1/0) says."""
+    forced = os.environ.get("HEPFLOWS_FAST_PATH")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return device.type == "cuda"
 
 
 class Interrupted(RuntimeError):
@@ -112,12 +137,12 @@ def mean_nll(flow: torch.nn.Module, data: Dataset, *, batch_size: int = 16384) -
     """Mean negative log-likelihood per event (nats) in eval mode."""
     was_training = flow.training
     flow.eval()
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=data.x.device)
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.x.device)
-        total += -flow.log_prob(*data.batch(index)).double().sum().item()
+        total += -flow.log_prob(*data.batch(index)).double().sum()
     flow.train(was_training)
-    return total / len(data)
+    return total.item() / len(data)
 
 
 class Trainer:
@@ -139,6 +164,7 @@ class Trainer:
         log_path: str | Path,
         config_hash: str = "",
         progress: bool = True,
+        fast: bool | None = None,
     ) -> None:
         self.flow, self.train_data, self.val_data = flow, train, val
         self.settings = dict(settings)
@@ -160,6 +186,10 @@ class Trainer:
         self.state = State()
         self._stop_signal: int | None = None
         self._checkpoint_is_ours = False  # the file at resume_path was written by this run
+        self.fast = fast_path_default(train.x.device) if fast is None else fast
+        # at a fixed scale of 1 the scaler only carries the skip flag into the fused Adam kernel
+        self._scaler = torch.amp.GradScaler(train.x.device.type, init_scale=1.0) if self.fast else None
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, ok) not yet read
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         if self.settings["scheduler"] == "cosine":
@@ -235,6 +265,9 @@ class Trainer:
         """Train until ``epochs`` or early stopping; returns the final :class:`State`."""
         previous = self._install_signal_handlers()
         threads = self._pin_threads()
+        matmul_precision = torch.get_float32_matmul_precision()
+        if self.fast:
+            torch.set_float32_matmul_precision("high")  # TF32 products on CUDA; no-op on the CPU
         try:
             if not self._checkpoint_is_ours:
                 # Something to restore if the first epoch already meets non-finite steps (and
@@ -247,6 +280,7 @@ class Trainer:
                 if on_epoch is not None:
                     on_epoch(row)
         finally:
+            torch.set_float32_matmul_precision(matmul_precision)
             torch.set_num_threads(threads)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -265,9 +299,11 @@ class Trainer:
             desc=f"epoch {self.state.epoch + 1}/{self.settings['epochs']}", unit="batch",
             mininterval=5.0, leave=False,
         )
-        bad_in_row = 0
+        self._bad_in_row = 0
         while self.state.batch < self.batches_per_epoch:
             if self._stop_signal is not None:
+                if self._settle():
+                    continue  # a restore came first: the position is the checkpoint's
                 self.save_checkpoint()
                 raise Interrupted(
                     f"stopped by signal {self._stop_signal} at epoch {self.state.epoch + 1}, "
@@ -275,21 +311,72 @@ class Trainer:
                 )
             start = self.state.batch * self.batch_size
             index = order[start:start + self.batch_size]
-            loss = self._step(*self.train_data.batch(index))
-            if loss is None:
-                bad_in_row += 1
-                self.state.skipped_steps += 1
-                if bad_in_row >= self.settings["max_bad_steps"]:
-                    self._recover(bad_in_row)
-                    bad_in_row = 0
-                    continue
-            else:
-                bad_in_row = 0
-                self.state.epoch_loss_sum += loss
-                self.state.epoch_loss_count += 1
+            if self.fast:
+                self._pending.append(self._fast_step(*self.train_data.batch(index)))
+                self.state.batch += 1
+                bar.update(1)
+                if len(self._pending) >= CHECK_EVERY or self.state.batch == self.batches_per_epoch:
+                    self._settle()
+                continue
+            if self._account(self._step(*self.train_data.batch(index))):
+                continue
             self.state.batch += 1
             bar.update(1)
         bar.close()
+
+    def _account(self, loss: float | None) -> bool:
+        """Book one step's loss (None: skipped); True when it triggered a restore."""
+        if loss is None:
+            self._bad_in_row += 1
+            self.state.skipped_steps += 1
+            if self._bad_in_row >= self.settings["max_bad_steps"]:
+                self._recover(self._bad_in_row)
+                self._bad_in_row = 0
+                return True
+            return False
+        self._bad_in_row = 0
+        self.state.epoch_loss_sum += loss
+        self.state.epoch_loss_count += 1
+        return False
+
+    def _settle(self) -> bool:
+        """Fast path: read the pending steps' losses and flags (one host synchronisation) and
+        book them in order; True when they triggered a restore (the rest are then discarded)."""
+        if not self._pending:
+            return False
+        losses = torch.stack([loss for loss, _ in self._pending]).double().cpu().tolist()
+        oks = torch.stack([ok for _, ok in self._pending]).cpu().tolist()
+        self._pending = []
+        for loss, ok in zip(losses, oks):
+            if self._account(loss if ok else None):
+                return True
+        return False
+
+    def _fast_step(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Adam step decided on the device: (loss, finite flag), both 0-d device tensors.
+
+        The same arithmetic as :meth:`_step` (the scaler's scale is 1), so on the CPU it gives
+        the same weights bit for bit; a non-finite loss or norm adds NaN to one gradient, the
+        scaler reports it to the fused Adam kernel, which then leaves weights and moments alone.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        buffers = list(self.flow.buffers())
+        saved = [b.clone() for b in buffers]
+        loss = -self.flow.log_prob(x, context).mean()
+        self._scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
+        clip = self.settings["grad_clip"]
+        params = [p for p in self.flow.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+        ok = torch.isfinite(loss) & torch.isfinite(norm)
+        params[0].grad.add_(torch.where(ok, 0.0, math.nan))
+        self._scaler.unscale_(self.optimizer)
+        self._scaler.step(self.optimizer)
+        self._scaler.update(1.0)
+        self.scheduler.step()
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(torch.where(ok, buffer, value))
+        return loss.detach(), ok
 
     def _step(self, x: torch.Tensor, context: torch.Tensor | None) -> float | None:
         """One Adam step; returns the batch loss, or None if it was skipped as non-finite.

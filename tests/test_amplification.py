@@ -169,11 +169,12 @@ def test_command_line(tmp_path):
     write_events(tmp_path / "gen.root", _mc(4_000, 0))
     out = tmp_path / "out"
     assert amp.main(["--truth", str(tmp_path / "truth.root"), "--generated",
-                     str(tmp_path / "gen.root"), "--out", str(out), "--n-train", "4000",
+                     str(tmp_path / "gen.root"), "--out", str(out), "--train", str(tmp_path / "gen.root"),
                      "--cells", "20", "--no-plot"]) == 0
     doc = json.loads((out / "amplification.json").read_text())
     assert {r["feature"] for r in doc["rows"]} == {*FEATURES, amp.JOINT}
     assert {r["slice"] for r in doc["rows"]} == {"all", "signal", "background"}
+    assert {r["n_train"] for r in doc["rows"]} == {4000}
     with pytest.raises(SystemExit):
         amp.main(["--truth", str(tmp_path / "missing.root"), "--generated",
                   str(tmp_path / "gen.root"), "--out", str(out)])

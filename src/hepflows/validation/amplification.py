@@ -531,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--generated", type=Path, required=True, help="generated events")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--n-train", type=int, default=None, help="training events, for G")
+    parser.add_argument("--train", type=Path, default=None,
+                        help="the training events' file: --n-train is its number of events")
     parser.add_argument("--features", nargs="+", default=None,
                         help="features (default: every feature branch of the generated file)")
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS)
@@ -541,6 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.train is not None:
+            from hepflows.events.io import count_events
+
+            args.n_train = count_events(args.train)
         generated = _read(args.generated, args.features)
         features = [f for f in generated if f not in (LABEL, WEIGHT)]
         truth = _read(args.truth, features)

@@ -208,3 +208,43 @@ def test_fast_path_skip_leaves_weights_moments_and_buffers_alone(tmp_path) -> No
         assert torch.equal(state[k], v), k
     after = [v for s in t.optimizer.state.values() for v in s.values()]
     assert all(torch.equal(a, b) for a, b in zip(moments, after))
+
+
+@pytest.fixture
+def sampler():
+    from hepflows import preprocess
+
+    torch.manual_seed(0)
+    flow = build_flow({"coupling": "affine", "blocks": 2, "hidden": [8]}, 3, 1)
+    for p in flow.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.exponential(40, 1000) + 25, rng.normal(80, 10, 1000),
+                  rng.uniform(-2.5, 2.5, 1000)], 1)
+    return flow.to(DEVICE).eval(), preprocess.fit(x, ("lepton_pt", "m_jj", "lepton_eta"))
+
+
+def test_asynchronous_sampling_writes_the_same_events(tmp_path, sampler) -> None:
+    from hepflows.events.io import read_events
+    from hepflows.sampling import sample_to_root
+
+    flow, pre = sampler
+    for fast in (False, True):
+        n = sample_to_root(flow, pre, tmp_path / f"{fast}.root", 3000, seed=4, chunk_size=700,
+                           signal_fraction=0.4, device=DEVICE, progress=False, fast=fast)
+        assert n == 3000
+    a, b = (read_events(tmp_path / f"{f}.root", pre.features) for f in (False, True))
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+
+
+def test_asynchronous_sampling_of_a_broken_model_leaves_no_file(tmp_path, sampler) -> None:
+    from hepflows.sampling import sample_to_root
+
+    flow, pre = sampler
+    with torch.no_grad():
+        next(flow.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite events in chunk 0"):
+        sample_to_root(flow, pre, tmp_path / "bad.root", 1000, seed=1, chunk_size=300,
+                       signal_fraction=0.5, device=DEVICE, progress=False, fast=True)
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@
 #   snakemake --report results/<run>/report.html   # the HTML report
 
 from hepflows import config as hepflows_config
+from hepflows import layout
 from hepflows.errors import InputError
 
 
@@ -19,7 +20,7 @@ try:
 except InputError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 
-RESULTS = f"results/{config['run']}"
+RESULTS = str(layout.run_dir(config["run"]))
 
 
 report: "workflow/report/workflow.rst"
@@ -36,7 +37,7 @@ include: "workflow/rules/compare.smk"
 
 rule all:
     input:
-        per_model(f"{MODEL_DIR}/validation/metrics.json"),
-        per_model(f"{MODEL_DIR}/model/training_curve.png"),
+        per_model(model_path("metrics")),
+        per_model(model_path("curve_png")),
         sample_outputs(),
-        [f"{RESULTS}/comparison/models.html"] if GRID else [],
+        [run_path("comparison_html")] if GRID else [],

@@ -14,7 +14,7 @@ from hepflows.atomic import AtomicFile, atomic_path, atomic_write_text, current_
 from hepflows.cli import main
 from hepflows.events.io import EventWriter, convert_higgs_csv, write_events
 from hepflows.events.schema import HIGGS_FEATURES, LABEL
-from hepflows.merge import merge_event_files
+from hepflows.shards import merge_event_files
 
 
 @pytest.fixture(params=[0o022, 0o002], ids=["umask022", "umask002"])

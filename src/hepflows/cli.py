@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hepflows import layout
 from hepflows.errors import InputError
 
 log = logging.getLogger("hepflows")
@@ -98,9 +99,9 @@ def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple
 
     Splits are disjoint ranges of one seeded stream (train, then val, then test): independent,
     and each reproducible alone.  ``--shard K --split S`` writes only shard K of split S, cut as
-    :func:`hepflows.merge.shard_ranges` cuts it into ``data.shards`` pieces.
+    :func:`hepflows.shards.shard_ranges` cuts it into ``data.shards`` pieces.
     """
-    from hepflows.merge import shard_range
+    from hepflows.shards import shard_range
 
     starts, start = {}, 0
     for split in ("train", "val", "test"):
@@ -213,9 +214,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
     from hepflows import checkpoint, config, training
-    from hepflows.merge import shard_range
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import resolve_precision, sample_to_root
+    from hepflows.shards import shard_range
 
     cfg = _settings(args)
     sampling = cfg["sampling"]
@@ -257,7 +258,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_merge(args: argparse.Namespace) -> None:
     """Join event files (shards) in order into one, chunk by chunk, keeping every event once."""
     from hepflows import __version__
-    from hepflows.merge import merge_event_files
+    from hepflows.shards import merge_event_files
 
     compression = None if args.compression == "none" else args.compression
     n = merge_event_files(
@@ -274,7 +275,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     from hepflows.events.io import read_events
     from hepflows.events.schema import LABEL
-    from hepflows.validation.summary import validate_samples
+    from hepflows.validation.closure import write_closure
+    from hepflows.validation.runner import validate_samples
 
     cfg = _settings(args)
     features = _features(cfg)
@@ -298,8 +300,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     )
     if args.train:
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
-        write_closure(training, reference, generated, features, Path(args.out_dir) / "closure.csv",
-                      seed=cfg["seed"])
+        write_closure(training, reference, generated, features,
+                      Path(args.out_dir) / layout.VALIDATION_FILES["closure"], seed=cfg["seed"])
 
 
 def _has_label(path: str) -> bool:
@@ -310,56 +312,14 @@ def _has_label(path: str) -> bool:
     return LABEL in branch_names(path)
 
 
-def write_closure(training: dict, reference: dict, generated: dict, features: Sequence[str],
-                  path: Path, *, seed: int) -> None:
-    """Physics closure table (CSV): classifier AUC on MC vs generated, spurious signal, limit."""
-    import csv
-    import io
-
-    import numpy as np
-
-    from hepflows.atomic import atomic_write_text
-    from hepflows.events.schema import LABEL
-    from hepflows.validation.closure import classifier_closure, template_fit
-
-    n = min(len(reference[LABEL]), len(generated[LABEL]))
-    mc = {k: v[:n] for k, v in reference.items()}
-    gen = {k: v[:n] for k, v in generated.items()}
-    rows = []
-    if len(np.unique(training[LABEL])) == 2 and len(np.unique(gen[LABEL])) == 2:
-        auc = classifier_closure(
-            _matrix(training, features), training[LABEL], _matrix(mc, features), mc[LABEL],
-            _matrix(gen, features), gen[LABEL], seed=seed,
-        )
-        rows += [
-            ("signal/background classifier AUC on MC", auc["auc_mc"], auc["auc_mc_error"]),
-            ("signal/background classifier AUC on generated", auc["auc_generated"],
-             auc["auc_generated_error"]),
-            ("AUC generated - MC", auc["difference"], auc["difference_error"]),
-        ]
-        observable = "m_wwbb" if "m_wwbb" in features else features[-1]
-        background = {name: s[observable][s[LABEL] == 0] for name, s in
-                      (("MC", training), ("generated", gen))}
-        fit = template_fit(mc[observable][mc[LABEL] == 0], mc[observable][mc[LABEL] == 1],
-                           background)
-        for name in background:
-            rows += [
-                (f"spurious signal strength, {name} background template ({observable})",
-                 fit[name]["spurious_mu"], fit[name]["spurious_mu_error"]),
-                (f"expected 95% CLs limit on mu, {name} background template ({observable})",
-                 fit[name]["expected_limit_mu"], float("nan")),
-            ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("check", "value", "error"))
-    writer.writerows((name, f"{value:.5g}", f"{error:.3g}") for name, value, error in rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
 def cmd_compare(args: argparse.Namespace) -> None:
     """The verdicts of a grid's models side by side: models.csv and models.html."""
     from hepflows import config
-    from hepflows.validation.compare import describe_model, model_summary, write_comparison
+    from hepflows.validation.compare import (
+        describe_model,
+        model_summary,
+        write_comparison,
+    )
 
     cfg = _settings(args)
     grid = config.model_names(cfg)
@@ -370,7 +330,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         description = describe_model(config.model_variant(cfg, name)) if name in grid else ""
         rows.append(model_summary(folder, name, description=description))
     write_comparison(rows, args.out_dir)
-    log.info("compared %d model(s) -> %s", len(rows), Path(args.out_dir) / "models.html")
+    log.info("compared %d model(s) -> %s", len(rows),
+             Path(args.out_dir) / layout.COMPARISON_FILES["comparison_html"])
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -382,8 +343,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     from hepflows import config
 
     cfg = config.load(args.config)
-    root = Path(args.results) / cfg["run"]
-    paths = result_paths(root)
+    root = layout.run_dir(cfg["run"], args.results)
+    paths = layout.paths(root)
     common = ["--config", args.config] + (["--quiet"] if args.quiet else [])
     data_step = "generate" if cfg["data"]["source"] == "generator" else "ingest"
     steps = [
@@ -392,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     ]
     grid = config.model_names(cfg)
     for name in grid or [None]:
-        own = paths if name is None else result_paths(root / "models" / name)
+        own = layout.paths(root, name)
         # the model's own sections, merged over the config file's by each step
         variant = [] if name is None else ["--settings", json.dumps(
             config.subset(config.model_variant(cfg, name), config.MODEL_SECTIONS))]
@@ -406,29 +367,16 @@ def cmd_run(args: argparse.Namespace) -> None:
              "--train", paths["train"], "--out-dir", own["validation"]],
         ]
     if grid:
-        steps.append(["compare", "--models", *(root / "models" / name for name in grid),
-                      "--out-dir", root / "comparison"])
+        steps.append(["compare", "--models", *(layout.model_dir(root, name) for name in grid),
+                      "--out-dir", paths["comparison"]])
     for step in steps:
         log.info("== hepflows %s", step[0])
         _dispatch(build_parser().parse_args([*step[:1], *common, *map(str, step[1:])]))
 
 
-def result_paths(root: Path) -> dict[str, Path]:
-    """Where each output of a run lives under ``results/<run>/`` (the Snakefile uses the same)."""
-    return {
-        "train": root / "data" / "train.root",
-        "val": root / "data" / "val.root",
-        "test": root / "data" / "test.root",
-        "preprocess": root / "preprocess.json",
-        "model": root / "model" / "model.pt",
-        "log": root / "model" / "training_log.csv",
-        "curve": root / "model" / "training_curve",
-        "generated": root / "samples" / "generated.root",
-        "sample_shards": root / "samples" / "shards",
-        "validation_sample": root / "samples" / "validation.root",
-        "data_shards": root / "data" / "shards",
-        "validation": root / "validation",
-    }
+def result_paths(root: Path, model: str | None = None) -> dict[str, Path]:
+    """Where each output of a run lives under ``results/<run>/`` (see :mod:`hepflows.layout`)."""
+    return layout.paths(root, model)
 
 
 # -- argument parsing ----------------------------------------------------------------------------
@@ -514,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
     run.add_argument("--config", default="config/config.yaml")
-    run.add_argument("--results", default="results")
+    run.add_argument("--results", default="results", help="folder of the runs (results/)")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
     return parser

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hepflows import layout
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: A run that finishes in seconds yet has 64 batches an epoch, so that a signal sent during
@@ -35,17 +37,9 @@ TINY: dict = {
     "validation": {"max_events": 500, "n_null": 20, "classifier": False},
 }
 
-#: Where each output of a run lives, relative to the run's working directory; the same layout as
+#: Where each output of a run lives, relative to the run's working directory: hepflows.layout's,
 #: the Snakefile's, so that files made by the scripts and by Snakemake carry the same paths.
-LAYOUT = {
-    "train": "results/tiny/data/train.root",
-    "val": "results/tiny/data/val.root",
-    "test": "results/tiny/data/test.root",
-    "preprocess": "results/tiny/preprocess.json",
-    "model": "results/tiny/model/model.pt",
-    "log": "results/tiny/model/training_log.csv",
-    "generated": "results/tiny/samples/generated.root",
-}
+LAYOUT = {key: str(path) for key, path in layout.paths(layout.run_dir(TINY["run"])).items()}
 
 
 def script_env(threads: int = 1) -> dict[str, str]:

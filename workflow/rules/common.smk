@@ -15,16 +15,57 @@ PREPROCESS_SECTIONS = hepflows_config.PREPROCESS_SECTIONS
 MODEL_SECTIONS = hepflows_config.MODEL_SECTIONS
 
 
+# The folder of this file, as Snakemake knows it: a local path, or a remote one when this
+# workflow is loaded as a `module` from a git repository (workflow.basedir would then be the
+# outer workflow's folder, where there are no scripts).
+RULES_DIR = workflow.current_basedir
+
+
 def script(name):
-    """Path of scripts/<name>.py, relative to the working directory (any --directory works)."""
-    return os.path.relpath(os.path.join(workflow.basedir, "scripts", f"{name}.py"))
+    """Path of scripts/<name>.py, relative to the working directory (any --directory works).
+
+    Found relative to this file, not to the main Snakefile, so that the workflow also runs as a
+    module of another; a remote script is fetched into Snakemake's source cache.
+    """
+    source = RULES_DIR.join(f"../../scripts/{name}.py")
+    if getattr(source, "is_local", False):
+        # the real file, beside the package's src/ (its fallback import for conda envs)
+        return os.path.relpath(os.path.normpath(source.get_path_or_uri(secret_free=False)))
+    return workflow.sourcecache.get_path(source)
 
 
 # A grid of models (config `models:`): each model's train, sample and validate jobs write under
 # results/<run>/models/<model>/; without a grid the one model's outputs stay under results/<run>/.
 GRID = hepflows_config.model_names(config)
 VARIANTS = {name: hepflows_config.model_variant(config, name) for name in GRID}
-MODEL_DIR = f"{RESULTS}/models/{{model}}" if GRID else RESULTS
+MODEL_DIR = f"{RESULTS}/{layout.MODELS}/{{model}}" if GRID else RESULTS
+
+
+# Every path below comes from hepflows.layout, the one map of results/<run>/.
+def run_path(key):
+    """A file of the run (shared by the models of a grid), from layout.RUN_FILES."""
+    return f"{RESULTS}/{layout.RUN_FILES[key]}"
+
+
+def model_path(key):
+    """A file of the job's model, from layout.MODEL_FILES (with {model} in a grid)."""
+    return f"{MODEL_DIR}/{layout.MODEL_FILES[key]}"
+
+
+def run_log(step, job=None):
+    return f"{RESULTS}/{layout.log(step, job)}"
+
+
+def run_benchmark(step, job=None):
+    return f"{RESULTS}/{layout.benchmark(step, job)}"
+
+
+def model_log(step, job=None):
+    return f"{MODEL_DIR}/{layout.log(step, job)}"
+
+
+def model_benchmark(step, job=None):
+    return f"{MODEL_DIR}/{layout.benchmark(step, job)}"
 # report entries of a grid are grouped by model
 BY_MODEL = {"subcategory": "{model}"} if GRID else {}
 

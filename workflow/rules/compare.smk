@@ -1,17 +1,18 @@
 # A grid of models (config `models:`): their verdicts side by side, one row a model.
+# Code: hepflows.validation.compare.
 
 
 if GRID:
 
     rule compare:
         input:
-            metrics=per_model(f"{MODEL_DIR}/validation/metrics.json"),
-            closure=per_model(f"{MODEL_DIR}/validation/closure.csv"),
-            training=per_model(f"{MODEL_DIR}/model/training_log.csv"),
+            metrics=per_model(model_path("metrics")),
+            closure=per_model(model_path("closure")),
+            training=per_model(model_path("log")),
         output:
-            table=f"{RESULTS}/comparison/models.csv",
+            table=run_path("comparison_table"),
             html=report(
-                f"{RESULTS}/comparison/models.html",
+                run_path("comparison_html"),
                 caption="../report/comparison.rst",
                 category="1. Verdict",
             ),
@@ -21,9 +22,9 @@ if GRID:
             models=per_model(MODEL_DIR),
             out_dir=lambda wildcards, output: os.path.dirname(output.table),
         log:
-            f"{RESULTS}/logs/compare.log",
+            run_log("compare"),
         benchmark:
-            f"{RESULTS}/benchmarks/compare.tsv"
+            run_benchmark("compare")
         conda:
             "../../envs/validate.yaml"
         shell:

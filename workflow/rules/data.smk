@@ -1,65 +1,28 @@
 # MC events: from the embedded generator, or ingested from a HIGGS CSV / ROOT ntuple.
 # The generator may run as data.shards jobs per split, joined by merge_data (the same events).
+# Code: hepflows.events.generator (generate), hepflows.events.convert (ingest),
+# hepflows.shards (merge_data), hepflows.preprocess (preprocess).
 
-
-if config["data"]["source"] == "generator" and DATA_SHARDS == 1:
-
-    rule generate:
-        output:
-            train=f"{RESULTS}/data/train.root",
-            val=f"{RESULTS}/data/val.root",
-            test=f"{RESULTS}/data/test.root",
-        params:
-            script=script("generate"),
-            settings=settings("seed", "data"),
-        log:
-            f"{RESULTS}/logs/generate.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/generate.tsv"
-        conda:
-            "../../envs/data.yaml"
-        shell:
-            "python {params.script} --settings {params.settings:q}"
-            " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
-
-elif config["data"]["source"] == "generator":
+if config["data"]["source"] == "generator":
 
     rule generate:
         output:
-            DATA_SHARD,
+            **(DATA_FILES if DATA_SHARDS == 1 else {"shard": DATA_SHARD}),
         wildcard_constraints:
             split="train|val|test",
             shard=r"\d+",
         params:
             script=script("generate"),
             settings=settings("seed", "data"),
+            outputs=generate_arguments,
         log:
-            f"{RESULTS}/logs/generate/{{split}}_{{shard}}.log",
+            run_log("generate", None if DATA_SHARDS == 1 else "{split}_{shard}"),
         benchmark:
-            f"{RESULTS}/benchmarks/generate/{{split}}_{{shard}}.tsv"
+            run_benchmark("generate", None if DATA_SHARDS == 1 else "{split}_{shard}")
         conda:
             "../../envs/data.yaml"
         shell:
-            "python {params.script} --settings {params.settings:q}"
-            " --split {wildcards.split} --shard {wildcards.shard} --out {output} > {log} 2>&1"
-
-    rule merge_data:
-        input:
-            data_shards,
-        output:
-            f"{RESULTS}/data/{{split}}.root",
-        wildcard_constraints:
-            split="train|val|test",
-        params:
-            script=script("merge"),
-        log:
-            f"{RESULTS}/logs/merge_data/{{split}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/merge_data/{{split}}.tsv"
-        conda:
-            "../../envs/data.yaml"
-        shell:
-            "python {params.script} --quiet --inputs {input} --out {output} > {log} 2>&1"
+            "python {params.script} --settings {params.settings:q} {params.outputs} > {log} 2>&1"
 
 else:
 
@@ -67,16 +30,14 @@ else:
         input:
             config["data"]["path"],
         output:
-            train=f"{RESULTS}/data/train.root",
-            val=f"{RESULTS}/data/val.root",
-            test=f"{RESULTS}/data/test.root",
+            **DATA_FILES,
         params:
             script=script("ingest"),
             settings=settings("seed", "data"),
         log:
-            f"{RESULTS}/logs/ingest.log",
+            run_log("ingest"),
         benchmark:
-            f"{RESULTS}/benchmarks/ingest.tsv"
+            run_benchmark("ingest")
         conda:
             "../../envs/data.yaml"
         shell:
@@ -84,18 +45,39 @@ else:
             " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
 
 
+if config["data"]["source"] == "generator" and DATA_SHARDS > 1:
+
+    rule merge_data:
+        input:
+            data_shards,
+        output:
+            run_path("data_split"),
+        wildcard_constraints:
+            split="train|val|test",
+        params:
+            script=script("merge"),
+        log:
+            run_log("merge_data", "{split}"),
+        benchmark:
+            run_benchmark("merge_data", "{split}")
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "python {params.script} --quiet --inputs {input} --out {output} > {log} 2>&1"
+
+
 rule preprocess:
     input:
-        train=f"{RESULTS}/data/train.root",
+        train=run_path("train"),
     output:
-        f"{RESULTS}/preprocess.json",
+        run_path("preprocess"),
     params:
         script=script("preprocess"),
         settings=settings(*PREPROCESS_SECTIONS),
     log:
-        f"{RESULTS}/logs/preprocess.log",
+        run_log("preprocess"),
     benchmark:
-        f"{RESULTS}/benchmarks/preprocess.tsv"
+        run_benchmark("preprocess")
     conda:
         "../../envs/data.yaml"
     shell:

@@ -3,16 +3,17 @@
 # Functions only: the rules live with their stage (data.smk, sample.smk).
 import math
 
-from hepflows.merge import shard_ranges
+from hepflows.shards import shard_ranges
 
 
 DATA_SHARDS = config["data"]["shards"]
-DATA_SHARD = f"{RESULTS}/data/shards/{{split}}_{{shard}}.root"
+DATA_SHARD = run_path("data_shard")
+DATA_FILES = {split: run_path(split) for split in ("train", "val", "test")}
 
 SAMPLING = config["sampling"]
 SAMPLE_SHARDS = SAMPLING["shards"]
-SAMPLE_SHARD = f"{MODEL_DIR}/samples/shards/shard_{{shard}}.root"
-GENERATED = f"{MODEL_DIR}/samples/generated.root"
+SAMPLE_SHARD = model_path("sample_shard")
+GENERATED = model_path("generated")
 
 
 def check_shards():
@@ -40,6 +41,13 @@ def data_shards(wildcards):
     return expand(DATA_SHARD, split=wildcards.split, shard=range(DATA_SHARDS))
 
 
+def generate_arguments(wildcards, output):
+    """The generate script's outputs: the three splits, or one shard of one split."""
+    if DATA_SHARDS == 1:
+        return " ".join(f"--{split} {output[split]}" for split in DATA_FILES)
+    return f"--split {wildcards.split} --shard {wildcards.shard} --out {output.shard}"
+
+
 def sample_settings(wildcards):
     """What a sample job depends on: how the sample is merged or validated changes no event,
     so those keys are left out, and changing them reruns no shard."""
@@ -62,7 +70,7 @@ def validation_share():
 
 def validation_sample():
     """The generated events validation reads: the sample, or a share of each chosen shard."""
-    return GENERATED if SAMPLE_SHARDS == 1 else f"{MODEL_DIR}/samples/validation.root"
+    return GENERATED if SAMPLE_SHARDS == 1 else model_path("validation_sample")
 
 
 def sample_outputs():

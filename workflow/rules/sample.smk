@@ -1,50 +1,35 @@
 # Generate N events with the trained flow, streamed to ROOT in chunks: as one job, or as
 # sampling.shards jobs of whole chunks joined by merge_samples (the same events either way).
-if SAMPLE_SHARDS == 1:
+# Code: hepflows.sampling (sample), hepflows.shards (merge_samples, merge_validation_sample).
 
-    rule sample:
-        input:
-            model=f"{MODEL_DIR}/model/model.pt",
-            preprocess=f"{RESULTS}/preprocess.json",
-        output:
-            GENERATED,
-        params:
-            script=script("sample"),
-            settings=sample_settings,
-        threads: 4  # capped at --cores by Snakemake
-        log:
-            f"{MODEL_DIR}/logs/sample.log",
-        benchmark:
-            f"{MODEL_DIR}/benchmarks/sample.tsv"
-        conda:
-            "../../envs/train.yaml"
-        shell:
-            "python {params.script} --settings {params.settings:q}"
-            " --model {input.model} --preprocess {input.preprocess} --out {output} > {log} 2>&1"
+SAMPLE_JOB = None if SAMPLE_SHARDS == 1 else "shard_{shard}"
 
-else:
 
-    rule sample:
-        input:
-            model=f"{MODEL_DIR}/model/model.pt",
-            preprocess=f"{RESULTS}/preprocess.json",
-        output:
-            SAMPLE_SHARD,
-        wildcard_constraints:
-            shard=r"\d+",
-        params:
-            script=script("sample"),
-            settings=sample_settings,
-        threads: 4  # capped at --cores by Snakemake
-        log:
-            f"{MODEL_DIR}/logs/sample/shard_{{shard}}.log",
-        benchmark:
-            f"{MODEL_DIR}/benchmarks/sample/shard_{{shard}}.tsv"
-        conda:
-            "../../envs/train.yaml"
-        shell:
-            "python {params.script} --settings {params.settings:q} --shard {wildcards.shard}"
-            " --model {input.model} --preprocess {input.preprocess} --out {output} > {log} 2>&1"
+rule sample:
+    input:
+        model=model_path("model"),
+        preprocess=run_path("preprocess"),
+    output:
+        GENERATED if SAMPLE_SHARDS == 1 else SAMPLE_SHARD,
+    wildcard_constraints:
+        shard=r"\d+",
+    params:
+        script=script("sample"),
+        settings=sample_settings,
+        shard=lambda wildcards: "" if SAMPLE_SHARDS == 1 else f" --shard {wildcards.shard}",
+    threads: 4  # capped at --cores by Snakemake
+    log:
+        model_log("sample", SAMPLE_JOB),
+    benchmark:
+        model_benchmark("sample", SAMPLE_JOB)
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {params.script} --settings {params.settings:q}{params.shard}"
+        " --model {input.model} --preprocess {input.preprocess} --out {output} > {log} 2>&1"
+
+
+if SAMPLE_SHARDS > 1:
 
     rule merge_samples:
         input:
@@ -55,9 +40,9 @@ else:
             script=script("merge"),
             compression=SAMPLING["compression"],
         log:
-            f"{MODEL_DIR}/logs/merge_samples.log",
+            model_log("merge_samples"),
         benchmark:
-            f"{MODEL_DIR}/benchmarks/merge_samples.tsv"
+            model_benchmark("merge_samples")
         conda:
             "../../envs/data.yaml"
         shell:
@@ -68,14 +53,14 @@ else:
         input:
             validation_shards(),
         output:
-            f"{MODEL_DIR}/samples/validation.root",
+            model_path("validation_sample"),
         params:
             script=script("merge"),
             per_shard=validation_share(),
         log:
-            f"{MODEL_DIR}/logs/merge_validation_sample.log",
+            model_log("merge_validation_sample"),
         benchmark:
-            f"{MODEL_DIR}/benchmarks/merge_validation_sample.tsv"
+            model_benchmark("merge_validation_sample")
         conda:
             "../../envs/data.yaml"
         shell:

@@ -1,30 +1,31 @@
 # Train the flow on the preprocessed training events, with early stopping on validation.
+# Code: hepflows.training (the loop), hepflows.flows (the model).
 
 
 rule train:
     input:
-        train=f"{RESULTS}/data/train.root",
-        val=f"{RESULTS}/data/val.root",
-        preprocess=f"{RESULTS}/preprocess.json",
+        train=run_path("train"),
+        val=run_path("val"),
+        preprocess=run_path("preprocess"),
     output:
-        model=f"{MODEL_DIR}/model/model.pt",
-        log=f"{MODEL_DIR}/model/training_log.csv",
+        model=model_path("model"),
+        log=model_path("log"),
         curve=report(
-            f"{MODEL_DIR}/model/training_curve.png",
+            model_path("curve_png"),
             caption="../report/training_curve.rst",
             category="2. Training",
             **BY_MODEL,
         ),
-        curve_pdf=f"{MODEL_DIR}/model/training_curve.pdf",
+        curve_pdf=model_path("curve_pdf"),
     params:
         script=script("train"),
         settings=model_settings(*MODEL_SECTIONS),
         curve=lambda wildcards, output: output.curve[: -len(".png")],
     threads: 4  # capped at --cores by Snakemake
     log:
-        f"{MODEL_DIR}/logs/train.log",
+        model_log("train"),
     benchmark:
-        f"{MODEL_DIR}/benchmarks/train.tsv"
+        model_benchmark("train")
     conda:
         "../../envs/train.yaml"
     shell:

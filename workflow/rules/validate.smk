@@ -1,35 +1,36 @@
 # Compare generated events with held-out MC against the MC-vs-MC null distribution.
 # A sharded sample is validated on an equal share of the chosen shards (merge_validation_sample),
 # so validation need not wait for every shard or for the merged file.
+# Code: hepflows.validation.runner (metrics, verdict, plots), hepflows.validation.closure.
 
 
 rule validate:
     input:
-        reference=f"{RESULTS}/data/test.root",
+        reference=run_path("test"),
         generated=validation_sample(),
-        train=f"{RESULTS}/data/train.root",
+        train=run_path("train"),
     output:
-        metrics=f"{MODEL_DIR}/validation/metrics.json",
+        metrics=model_path("metrics"),
         table=report(
-            f"{MODEL_DIR}/validation/metrics.csv",
+            model_path("metrics_table"),
             caption="../report/metrics.rst",
             category="1. Verdict",
             **BY_MODEL,
         ),
         closure=report(
-            f"{MODEL_DIR}/validation/closure.csv",
+            model_path("closure"),
             caption="../report/closure.rst",
             category="1. Verdict",
             **BY_MODEL,
         ),
         verdict=report(
-            f"{MODEL_DIR}/validation/verdict.html",
+            model_path("verdict"),
             caption="../report/verdict.rst",
             category="1. Verdict",
             **BY_MODEL,
         ),
         plots=report(
-            directory(f"{MODEL_DIR}/validation/plots"),
+            directory(model_path("plots")),
             patterns=["{name}.png"],
             caption="../report/plots.rst",
             category="3. Distributions",
@@ -42,9 +43,9 @@ rule validate:
         out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
     threads: 4  # capped at --cores by Snakemake
     log:
-        f"{MODEL_DIR}/logs/validate.log",
+        model_log("validate"),
     benchmark:
-        f"{MODEL_DIR}/benchmarks/validate.tsv"
+        model_benchmark("validate")
     conda:
         "../../envs/validate.yaml"
     shell:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hepflows import layout
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.validation import null as nl
@@ -83,8 +84,8 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
     ``model_dir`` holds ``model/training_log.csv`` and ``validation/{metrics.json,closure.csv}``.
     """
     model_dir = Path(model_dir)
-    metrics = _read_json(model_dir / "validation" / "metrics.json")
-    epochs, best_epoch, best_val = _training(model_dir / "model" / "training_log.csv")
+    metrics = _read_json(model_dir / layout.MODEL_FILES["metrics"])
+    epochs, best_epoch, best_val = _training(model_dir / layout.MODEL_FILES["log"])
     verdict = {v["metric"]: v for v in metrics.get("verdict", [])}
     row: dict[str, Any] = {
         "model": name, "description": description, "epochs": epochs, "best epoch": best_epoch,
@@ -98,7 +99,7 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
     row["classifier AUC"] = clf.get("auc", math.nan)
     row["AUC interval"] = (f"[{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else "")
     row["MC-vs-MC AUC"] = (clf.get("null") or {}).get("empirical_mean") or math.nan
-    row["sig/bkg AUC gen - MC"], row["closure error"] = _closure(model_dir / "validation" / "closure.csv")
+    row["sig/bkg AUC gen - MC"], row["closure error"] = _closure(model_dir / layout.MODEL_FILES["closure"])
     row["status"] = metrics.get("overall_status", nl.UNKNOWN)
     return row
 
@@ -157,5 +158,5 @@ def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> None:
     """Write ``models.csv`` and ``models.html`` into ``out_dir`` (each appears only when complete)."""
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "models.csv", comparison_csv(rows))
-    atomic_write_text(out_dir / "models.html", comparison_html(rows))
+    atomic_write_text(out_dir / layout.COMPARISON_FILES["comparison_table"], comparison_csv(rows))
+    atomic_write_text(out_dir / layout.COMPARISON_FILES["comparison_html"], comparison_html(rows))

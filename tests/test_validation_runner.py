@@ -11,13 +11,9 @@ import pytest
 
 from hepflows.errors import InputError
 from hepflows.validation import null as nl
-from hepflows.validation.summary import (
-    FEATURE_METRICS,
-    JOINT_METRICS,
-    validate_samples,
-    verdict_html,
-    verdict_rst,
-)
+from hepflows.validation.judge import FEATURE_METRICS, JOINT_METRICS
+from hepflows.validation.runner import validate_samples
+from hepflows.validation.tables import verdict_html, verdict_rst
 
 FEATURES = ("lepton_pt", "lepton_eta", "met", "m_bb")
 

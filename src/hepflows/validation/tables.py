@@ -1,0 +1,160 @@
+"""The validation's outputs for people and machines: metrics.json, metrics.csv, verdict.csv and
+the verdict as HTML (the report) or reStructuredText.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hepflows import layout
+from hepflows.atomic import atomic_write_text
+from hepflows.validation import null as nl
+from hepflows.validation.judge import (
+    METRIC_TITLES,
+)
+
+CSV_COLUMNS = ("feature", "slice", "metric", "value", "null_mean", "null_p95", "ratio",
+               "pvalue", "status")
+VERDICT_COLUMNS = ("metric", "n_tested", "n_outside", "n_expected", "n_outside_null_p95",
+                   "worst_feature", "worst_slice", "worst_ratio", "worst_ratio_null_p95",
+                   "status")
+
+
+
+
+def jsonable(obj):
+    """Plain JSON types; NaN and infinities become null (JSON has no such numbers)."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _fmt(v) -> str:
+    """CSV cell: floats to 6 significant digits, missing values empty."""
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return "" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.6g}")
+    return str(v)
+
+
+def csv_text(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_fmt(row[c]) for c in columns])
+    return buf.getvalue()
+
+
+
+
+def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
+    """The verdict as an HTML table with green/amber/red status cells.
+
+    ``metrics`` is the dict returned by :func:`validate_samples` (or read from metrics.json).
+    Inline styles only, so the table looks the same in the Snakemake report and standalone.
+    """
+    esc = html.escape
+    band = metrics["settings"]["band"]
+    lines = [
+        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
+        "<caption style=\"text-align:left;padding:4px\">Cells (feature &times; slice) outside "
+        f"the MC-vs-MC null band (edge: rank {band['rank']} of {band['n_null']} null values; "
+        f"chance rate {100 * band['chance_rate']:.1f} %). Overall: "
+        f"<b>{esc(metrics['overall_status'])}</b></caption>",
+        "<tr>" + "".join(
+            f'<th style="border:1px solid #999;padding:4px 8px">{h}</th>'
+            for h in ("Metric", "Outside band", "Expected by chance", "Null 95 % of count",
+                      "Worst cell", "Worst ratio", "Status")
+        ) + "</tr>",
+    ]
+    for v in metrics["verdict"]:
+        worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
+        colour = nl.STATUS_COLOURS.get(v["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
+        cells = [
+            esc(METRIC_TITLES.get(v["metric"], v["metric"])),
+            f"{v['n_outside']} / {v['n_tested']}",
+            _fmt_num(v["n_expected"], 1),
+            _fmt_num(v["n_outside_null_p95"], 0),
+            esc(worst),
+            _fmt_num(v["worst_ratio"], 2),
+        ]
+        lines.append(
+            "<tr>" + "".join(f'<td style="border:1px solid #999;padding:4px 8px">{c}</td>'
+                             for c in cells)
+            + f'<td style="border:1px solid #999;padding:4px 8px;background:{colour};'
+            f'font-weight:bold">{esc(v["status"])}</td></tr>'
+        )
+    lines.append("</table>")
+    notes = []
+    clf = metrics.get("classifier")
+    if clf:
+        notes.append(f"Classifier ROC AUC {clf['auc']:.3f} (95 % bootstrap interval "
+                     f"{clf['auc_lo']:.3f}-{clf['auc_hi']:.3f}); 0.5 means indistinguishable, "
+                     f"null band edge {clf['null']['edge']:.3f}.")
+    lf = metrics.get("label_fraction")
+    if lf:
+        notes.append(f"Signal fraction: MC {lf['reference']:.3f}, generated "
+                     f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g}).")
+    body = "\n".join(lines + [f"<p style=\"font-family:sans-serif\">{esc(n)}</p>" for n in notes])
+    if not full_document:
+        return body
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Validation verdict"
+            f"</title></head><body>\n{body}\n</body></html>\n")
+
+
+def _fmt_num(v, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:.{digits}f}"
+
+
+def verdict_rst(metrics: Mapping) -> str:
+    """The verdict as a reStructuredText list-table (status as text), e.g. for captions."""
+    out = [".. list-table:: Verdict: cells outside the MC-vs-MC null band",
+           "   :header-rows: 1", "",
+           "   * - Metric", "     - Outside band", "     - Expected by chance",
+           "     - Worst cell", "     - Worst ratio", "     - Status"]
+    for v in metrics["verdict"]:
+        worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
+        out += [f"   * - {METRIC_TITLES.get(v['metric'], v['metric'])}",
+                f"     - {v['n_outside']} / {v['n_tested']}",
+                f"     - {_fmt_num(v['n_expected'], 1)}",
+                f"     - {worst}",
+                f"     - {_fmt_num(v['worst_ratio'], 2)}",
+                f"     - **{v['status']}**"]
+    return "\n".join(out) + "\n"
+
+
+
+
+def write_tables(out_dir: Path, result: Mapping, rows: Sequence[Mapping],
+                 verdict: Sequence[Mapping]) -> None:
+    """metrics.json, metrics.csv, verdict.csv and verdict.html into ``out_dir``, each atomically
+    (names from :data:`hepflows.layout.VALIDATION_FILES`)."""
+    names = layout.VALIDATION_FILES
+    atomic_write_text(out_dir / names["metrics"], json.dumps(result, indent=1, allow_nan=False))
+    atomic_write_text(out_dir / names["metrics_table"], csv_text(rows, CSV_COLUMNS))
+    atomic_write_text(out_dir / names["verdict_table"], csv_text(verdict, VERDICT_COLUMNS))
+    atomic_write_text(out_dir / names["verdict"], verdict_html(result))

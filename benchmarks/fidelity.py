@@ -128,21 +128,38 @@ TRUTH_START = 10**9
 
 
 def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str]) -> list[dict]:
-    """Amplification rows of the run's generated sample (written to ``run_dir/amplification``)."""
+    """Amplification rows of the run's generated sample, written with their figure to
+    ``run_dir/amplification`` (its MC points: an independent generator sample, or for
+    ``--data higgs`` subsamples of the test split)."""
     from hepflows.events.generator import generate
     from hepflows.events.io import count_events, read_events
-    from hepflows.validation.amplification import amplification, write_amplification
+    from hepflows.events.schema import LABEL
+    from hepflows.validation.amplification import (
+        amplification,
+        mc_divergence_curve,
+        write_amplification,
+    )
+    from hepflows.validation.amplification_plot import plot_amplification
 
     labelled = bool(cfg["training"]["conditional"])
     generated = read_events(run_dir / "samples" / "generated.root", features, with_label=labelled)
+    mc = None
     if data == "generator":
-        truth = generate(TRUTH_EVENTS, seed=cfg["seed"], start=TRUTH_START,
-                         signal_fraction=cfg["data"]["signal_fraction"], units=cfg["data"]["units"])
+        def stream(n: int, start: int) -> dict:
+            return generate(n, seed=cfg["seed"], start=start,
+                            signal_fraction=cfg["data"]["signal_fraction"], units=cfg["data"]["units"])
+        truth = stream(TRUTH_EVENTS, TRUTH_START)
+        mc = stream(TRUTH_EVENTS // 2, TRUTH_START + TRUTH_EVENTS)
     else:
         truth = read_events(run_dir / "data" / "test.root", features)
     rows = amplification(truth, generated, features, n_train=count_events(run_dir / "data" / "train.root"),
                          seed=cfg["seed"])
-    write_amplification(rows, run_dir / "amplification")
+    out = run_dir / "amplification"
+    write_amplification(rows, out)
+    n_max = len(truth[LABEL]) // 2 if mc is None else len(mc[LABEL])
+    sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
+    curve = mc_divergence_curve(truth, features, sizes, mc=mc, seed=cfg["seed"])
+    plot_amplification(rows, curve, out / "amplification")
     return rows
 
 

@@ -74,16 +74,17 @@ def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], curve: Mapping[str, Any] 
             n = np.geomspace(lo_n, 0.99 * n_truth, 200)
             ax.plot(n, 1 / n - 1 / n_truth, color="grey", linestyle="--", linewidth=1,
                     label=r"expected, subsample of $T$: $1/n - 1/N_T$")
+    marked = [(r, HIGHLIGHT_COLOURS[i % len(HIGHLIGHT_COLOURS)])
+              for i, r in enumerate(feats[:highlight])] + [(r, JOINT_COLOUR) for r in joint]
+    crossings = [_crossing(ys[r["feature"]], n_truth) for r, _ in marked]
+    lo_n = max(1.0, min([lo_n, *(0.5 * c for c in crossings if math.isfinite(c))]))
     n = np.geomspace(lo_n, hi_n, 200)
     ax.plot(n, 1 / n + 1 / n_truth, color="black", linewidth=1.5,
             label=r"expected, independent MC: $1/n + 1/N_T$")
     for r in feats[highlight:]:
         ax.axhline(ys[r["feature"]], color="#9c9ca1", linewidth=0.6, alpha=0.7)
-    marked = [(r, HIGHLIGHT_COLOURS[i % len(HIGHLIGHT_COLOURS)])
-              for i, r in enumerate(feats[:highlight])] + [(r, JOINT_COLOUR) for r in joint]
-    for r, colour in marked:
+    for (r, colour), n_star in zip(marked, crossings, strict=True):
         y = ys[r["feature"]]
-        n_star = _crossing(y, n_truth)
         name = "joint (k-means cells)" if r["feature"] == JOINT else axis_label(r["feature"],
                                                                                   units="none")
         worth = (f"worth $\\geq$ {_fmt_events(r['worth'])}" if r["lower_bound"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hepflows import layout
-from hepflows.errors import InputError
+from hepflows.errors import InputError, Interrupted
 
 log = logging.getLogger("hepflows")
 
@@ -121,7 +121,7 @@ def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or a ROOT ntuple into the project's train/val/test ROOT files."""
-    from hepflows.events import io
+    from hepflows.events import convert as io
 
     cfg = _settings(args)
     data = cfg["data"]
@@ -145,7 +145,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 def cmd_preprocess(args: argparse.Namespace) -> None:
     """Fit min-max (with margin) -> logit -> standardise on the training events."""
     from hepflows import config, preprocess
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
 
     cfg = _settings(args)
     features = _features(cfg)
@@ -273,7 +273,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     """Compare generated events with held-out MC: metrics (JSON, CSV), verdict and plots."""
     import numpy as np
 
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.validation.closure import write_closure
     from hepflows.validation.runner import validate_samples
@@ -306,7 +306,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def _has_label(path: str) -> bool:
     """Whether the event file at ``path`` has a label branch (conditional flows write one)."""
-    from hepflows.events.io import branch_names
+    from hepflows.events.reader import branch_names
     from hepflows.events.schema import LABEL
 
     return LABEL in branch_names(path)
@@ -390,7 +390,7 @@ def _dataset(path: str, pre, conditional: bool, device):
     import numpy as np
     import torch
 
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.training import Dataset
 
@@ -474,7 +474,6 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 def _stop(signum: int, frame: Any) -> None:
     """SIGTERM as an exception: outputs being written are removed on the way out."""
-    from hepflows.training import Interrupted
 
     raise Interrupted(f"stopped by signal {signum}; unfinished outputs were removed, rerun the step")
 
@@ -483,7 +482,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hepflows`` and of ``scripts/*.py``; returns the exit status."""
     import signal
 
-    from hepflows.training import Interrupted
 
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,

@@ -9,6 +9,7 @@ to one) is checked here.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -45,20 +46,47 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def validate(config: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
     """Return a validated copy of ``config`` with every default filled in.
 
-    Raises :class:`InputError` naming ``source`` and the dotted key that is wrong.
+    Raises :class:`InputError` naming ``source`` and the dotted key that is wrong.  Needs
+    neither Snakemake nor torch: every step's environment can validate its config.
     """
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate as snakemake_validate
-
     filled = copy.deepcopy(dict(config))
-    try:
-        snakemake_validate(filled, str(SCHEMA_PATH), set_default=True)
-    except WorkflowError as err:
-        raise InputError(f"{source}: {_schema_message(err)}") from None
+    error = _fill_defaults(filled)
+    if error is not None:
+        raise InputError(f"{source}: {_describe(error)}")
     _check_semantics(filled, source)
     for name in filled["models"]:
         model_variant(filled, name, source=source)  # a bad grid entry fails here, named
     return filled
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open() as f:
+        return yaml.safe_load(f)
+
+
+def _fill_defaults(config: dict[str, Any]) -> Any:
+    """Check ``config`` against the schema, filling each missing key that has a default.
+
+    The recipe of jsonschema's FAQ (as ``snakemake.utils.validate(set_default=True)`` uses it):
+    the ``properties`` keyword sets defaults before validating.  Returns the first error, or
+    None.
+    """
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Mapping[str, Any], instance: Any,
+                     schema: Mapping[str, Any]) -> Any:
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    validator = jsonschema.validators.extend(base, {"properties": set_defaults})(_schema())
+    return next(iter(validator.iter_errors(config)), None)
 
 
 def model_names(config: Mapping[str, Any]) -> list[str]:
@@ -77,17 +105,6 @@ def model_variant(config: Mapping[str, Any], name: str, *, source: str = "config
         raise InputError(f"{source}: key models: no model {name!r}; the grid has {list(grid)}")
     base = {key: value for key, value in config.items() if key != "models"}
     return validate(merge(base, grid[name]), source=f"{source}: models.{name}")
-
-
-def _schema_message(err: Exception) -> str:
-    """The useful part of a jsonschema error wrapped by Snakemake: key path and reason."""
-    cause = err.__cause__ or err.__context__
-    import jsonschema
-
-    for exc in (cause, *getattr(err, "args", ())):
-        if isinstance(exc, jsonschema.ValidationError):
-            return _describe(exc)
-    return str(err).strip().splitlines()[0]
 
 
 def _describe(exc: Any) -> str:
@@ -119,7 +136,7 @@ def _parses_as_number(text: str) -> bool:
 
 def _check_semantics(config: dict[str, Any], source: str) -> None:
     from hepflows.events.schema import resolve_features
-    from hepflows.flows import check_model_config
+    from hepflows.model_config import check_model_config
 
     try:
         features = resolve_features(config["features"])

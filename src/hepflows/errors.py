@@ -7,3 +7,8 @@ class InputError(ValueError):
     The message names the file (or config key), the place inside it (row, column, branch)
     and what was expected, so a user can fix it without reading code.
     """
+
+
+class Interrupted(RuntimeError):
+    """A step stopped on SIGTERM/SIGINT; unfinished outputs were removed (training saved a
+    checkpoint first): rerun the step to go on."""

@@ -272,7 +272,7 @@ def sample_to_root(
     bit.  ``fast`` (default: on CUDA) copies chunks asynchronously through pinned memory
     (with ``overlap`` only); the events are the same.
     """
-    from hepflows.events.io import EventWriter
+    from hepflows.events.writer import EventWriter
 
     device = torch.device(device)
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)

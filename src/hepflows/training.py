@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from hepflows import checkpoint
 from hepflows.atomic import atomic_write_text
-from hepflows.errors import InputError
+from hepflows.errors import InputError, Interrupted
 
 log = logging.getLogger("hepflows.training")
 
@@ -71,10 +71,6 @@ def fast_path_default(device: torch.device) -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     return device.type == "cuda"
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on SIGTERM/SIGINT after saving a checkpoint; rerun to resume."""
 
 
 class Diverged(InputError):

@@ -143,15 +143,24 @@ def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str])
 
     labelled = bool(cfg["training"]["conditional"])
     generated = read_events(run_dir / "samples" / "generated.root", features, with_label=labelled)
+    def stream(n: int, start: int) -> dict:
+        return generate(n, seed=cfg["seed"], start=start,
+                        signal_fraction=cfg["data"]["signal_fraction"], units=cfg["data"]["units"])
+
     mc = None
+    test = read_events(run_dir / "data" / "test.root", features)
+    truth = test
     if data == "generator":
-        def stream(n: int, start: int) -> dict:
-            return generate(n, seed=cfg["seed"], start=start,
-                            signal_fraction=cfg["data"]["signal_fraction"], units=cfg["data"]["units"])
-        truth = stream(TRUTH_EVENTS, TRUTH_START)
-        mc = stream(TRUTH_EVENTS // 2, TRUTH_START + TRUTH_EVENTS)
-    else:
-        truth = read_events(run_dir / "data" / "test.root", features)
+        # the truth must come from the generator that made the run's events: check that it
+        # still reproduces the test split's first events (the code may have changed since)
+        events = cfg["data"]["events"]
+        again = stream(1000, events["train"] + events["val"])
+        if all(np.array_equal(again[f], test[f][:1000]) for f in features):
+            truth = stream(TRUTH_EVENTS, TRUTH_START)
+            mc = stream(TRUTH_EVENTS // 2, TRUTH_START + TRUTH_EVENTS)
+        else:
+            print(f"{run_dir.name}: the generator no longer reproduces the run's test split: "
+                  "amplification against the test split", file=sys.stderr)
     rows = amplification(truth, generated, features, n_train=count_events(run_dir / "data" / "train.root"),
                          seed=cfg["seed"])
     out = run_dir / "amplification"

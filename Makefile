@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # Snakemake's shell commands call `python`: make it the one of .venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test report dag clean
+.PHONY: run test lint report dag clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ report: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pinned in the dev extra; rules in pyproject.toml)
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 # The README's rule graph (needs Graphviz's dot).
 dag: $(VENV)/.installed

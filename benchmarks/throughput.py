@@ -160,7 +160,11 @@ def build_zuko(arch: Arch, device: torch.device) -> Subject:
     from torch.distributions import Transform, constraints
     from zuko.flows.coupling import GeneralCouplingTransform
     from zuko.lazy import LazyTransform, UnconditionalDistribution, UnconditionalTransform
-    from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform, PermutationTransform
+    from zuko.transforms import (
+        MonotonicAffineTransform,
+        MonotonicRQSTransform,
+        PermutationTransform,
+    )
 
     class BatchNormTransform(Transform):
         """The batch-norm flow layer written as a zuko transformation (zuko has none)."""
@@ -169,7 +173,7 @@ def build_zuko(arch: Arch, device: torch.device) -> Subject:
         codomain = constraints.real_vector
         bijective = True
 
-        def __init__(self, layer: "ZukoBatchNorm") -> None:
+        def __init__(self, layer: ZukoBatchNorm) -> None:
             super().__init__()
             self.layer = layer
 
@@ -824,7 +828,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def nll_section(args: argparse.Namespace, device: torch.device) -> dict:
-    seed_arch = next((a for a in architectures(args.quick) if a.key == "seed"))
+    seed_arch = next(a for a in architectures(args.quick) if a.key == "seed")
     print("fidelity of the fast path (seed architecture with log-scale bound 3, "
           f"{args.nll_steps} Adam steps on {args.nll_train} generator events, "
           f"test NLL on {args.nll_test}; nats/event, preprocessed space):", file=sys.stdout)

@@ -114,7 +114,7 @@ def per_sample_logdet(f, x: torch.Tensor, context: torch.Tensor | None) -> torch
     out = []
     for i in range(x.shape[0]):
         ctx = None if context is None else context[i : i + 1]
-        jac = jacobian(lambda xi: f(xi[None], ctx)[0][0], x[i])
+        jac = jacobian(lambda xi, ctx=ctx: f(xi[None], ctx)[0][0], x[i])
         out.append(torch.linalg.slogdet(jac).logabsdet)
     return torch.stack(out)
 

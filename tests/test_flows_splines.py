@@ -248,7 +248,7 @@ def test_affine_coupling_flow_matches_zuko_realnvp(context: int) -> None:
         p.data.add_(0.2 * torch.randn_like(p))
 
     layers = []
-    for i, t in enumerate(ref.transform.transforms):
+    for t in ref.transform.transforms:
         ours = ZukoClampedAffine(t.mask, context, hidden=list(hidden)).double()
         db = int((~t.mask).sum())
         state = {k: v.clone() for k, v in t.hyper.state_dict().items()}

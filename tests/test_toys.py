@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from hepflows.flows import build_flow
-from hepflows.toys import TOYS, checkerboard, eight_gaussians, evaluate_toy, plot_toy_comparison, swiss_roll, train_toy
+from hepflows.toys import (
+    TOYS,
+    checkerboard,
+    eight_gaussians,
+    evaluate_toy,
+    plot_toy_comparison,
+    swiss_roll,
+    train_toy,
+)
 
 torch.set_num_threads(1)
 

@@ -160,7 +160,7 @@ class Preprocessor:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "preprocessing parameters") -> "Preprocessor":
+    def from_dict(cls, data: dict, *, source: str = "preprocessing parameters") -> Preprocessor:
         try:
             features = tuple(data["features"])
             arrays = {k: np.asarray(data[k], np.float64) for k in ("low", "high", "mean", "std")}
@@ -218,7 +218,7 @@ class Preprocessor:
         *,
         features: Sequence[str] | None = None,
         config_hash: str | None = None,
-    ) -> "Preprocessor":
+    ) -> Preprocessor:
         """Read parameters; if ``features`` or ``config_hash`` are given they must match."""
         path = Path(path)
         try:

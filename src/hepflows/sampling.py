@@ -99,7 +99,7 @@ def _draw(
     device: torch.device,
     precision: str,
     asynchronous: bool = False,
-) -> tuple[np.ndarray | "_Pending", np.ndarray | None]:
+) -> tuple[np.ndarray | _Pending, np.ndarray | None]:
     """Latent-to-data step of a chunk: preprocessed events (n, d) float32 and labels (or None);
     with ``asynchronous`` the events as a :class:`_Pending` copy."""
     generator = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk))

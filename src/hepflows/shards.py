@@ -19,8 +19,8 @@ from typing import Any
 
 from hepflows.errors import InputError
 from hepflows.events.reader import count_events, iterate_events, read_metadata
-from hepflows.events.writer import EventWriter
 from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME, WEIGHT
+from hepflows.events.writer import EventWriter
 
 __all__ = ["file_branches", "merge_event_files", "shard_range", "shard_ranges"]
 

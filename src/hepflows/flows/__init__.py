@@ -8,7 +8,15 @@ layers. :func:`build_flow` builds a flow from the config's ``model:`` block.
 
 from .autoregressive import MaskedRQSAutoregressive
 from .base import Composite, Flow, Transform
-from .build import BASES, COUPLINGS, MODEL_DEFAULTS, NORMS, PERMUTATIONS, build_flow, check_model_config
+from .build import (
+    BASES,
+    COUPLINGS,
+    MODEL_DEFAULTS,
+    NORMS,
+    PERMUTATIONS,
+    build_flow,
+    check_model_config,
+)
 from .coupling import (
     MASKS,
     AdditiveCoupling,

@@ -165,7 +165,8 @@ class Coupling(Transform):
 
 
 class AffineCoupling(Coupling):
-    """RealNVP affine coupling: ``z_b = x_b * exp(s) + t`` with ``log|det| = sum(s)``.
+    """RealNVP affine coupling (Dinh et al. 2017, arXiv:1605.08803): ``z_b = x_b * exp(s) + t``
+    with ``log|det| = sum(s)``.
 
     The conditioner emits ``[s_raw (d_b) | t (d_b)]``; ``s = B tanh(s_raw / B)`` bounds the
     log-scale to ``(-B, B)`` so deep stacks cannot blow up (``scale_bound=None``: ``s = s_raw``).
@@ -202,7 +203,8 @@ class AdditiveCoupling(Coupling):
 
 
 class RQSplineCoupling(Coupling):
-    """Rational-quadratic spline coupling (Durkan et al. 2019) on ``[-B, B]``, identity tails.
+    """Rational-quadratic spline coupling (Durkan et al. 2019, arXiv:1906.04032) on ``[-B, B]``,
+    identity tails.
 
     Per transformed feature the conditioner emits ``K`` widths, ``K`` heights and ``K - 1``
     interior derivatives, laid out in blocks ``[widths | heights | derivatives]`` (see
@@ -222,7 +224,7 @@ class RQSplineCoupling(Coupling):
 
 
 class QuadraticCoupling(Coupling):
-    """Piecewise-quadratic coupling (Mueller et al. 2019).
+    """Piecewise-quadratic coupling (Müller et al. 2019, arXiv:1808.03856).
 
     The published layer acts on the unit hypercube; here data are standardised reals, so the layer
     maps ``[-B, B]`` affinely onto ``[0, 1]``, applies the piecewise-quadratic CDF there, maps back,

@@ -1,4 +1,5 @@
-"""Normalization layers of a flow: the batch-norm flow layer (RealNVP/MAF) and ActNorm (Glow)."""
+"""Normalization layers of a flow: the batch-norm flow layer (RealNVP, arXiv:1605.08803; MAF,
+arXiv:1705.07057) and ActNorm (Glow, arXiv:1807.03039)."""
 
 from __future__ import annotations
 

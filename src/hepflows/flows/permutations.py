@@ -1,4 +1,5 @@
-"""Feature mixing between couplings: fixed permutations and the LU-decomposed linear layer (Glow)."""
+"""Feature mixing between couplings: fixed permutations and the LU-decomposed linear layer
+(Glow: Kingma & Dhariwal 2018, arXiv:1807.03039)."""
 
 from __future__ import annotations
 

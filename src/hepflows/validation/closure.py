@@ -28,7 +28,7 @@ from hepflows.events.schema import LABEL
 
 
 def hanley_mcneil_error(auc: float, n_signal: int, n_background: int) -> float:
-    """Standard error of a ROC AUC (Hanley & McNeil 1982)."""
+    """Standard error of a ROC AUC (Hanley & McNeil 1982, Radiology 143, 29; not on arXiv)."""
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
     var = (auc * (1 - auc) + (n_signal - 1) * (q1 - auc**2)
            + (n_background - 1) * (q2 - auc**2)) / (n_signal * n_background)
@@ -132,7 +132,8 @@ def template_fit(
         out[name] = {
             "spurious_mu": mu_hat, "spurious_mu_error": mu_err,
             "spurious_signal_events": mu_hat * float(sig.sum()),
-            # Asymptotic median expected CLs limit (Cowan et al. 2011): sigma_A * Phi^-1(0.975),
+            # Asymptotic median expected CLs limit (Cowan et al. 2011, arXiv:1007.1727):
+            # sigma_A * Phi^-1(0.975),
             # sigma_A the error of mu on background-only Asimov data.  A CLs scan gives the
             # same within a few per cent here and costs a hundred fits.
             "expected_limit_mu": sigma_asimov * float(norm.ppf(0.975)),

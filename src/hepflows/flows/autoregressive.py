@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .base import Transform
 from .nets import MADE
-from .splines import rational_quadratic_spline, unpack_rq_params
+from .splines import rational_quadratic_spline, rq_inverse_one, unpack_rq_params
 
 __all__ = ["MaskedRQSAutoregressive"]
 
@@ -31,6 +31,8 @@ class MaskedRQSAutoregressive(Transform):
         bins: ``K``.
         tail_bound: ``B``.
     """
+
+    sequential_inverse = True
 
     def __init__(
         self,
@@ -62,12 +64,35 @@ class MaskedRQSAutoregressive(Transform):
         return self._spline(x, x, context, inverse=False)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        # pass k fixes feature k, whose parameters depend on the features before it only: the
-        # first d - 1 passes compute and invert that one feature; the last pass inverts every
-        # feature from exact parameters and gives the log-determinant
         if self.context_features and context is None:
             raise ValueError(f"{self.__class__.__name__} needs a context")
         ctx = context if self.context_features else None
+        net = self.net
+        differentiable = torch.is_grad_enabled() and (
+            z.requires_grad or (ctx is not None and ctx.requires_grad)
+            or any(p.requires_grad for p in net.parameters())
+        )
+        if differentiable or (net.training and net._dropout > 0):
+            return self._inverse_by_passes(z, ctx)
+        # pass k fixes feature k from the features before it; the MADE sweep computes each
+        # hidden unit once (see MADESweep), and feature k's parameters in pass k are those the
+        # forward pass would compute from the returned x, so its log-determinant is exact
+        sweep = net.sweep(z, ctx)
+        x = torch.empty_like(z)
+        ladj = z.new_zeros(z.shape[0])
+        for k in range(self.features):
+            p = sweep.params(k)
+            p = p if p.dtype == z.dtype else p.to(z.dtype)
+            x_k, ladj_k = rq_inverse_one(z[:, k], p, self.bins, self.tail_bound)
+            x[:, k] = x_k
+            sweep.fix(k, x_k)
+            ladj += ladj_k
+        return x, ladj
+
+    def _inverse_by_passes(self, z: Tensor, ctx: Tensor | None) -> tuple[Tensor, Tensor]:
+        # differentiable: pass k runs the network (its last layer for feature k's rows only) and
+        # inverts feature k; the last pass inverts every feature from exact parameters and gives
+        # the log-determinant
         x = z
         for k in range(self.features - 1):
             p = self.net.feature_params(x, ctx, k)
@@ -75,4 +100,4 @@ class MaskedRQSAutoregressive(Transform):
             knots = unpack_rq_params(p, 1, self.bins, self.tail_bound)
             x_k, _ = rational_quadratic_spline(z[:, k : k + 1], *knots, inverse=True)
             x = torch.cat([x[:, :k], x_k, x[:, k + 1 :]], dim=1)
-        return self._spline(z, x, context, inverse=True)
+        return self._spline(z, x, ctx, inverse=True)

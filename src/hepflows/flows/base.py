@@ -9,7 +9,9 @@ tiles of :data:`CPU_TILE_ROWS` events at a time: every transform of an evaluatin
 each event alone, so tiles give the same events, while the conditioners' activations of one tile
 stay in cache and reuse the same heap memory. Untiled, a chunk of 1e5 events makes activations of
 200 MB per hidden layer, which the allocator maps fresh (page faults) for every layer: about a
-third slower on a 2-core machine.
+third slower on a 2-core machine. A flow with a sequential inverse (an autoregressive layer, one
+pass per feature: many small element-wise operations whose cost is per call, not per event)
+samples on tiles of :data:`CPU_SEQUENTIAL_TILE_ROWS` instead.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CPU_TILE_ROWS", "Transform", "Composite", "Flow"]
+__all__ = ["CPU_TILE_ROWS", "CPU_SEQUENTIAL_TILE_ROWS", "Transform", "Composite", "Flow"]
 
 #: Events per tile of the gradient-free CPU passes (hidden activations of 4 MB at width 512).
 CPU_TILE_ROWS = 2048
+
+#: Events per tile of a gradient-free CPU inverse through a transform with a sequential inverse:
+#: its passes run about 40 small operations per feature, whose fixed cost per call (and the
+#: threads' wake-ups between them) a 2048-event tile does not amortise (about 3x slower sampling
+#: of ``config/best.yaml`` on a 2-core machine).
+CPU_SEQUENTIAL_TILE_ROWS = 8192
 
 
 class Transform(nn.Module):
@@ -34,6 +42,8 @@ class Transform(nn.Module):
 
     features: int
     context_features: int = 0
+    #: Whether ``inverse`` runs one pass per feature (the flow then samples on larger CPU tiles).
+    sequential_inverse: bool = False
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data ``x`` (n, d) to latent ``z`` (n, d); also return log|det dz/dx| (n,)."""
@@ -117,11 +127,14 @@ class Flow(nn.Module):
         if context.shape[0] != rows:
             raise ValueError(f"context has {context.shape[0]} rows, expected {rows}")
 
-    def _tile_rows(self, n: int, device: torch.device) -> int | None:
+    def _tile_rows(self, n: int, device: torch.device, inverse: bool = False) -> int | None:
         """Rows per tile for a pass over ``n`` events, or None to run them in one piece."""
-        if torch.is_grad_enabled() or device.type != "cpu" or n <= CPU_TILE_ROWS:
+        rows = CPU_TILE_ROWS
+        if inverse and any(getattr(t, "sequential_inverse", False) for t in self.transforms):
+            rows = CPU_SEQUENTIAL_TILE_ROWS
+        if torch.is_grad_enabled() or device.type != "cpu" or n <= rows:
             return None
-        return CPU_TILE_ROWS
+        return rows
 
     def _tiled(self, run, x: Tensor, context: Tensor | None, tile: int | None) -> tuple[Tensor, Tensor]:
         """``run(x, context)`` on row tiles of ``x`` (and ``context``), joined back in order."""
@@ -166,7 +179,7 @@ class Flow(nn.Module):
         z = self.base.sample(n, generator=generator)
         log_p = self.base.log_prob(z)
         # inverses use running statistics only, so sampling may tile in either mode
-        x, ladj = self._tiled(self._inverse, z, context, self._tile_rows(n, z.device))
+        x, ladj = self._tiled(self._inverse, z, context, self._tile_rows(n, z.device, inverse=True))
         return x, log_p - ladj
 
     def sample(
@@ -179,7 +192,7 @@ class Flow(nn.Module):
         """
         self._check(None, context, n)
         z = self.base.sample(n, generator=generator)
-        return self._tiled(self._inverse, z, context, self._tile_rows(n, z.device))[0]
+        return self._tiled(self._inverse, z, context, self._tile_rows(n, z.device, inverse=True))[0]
 
     def sample_and_log_prob(
         self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .fused import relu_mlp
+from .fused import _workspace, relu_mlp
 
-__all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MADE"]
+__all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MADE", "MADESweep"]
 
 #: Activation names accepted by the config, mapped to their module constructors.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -147,7 +147,9 @@ class MADE(nn.Module):
         prev = in_deg
         for h in hidden:
             deg = torch.arange(h) % max(1, features - 1) + 1
-            layers += [MaskedLinear((deg[:, None] >= prev[None, :]).float()), _activation(activation)]
+            hidden_layer = MaskedLinear((deg[:, None] >= prev[None, :]).float())
+            hidden_layer.register_buffer("unit_degrees", deg, persistent=False)
+            layers += [hidden_layer, _activation(activation)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             prev = deg
@@ -172,6 +174,46 @@ class MADE(nn.Module):
             ]),
             persistent=False,
         )
+
+    def _sweep_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[list, list, list[list[int]]]:
+        """The masked weights with the hidden units sorted by degree, for :class:`MADESweep`.
+
+        Returns ``(weights, biases, counts)``: per hidden layer its (out, in) weight and bias in
+        degree order; for the last layer one (rows, in) weight and bias per feature (its rows of
+        the output, the columns in degree order); ``counts[l][k]`` the units of degree <= k of
+        hidden layer ``l``, k = 0..d. Cached until a parameter changes (or moves).
+        """
+        linears = [m for m in self.net if isinstance(m, MaskedLinear)]
+        key = (dtype, device, *((m.weight.data_ptr(), m.weight._version, m.bias.data_ptr(), m.bias._version)
+                                for m in linears))
+        cached = getattr(self, "_sweep_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            weights, biases, counts = [], [], []
+            previous = None  # the input columns keep their order: context, then features 0..d-1
+            for m in linears[:-1]:
+                deg = m.unit_degrees
+                order = torch.argsort(deg, stable=True)
+                w = (m.weight * m.mask)[order]
+                weights.append((w if previous is None else w[:, previous]).to(dtype).contiguous())
+                biases.append(m.bias[order].to(dtype).contiguous())
+                counts.append([int((deg <= k).sum()) for k in range(self.features + 1)])
+                previous = order
+            last = linears[-1]
+            w = last.weight * last.mask
+            w = (w if previous is None else w[:, previous]).to(dtype)
+            b = last.bias.to(dtype)
+            rows = self._feature_rows.to(device)
+            weights.append([w[r].contiguous() for r in rows])
+            biases.append([b[r].contiguous() for r in rows])
+        plan = (weights, biases, counts)
+        self._sweep_cache = (key, plan)
+        return plan
+
+    def sweep(self, x: Tensor, context: Tensor | None) -> "MADESweep":
+        """A feature-by-feature evaluation for the sequential inverse; see :class:`MADESweep`."""
+        return MADESweep(self, x, context)
 
     def _masked(self) -> tuple[list[Tensor], list[Tensor]]:
         linears = [m for m in self.net if isinstance(m, MaskedLinear)]
@@ -202,3 +244,96 @@ class MADE(nn.Module):
         if _fused_path(self, x):
             return relu_mlp(x, *self._masked())
         return self.net(x)
+
+
+#: Largest (rows x width) of a hidden layer whose :class:`MADESweep` buffers are reused from call
+#: to call (16 MB in float32: an 8192-event tile at width 512).
+SWEEP_WORKSPACE_ELEMENTS = 1 << 22
+
+
+class MADESweep:
+    """A MADE evaluated one feature after another, each hidden unit computed once.
+
+    The sequential inverse of an autoregressive transform fixes feature ``k`` in pass ``k`` from
+    parameters that depend on the features before it only. A hidden unit of degree ``j`` sees the
+    inputs of degree <= ``j`` (the context and features ``0..j-1``), and feature ``k``'s outputs
+    see the units of degree <= ``k``; so once features ``0..k-1`` are fixed, the units of degree
+    ``k`` are final, and pass ``k`` computes just those (in every hidden layer, from the final
+    units of the layer below) and feature ``k``'s rows of the last layer. Over the ``d`` passes
+    every hidden unit is computed once: the sequential inverse costs one network pass in the
+    hidden layers instead of ``d``. The units are sorted by degree, so that the units of degree
+    <= ``k`` are a prefix of each layer and every product reads and writes contiguous columns.
+
+    The same products as the full network, without the masked-out zeros: only the blocking of
+    the sums (and so the last bits of rounding) may differ. Gradient-free only (the hidden
+    layers are written in place): :meth:`MADE.feature_params` is the differentiable way.
+
+    Usage::
+
+        sweep = made.sweep(x, context)       # x: (n, d), only its shape and type are used
+        for k in range(d):
+            p = sweep.params(k)              # (n, sum(groups)) for feature k, valid until
+                                             # the next call (it may be a reused buffer)
+            sweep.fix(k, value_k)            # (n,) or (n, 1): feature k, final
+        x = sweep.values                     # (n, d): the fixed features
+    """
+
+    def __init__(self, made: MADE, x: Tensor, context: Tensor | None) -> None:
+        n, d = x.shape
+        c = 0 if context is None else context.shape[1]
+        device = x.device
+        self.made = made
+        self.features = d
+        self.context_columns = c
+        # the layout is MaskedLinear, activation, [Dropout,] ...: net[1] is the activation
+        self.activation = None if made._fusable or len(made.net) == 1 else made.net[1]
+        # under autocast the products run in its type (as the plain layers would), explicitly
+        autocast = torch.is_autocast_enabled(device.type)
+        dtype = torch.get_autocast_dtype(device.type) if autocast else x.dtype
+        self.dtype = dtype
+        weights, biases, self.counts = made._sweep_weights(dtype, device)
+        self.weights, self.biases = weights, biases
+        # the features' columns are read only once fixed: no need to clear them
+        self.inputs = torch.empty(n, c + d, dtype=dtype, device=device)
+        if context is not None:
+            self.inputs[:, :c] = context
+        widest = max([w.shape[0] for w in weights[:-1]] + [weights[-1][0].shape[0]])
+        self.reuse = reuse = n * widest <= SWEEP_WORKSPACE_ELEMENTS
+        self.hidden = [
+            _workspace(2 + i, n, w.shape[0], self.inputs) if reuse
+            else torch.empty(n, w.shape[0], dtype=dtype, device=device)
+            for i, w in enumerate(weights[:-1])
+        ]
+        self.done = 0  # hidden units of degree <= done are computed
+
+    @property
+    def values(self) -> Tensor:
+        """(n, d): the features fixed so far (zeros where not yet fixed), in the sweep's type."""
+        return self.inputs[:, self.context_columns :]
+
+    def fix(self, feature: int, value: Tensor) -> None:
+        """Set feature ``feature`` (final from now on: its dependants will read it)."""
+        column = self.context_columns + feature
+        self.inputs[:, column : column + 1] = value.reshape(-1, 1)
+
+    def params(self, feature: int) -> Tensor:
+        """The parameters of ``feature`` (n, sum(groups)); features ``< feature`` must be fixed."""
+        if feature < self.done:
+            raise ValueError(f"feature {feature} is behind the sweep (at {self.done})")
+        n = self.inputs.shape[0]
+        with torch.autocast(self.inputs.device.type, enabled=False):
+            below, below_width = self.inputs, self.context_columns + feature
+            for layer, (w, b, h) in enumerate(zip(self.weights[:-1], self.biases[:-1], self.hidden)):
+                lo, hi = self.counts[layer][self.done], self.counts[layer][feature]
+                if hi > lo:
+                    block = h[:, lo:hi]
+                    torch.addmm(b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block)
+                    if self.activation is None:
+                        block.relu_()
+                    else:
+                        block.copy_(self.activation(block))
+                below, below_width = h, hi
+            self.done = feature
+            w, b = self.weights[-1][feature], self.biases[-1][feature]
+            out = _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
+            return torch.addmm(b, below[:, :below_width], w[:, :below_width].t(), out=out)

@@ -32,6 +32,7 @@ __all__ = [
     "rq_params_per_feature",
     "unpack_rq_params",
     "rational_quadratic_spline",
+    "rq_inverse_one",
     "pq_knots",
     "piecewise_quadratic_spline",
 ]
@@ -202,6 +203,69 @@ def rational_quadratic_spline(
     if inverse:
         ladj = -ladj
     return torch.where(inside, out, x), torch.where(inside, ladj, torch.zeros_like(ladj))
+
+
+def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[Tensor, Tensor]:
+    """The inverse rational-quadratic spline of one feature, from its raw parameters.
+
+    Equal to :func:`unpack_rq_params` with one feature followed by
+    :func:`rational_quadratic_spline` (``inverse=True``), the same arithmetic, but made for the
+    sequential inverse of an autoregressive layer, which calls it once per feature on a column:
+    widths and heights share one softmax and cumulative sum written into one knot tensor, one
+    gather takes both ends of the bin in x and y, and the derivative softplus is evaluated at
+    the bin's two ends only instead of at every knot.
+
+    Arguments:
+        y: (n,) spline outputs.
+        params: (n, 3K - 1) ``[widths (K) | heights (K) | derivatives (K - 1)]``, unconstrained.
+        bins: ``K``.
+        bound: ``B``.
+
+    Returns:
+        ``x`` (n,) and log|dx/dy| (n,).
+    """
+    n, k_bins = y.shape[0], bins
+    wh = params[:, : 2 * k_bins].view(n, 2, k_bins)
+    fractions = _bin_fractions(wh, DEFAULT_MIN_BIN_WIDTH)
+    knots = params.new_empty(n, 2, k_bins + 1)
+    knots[..., 0] = -bound
+    knots[..., k_bins] = bound
+    inner = knots[..., 1:k_bins]
+    torch.cumsum(fractions[..., :-1], dim=-1, out=inner)
+    inner.mul_(2 * bound).sub_(bound)
+
+    inside = (y >= -bound) & (y <= bound)
+    ys = torch.where(inside, y, -bound)
+    k = (ys[:, None] >= knots[:, 1, 1:k_bins]).sum(dim=-1, keepdim=True)  # (n, 1)
+    k01 = torch.cat([k, k + 1], dim=-1)  # (n, 2)
+    ends = knots.gather(-1, k01[:, None, :].expand(n, 2, 2))  # [[x0, x1], [y0, y1]]
+    x0, x1, y0, y1 = ends.view(n, 4).unbind(-1)
+    # knot derivatives: 1 at both ends of the interval, a floored softplus of the raw value at
+    # interior knot j (raw index j - 1) inside
+    raw = params[:, 2 * k_bins :].gather(-1, (k01 - 1).clamp_(0, k_bins - 2))
+    d = _softplus(raw.add_(_softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))).add_(DEFAULT_MIN_DERIVATIVE)
+    d = torch.where((k01 == 0) | (k01 == k_bins), 1.0, d)
+    d0, d1 = d.unbind(-1)
+
+    w = x1 - x0
+    h = y1 - y0
+    s = h / w
+    c2 = d0 + d1 - 2 * s
+    dy = ys - y0
+    a = h * (s - d0) + dy * c2
+    b = h * d0 - dy * c2
+    c = -s * dy
+    root = (b * b - 4 * a * c).clamp_(min=_tiny(b)).sqrt_()
+    positive = b >= 0
+    numerator = torch.where(positive, 2 * c, root - b)
+    denominator = torch.where(positive, -b - root, (2 * a).clamp_(min=_tiny(a)))
+    theta = numerator.div_(denominator).clamp_(0, 1)
+    out = torch.minimum(x0 + theta * w, x1)
+
+    tt = theta * (1 - theta)
+    slope = d1 * theta * theta + 2 * s * tt + d0 * (1 - theta) * (1 - theta)
+    ladj = 2 * torch.log(s) + torch.log(slope) - 2 * torch.log(s + c2 * tt)
+    return torch.where(inside, out, y), torch.where(inside, ladj.neg_(), 0.0)
 
 
 def pq_knots(

@@ -490,3 +490,99 @@ def test_check_model_config_message_lists_choices() -> None:
     assert "expected one of ['affine', 'additive', 'quadratic', 'rq_spline', 'rq_autoregressive'], got 'foo'" in str(err.value)
     with pytest.raises(ValueError, match="^model: "):
         check_model_config(["affine"])
+
+
+# ----------------------------------------------------------------------------- the autoregressive sweep
+
+
+def _random_made(made: MADE, seed: int = 4, scale: float = 0.4) -> MADE:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in made.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * scale)
+    return made
+
+
+@pytest.mark.parametrize(("hidden", "activation", "context"), [
+    ([20, 13], "relu", 2),  # two layers, widths not a multiple of d - 1
+    ([7], "tanh", 0),  # one layer, not the fused path
+    ([3, 3], "relu", 1),  # narrower than d - 1: some degrees have no units
+    ([], "relu", 2),  # no hidden layer: the last layer reads the inputs
+])
+def test_made_sweep_gives_the_full_networks_parameters(hidden, activation, context) -> None:
+    d, groups = 6, [3, 3, 2]
+    made = _random_made(MADE(d, groups, context, hidden=hidden, activation=activation).double()).eval()
+    x, ctx = inputs(n=30, d=d), context_for(context, n=30)
+    with torch.no_grad():
+        full = made(x, ctx)
+        sweep = made.sweep(x, ctx)
+        for k in range(d):
+            p = sweep.params(k).clone()
+            assert torch.allclose(p, full[:, made._feature_rows[k]], atol=1e-12, rtol=0), k
+            sweep.fix(k, x[:, k])
+        assert torch.equal(sweep.values, x)
+        with pytest.raises(ValueError, match="behind"):
+            sweep.params(0)
+
+
+@pytest.mark.parametrize("context", [0, 2])
+@pytest.mark.parametrize("bins", [1, 5])
+def test_autoregressive_sweep_inverse_equals_the_differentiable_one(context: int, bins: int) -> None:
+    layer = randomize(MaskedRQSAutoregressive(D, context, hidden=[24, 17], bins=bins, tail_bound=2.0)).double()
+    layer.eval()
+    x, ctx = inputs(n=200), context_for(context, n=200)
+    z, ladj = layer(x, ctx)
+    z, ladj = z.detach(), ladj.detach()
+    with torch.no_grad():
+        back, ladj_back = layer.inverse(z, ctx)  # the sweep
+    by_passes, ladj_passes = layer._inverse_by_passes(z, ctx)  # with autograd
+    assert torch.allclose(back, x, atol=1e-10, rtol=0)
+    assert torch.allclose(ladj_back, -ladj, atol=1e-10, rtol=0)
+    assert torch.allclose(back, by_passes.detach(), atol=1e-12, rtol=0)
+    assert torch.allclose(ladj_back, ladj_passes.detach(), atol=1e-12, rtol=0)
+
+
+def test_autoregressive_sampling_is_the_same_with_one_and_two_threads() -> None:
+    # the best-fidelity model's shape (smaller): 18 features, 16 bins, two hidden layers, a context,
+    # sampled on more than one sequential tile
+    from hepflows.flows.base import CPU_SEQUENTIAL_TILE_ROWS
+
+    torch.manual_seed(0)
+    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [64, 64], "bins": 16,
+                       "permutation": "random", "norm": "none"}, 18, 1)
+    for t in flow.transforms:
+        if isinstance(t, MaskedRQSAutoregressive):
+            with torch.no_grad():
+                for p in t.parameters():
+                    p.add_(0.05 * torch.randn_like(p))
+    flow.eval()
+    n = CPU_SEQUENTIAL_TILE_ROWS + 100
+    context = torch.randint(0, 2, (n, 1), generator=torch.Generator().manual_seed(2)).float()
+    threads = torch.get_num_threads()
+    samples = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            with torch.no_grad():
+                samples.append(flow.sample_and_log_prob(n, context, generator=torch.Generator().manual_seed(3)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(samples[0][0], samples[1][0]) and torch.equal(samples[0][1], samples[1][1])
+    assert torch.isfinite(samples[0][0]).all()
+    with torch.no_grad():
+        assert torch.allclose(flow.log_prob(samples[0][0], context), samples[0][1], atol=1e-3, rtol=1e-4)
+
+
+def test_autoregressive_sampling_under_bf16_autocast_keeps_the_map_in_float32() -> None:
+    torch.manual_seed(0)
+    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16], "bins": 4}, 4, 1)
+    for t in flow.transforms:
+        if isinstance(t, MaskedRQSAutoregressive):
+            _random_made(t.net, seed=6, scale=0.1)
+    flow.eval()
+    context = torch.ones(64, 1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        x, lp = flow.sample_and_log_prob(64, context, generator=torch.Generator().manual_seed(0))
+        back, ladj = flow.transform(x, context)
+    assert x.dtype == lp.dtype == torch.float32
+    assert torch.allclose(flow.base.log_prob(back) + ladj, lp, atol=1e-2)

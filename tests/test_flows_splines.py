@@ -18,7 +18,7 @@ from hepflows.flows import (
     rational_quadratic_spline,
     rq_knots,
 )
-from hepflows.flows.splines import _search, unpack_rq_params
+from hepflows.flows.splines import _search, rq_inverse_one, unpack_rq_params
 
 torch.set_num_threads(1)
 
@@ -271,3 +271,27 @@ def test_affine_coupling_flow_matches_zuko_realnvp(context: int) -> None:
     assert torch.allclose(ld, ld_ref, atol=1e-12, rtol=0)
     assert torch.allclose(flow.log_prob(x, c), dist.log_prob(x), atol=1e-10, rtol=0)
     assert (ld.abs() > 1e-3).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bins", [1, 2, K])
+def test_one_feature_inverse_equals_the_general_spline(dtype: torch.dtype, bins: int) -> None:
+    # the autoregressive inverse's one-feature spline, from raw parameters, against unpacking the
+    # same parameters and the general inverse: at and next to every knot, at +-B, in the tails
+    n = 40
+    g = torch.Generator().manual_seed(11)
+    params = (torch.randn(n, 3 * bins - 1, generator=g, dtype=torch.float64) * 3.0).to(dtype)
+    kx, ky, kd = unpack_rq_params(params, 1, bins, B)
+    y = edge_points(ky[:, 0], B)
+    y = torch.cat([y, (torch.rand(n, 20, generator=g, dtype=torch.float64) * 2.4 * B - 1.2 * B).to(dtype)], 1)
+    m = y.shape[1]
+    rows = params.repeat_interleave(m, dim=0)
+    x, ladj = rq_inverse_one(y.reshape(-1), rows, bins, B)
+    knots = [k.expand(n, m, bins + 1) for k in (kx, ky, kd)]
+    x_ref, ladj_ref = rational_quadratic_spline(y, *knots, inverse=True)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.isfinite(x).all() and torch.isfinite(ladj).all()
+    assert torch.allclose(x.view(n, m), x_ref, atol=tol, rtol=0)
+    assert torch.allclose(ladj.view(n, m), ladj_ref, atol=100 * tol, rtol=tol)
+    tails = y.abs() > B
+    assert torch.equal(x.view(n, m)[tails], y[tails]) and (ladj.view(n, m)[tails] == 0).all()

@@ -242,9 +242,12 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
     x0, x1, y0, y1 = ends.view(n, 4).unbind(-1)
     # knot derivatives: 1 at both ends of the interval, a floored softplus of the raw value at
     # interior knot j (raw index j - 1) inside
-    raw = params[:, 2 * k_bins :].gather(-1, (k01 - 1).clamp_(0, k_bins - 2))
-    d = _softplus(raw.add_(_softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))).add_(DEFAULT_MIN_DERIVATIVE)
-    d = torch.where((k01 == 0) | (k01 == k_bins), 1.0, d)
+    if k_bins == 1:
+        d = params.new_ones(n, 2)
+    else:
+        raw = params[:, 2 * k_bins :].gather(-1, (k01 - 1).clamp_(0, k_bins - 2))
+        d = _softplus(raw.add_(_softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))).add_(DEFAULT_MIN_DERIVATIVE)
+        d = torch.where((k01 == 0) | (k01 == k_bins), 1.0, d)
     d0, d1 = d.unbind(-1)
 
     w = x1 - x0

@@ -337,6 +337,10 @@ def find_spikes(x: np.ndarray, features: Sequence[str], fraction: float) -> dict
             continue
         values, weights = np.unique(cluster, return_counts=True)
         keep = np.argsort(weights)[::-1][:SPIKE_VALUES]
+        # A point mass repeats a few exact values; a narrow continuous line (m_lv about m_W
+        # when the constraint's mass spreads) has as many values as events and is no spike.
+        if weights[keep].sum() <= fraction * len(col):
+            continue
         values, weights = values[keep], weights[keep] / weights[keep].sum()
         spikes[name] = {
             "centre": float(np.median(cluster)),

@@ -120,22 +120,35 @@ def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    """Convert a HIGGS CSV or a ROOT ntuple into the project's train/val/test ROOT files."""
+    """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
     from hepflows.events import convert as io
+    from hepflows.events import inputs
 
     cfg = _settings(args)
     data = cfg["data"]
     outputs = {"train": args.train, "val": args.val, "test": args.test}
-    meta = _metadata(cfg, ("seed", "data"), source=data["path"])
     if data["source"] == "higgs_csv":
+        if data["inputs"]:
+            raise InputError("key data.inputs: for source root; source higgs_csv reads data.path")
+        if not data["path"]:
+            raise InputError("key data.path: source higgs_csv needs the CSV file")
+        path = data["path"]
+        record = ({"path": path, "size": Path(path).stat().st_size,
+                   "sha256": inputs.file_checksum(path)} if Path(path).is_file() else None)
+        meta = _metadata(cfg, ("seed", "features", "data"), source=path,
+                         inputs=[record] if record else [])
         counts = io.convert_higgs_csv(
-            data["path"], outputs, split=data["split"], limit=data["limit"], metadata=meta
+            path, outputs, split=data["split"], limit=data["limit"], metadata=meta
         )
     elif data["source"] == "root":
-        counts = io.convert_root(
-            data["path"], outputs, tree=data["tree"], branch_map=data["branch_map"],
-            label_branch=data["label_branch"], split=data["split"], limit=data["limit"],
-            metadata=meta,
+        files = inputs.resolve_inputs(data, default_tree=data["tree"],
+                                      default_label_branch=data["label_branch"])
+        meta = _metadata(cfg, ("seed", "features", "data"),
+                         source=data["path"] or [e["path"] for e in data["inputs"]])
+        counts = inputs.convert_inputs(
+            files, outputs, features=_features(cfg), seed=cfg["seed"],
+            branch_map=data["branch_map"], weight_branch=data["weight_branch"],
+            selection=data["selection"], split=data["split"], limit=data["limit"], metadata=meta,
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")

@@ -156,8 +156,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         )
     data = config["data"]
     if data["source"] != "generator":
-        if not data["path"]:
-            raise InputError(f"{source}: key data.path: required when data.source is {data['source']!r}")
+        if data["path"] and data["inputs"]:
+            raise InputError(f"{source}: key data.inputs: give data.path or data.inputs, not both")
+        if data["inputs"] and data["source"] != "root":
+            raise InputError(f"{source}: key data.inputs: for source root; {data['source']} "
+                             "reads data.path")
+        if not data["path"] and not data["inputs"]:
+            what = "data.path or data.inputs" if data["source"] == "root" else "data.path"
+            raise InputError(f"{source}: key {what}: required when data.source is {data['source']!r}")
         total = sum(data["split"].values())
         if abs(total - 1.0) > 1e-9:
             raise InputError(f"{source}: key data.split: fractions must sum to 1, got {total:g}")

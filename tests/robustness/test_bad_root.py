@@ -111,8 +111,7 @@ def _step_args(slot: str, bad: Path, good: Pipeline, out: Path) -> tuple[str, li
                         "--out-dir", out / "validation"], TINY
 
 
-# A missing branch in the ingested ntuple: see test_ntuple_without_a_feature_is_caught_...
-PAIRS = [(c, s) for c in CASES for s in SLOTS if (c, s) != ("missing branch", "ingest")]
+PAIRS = [(c, s) for c in CASES for s in SLOTS]
 
 
 @pytest.mark.parametrize(("case", "slot"), PAIRS)
@@ -142,19 +141,16 @@ def test_empty_input_names_the_file(slot, pipeline, tmp_path, caplog):
     assert_names(caplog.text, [str(bad), "0 event"])
 
 
-def test_ntuple_without_a_feature_is_caught_before_training(pipeline, tmp_path, caplog):
-    """With an empty data.branch_map, ingest converts the features the ntuple has (it is not
-    told the config's features); the missing one stops the next step, naming it."""
+def test_ntuple_without_a_feature_is_caught_at_ingest(tmp_path, caplog):
+    """With an empty data.branch_map every configured feature is looked for under its own name:
+    the missing one stops ingest, naming the feature, the branch and the file; nothing written."""
     bad, _ = _bad_root("missing branch", tmp_path)
     out = tmp_path / "out"
-    step, args, settings = _step_args("ingest", bad, pipeline, out)
-    assert run_step(step, *args, settings=settings) == 0
+    step, args, settings = _step_args("ingest", bad, None, out)
     with caplog.at_level(logging.ERROR):
-        code = run_step("preprocess", "--train", out / "train.root", "--out", out / "pre.json",
-                        settings=TINY)
-    assert code == 2
-    assert_names(caplog.text, [str(out / "train.root"), "lacks branch(es) ['m_bb']"])
-    assert not (out / "pre.json").exists()
+        assert run_step(step, *args, settings=settings) == 2
+    assert_names(caplog.text, [str(bad), "lacks branch(es) ['m_bb']", "feature 'm_bb'"])
+    assert files_in(out) == []
 
 
 def test_explicit_branch_map_names_the_missing_branch(tmp_path, caplog):

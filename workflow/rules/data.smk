@@ -1,6 +1,6 @@
 # MC events: from the embedded generator, or ingested from a HIGGS CSV / ROOT ntuple.
 # The generator may run as data.shards jobs per split, joined by merge_data (the same events).
-# Code: hepflows.events.generator (generate), hepflows.events.convert (ingest),
+# Code: hepflows.events.generator (generate), hepflows.events.inputs and .convert (ingest),
 # hepflows.shards (merge_data), hepflows.preprocess (preprocess).
 
 if config["data"]["source"] == "generator":
@@ -26,14 +26,17 @@ if config["data"]["source"] == "generator":
 
 else:
 
+    from hepflows.events import inputs as hepflows_inputs
+
     rule ingest:
         input:
-            config["data"]["path"],
+            # every file of data.inputs (globs expanded) or data.path
+            hepflows_inputs.input_paths(config["data"]),
         output:
             **DATA_FILES,
         params:
             script=script("ingest"),
-            settings=settings("seed", "data"),
+            settings=settings("seed", "features", "data"),
         log:
             run_log("ingest"),
         benchmark:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import json
 import math
 import os
@@ -27,23 +28,33 @@ from hepflows.events.reader import check_branches, get_tree, open_root
 from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME
 from hepflows.events.writer import EventWriter, all_or_nothing
 
-__all__ = ["HIGGS_TEST_ROWS", "convert_higgs_csv", "convert_root"]
+__all__ = ["HIGGS_TEST_ROWS", "convert_higgs_csv", "convert_root", "split_key"]
 
 #: The HIGGS dataset's test set: its last 500,000 rows.
 HIGGS_TEST_ROWS = 500_000
 
 
-def _uniform_from_index(index: np.ndarray) -> np.ndarray:
+def _uniform_from_index(index: np.ndarray, key: int = 0) -> np.ndarray:
     """A fixed pseudo-random number in [0, 1) for each row index (n,): splitmix64's finaliser.
 
     Assigning rows to splits by this hash needs no count of the rows, does not depend on how
     the file is chunked, and gives each split its fraction up to binomial fluctuations.
+    ``key`` (a 64-bit integer) starts another stream: :func:`split_key` makes one from the
+    seed and an input file's checksum, so that several files' entries are dealt independently
+    of their order.  Key 0 is the stream of a single CSV's rows.
     """
-    z = index.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = index.astype(np.uint64) + np.uint64(key % (1 << 64)) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def split_key(seed: int, checksum: str) -> int:
+    """The 64-bit key of :func:`_uniform_from_index` for the entries of one input file:
+    from the seed and the file's SHA-256 (its content, not its name or place in the list)."""
+    digest = hashlib.sha256(f"hepflows-split:{seed}:{checksum}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 class _SplitRule:
@@ -120,6 +131,16 @@ class _SplitRule:
             "fractions " + json.dumps(self.fractions) + " by a hash of the row index"
         )
 
+    def assign_entries(self, entries: np.ndarray, key: int) -> dict[str, np.ndarray | slice]:
+        """Selections of the events with these entry numbers of the file of split key ``key``."""
+        if len(self.fractions) == 1:
+            return {next(iter(self.fractions)): slice(None)}
+        u = _uniform_from_index(entries, key)
+        edges = np.cumsum(list(self.fractions.values()))
+        edges[-1] = 2.0
+        which = np.searchsorted(edges, u, side="right")
+        return {name: which == i for i, name in enumerate(self.fractions)}
+
     def assign(self, first_row: int, n: int) -> dict[str, np.ndarray | slice]:
         """Row selections for rows first_row .. first_row + n - 1 (0-based) of the hashed part."""
         if len(self.fractions) == 1:
@@ -181,6 +202,16 @@ class _Router:
         for name, sel in self.rule.assign(self.next_row, n).items():
             self._write(name, {k: v[sel] for k, v in chunk.items()})
         self.next_row += n
+
+    def add_keyed(self, chunk: dict[str, np.ndarray], entries: np.ndarray, key: int) -> None:
+        """Route events by their entry numbers in a file of split key ``key`` (no tail split)."""
+        if self.rule.test_rows:
+            raise InputError("split: the 'higgs' convention holds back the last rows of one "
+                             "file; give fractions for several input files")
+        if self.template is None:
+            self.template = {k: v[:0] for k, v in chunk.items()}
+        for name, sel in self.rule.assign_entries(entries, key).items():
+            self._write(name, {k: v[sel] for k, v in chunk.items()})
 
     def add(self, chunk: dict[str, np.ndarray]) -> None:
         if self.template is None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import awkward as ak
 import numpy as np
 import uproot
 
@@ -24,7 +25,10 @@ from hepflows.events.checks import path_text as _where
 from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME, WEIGHT
 from hepflows.events.writer import METADATA_KEY
 
-__all__ = ["branch_names", "count_events", "iterate_events", "read_events", "read_metadata"]
+__all__ = [
+    "branch_names", "check_columns", "count_events", "get_ntuple", "iterate_events",
+    "ntuple_kind", "read_events", "read_metadata",
+]
 
 @contextlib.contextmanager
 def open_root(path: str | Path) -> Iterator[Any]:
@@ -68,6 +72,90 @@ def get_tree(f: Any, tree: str, where: str) -> Any:
     if not isinstance(obj, uproot.behaviors.TTree.TTree):
         raise InputError(f"{where}: {tree!r} is a {f.classname_of(tree)}, expected a TTree")
     return obj
+
+
+def get_ntuple(f: Any, name: str, where: str) -> Any:
+    """The TTree or RNTuple ``name`` of an open file (inputs may be either)."""
+    keys = sorted({k.split(";")[0] for k in f.keys(recursive=False)})
+    if name not in keys:
+        raise InputError(f"{where}: no tree {name!r}; the file has keys {keys}")
+    try:
+        obj = f[name]
+    except Exception as exc:
+        raise InputError(f"{where}: cannot read {name!r} (truncated or corrupt?): {exc}") from exc
+    if not isinstance(obj, (uproot.behaviors.TTree.TTree, uproot.behaviors.RNTuple.RNTuple)):
+        raise InputError(
+            f"{where}: {name!r} is a {f.classname_of(name)}, expected a TTree or an RNTuple"
+        )
+    return obj
+
+
+def ntuple_kind(t: Any) -> tuple[str, str]:
+    """("TTree", "branch") or ("RNTuple", "field"): how messages name the ntuple and a column."""
+    if isinstance(t, uproot.behaviors.RNTuple.RNTuple):
+        return "RNTuple", "field"
+    return "TTree", "branch"
+
+
+def _rntuple_column_problem(field: Any) -> tuple[str, str] | None:
+    """None if an RNTuple field is one number per entry, else ("jagged"|"non_numeric", text)."""
+    try:
+        form = field.to_akform()[0].contents[0]
+    except Exception:
+        return "non_numeric", f"{field.name} (uninterpretable)"
+    if isinstance(form, ak.forms.NumpyForm) and not form.inner_shape:
+        if np.dtype(form.primitive if form.primitive != "bool" else "?").kind in "biuf":
+            return None
+        return "non_numeric", f"{field.name} ({field.typename})"
+    if form.parameters.get("__array__") in ("string", "char") or not isinstance(
+        form, (ak.forms.ListOffsetForm, ak.forms.ListForm, ak.forms.RegularForm, ak.forms.NumpyForm)
+    ):
+        return "non_numeric", f"{field.name} ({field.typename})"
+    if isinstance(form, ak.forms.RegularForm):
+        return "jagged", f"{field.name} (fixed-size array {field.typename})"
+    return "jagged", field.name
+
+
+def check_columns(
+    t: Any, columns: Sequence[str], where: str, uses: Mapping[str, str] | None = None
+) -> None:
+    """Raise InputError unless every branch (TTree) or field (RNTuple) exists and holds one
+    number per entry.  ``uses`` names what a column is for (``"feature 'met'"``), in messages."""
+    kind, word = ntuple_kind(t)
+    if kind == "TTree":
+        present = list(t.keys(recursive=False))
+    else:
+        present = list(t.keys())
+    missing = [c for c in columns if c not in present]
+    uses = dict(uses or {})
+
+    def _for(cols: Sequence[str]) -> str:
+        named = [uses[c] for c in cols if c in uses]
+        return f" (for {', '.join(named)})" if named else ""
+
+    if missing:
+        raise InputError(
+            f"{where}: {kind} {t.name!r} lacks {'branch(es)' if word == 'branch' else 'field(s)'} "
+            f"{missing}{_for(missing)}; it has {present}"
+        )
+    if kind == "TTree":
+        check_branches(t, columns, where)
+        return
+    jagged, non_numeric = [], []
+    for c in columns:
+        problem = _rntuple_column_problem(t[c])
+        if problem is not None:
+            (jagged if problem[0] == "jagged" else non_numeric).append(problem[1])
+    if jagged:
+        raise InputError(
+            f"{where}: RNTuple {t.name!r}: field(s) {jagged} hold several values per event; "
+            "expected one number per event"
+        )
+    if non_numeric:
+        raise InputError(
+            f"{where}: RNTuple {t.name!r}: field(s) {non_numeric} are not numeric; "
+            "expected integer or floating-point numbers"
+        )
 
 
 def check_branches(t: Any, branches: Sequence[str], where: str) -> None:

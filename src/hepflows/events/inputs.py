@@ -1,0 +1,334 @@
+"""Analysis inputs: many ROOT files per process (TTree or RNTuple), labels, weights, a selection,
+converted into the project's train/val/test event files in one streaming pass.
+
+``data.inputs`` lists entries ``{path: <file or glob>, label: 0|1 | label_branch: name,
+weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  The steps:
+
+1. **Check, before writing anything.**  Every pattern is expanded (sorted; one that matches
+   nothing is an error), every file is opened, its ntuple found (TTree or RNTuple), every
+   configured feature looked up as ``branch_map[feature]`` or else a branch of its own name,
+   and it, the label branch, the weight branch and the branches of the selection checked to
+   exist and hold one number per entry.  Each file's size and SHA-256 are taken.
+2. **Stream.**  Files in order, chunks of ``step_size`` entries: the selection (a
+   :class:`~hepflows.events.selection.Selection`) keeps events, features become float32,
+   labels are checked 0/1, ``weight = factor * weight_branch`` (float64, stored float32) checked
+   finite; each event goes to the split drawn from the seed, the file's SHA-256 and its entry
+   number (:func:`hepflows.events.convert.split_key`): the splits do not depend on the order of
+   the files, on chunking or on the selection.
+3. **Provenance.**  Every output file's metadata lists each input file (path, size, SHA-256,
+   TTree or RNTuple, entries read and selected, label, weight factor, sum of weights, negative
+   weights) and the selection's counts before and after.
+
+All outputs appear together or, on any error, none.  Module level imports only the standard
+library: the Snakefile expands the patterns with :func:`input_paths` while parsing.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["InputFile", "convert_inputs", "file_checksum", "input_entries", "input_paths",
+           "resolve_inputs"]
+
+log = logging.getLogger("hepflows")
+
+_GLOB_CHARS = set("*?[")
+
+
+def input_entries(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The entries of ``data.inputs``, or the one entry of the shorthand ``data.path``."""
+    inputs = data.get("inputs") or []
+    if inputs and data.get("path"):
+        from hepflows.errors import InputError
+
+        raise InputError("data.path and data.inputs: give one of them (path is one input's "
+                         "shorthand)")
+    if inputs:
+        return [dict(e) for e in inputs]
+    if data.get("path"):
+        return [{"path": data["path"]}]
+    return []
+
+
+def _expand(pattern: str) -> list[str]:
+    if _GLOB_CHARS & set(pattern):
+        return sorted(glob.glob(os.path.expanduser(pattern)))
+    return [os.path.expanduser(pattern)]
+
+
+def input_paths(data: Mapping[str, Any]) -> list[str]:
+    """Every input file of the config's data section, for the workflow's ``ingest`` rule.
+
+    A pattern that matches nothing is returned as it is, so the workflow names it missing."""
+    paths: list[str] = []
+    for entry in input_entries(data):
+        paths += _expand(str(entry["path"])) or [str(entry["path"])]
+    return paths
+
+
+def file_checksum(path: str | Path, block: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, hex (as ``sha256sum`` prints it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class InputFile:
+    """One input file and how to read it; ``size``, ``sha256``, ``kind``, ``entries`` once checked."""
+
+    path: str
+    entry: int  # index in data.inputs
+    tree: str
+    label: int | None
+    label_branch: str | None
+    weight: float | None
+    size: int = 0
+    sha256: str = ""
+    kind: str = ""
+    entries: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The provenance of this file, as stored in the outputs' metadata."""
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind,
+                "tree": self.tree, "entries": self.entries, "label": self.label,
+                "label_branch": self.label_branch, "weight": self.weight, **self.stats}
+
+
+def resolve_inputs(
+    data: Mapping[str, Any], *, default_tree: str = "events", default_label_branch: str | None = "label"
+) -> list[InputFile]:
+    """Expand the patterns of ``data.inputs`` (or ``data.path``) into files, in order."""
+    from hepflows.errors import InputError
+
+    entries = input_entries(data)
+    if not entries:
+        raise InputError("data: source root needs data.path or data.inputs")
+    files: list[InputFile] = []
+    seen: dict[str, str] = {}
+    for i, e in enumerate(entries):
+        key = f"data.inputs[{i}]" if data.get("inputs") else "data.path"
+        pattern = str(e.get("path") or "")
+        if not pattern:
+            raise InputError(f"{key}: expected a path (a file or a glob such as 'ttbar_*.root')")
+        if "label" in e and e.get("label") is not None and e.get("label_branch"):
+            raise InputError(f"{key} ({pattern}): give label or label_branch, not both")
+        label = e.get("label")
+        if label is not None and (isinstance(label, bool) or label not in (0, 1)):
+            raise InputError(f"{key} ({pattern}): label must be 0 or 1, got {label!r}")
+        weight = e.get("weight")
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not math.isfinite(weight)):
+            raise InputError(f"{key} ({pattern}): weight must be a finite number, got {weight!r}")
+        label_branch = None if label is not None else e.get("label_branch", default_label_branch)
+        matches = _expand(pattern)
+        if not matches or (matches == [pattern] and not _GLOB_CHARS & set(pattern)
+                           and not Path(pattern).exists()):
+            what = "no file matches the pattern" if _GLOB_CHARS & set(pattern) else "no such file"
+            raise InputError(f"{key}: {pattern}: {what}")
+        for p in matches:
+            real = os.path.realpath(p)
+            if real in seen:
+                raise InputError(f"{key}: {p} is already an input (as {seen[real]}); each file "
+                                 "may be read once")
+            seen[real] = p
+            files.append(InputFile(path=p, entry=i, tree=str(e.get("tree") or default_tree),
+                                   label=label, label_branch=label_branch,
+                                   weight=None if weight is None else float(weight)))
+    labelled = {f.label is not None or f.label_branch is not None for f in files}
+    if len(labelled) > 1:
+        raise InputError("data.inputs: some inputs have a label (label or label_branch) and "
+                         "others none; give every input one")
+    return files
+
+
+def convert_inputs(
+    files: Sequence[InputFile],
+    outputs: Mapping[str, str | Path],
+    *,
+    features: Sequence[str],
+    seed: int,
+    branch_map: Mapping[str, str] | None = None,
+    weight_branch: str | None = None,
+    selection: str | None = None,
+    split: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+    step_size: int = 100_000,
+    compression: str | None = "zlib",
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, int]:
+    """Convert the checked-and-streamed ``files`` (see the module) into one event file per
+    split.  ``limit``: at most this many entries of each file.  Returns events per split."""
+    import numpy as np
+
+    from hepflows.errors import InputError
+    from hepflows.events.convert import _Router, _SplitRule, _writers, split_key
+    from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
+    from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
+    from hepflows.events.selection import Selection
+
+    features = list(features)
+    bmap = dict(branch_map or {})
+    unknown = [k for k in bmap if k not in HIGGS_FEATURES]
+    if unknown:
+        raise InputError(f"data.branch_map: unknown feature name(s) {unknown}; expected names "
+                         "from hepflows.events.schema.HIGGS_FEATURES")
+    fmap = {f: bmap.get(f, f) for f in features}
+    cut = Selection(selection) if selection else None
+    if cut is not None:
+        cut.check("data.selection")
+    weighted = weight_branch is not None or any(f.weight is not None for f in files)
+    labelled = bool(files) and (files[0].label is not None or files[0].label_branch is not None)
+    rule = _SplitRule(split, list(outputs))
+    if rule.test_rows:
+        raise InputError("split: the 'higgs' convention is for the HIGGS CSV; give fractions")
+
+    def columns(f: InputFile) -> tuple[list[str], dict[str, str]]:
+        uses: dict[str, list[str]] = {}
+        for feat, b in fmap.items():
+            uses.setdefault(b, []).append(
+                f"feature {feat!r}" + (" via data.branch_map" if feat in bmap else ""))
+        if f.label_branch is not None:
+            uses.setdefault(f.label_branch, []).append("the label (label_branch)")
+        if weight_branch is not None:
+            uses.setdefault(weight_branch, []).append("the weight (data.weight_branch)")
+        for name in (cut.names if cut else ()):
+            uses.setdefault(name, []).append("data.selection")
+        return list(uses), {c: ", ".join(u) for c, u in uses.items()}
+
+    # 1. check every file before writing anything
+    for f in files:
+        where = f.path
+        with open_root(f.path) as rf:
+            t = get_ntuple(rf, f.tree, where)
+            f.kind = ntuple_kind(t)[0]
+            cols, uses = columns(f)
+            check_columns(t, cols, where, uses)
+            f.entries = int(t.num_entries)
+        if f.entries == 0:
+            name = "tree" if f.kind == "TTree" else "RNTuple"
+            raise InputError(f"{where}: {name} {f.tree!r} has no entries, expected events to convert")
+        f.size = Path(f.path).stat().st_size
+        f.sha256 = file_checksum(f.path)
+        log.info("input %s: %s %r, %d entries, %d bytes, sha256 %s", f.path, f.kind, f.tree,
+                 f.entries, f.size, f.sha256)
+
+    source = {
+        "source_format": "root", "branch_map": fmap, "weight_branch": weight_branch,
+        "selection": selection, "limit": limit, "split_seed": seed,
+    }
+    writers = _writers(outputs, compression, metadata, source)
+
+    def bad_values(a: np.ndarray, entries: np.ndarray, where: str, what: str) -> None:
+        bad = ~np.isfinite(a)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(f"{where}: {what}: {int(bad.sum())} NaN or Inf value(s), the first at "
+                             f"entry {int(entries[i])} ({a[i].item()!r}); expected finite numbers")
+
+    before = after = 0
+    with _writers_open(writers), _Router(rule, writers) as router:
+        router.template = {feat: np.empty(0, np.float32) for feat in features}
+        if labelled:
+            router.template[LABEL] = np.empty(0, np.int8)
+        if weighted:
+            router.template[WEIGHT] = np.empty(0, np.float32)
+        for f in files:
+            where = f.path
+            key = split_key(seed, f.sha256)
+            n_read = n_sel = n_neg = 0
+            sum_w = 0.0
+            stop = f.entries if limit is None else min(limit, f.entries)
+            with open_root(f.path) as rf:
+                t = get_ntuple(rf, f.tree, where)
+                kind, word = ntuple_kind(t)
+                name = f"{'tree' if kind == 'TTree' else 'RNTuple'} {f.tree!r}"
+                cols, _ = columns(f)
+                chunks = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
+                first = 0
+                while first < stop:
+                    try:
+                        raw = next(chunks)
+                    except StopIteration:
+                        break
+                    except Exception as exc:
+                        raise InputError(f"{where}: cannot read {name} after entry {first} "
+                                         f"(truncated or corrupt?): {exc}") from exc
+                    n = len(raw[cols[0]])
+                    entries = np.arange(first, first + n, dtype=np.uint64)
+                    if cut is not None:
+                        keep = cut.mask(raw, n, where)
+                        raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
+                        entries = entries[keep]
+                    chunk: dict[str, np.ndarray] = {}
+                    for feat, b in fmap.items():
+                        chunk[feat] = np.asarray(raw[b], dtype=np.float32)
+                        bad_values(chunk[feat], entries, where,
+                                   f"{word} {b!r} (feature {feat!r})")
+                    m = len(entries)
+                    if f.label_branch is not None:
+                        lab = np.asarray(raw[f.label_branch])
+                        bad = (lab != 0) & (lab != 1)
+                        if bad.any():
+                            i = int(np.argmax(bad))
+                            raise InputError(
+                                f"{where}: {word} {f.label_branch!r} (the label): "
+                                f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
+                                f"{int(entries[i])}, with value {lab[i].item()!r}")
+                        chunk[LABEL] = lab.astype(np.int8)
+                    elif f.label is not None:
+                        chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
+                    if weighted:
+                        w = np.full(m, 1.0 if f.weight is None else f.weight)
+                        if weight_branch is not None:
+                            wb = np.asarray(raw[weight_branch], dtype=np.float64)
+                            bad_values(wb, entries, where, f"{word} {weight_branch!r} (the weight)")
+                            w = w * wb
+                        if not np.isfinite(w).all():
+                            i = int(np.argmax(~np.isfinite(w)))
+                            raise InputError(f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
+                                             "is not finite (factor times weight branch)")
+                        chunk[WEIGHT] = w.astype(np.float32)
+                        n_neg += int((w < 0).sum())
+                        sum_w += float(w.sum())
+                    router.add_keyed(chunk, entries, key)
+                    n_read += n
+                    n_sel += m
+                    first += n
+            f.stats = {"read": n_read, "selected": n_sel}
+            if weighted:
+                f.stats.update(sum_weights=sum_w, negative_weights=n_neg)
+            before += n_read
+            after += n_sel
+            log.info("input %s: %d entries read, %d selected%s", f.path, n_read, n_sel,
+                     f", sum of weights {sum_w:.6g}, {n_neg} negative" if weighted else "")
+        if after == 0:
+            raise InputError(f"data.selection {selection!r}: no event of {before} passes; "
+                             "nothing to convert")
+        counts = router.finish()
+        rule_text = rule.description.replace(
+            "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)")
+        for w in writers.values():
+            w.metadata.update(inputs=[f.record() for f in files], split_rule=rule_text,
+                              selection_counts={"before": before, "after": after})
+    if cut is not None:
+        log.info("selection %r: %d of %d events pass (%.2f%%)", selection, after, before,
+                 100.0 * after / before)
+    return counts
+
+
+def _writers_open(writers: Mapping[str, Any]) -> Any:
+    from hepflows.events.writer import all_or_nothing
+
+    return all_or_nothing(list(writers.values()))

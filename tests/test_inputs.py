@@ -264,3 +264,52 @@ def test_selection_refuses_everything_else(expr):
 def test_selection_must_be_boolean():
     with pytest.raises(InputError, match="expected true or false per event"):
         Selection("a + 1").check("data.selection")
+
+
+def test_weighted_nll_is_sum_w_nll_over_sum_w():
+    import torch
+
+    from hepflows.training import Dataset, _nll, mean_nll
+
+    class Gauss(torch.nn.Module):
+        def log_prob(self, x, context=None):
+            return -0.5 * (x**2).sum(1) - 0.5 * x.shape[1] * np.log(2 * np.pi)
+
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    w = torch.linspace(-0.5, 2.5, 500)  # negative weights too
+    flow = Gauss()
+    nll = -flow.log_prob(x).double()
+    expect = float((w.double() * nll).sum() / w.double().sum())
+    assert mean_nll(flow, Dataset(x, None, w), batch_size=64) == pytest.approx(expect, rel=1e-6)
+    assert mean_nll(flow, Dataset(x, None), batch_size=64) == pytest.approx(float(nll.mean()), rel=1e-6)
+    assert float(_nll(flow, x, None, torch.ones(500))) == pytest.approx(float(nll.mean()), rel=1e-6)
+    assert float(_nll(flow, x, None, w / w.mean())) == pytest.approx(expect, rel=1e-5)
+
+
+def test_weighted_events_train_and_validation_refuses_negative_weights(ntuples, tmp_path, caplog):
+    d, _ = ntuples
+    out = tmp_path / "out"
+    settings = _settings(d)
+    settings.update(
+        model={"coupling": "affine", "blocks": 2, "hidden": [16, 16]},
+        training={"epochs": 1, "batch_size": 64, "device": "cpu", "patience": None},
+        validation={"max_events": 200, "n_null": 20, "classifier": False},
+    )
+    assert _ingest(settings, out) == 0
+    s = json.dumps(settings)
+    assert main(["preprocess", "--quiet", "--settings", s, "--train", str(out / "train.root"),
+                 "--out", str(out / "pre.json")]) == 0
+    with caplog.at_level(logging.INFO, logger="hepflows"):
+        assert main(["train", "--quiet", "--settings", s, "--train", str(out / "train.root"),
+                     "--val", str(out / "val.root"), "--preprocess", str(out / "pre.json"),
+                     "--model", str(out / "model.pt"), "--log", str(out / "log.csv")]) == 0
+    assert f"{out / 'train.root'}: weighted events" in caplog.text
+    assert "effective sample size (Kish)" in caplog.text
+    assert (out / "model.pt").exists()
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert main(["validate", "--quiet", "--settings", s, "--reference", str(out / "test.root"),
+                     "--generated", str(out / "train.root"), "--out-dir", str(out / "v")]) == 2
+    assert f"{out / 'test.root'}: branch 'weight'" in caplog.text
+    assert "negative weight(s)" in caplog.text and "needs weights >= 0" in caplog.text
+    assert not (out / "v").exists() or sorted((out / "v").rglob("*.json")) == []

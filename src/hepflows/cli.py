@@ -294,7 +294,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
     cfg = _settings(args)
     features = _features(cfg)
     settings = cfg["validation"]
-    reference = read_events(args.reference, features, entry_stop=2 * settings["max_events"])
+    reference = read_events(args.reference, features, entry_stop=2 * settings["max_events"],
+                            with_weight=_has_weight(args.reference))
+    _check_validation_weights(args.reference, reference)
     labelled = _has_label(args.generated)
     generated = read_events(args.generated, features, with_label=labelled,
                             entry_stop=settings["max_events"])
@@ -315,6 +317,40 @@ def cmd_validate(args: argparse.Namespace) -> None:
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
         write_closure(training, reference, generated, features,
                       Path(args.out_dir) / layout.VALIDATION_FILES["closure"], seed=cfg["seed"])
+
+
+def _has_weight(path: str) -> bool:
+    from hepflows.events.reader import branch_names
+    from hepflows.events.schema import WEIGHT
+
+    return WEIGHT in branch_names(path)
+
+
+def _check_validation_weights(path: str, events: dict) -> None:
+    """Log the Kish effective sample size of weighted MC; refuse negative weights, by file.
+
+    The validation's ECDFs, quantile bins, resampled MC-vs-MC null and classifier need a
+    non-negative measure; the weighted NLL of training takes negative weights, these do not.
+    """
+    import numpy as np
+
+    from hepflows.events.schema import WEIGHT
+
+    w = events.get(WEIGHT)
+    if w is None:
+        return
+    negative = int((w < 0).sum())
+    if negative:
+        i = int(np.argmax(w < 0))
+        raise InputError(
+            f"{path}: branch 'weight': {negative} negative weight(s), the first at entry {i} "
+            f"({w[i].item()!r}); validation (weighted histograms, KS, the MC-vs-MC null, the "
+            "classifier test) needs weights >= 0. Training takes negative weights; validate "
+            "against a reference without them (e.g. a sample with only positive weights)"
+        )
+    w64 = w.astype(np.float64)
+    log.info("%s: weighted MC, %d events, effective sample size (Kish) %.0f", path, len(w),
+             w64.sum() ** 2 / float((w64 * w64).sum()))
 
 
 def _has_label(path: str) -> bool:
@@ -403,13 +439,15 @@ def _dataset(path: str, pre, conditional: bool, device):
     import numpy as np
     import torch
 
-    from hepflows.events.reader import read_events
-    from hepflows.events.schema import LABEL
+    from hepflows.events.reader import branch_names, read_events
+    from hepflows.events.schema import LABEL, WEIGHT
     from hepflows.training import Dataset
 
-    events = read_events(path, pre.features)
+    weighted = WEIGHT in branch_names(path)
+    events = read_events(path, pre.features, with_weight=weighted)
     if len(events[LABEL]) == 0:
         raise InputError(f"{path}: 0 events, expected at least one")
+    weight = _training_weights(path, events.get(WEIGHT))
     x = pre.forward(_matrix(events, pre.features)).astype(np.float32)
     outside = pre.outside(_matrix(events, pre.features))
     if outside.any():
@@ -418,7 +456,29 @@ def _dataset(path: str, pre, conditional: bool, device):
     context = None
     if conditional:
         context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1).to(device)
-    return Dataset(torch.from_numpy(x).to(device), context)
+    return Dataset(torch.from_numpy(x).to(device), context,
+                   None if weight is None else torch.from_numpy(weight).to(device))
+
+
+def _training_weights(path: str, w):
+    """Event weights scaled to mean 1 for the weighted NLL, or None when absent or all equal.
+
+    Negative weights (NLO generators) are kept: the weighted NLL stays an unbiased estimate of
+    the expected NLL under the signed measure.  The total must be positive.
+    """
+    import numpy as np
+
+    if w is None or len(w) == 0 or np.all(w == w[0]):
+        return None
+    w = w.astype(np.float64)
+    total = w.sum()
+    if not total > 0:
+        raise InputError(f"{path}: branch 'weight': the weights sum to {total:g}; the weighted "
+                         "likelihood needs a positive total")
+    ess = total**2 / float((w * w).sum())
+    log.info("%s: weighted events: %d, effective sample size (Kish) %.0f, %d negative weight(s) "
+             "(%.2f%%)", path, len(w), ess, int((w < 0).sum()), 100.0 * float((w < 0).mean()))
+    return (w / w.mean()).astype(np.float32)
 
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str, dict]]]] = {

@@ -93,16 +93,29 @@ def select_device(name: str = "auto") -> torch.device:
 
 @dataclass
 class Dataset:
-    """Preprocessed events on the training device: ``x`` (n, d) and ``context`` (n, c) or None."""
+    """Preprocessed events on the training device: ``x`` (n, d), ``context`` (n, c) or None,
+    and ``weight`` (n,) or None: event weights scaled to mean 1 (negative ones allowed), which
+    make every loss the weighted NLL, sum(w * nll) / sum(w)."""
 
     x: torch.Tensor
     context: torch.Tensor | None
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.x[index], None if self.context is None else self.context[index]
+
+    def weights(self, index: torch.Tensor) -> torch.Tensor | None:
+        return None if self.weight is None else self.weight[index]
+
+
+def _nll(flow: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None,
+         weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean (weighted, weights of mean 1 over the data set) negative log-likelihood of a batch."""
+    log_prob = flow.log_prob(x, context)
+    return -(log_prob.mean() if weight is None else (log_prob * weight).mean())
 
 
 @dataclass
@@ -136,9 +149,12 @@ def mean_nll(flow: torch.nn.Module, data: Dataset, *, batch_size: int = 16384) -
     total = torch.zeros((), dtype=torch.float64, device=data.x.device)
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.x.device)
-        total += -flow.log_prob(*data.batch(index)).double().sum()
+        log_prob = flow.log_prob(*data.batch(index)).double()
+        w = data.weights(index)
+        total += -(log_prob if w is None else log_prob * w.double()).sum()
     flow.train(was_training)
-    return total.item() / len(data)
+    norm = len(data) if data.weight is None else data.weight.double().sum().item()
+    return total.item() / norm
 
 
 class Trainer:
@@ -308,17 +324,22 @@ class Trainer:
             start = self.state.batch * self.batch_size
             index = order[start:start + self.batch_size]
             if self.fast:
-                self._pending.append(self._fast_step(*self.train_data.batch(index)))
+                self._pending.append(self._fast_step(*self._batch(index)))
                 self.state.batch += 1
                 bar.update(1)
                 if len(self._pending) >= CHECK_EVERY or self.state.batch == self.batches_per_epoch:
                     self._settle()
                 continue
-            if self._account(self._step(*self.train_data.batch(index))):
+            if self._account(self._step(*self._batch(index))):
                 continue
             self.state.batch += 1
             bar.update(1)
         bar.close()
+
+    def _batch(self, index: torch.Tensor) -> tuple:
+        """(x, context) of a batch, and its weights when the training events are weighted."""
+        w = self.train_data.weights(index)
+        return (*self.train_data.batch(index), *(() if w is None else (w,)))
 
     def _account(self, loss: float | None) -> bool:
         """Book one step's loss (None: skipped); True when it triggered a restore."""
@@ -348,7 +369,8 @@ class Trainer:
                 return True
         return False
 
-    def _fast_step(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fast_step(self, x: torch.Tensor, context: torch.Tensor | None,
+                   weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step decided on the device: (loss, finite flag), both 0-d device tensors.
 
         The same arithmetic as :meth:`_step` (the scaler's scale is 1), so on the CPU it gives
@@ -358,7 +380,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         buffers = list(self.flow.buffers())
         saved = [b.clone() for b in buffers]
-        loss = -self.flow.log_prob(x, context).mean()
+        loss = _nll(self.flow, x, context, weight)
         self._scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
         clip = self.settings["grad_clip"]
         params = [p for p in self.flow.parameters() if p.grad is not None]
@@ -374,7 +396,8 @@ class Trainer:
                 buffer.copy_(torch.where(ok, buffer, value))
         return loss.detach(), ok
 
-    def _step(self, x: torch.Tensor, context: torch.Tensor | None) -> float | None:
+    def _step(self, x: torch.Tensor, context: torch.Tensor | None,
+              weight: torch.Tensor | None = None) -> float | None:
         """One Adam step; returns the batch loss, or None if it was skipped as non-finite.
 
         A skipped step leaves the model exactly as it was: the forward pass has already moved
@@ -385,7 +408,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         buffers = list(self.flow.buffers())
         saved = [b.clone() for b in buffers]
-        loss = -self.flow.log_prob(x, context).mean()
+        loss = _nll(self.flow, x, context, weight)
         if not torch.isfinite(loss):
             self._put_back(buffers, saved)
             return None

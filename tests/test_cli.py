@@ -155,3 +155,25 @@ def test_unconditional_model_is_validated_as_one_class(steps, tmp_path):
     metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
     assert "signal" not in metrics["slices"]
     assert (tmp_path / "val" / "closure.csv").read_text() == "check,value,error\n"
+
+
+def test_validation_events_outside_the_fitted_range_are_left_out(steps, tmp_path, caplog):
+    # One validation event far beyond the training range would be clipped to its edge, where
+    # the flow's density is an extrapolation; early stopping must not watch it.
+    from hepflows import cli, preprocess
+    from hepflows.events.io import write_events
+
+    d = steps[0]
+    pre = preprocess.Preprocessor.load(d / "pre.json")
+    events = read_events(d / "val.root", pre.features)
+    n = len(events["label"])
+    natural = int(pre.outside_mask(np.stack([events[f] for f in pre.features], 1)).any(axis=1).sum())
+    inside = int(np.flatnonzero(~pre.outside_mask(np.stack([events[f] for f in pre.features], 1)).any(axis=1))[0])
+    events["m_bb"] = events["m_bb"].copy()
+    events["m_bb"][inside] = pre.high[pre.features.index("m_bb")] * 10
+    write_events(tmp_path / "val.root", events)
+    with caplog.at_level("WARNING"):
+        kept = cli._dataset(str(tmp_path / "val.root"), pre, True, "cpu", drop_outside=True)
+        clipped = cli._dataset(str(tmp_path / "val.root"), pre, True, "cpu")
+    assert len(kept.x) == n - natural - 1 and len(clipped.x) == n
+    assert f"{natural + 1} events outside the fitted range left out" in caplog.text

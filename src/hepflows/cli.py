@@ -83,6 +83,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     cfg = _settings(args)
     data = cfg["data"]
     meta = _metadata(cfg, ("seed", "data"), source="generator")
+    args.truth_events = cfg["validation"]["amplification"]["truth_events"]
     for split, path, start, n, shard in _generate_jobs(args, data):
         log.info("generating %d %s events (events %d..%d of seed %d%s) -> %s", n, split, start,
                  start + n, cfg["seed"], "" if shard is None else f", shard {shard}", path)
@@ -92,6 +93,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
             path, n, seed=cfg["seed"], start=start, signal_fraction=data["signal_fraction"],
             units=data["units"], progress=not args.quiet, metadata=dict(meta, **extra),
         )
+
+
+#: First event of the amplification's truth sample (``generate --truth``) in the generator's
+#: stream: far beyond train + val + test, so the flow never saw any of it.
+TRUTH_START = 10**9
 
 
 def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple[str, str, int, int, int | None]]:
@@ -107,6 +113,13 @@ def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple
     for split in ("train", "val", "test"):
         starts[split] = start
         start += data["events"][split]
+    if getattr(args, "truth", None) is not None:
+        if any((args.train, args.val, args.test, args.split, args.out)) or args.shard is not None:
+            raise InputError("generate --truth: give only --truth (the truth is one file)")
+        if start > TRUTH_START:
+            raise InputError(f"key data.events: {start} events in all reach the truth's range, "
+                             f"which starts at event {TRUTH_START}")
+        return [("truth", args.truth, TRUTH_START, args.truth_events, None)]
     if args.shard is None:
         paths = {"train": args.train, "val": args.val, "test": args.test}
         missing = [f"--{k}" for k, v in paths.items() if v is None]
@@ -197,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> None:
              f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     conditional = settings["conditional"]
     train = _dataset(args.train, pre, conditional, device)
-    val = _dataset(args.val, pre, conditional, device)
+    val = _dataset(args.val, pre, conditional, device, drop_outside=True)
     torch.manual_seed(cfg["seed"])
     flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
     log.info("model: %s, %d parameters", cfg["model"]["coupling"],
@@ -361,6 +374,47 @@ def _has_label(path: str) -> bool:
     return LABEL in branch_names(path)
 
 
+def cmd_amplification(args: argparse.Namespace) -> None:
+    """How many MC events the generated sample is worth (n_equiv, G): amplification.{csv,json},
+    the d(n) figure and the verdict line amplification_summary.html."""
+    import numpy as np
+
+    from hepflows.events.reader import count_events, read_events
+    from hepflows.validation import amplification as amp
+    from hepflows.validation.amplification_plot import plot_amplification
+
+    cfg = _settings(args)
+    features = list(_features(cfg))
+    settings = cfg["validation"]["amplification"]
+
+    def events(path: str) -> dict:
+        return read_events(path, features, with_label=_has_label(path),
+                           with_weight=_has_weight(path))
+
+    parts = [events(p) for p in args.generated]
+    keys = set.intersection(*(set(p) for p in parts))
+    generated = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    truth = events(args.truth)
+    n_train = count_events(args.train) if args.train else None
+    log.info("amplification: %d generated events against %d truth events (%s)",
+             len(generated[features[0]]), len(truth[features[0]]), args.truth)
+    rows = amp.amplification(truth, generated, features, n_train=n_train, bins=settings["bins"],
+                             cells=settings["cells"] or None, alpha=settings["alpha"],
+                             seed=cfg["seed"])
+    out = Path(args.out_dir)
+    names = layout.VALIDATION_FILES
+    paths = list(amp.write_amplification(rows, out, settings["alpha"]))
+    # the MC curve of the figure: subsamples of the truth itself, up to half of it
+    n_max = max(len(truth[features[0]]) // 2, 1)
+    sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
+    curve = amp.mc_divergence_curve(truth, features, sizes, bins=settings["bins"], seed=cfg["seed"])
+    paths += plot_amplification(rows, curve, out / names["amplification_plot"])
+    paths.append(amp.write_summary_html(rows, out / names["amplification_summary"],
+                                        settings["alpha"]))
+    log.info("%s", amp.headline(amp.summarize(rows, settings["alpha"])))
+    log.info("wrote %s", ", ".join(map(str, paths)))
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     """The verdicts of a grid's models side by side: models.csv and models.html."""
     from hepflows import config
@@ -400,6 +454,11 @@ def cmd_run(args: argparse.Namespace) -> None:
         [data_step, "--train", paths["train"], "--val", paths["val"], "--test", paths["test"]],
         ["preprocess", "--train", paths["train"], "--out", paths["preprocess"]],
     ]
+    amplify = cfg["validation"]["amplification"]["enabled"]
+    # the amplification's truth: a disjoint range of the generator, or the test split
+    truth = paths["truth"] if data_step == "generate" else paths["test"]
+    if amplify and data_step == "generate":
+        steps.append(["generate", "--truth", truth])
     grid = config.model_names(cfg)
     for name in grid or [None]:
         own = layout.paths(root, name)
@@ -415,6 +474,9 @@ def cmd_run(args: argparse.Namespace) -> None:
             ["validate", "--reference", paths["test"], "--generated", own["generated"],
              "--train", paths["train"], "--out-dir", own["validation"]],
         ]
+        if amplify:
+            steps.append(["amplification", "--truth", truth, "--generated", own["generated"],
+                          "--train", paths["train"], "--out-dir", own["validation"]])
     if grid:
         steps.append(["compare", "--models", *(layout.model_dir(root, name) for name in grid),
                       "--out-dir", paths["comparison"]])
@@ -435,7 +497,14 @@ def _matrix(events: dict, features: Sequence[str]):
     return np.stack([events[f] for f in features], axis=1)
 
 
-def _dataset(path: str, pre, conditional: bool, device):
+def _dataset(path: str, pre, conditional: bool, device, *, drop_outside: bool = False):
+    """The events of ``path`` preprocessed for training, on ``device``.
+
+    With ``drop_outside`` (the validation split) events with a value outside the fitted range
+    are left out: their values would be clipped to the range's edge, where the flow's density
+    is an extrapolation, and one such event can dominate the mean NLL that early stopping
+    watches (seen: 1 event in 10k moving it from 16 to 1e8 nats).
+    """
     import numpy as np
     import torch
 
@@ -447,12 +516,20 @@ def _dataset(path: str, pre, conditional: bool, device):
     events = read_events(path, pre.features, with_weight=weighted)
     if len(events[LABEL]) == 0:
         raise InputError(f"{path}: 0 events, expected at least one")
+    matrix = _matrix(events, pre.features)
+    mask = pre.outside_mask(matrix)
+    if mask.any():
+        named = {f: int(c) for f, c in zip(pre.features, mask.sum(axis=0)) if c}
+        if drop_outside:
+            keep = ~mask.any(axis=1)
+            log.warning("%s: %d events outside the fitted range left out of the validation NLL: %s",
+                        path, int((~keep).sum()), named)
+            events = {k: v[keep] for k, v in events.items()}
+            matrix = matrix[keep]
+        else:
+            log.warning("%s: values outside the fitted range were clipped: %s", path, named)
     weight = _training_weights(path, events.get(WEIGHT))
-    x = pre.forward(_matrix(events, pre.features)).astype(np.float32)
-    outside = pre.outside(_matrix(events, pre.features))
-    if outside.any():
-        named = {f: int(c) for f, c in zip(pre.features, outside) if c}
-        log.warning("%s: values outside the fitted range were clipped: %s", path, named)
+    x = pre.forward(matrix).astype(np.float32)
     context = None
     if conditional:
         context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1).to(device)
@@ -487,7 +564,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                                              "help": "with --shard: the split to cut"}),
                                 ("--shard", {"type": int, "help": "write only shard K of "
                                              "data.shards (0-based) of --split, to --out"}),
-                                ("--out", {"help": "with --shard: the shard's file"})]),
+                                ("--out", {"help": "with --shard: the shard's file"}),
+                                ("--truth", {"help": "write only the amplification's truth "
+                                             "sample (validation.amplification.truth_events "
+                                             f"events from event {TRUTH_START}) to this file"})]),
     "ingest": (cmd_ingest, [("--train", {"required": True}), ("--val", {"required": True}),
                             ("--test", {"required": True})]),
     "preprocess": (cmd_preprocess, [("--train", {"required": True}), ("--out", {"required": True})]),
@@ -515,6 +595,13 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                                 ("--train", {"help": "MC training events: adds the physics "
                                              "closure table closure.csv"}),
                                 ("--out-dir", {"required": True})]),
+    "amplification": (cmd_amplification, [
+        ("--truth", {"required": True, "help": "MC events the flow never saw (generate "
+                     "--truth's file, or the test split of ingested data)"}),
+        ("--generated", {"required": True, "nargs": "+", "help": "generated events (one file, "
+                         "or the shards of one sample)"}),
+        ("--train", {"help": "MC training events: their number gives G = n_equiv / n_train"}),
+        ("--out-dir", {"required": True})]),
     "compare": (cmd_compare, [("--models", {"required": True, "nargs": "+",
                                             "help": "each model's output folder (named as in "
                                             "the grid), in table order"}),

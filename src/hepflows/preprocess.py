@@ -138,10 +138,14 @@ class Preprocessor:
         k = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
         return (self.levels[k + 1] - self.levels[k]) / (knots[k + 1] - knots[k])
 
+    def outside_mask(self, x: np.ndarray) -> np.ndarray:
+        """Which values (n, d) of ``x`` lie outside the widened range (and would be clipped)."""
+        x = np.asarray(x)
+        return (x <= self.low) | (x >= self.high)
+
     def outside(self, x: np.ndarray) -> np.ndarray:
         """Number of values per feature (d,) outside the widened range."""
-        x = np.asarray(x)
-        return ((x <= self.low) | (x >= self.high)).sum(axis=0)
+        return self.outside_mask(x).sum(axis=0)
 
     def to_dict(self) -> dict:
         return {

@@ -84,3 +84,88 @@ def test_training_log_errors_name_file_and_place(tmp_path):
     with pytest.raises(InputError, match=r"line 2.*val_nll"):
         plots.read_training_log(log)
     assert not (tmp_path / "curve.png").exists()
+
+
+def peaked_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """m_bb-like: a Gaussian signal (125, 15) over a falling background."""
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < 0.5).astype(np.int8)
+    x = np.where(label == 1, rng.normal(125, 15, n), 20 + rng.exponential(80, n))
+    return x, label
+
+
+def test_binning_resolves_the_narrowest_peak_and_covers_the_central_mc():
+    x, label = peaked_sample(20000, 0)
+    axis = plots.feature_binning(x, label)
+    width = axis.edges[1] - axis.edges[0]
+    assert width <= 15 / 2  # at most half the signal's resolution
+    assert width in (5.0, 2.5, 2.0)  # a round number
+    lo, hi = np.quantile(x, plots.RANGE_QUANTILES)
+    assert axis.edges[0] <= lo and axis.edges[-1] >= hi
+    assert axis.edges[-1] < np.max(x)  # the far tail is folded, not plotted
+    assert plots.MIN_BINS <= axis.size <= plots.MAX_BINS
+    # a handful of events gets fewer, wider bins
+    few = plots.feature_binning(x[:400], label[:400])
+    assert few.edges[1] - few.edges[0] > width and few.size < axis.size
+
+
+def test_flow_bins_are_folded_into_the_edge_bins():
+    x, _ = peaked_sample(5000, 1)
+    axis = plots.feature_binning(x)
+    contents, _ = plots._normalised_hist(x, None, axis, float(len(x)))
+    assert np.isclose(contents.sum(), 1.0)
+    inside_last = np.mean((x >= axis.edges[-2]) & (x < axis.edges[-1]))
+    assert contents[-1] > inside_last  # the overflow is in the last bin
+
+
+def test_null_band_is_the_verdicts_order_statistic():
+    from hepflows.validation import null as nl
+
+    axis = plots.feature_binning(*peaked_sample(20000, 2))
+    pairs = []
+    for k in range(19):
+        (a, la), (b, lb) = peaked_sample(4000, 10 + 2 * k), peaked_sample(4000, 11 + 2 * k)
+        pairs.append(((a, la, None), (b, lb, None)))
+    band = plots.null_ratio_band(pairs, axis, cls=1)
+    devs = []
+    for (a, la, _), (b, lb, _) in pairs:
+        ha, _ = np.histogram(np.clip(a[la == 1], axis.edges[0], axis.edges[-1] - 1e-9),
+                             axis.edges)
+        hb, _ = np.histogram(np.clip(b[lb == 1], axis.edges[0], axis.edges[-1] - 1e-9),
+                             axis.edges)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            devs.append(np.where(ha > 0, np.abs(hb * ha.sum() / (ha * hb.sum()) - 1), np.inf))
+    expected = nl.band_edge(np.stack(devs))
+    peak = np.argmin(np.abs(0.5 * (axis.edges[1:] + axis.edges[:-1]) - 125))
+    assert np.isclose(band[peak], expected[peak])
+    assert 0.02 < band[peak] < 0.5  # a few hundred events a bin at the peak
+    assert np.isclose(plots.null_ratio_band(pairs, axis, cls=1, scale=0.5)[peak],
+                      0.5 * band[peak])
+    assert plots.null_ratio_band(pairs, axis, cls=7) is None
+
+
+def test_feature_plot_with_null_band_and_stats(tmp_path):
+    (x, label), (gx, gl) = peaked_sample(6000, 3), peaked_sample(6000, 4)
+    pairs = [((x[:3000], label[:3000], None), (x[3000:], label[3000:], None))] * 3
+    stats = {"signal": {"ks": (0.01, "green"), "chi2_ndf": (2.0, "red")}}
+    plots.plot_feature("m_bb", (x, label, None), (gx, gl, None), tmp_path / "m_bb",
+                       null_pairs=pairs, stats=stats, model="RQ-NSF")
+    assert_figure(tmp_path / "m_bb")
+    assert plots._stat_text(stats, "signal")[1] == "#f4a3a3"  # the worse status: red
+    assert plots._stat_text(stats, "background") is None
+
+
+def test_overview_and_2d_comparison(tmp_path):
+    (x, label), (gx, gl) = peaked_sample(4000, 5), peaked_sample(4000, 6)
+    feats = ["m_bb", "lepton_pt", "lepton_eta"]
+    ref = (np.column_stack([x, x / 3, np.log(x)]), label, None)
+    gen = (np.column_stack([gx, gx / 3, np.log(gx)]), gl, None)
+    plots.plot_overview(feats, ref, gen, tmp_path / "overview",
+                        statuses={("m_bb", "signal"): "red"})
+    assert_figure(tmp_path / "overview")
+    image = mpimg.imread(tmp_path / "overview.png")[..., :3]
+    red = np.array([0xf4, 0xa3, 0xa3]) / 255
+    assert np.any(np.all(np.abs(image - red) < 0.02, axis=-1))  # the red corner is drawn
+    plots.plot_2d_comparison(("m_bb", "lepton_pt"), (ref[0][:, :2], label, None),
+                             (gen[0][:, :2], gl, None), tmp_path / "2d")
+    assert_figure(tmp_path / "2d")

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray  # noqa: E402
 
 from hepflows.atomic import atomic_path  # noqa: E402
 from hepflows.errors import InputError  # noqa: E402
-from hepflows.events.schema import axis_label, unit  # noqa: E402
+from hepflows.events.schema import MASSES, axis_label, unit  # noqa: E402
 
 #: Per class: (name, MC fill colour, generated marker colour).  Blue/orange stay distinct for
 #: the common colour-vision deficiencies.
@@ -45,7 +45,8 @@ def _atlas_style() -> Iterator[None]:
         yield
 
 
-def _label(fig: plt.Figure, rect: Sequence[float], loc: int | None = None) -> None:
+def _label(fig: plt.Figure, rect: Sequence[float], loc: int | None = None,
+           rlabel: str = "") -> None:
     """'hepflows Simulation' at the top left of the axes area ``rect`` (figure fraction).
 
     ``data=False`` makes mplhep add "Simulation"; ``loc=0`` puts the label above the axes.
@@ -60,7 +61,7 @@ def _label(fig: plt.Figure, rect: Sequence[float], loc: int | None = None) -> No
     kwargs = {} if loc is None else {"loc": loc}
     # ATLAS style, but the label names this project: the events are not an experiment's.
     mplhep.label.exp_label(exp="hepflows", ax=overlay, data=False, text=EXPERIMENT_TEXT,
-                           rlabel="", **kwargs)
+                           rlabel=rlabel, **kwargs)
 
 
 def save_figure(fig: plt.Figure, out_base: Path) -> tuple[Path, Path]:
@@ -80,22 +81,89 @@ def save_figure(fig: plt.Figure, out_base: Path) -> tuple[Path, Path]:
 
 
 # ----------------------------------------------------------------------------------------------
-# one feature: MC filled with error band, generated as markers, ratio panel
+# one feature: MC as step lines, generated as markers, one ratio panel per process
 # ----------------------------------------------------------------------------------------------
 
+#: Central MC quantiles that set the x range; the rest is folded into the edge bins.
+RANGE_QUANTILES = (0.005, 0.995)
+#: Fraction of the MC that a Gaussian holds within +-sigma/2: the shortest interval holding this
+#: fraction of a class is the width sigma of its narrowest peak (or the scale of a falling spectrum).
+CORE_FRACTION = 0.383
+#: Bin width as a fraction of that resolution.
+BIN_FRACTION = 0.5
+MIN_BINS, MAX_BINS = 20, 80
+#: A bin should hold this many MC events on average, so that sparse samples get fewer bins.
+EVENTS_PER_BIN = 25
+#: Centre-of-mass energy of the simulated collisions (the HIGGS dataset's and the generator's).
+SQRT_S = "8 TeV"
+#: Per-feature metrics written in the corner of a ratio panel: (key, text).
+#: Bins whose MC relative error is at least this show no ratio.
+MAX_RATIO_ERROR = 0.3
+PANEL_METRICS = (("ks", "KS"), ("chi2_ndf", r"$\chi^2$/ndf"))
 
-def _plot_range(x: NDArray, log_tail: bool) -> tuple[float, float]:
-    """Histogram range from the MC: central 99.9 % (99.98 % upper for tails), never empty."""
-    lo, hi = np.quantile(x, [0.0005, 0.9998 if log_tail else 0.9995])
+
+def _nice_width(width: float, up: bool = False) -> float:
+    """``width`` rounded down (or up) to 1, 2, 2.5 or 5 times a power of ten."""
+    if not width > 0:
+        return 1.0
+    scale = 10.0 ** np.floor(np.log10(width))
+    steps = (1.0, 2.0, 2.5, 5.0, 10.0)
+    m = width / scale
+    pick = min((s for s in steps if s >= m - 1e-9), default=10.0) if up else \
+        max((s for s in steps if s <= m + 1e-9), default=1.0)
+    return float(pick * scale)
+
+
+def _shortest_interval(x: NDArray, fraction: float) -> float:
+    """Length of the shortest interval that holds ``fraction`` of the values ``x``."""
+    xs = np.sort(x)
+    k = max(1, int(np.ceil(fraction * len(xs))))
+    if len(xs) <= k:
+        return float(xs[-1] - xs[0]) if len(xs) else 0.0
+    return float(np.min(xs[k:] - xs[:-k]))
+
+
+def feature_binning(x: ArrayLike, labels: ArrayLike | None = None) -> hist.axis.Regular:
+    """Regular bins of a feature from its MC: range and width that a physicist would choose.
+
+    Range: the central 99 % of the MC (:data:`RANGE_QUANTILES`), aligned to the bin width.
+    Width: half the width of the narrowest peak of any class (the shortest interval holding
+    38.3 % of a class, which is sigma for a Gaussian), rounded down to 1, 2, 2.5 or 5 x 10^k;
+    widened (rounded up) when that would give more than :data:`MAX_BINS` bins or fewer than
+    :data:`EVENTS_PER_BIN` MC events a bin.  A point mass (m_lv at m_W) has no width and is
+    capped in the same way.  Flow bins exist: callers fold them into the edge bins.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = (float(v) for v in np.quantile(x, RANGE_QUANTILES))
     if not hi > lo:
         lo, hi = float(np.min(x)) - 0.5, float(np.max(x)) + 0.5
-    return float(lo), float(hi)
+    labels = np.zeros(len(x), np.int8) if labels is None else np.asarray(labels)
+    inside = (x >= lo) & (x <= hi)
+    widths = [_shortest_interval(x[inside & (labels == c)], CORE_FRACTION)
+              for c in np.unique(labels) if np.count_nonzero(inside & (labels == c)) >= 50]
+    widths = [w for w in widths if w > 0]
+    max_bins = int(np.clip(len(x) // EVENTS_PER_BIN, MIN_BINS, MAX_BINS))
+    width = _nice_width(BIN_FRACTION * min(widths)) if widths else (hi - lo) / max_bins
+    if (hi - lo) / width > max_bins:
+        width = _nice_width((hi - lo) / max_bins, up=True)
+    if (hi - lo) / width < MIN_BINS:
+        width = _nice_width((hi - lo) / MIN_BINS)
+    start = np.floor(lo / width) * width
+    n = max(1, int(np.ceil((hi - start) / width - 1e-9)))
+    return hist.axis.Regular(n, float(start), float(start + n * width), underflow=True,
+                             overflow=True)
+
+
+def _plot_range(x: NDArray, log_tail: bool = True) -> tuple[float, float]:
+    """Histogram range of :func:`feature_binning` (kept for callers of the old helper)."""
+    axis = feature_binning(x)
+    return float(axis.edges[0]), float(axis.edges[-1])
 
 
 def _normalised_hist(
     x: NDArray, w: NDArray | None, edges_axis: hist.axis.Regular, total: float
 ) -> tuple[NDArray, NDArray]:
-    """Bin contents and errors (n_bins,) in percent of ``total``; flow bins folded in.
+    """Bin contents and errors (n_bins,) as fractions of ``total``; flow bins folded in.
 
     Under- and overflow are added to the first and last bins so that no event is hidden.
     """
@@ -107,7 +175,67 @@ def _normalised_hist(
     val[-2] += val[-1]
     var[1] += var[0]
     var[-2] += var[-1]
-    return 100.0 * val[1:-1] / total, 100.0 * np.sqrt(var[1:-1]) / total
+    return val[1:-1] / total, np.sqrt(var[1:-1]) / total
+
+
+def null_ratio_band(
+    null_pairs: Sequence[tuple[tuple, tuple]], axis: hist.axis.Regular, cls: int,
+    scale: float = 1.0,
+) -> NDArray | None:
+    """Half-width per bin of the MC-vs-MC band of the ratio of one class, or None.
+
+    ``null_pairs`` are the validation's null pairs for one feature, each ``((x, label, w),
+    (x, label, w))``: two disjoint MC samples at the compared sizes.  Per pair and bin the
+    deviation ``|q/p - 1|`` of their per-class histograms; the band is its edge over the pairs
+    by the verdict's own rule (:func:`hepflows.validation.null.band_edge`: the 95 % order
+    statistic), times ``scale`` (the ratio of the statistical errors of the plotted samples to
+    those of a null pair, so that the band fits the plotted ratio).
+    """
+    from hepflows.validation import null as nl
+
+    devs = []
+    for p, q in null_pairs:
+        mp, mq = np.asarray(p[1]) == cls, np.asarray(q[1]) == cls
+        if not (mp.any() and mq.any()):
+            continue
+        hp, _ = _normalised_hist(np.asarray(p[0])[mp], None if p[2] is None else
+                                 np.asarray(p[2])[mp], axis, 1.0)
+        hq, _ = _normalised_hist(np.asarray(q[0])[mq], None if q[2] is None else
+                                 np.asarray(q[2])[mq], axis, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            devs.append(np.where(hp > 0, np.abs(hq * hp.sum() / (hp * hq.sum()) - 1), np.nan))
+    if not devs:
+        return None
+    devs_arr = np.nan_to_num(np.stack(devs), nan=np.inf)  # an empty bin is no evidence
+    edge = nl.band_edge(devs_arr)
+    return np.where(np.isfinite(edge), edge * scale, np.nan)
+
+
+def _stat_text(stats: Mapping | None, slc: str) -> tuple[str, str] | None:
+    """'KS 0.012 (green)   chi2/ndf 1.05 (green)' and the worse colour, for one slice."""
+    from hepflows.validation import null as nl
+
+    if not stats or slc not in stats:
+        return None
+    parts, statuses = [], []
+    for key, text in PANEL_METRICS:
+        if key in stats[slc]:
+            value, status = stats[slc][key]
+            parts.append(f"{text} = {value:.3g} ({status})")
+            statuses.append(status)
+    if not parts:
+        return None
+    worst = nl.worst_status(statuses)
+    return "   ".join(parts), nl.STATUS_COLOURS[worst]
+
+
+def _fmt_n(n: float) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else (f"{n / 1e3:.3g}k" if n >= 1e4 else f"{n:.0f}")
+
+
+def is_peaked(feature: str) -> bool:
+    """Masses peak (h0, W, top): linear y axis; momenta and MET fall: logarithmic."""
+    return feature in MASSES
 
 
 def plot_feature(
@@ -117,76 +245,300 @@ def plot_feature(
     out_base: Path,
     *,
     units: str = "GeV",
-    bins: int = 40,
+    bins: int | None = None,
+    null_pairs: Sequence[tuple[tuple, tuple]] = (),
+    null_scale: Mapping[int, float] | None = None,
+    stats: Mapping[str, Mapping[str, tuple[float, str]]] | None = None,
+    model: str | None = None,
 ) -> tuple[Path, Path]:
-    """Figure of one feature: MC vs generated, signal and background overlaid, ratio below.
+    """Figure of one feature: MC vs generated, one colour per process, a ratio panel each.
 
     ``reference`` and ``generated`` are ``(values (n,), labels (n,), weights (n,) | None)``.
-    Each class is shown in percent of the whole sample, so a wrong signal fraction shows as
-    an offset.  MC: filled histogram with a hatched band of its statistical error.
-    Generated: markers with statistical error bars.  Ratio panel: generated / MC per class,
-    error bars from the generated sample, band from the MC.  Momenta, MET and masses get a
-    logarithmic y axis so the tails are visible.
+    Each class is a fraction of the whole sample, so a wrong signal fraction shows as an
+    offset.  MC: step line; generated: markers with statistical errors.  Bins from
+    :func:`feature_binning` (``bins`` forces that many over the same range); under- and
+    overflow folded into the edge bins and marked.  Masses on a linear y axis, momenta and
+    MET on a logarithmic one.  Each ratio panel (generated / MC of one process) shows the MC
+    statistical band (grey) and, when ``null_pairs`` are given, the MC-vs-MC 95 % band of the
+    verdict (dashed; :func:`null_ratio_band`, scaled per class by ``null_scale``), and the
+    KS and chi2/ndf of that process's slice from ``stats`` (``{slice: {metric: (value,
+    status)}}``) in a box coloured by the worse status.
     """
     rx, rl, rw = (np.asarray(v) if v is not None else None for v in reference)
     gx, gl, gw = (np.asarray(v) if v is not None else None for v in generated)
-    log_tail = unit(feature) == "GeV"
-    lo, hi = _plot_range(rx, log_tail)
-    axis = hist.axis.Regular(bins, lo, hi, underflow=True, overflow=True)
+    axis = feature_binning(rx, rl)
+    if bins is not None:
+        axis = hist.axis.Regular(bins, axis.edges[0], axis.edges[-1], underflow=True,
+                                 overflow=True)
     edges = axis.edges
+    lo, hi = float(edges[0]), float(edges[-1])
+    width = float(edges[1] - edges[0])
+    gev = unit(feature) == "GeV" and units == "GeV"
+    log_y = unit(feature) == "GeV" and not is_peaked(feature)
     total_r = float(len(rx) if rw is None else rw.sum())
     total_g = float(len(gx) if gw is None else gw.sum())
+    classes = [c for c in CLASS_STYLE if np.any(rl == c)]
+    n_ratio = max(1, len(classes))
 
     with _atlas_style():
-        fig = plt.figure(figsize=(8, 8))
-        grid = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.06, left=0.15, right=0.96,
-                                top=0.97, bottom=0.1)
-        _label(fig, grid[0].get_position(fig).bounds)
+        fig = plt.figure(figsize=(8, 6.2 + 1.5 * n_ratio))
+        grid = fig.add_gridspec(1 + n_ratio, 1, height_ratios=(3.4, *([1] * n_ratio)),
+                                hspace=0.07, left=0.15, right=0.96, top=0.95, bottom=0.09)
+        _label(fig, grid[0].get_position(fig).bounds, loc=0,
+               rlabel=f"\u221as = {SQRT_S}")
         ax = fig.add_subplot(grid[0])
-        rax = fig.add_subplot(grid[1], sharex=ax)
-        ax.tick_params(labelbottom=False)
+        raxes = [fig.add_subplot(grid[1 + i], sharex=ax) for i in range(n_ratio)]
+        for a in (ax, *raxes[:-1]):
+            a.tick_params(labelbottom=False)
         ymax, ymin_pos = 0.0, np.inf
-        for cls, (name, fill, marker) in CLASS_STYLE.items():
+        for i, cls in enumerate(classes):
+            name, line, marker = CLASS_STYLE[cls]
+            rax = raxes[i]
             mr, mg = rl == cls, gl == cls
-            if not mr.any():
-                continue
             mc, mc_err = _normalised_hist(rx[mr], None if rw is None else rw[mr], axis, total_r)
-            mplhep.histplot(mc, edges, ax=ax, histtype="fill", color=fill, alpha=0.45,
+            mplhep.histplot(mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8,
                             label=f"MC {name}")
-            ax.stairs(mc + mc_err, edges, baseline=mc - mc_err, fill=True, facecolor="none",
-                      edgecolor=fill, hatch="////", linewidth=0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                band = np.where(mc > 0, mc_err / mc, 0.0)
-            rax.stairs(1 + band, edges, baseline=1 - band, fill=True, color=fill, alpha=0.35)
             ymax = max(ymax, float(np.max(mc + mc_err)))
             if np.any(mc > 0):
                 ymin_pos = min(ymin_pos, float(np.min(mc[mc > 0])))
-            if not mg.any():
-                continue
-            gen, gen_err = _normalised_hist(gx[mg], None if gw is None else gw[mg], axis, total_g)
-            mplhep.histplot(gen, edges, yerr=gen_err, ax=ax, histtype="errorbar", color=marker,
-                            marker="o", markersize=4, label=f"Flow {name}")
             with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(mc > 0, gen / mc, np.nan)
-                r_err = np.where(mc > 0, gen_err / mc, np.nan)
-            mplhep.histplot(r, edges, yerr=r_err, ax=rax, histtype="errorbar", color=marker,
-                            marker="o", markersize=3)
-            ymax = max(ymax, float(np.max(gen + gen_err)))
+                band = np.where(mc > 0, mc_err / mc, np.nan)
+            # bins where the MC itself says little (>= 30 % error) show no ratio
+            sparse = ~(band < MAX_RATIO_ERROR)
+            band[sparse] = np.nan
+            rax.stairs(1 + band, edges, baseline=1 - band, fill=True, color="#c8c8c8",
+                       linewidth=0, label="MC stat.")
+            if null_pairs:
+                scale = 1.0 if null_scale is None else float(null_scale.get(cls, 1.0))
+                nb = null_ratio_band(null_pairs, axis, cls, scale)
+                if nb is not None:
+                    nb[sparse] = np.nan
+                    rax.stairs(1 + nb, edges, color="#444444", linestyle="--", linewidth=1,
+                               label="MC vs MC 95 %")
+                    rax.stairs(1 - nb, edges, color="#444444", linestyle="--", linewidth=1)
+            if mg.any():
+                gen, gen_err = _normalised_hist(gx[mg], None if gw is None else gw[mg], axis,
+                                                total_g)
+                mplhep.histplot(gen, edges, yerr=gen_err, ax=ax, histtype="errorbar",
+                                color=marker, marker="o", markersize=4,
+                                label=f"{model or 'Flow'} {name}")
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.where(sparse, np.nan, gen / mc)
+                    r_err = np.where(sparse, np.nan, gen_err / mc)
+                mplhep.histplot(r, edges, yerr=r_err, ax=rax, histtype="errorbar",
+                                color=marker, marker="o", markersize=3)
+                ymax = max(ymax, float(np.max(gen + gen_err)))
+            rax.axhline(1.0, color="black", linewidth=0.8)
+            rax.set_ylim(0.5, 1.5)
+            rax.set_ylabel(f"Flow / MC\n{name}", fontsize="small")
+            found = _stat_text(stats, name)
+            if found is not None:
+                text, colour = found
+                rax.text(0.02, 0.9, text, transform=rax.transAxes, fontsize="x-small",
+                         va="top", ha="left",
+                         bbox={"boxstyle": "round,pad=0.25", "facecolor": colour,
+                               "edgecolor": "none"})
+            if i == 0:
+                rax.legend(loc="lower right", fontsize="xx-small", ncol=2, frameon=False)
 
-        # head room for the label and legend: 40 % of the decades on log axes, 60 % on linear
-        if log_tail and np.isfinite(ymin_pos):
+        # head room for the text and legend: 45 % of the decades on log axes, 70 % on linear
+        if log_y and np.isfinite(ymin_pos):
             ax.set_yscale("log")
             bottom = ymin_pos * 0.3
-            ax.set_ylim(bottom, ymax * (ymax / bottom) ** 0.4)
+            ax.set_ylim(bottom, ymax * (ymax / bottom) ** 0.45)
         else:
-            ax.set_ylim(0, ymax * 1.6)
-        ax.set_ylabel("Events / bin [% of sample]")
+            ax.set_ylim(0, ymax * 1.7)
+        per = f"{width:g} GeV" if gev else f"{width:g}"
+        ax.set_ylabel(f"Fraction of events / {per}")
         ax.set_xlim(lo, hi)
-        ax.legend(loc="upper right", fontsize="x-small", ncol=1)  # one column: clear of the label
-        rax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-        rax.set_ylim(0.5, 1.5)
-        rax.set_ylabel("Flow / MC")
-        rax.set_xlabel(axis_label(feature, units=units))
+        ax.legend(loc="upper right", fontsize="x-small", ncol=1)
+        sizes = f"MC: {_fmt_n(len(rx))} events\n{model or 'Flow'}: {_fmt_n(len(gx))} events"
+        ax.text(0.03, 0.96, sizes, transform=ax.transAxes, fontsize="x-small", va="top")
+        # the folded flow bins, marked where they hold events
+        under = float(np.mean(rx < lo)) + float(np.mean(gx < lo))
+        over = float(np.mean(rx >= hi)) + float(np.mean(gx >= hi))
+        for flag, x_at, ha, txt in ((under, lo, "left", "$\\leftarrow$ + underflow"),
+                                    (over, hi, "right", "+ overflow $\\rightarrow$")):
+            if flag > 0:
+                ax.axvline(x_at + (width if ha == "left" else -width), color="grey",
+                           linestyle=":", linewidth=0.8)
+                ax.text(x_at + (0.2 * width if ha == "left" else -0.2 * width), 0.55,
+                        txt, transform=ax.get_xaxis_transform(), fontsize="xx-small",
+                        rotation=90, ha=ha, va="center", color="grey")
+        raxes[-1].set_xlabel(axis_label(feature, units=units))
+        return save_figure(fig, out_base)
+
+
+# ----------------------------------------------------------------------------------------------
+# overview: every feature and slice in one grid; 2-D comparisons of correlated pairs
+# ----------------------------------------------------------------------------------------------
+
+#: Colour of the "all" slice in the overview (the classes keep :data:`CLASS_STYLE`).
+ALL_STYLE = ("all", "#333333", "#000000")
+#: Feature pairs whose correlation matters for the analysis, compared in 2-D when configured.
+PAIRS_2D: tuple[tuple[str, str], ...] = (("m_bb", "m_wwbb"), ("m_jj", "m_jjj"),
+                                         ("lepton_pt", "met"))
+OVERVIEW_COLUMNS = 6
+OVERVIEW_MAX_BINS = 40
+
+
+def plot_overview(
+    features: Sequence[str],
+    reference: tuple[NDArray, NDArray, NDArray | None],
+    generated: tuple[NDArray, NDArray, NDArray | None],
+    out_base: Path,
+    *,
+    statuses: Mapping[tuple[str, str], str] | None = None,
+    slices: Sequence[str] = ("all", "signal", "background"),
+    model: str | None = None,
+) -> tuple[Path, Path]:
+    """All features for each slice in one grid: MC as step lines, generated as markers.
+
+    ``reference`` and ``generated`` are ``(x (n, d), labels (n,), weights (n,) | None)``
+    with the columns of ``features``; ``statuses`` maps ``(feature, slice)`` to the verdict
+    colour of that cell (the worst of its per-feature metrics), drawn as the panel's corner.
+    Each panel is normalised to unit area; bins as :func:`feature_binning`, at most
+    :data:`OVERVIEW_MAX_BINS`.  Plain matplotlib style, few ticks: 50+ panels draw in seconds.
+    """
+    from hepflows.validation import null as nl
+
+    rx, rl, rw = reference
+    gx, gl, gw = generated
+    names = {name: cls for cls, (name, _, _) in CLASS_STYLE.items()}
+    shown = [s for s in slices if s == "all" or np.any(rl == names.get(s, -1))]
+    d = len(features)
+    ncol = min(OVERVIEW_COLUMNS, d)
+    nrow_slice = int(np.ceil(d / ncol))
+    nrow = nrow_slice * len(shown)
+    panel_w, panel_h = 2.3, 1.75
+    top, left = 0.55, 0.25
+    width = left + ncol * panel_w + 0.1
+    height = top + nrow * panel_h + 0.35 * len(shown)
+    fig = plt.figure(figsize=(width, height))
+    fig.text(left / width, 1 - 0.2 / height, "hepflows", fontweight="bold", fontsize=13,
+             va="top")
+    fig.text((left + 1.05) / width, 1 - 0.2 / height,
+             f"Simulation   \u221as = {SQRT_S}   MC (lines) vs {model or 'Flow'} (markers): "
+             f"{_fmt_n(len(rx))} vs {_fmt_n(len(gx))} events   corner: verdict per feature "
+             "and slice", fontsize=10, fontstyle="italic", va="top")
+    y_cursor = height - top
+    for slc in shown:
+        fig.text(left / width, (y_cursor - 0.05) / height, slc, fontsize=11, fontweight="bold",
+                 va="top")
+        y_cursor -= 0.35
+        if slc == "all":
+            mr, mg, style = np.ones(len(rl), bool), np.ones(len(gl), bool), ALL_STYLE
+        else:
+            c = names[slc]
+            mr, mg, style = rl == c, gl == c, CLASS_STYLE[c]
+        for j, f in enumerate(features):
+            r, col = divmod(j, ncol)
+            rect = ((left + col * panel_w + 0.12) / width,
+                    (y_cursor - (r + 1) * panel_h + 0.32) / height,
+                    (panel_w - 0.22) / width, (panel_h - 0.42) / height)
+            ax = fig.add_axes(rect)
+            x_r = rx[mr, j]
+            axis = feature_binning(x_r)
+            if axis.size > OVERVIEW_MAX_BINS:
+                axis = hist.axis.Regular(OVERVIEW_MAX_BINS, axis.edges[0], axis.edges[-1],
+                                         underflow=True, overflow=True)
+            edges = axis.edges
+            wr = None if rw is None else rw[mr]
+            mc, _ = _normalised_hist(x_r, wr, axis, float(len(x_r) if wr is None else wr.sum()))
+            ax.stairs(mc, edges, color=style[1], linewidth=1.2)
+            if mg.any():
+                x_g = gx[mg, j]
+                wg = None if gw is None else gw[mg]
+                gen, gen_err = _normalised_hist(x_g, wg, axis,
+                                                float(len(x_g) if wg is None else wg.sum()))
+                centres = 0.5 * (edges[1:] + edges[:-1])
+                ax.errorbar(centres, gen, yerr=gen_err, fmt="o", markersize=1.8,
+                            color=style[2], elinewidth=0.6)
+            if unit(f) == "GeV" and not is_peaked(f) and np.any(mc > 0):
+                ax.set_yscale("log")
+                ax.set_ylim(float(np.min(mc[mc > 0])) * 0.3, float(np.max(mc)) * 3)
+            else:
+                ax.set_ylim(0, float(np.max(mc)) * 1.25 if np.any(mc > 0) else 1)
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_yticks([])
+            ax.minorticks_off()
+            ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
+            ax.set_xlabel(axis_label(f, units="none"), fontsize=7, labelpad=1)
+            status = (statuses or {}).get((f, slc), nl.UNKNOWN)
+            ax.add_patch(plt.Rectangle((0.84, 0.78), 0.16, 0.22, transform=ax.transAxes,
+                                       facecolor=nl.STATUS_COLOURS.get(status, "#dddddd"),
+                                       edgecolor="black", linewidth=0.4, clip_on=False))
+        y_cursor -= nrow_slice * panel_h
+    return save_figure(fig, out_base)
+
+
+def plot_2d_comparison(
+    features: tuple[str, str],
+    reference: tuple[NDArray, NDArray, NDArray | None],
+    generated: tuple[NDArray, NDArray, NDArray | None],
+    out_base: Path,
+    *,
+    units: str = "GeV",
+    bins: int = 40,
+    model: str | None = None,
+) -> tuple[Path, Path]:
+    """Two features against each other: MC, generated, and their difference in sigma.
+
+    ``reference`` and ``generated`` are ``(xy (n, 2), labels, weights | None)``.  Both
+    densities are fractions of their sample per bin on the same logarithmic colour scale;
+    the third panel is ``(gen - MC) / sqrt(err_gen^2 + err_MC^2)`` per bin (bins empty in
+    both left white), so a missing correlation shows as a coherent pattern of one sign.
+    Range per axis: the central 99 % of the MC.
+    """
+    from matplotlib.colors import LogNorm
+
+    rxy, _, rw = reference
+    gxy, _, gw = generated
+    ex = [np.linspace(*_plot_range(rxy[:, k]), bins + 1) for k in range(2)]
+
+    def h2(xy: NDArray, w: NDArray | None) -> tuple[NDArray, NDArray]:
+        clipped = np.column_stack([np.clip(xy[:, k], ex[k][0], ex[k][-1]) for k in range(2)])
+        total = float(len(xy) if w is None else w.sum())
+        h, _, _ = np.histogram2d(clipped[:, 0], clipped[:, 1], bins=ex, weights=w)
+        v, _, _ = np.histogram2d(clipped[:, 0], clipped[:, 1], bins=ex,
+                                 weights=None if w is None else w * w)
+        return h / total, np.sqrt(v) / total
+
+    mc, mc_err = h2(rxy, rw)
+    gen, gen_err = h2(gxy, gw)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pull = np.where((mc > 0) | (gen > 0), (gen - mc) / np.hypot(mc_err, gen_err), np.nan)
+    positive = np.concatenate([mc[mc > 0], gen[gen > 0]])
+    norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max())) if len(positive) \
+        else None
+    with _atlas_style():
+        fig = plt.figure(figsize=(16, 5.4))
+        rects = [(0.06 + 0.325 * i, 0.14, 0.24, 0.74) for i in range(3)]
+        _label(fig, rects[0], loc=0, rlabel="")
+        axes = [fig.add_axes(r) for r in rects]
+        titles = ("MC", model or "Flow", f"({model or 'Flow'} $-$ MC) / $\\sigma$")
+        images = []
+        for ax, data, title in zip(axes, (mc, gen, pull), titles, strict=True):
+            if data is pull:
+                im = ax.pcolormesh(ex[0], ex[1], data.T, cmap="RdBu_r", vmin=-4, vmax=4)
+            else:
+                im = ax.pcolormesh(ex[0], ex[1], np.where(data > 0, data, np.nan).T,
+                                   cmap="viridis", norm=norm)
+            images.append(im)
+            ax.set_title(title, fontsize="small", loc="right")
+            ax.set_xlabel(axis_label(features[0], units=units), fontsize="small")
+            ax.set_ylabel(axis_label(features[1], units=units), fontsize="small")
+            ax.tick_params(labelsize="x-small")
+        for k, text in ((1, "Fraction of events"), (2, "pull")):
+            x0, y0, w0, h0 = rects[k]
+            cax = fig.add_axes((x0 + w0 + 0.008, y0, 0.01, h0))
+            fig.colorbar(images[k], cax=cax).set_label(text, fontsize="x-small")
+            cax.tick_params(labelsize="x-small")
+        for ax in axes:
+            ax.set_xlim(ex[0][0], ex[0][-1])
+            ax.set_ylim(ex[1][0], ex[1][-1])
+        fig.text(0.06 + 0.325, 0.95, f"\u221as = {SQRT_S}   MC: {_fmt_n(len(rxy))}, "
+                 f"{model or 'Flow'}: {_fmt_n(len(gxy))} events", fontsize="small")
         return save_figure(fig, out_base)
 
 

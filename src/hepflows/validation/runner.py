@@ -93,6 +93,7 @@ def validate_samples(
     plots: bool = True,
     training_log: Path | None = None,
     n_null_classifier: int = 5,
+    model: str | None = None,
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -102,7 +103,9 @@ def validate_samples(
     the module docstring, from ``n_null`` MC-vs-MC pairs (``n_null_classifier`` for the
     classifier test).  Writes into ``out_dir``: metrics.json, metrics.csv, verdict.csv,
     verdict.html and, when ``plots``, plots/<feature>.{pdf,png}, correlation_difference,
-    classifier_roc (when ``classifier``) and training_curve (when ``training_log``).
+    classifier_roc (when ``classifier``) and training_curve (when ``training_log``), the
+    overview of every feature and slice and the 2-D comparisons of :data:`plots.PAIRS_2D`;
+    ``model`` names the generator in the figures' legends.
     Returns the dict written to metrics.json.
     """
     t_start = time.perf_counter()
@@ -176,8 +179,9 @@ def validate_samples(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
-        _write_plots(out_dir / layout.VALIDATION_FILES["plots"], ref, gen, features, units, correlation, classifier_result,
-                     training_log)
+        _write_plots(out_dir / layout.VALIDATION_FILES["plots"], ref, gen, features, units,
+                     correlation, classifier_result, training_log, null_pairs=null_pairs,
+                     sizes=sizes, rows=rows, slices=slices, model=model)
     t_end = time.perf_counter()
     result["runtime_s"] = {"metrics": t_metrics - t_start, "classifier": t_classifier - t_metrics,
                            "plots": t_end - t_classifier, "total": t_end - t_start}
@@ -209,16 +213,47 @@ def _settings(n_null: int, n_null_classifier: int, seed: int, units: str, separa
 
 def _write_plots(plot_dir: Path, ref: Sample, gen: Sample, features: Sequence[str],
                  units: str, correlation: Mapping, classifier_result: Mapping | None,
-                 training_log: Path | None) -> None:
-    """All figures; the feature plots show the full samples, not the compared subsamples."""
+                 training_log: Path | None, *, null_pairs: Sequence[tuple[Sample, Sample]] = (),
+                 sizes: Mapping[int, int] | None = None, rows: Sequence[Mapping] = (),
+                 slices: Sequence[str] = (), model: str | None = None) -> None:
+    """All figures; the feature plots show the full samples, not the compared subsamples.
+
+    The ratio panels' MC-vs-MC band comes from the verdict's own null pairs, scaled per class
+    by the ratio of the plotted samples' statistical error to a null pair's,
+    sqrt((1/N_MC + 1/N_gen) / (2/n_c)), since the figure shows the full samples.
+    """
     from hepflows.validation import (
         plots,  # matplotlib is slow to import: only when plotting
     )
 
     plot_dir.mkdir(parents=True, exist_ok=True)
+    scale = {}
+    for c, n_c in (sizes or {}).items():
+        n_r, n_g = np.count_nonzero(ref.label == c), np.count_nonzero(gen.label == c)
+        if n_c > 0 and n_r > 0 and n_g > 0:
+            scale[c] = float(np.sqrt((1 / n_r + 1 / n_g) / (2 / n_c)))
+    stats: dict[str, dict[str, dict]] = {}
+    worst: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row["metric"] in FEATURE_METRICS:
+            worst.setdefault((row["feature"], row["slice"]), []).append(row["status"])
+            if row["metric"] in ("ks", "chi2_ndf"):
+                stats.setdefault(row["feature"], {}).setdefault(row["slice"], {})[
+                    row["metric"]] = (float(row["value"]), row["status"])
     for j, f in enumerate(features):
+        pairs = [((p.x[:, j], p.label, p.w), (q.x[:, j], q.label, q.w)) for p, q in null_pairs]
         plots.plot_feature(f, (ref.x[:, j], ref.label, ref.w), (gen.x[:, j], gen.label, gen.w),
-                           plot_dir / f, units=units)
+                           plot_dir / f, units=units, null_pairs=pairs, null_scale=scale,
+                           stats=stats.get(f), model=model)
+    plots.plot_overview(features, (ref.x, ref.label, ref.w), (gen.x, gen.label, gen.w),
+                        plot_dir / "overview", model=model, slices=slices or ("all",),
+                        statuses={k: nl.worst_status(v) for k, v in worst.items()})
+    for fx, fy in plots.PAIRS_2D:
+        if fx in features and fy in features:
+            cols = [features.index(fx), features.index(fy)]
+            plots.plot_2d_comparison((fx, fy), (ref.x[:, cols], ref.label, ref.w),
+                                     (gen.x[:, cols], gen.label, gen.w),
+                                     plot_dir / f"2d_{fx}_vs_{fy}", units=units, model=model)
     plots.plot_correlation_difference(
         {s: c["difference"] for s, c in correlation.items()}, features,
         plot_dir / "correlation_difference",

@@ -411,7 +411,7 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     paths += plot_amplification(rows, curve, out / names["amplification_plot"])
     paths.append(amp.write_summary_html(rows, out / names["amplification_summary"],
                                         settings["alpha"]))
-    log.info("%s", amp.headline(amp.summarize(rows, settings["alpha"])))
+    log.info("amplification: %s", amp.headline(amp.summarize(rows, settings["alpha"])))
     log.info("wrote %s", ", ".join(map(str, paths)))
 
 

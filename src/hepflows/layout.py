@@ -27,6 +27,7 @@ RUN_FILES: dict[str, str] = {
     "train": "data/train.root",
     "val": "data/val.root",
     "test": "data/test.root",
+    "truth": "data/truth.root",  # generator data: the amplification's truth, a disjoint range
     "data_split": "data/{split}.root",
     "data_shards": "data/shards",
     "data_shard": "data/shards/{split}_{shard}.root",
@@ -34,6 +35,9 @@ RUN_FILES: dict[str, str] = {
     "comparison": "comparison",
     "comparison_table": "comparison/models.csv",
     "comparison_html": "comparison/models.html",
+    "toys": "toys/figure7",  # .png and .pdf: the seed study's 2-D toys
+    "toys_png": "toys/figure7.png",
+    "toys_pdf": "toys/figure7.pdf",
 }
 
 #: Files of one model, relative to its folder.
@@ -54,12 +58,20 @@ MODEL_FILES: dict[str, str] = {
     "verdict": "validation/verdict.html",
     "closure": "validation/closure.csv",
     "plots": "validation/plots",
+    "amplification": "validation/amplification.json",
+    "amplification_table": "validation/amplification.csv",
+    "amplification_summary": "validation/amplification_summary.html",
+    "amplification_plot": "validation/amplification",  # .png and .pdf
+    "amplification_png": "validation/amplification.png",
+    "amplification_pdf": "validation/amplification.pdf",
 }
 
 #: File names inside a validation folder (``validate --out-dir``), as its runner writes them.
 VALIDATION_FILES: dict[str, str] = {
     key: MODEL_FILES[key].removeprefix("validation/")
-    for key in ("metrics", "metrics_table", "verdict_table", "verdict", "closure", "plots")
+    for key in ("metrics", "metrics_table", "verdict_table", "verdict", "closure", "plots",
+                "amplification", "amplification_table", "amplification_summary",
+                "amplification_plot", "amplification_png", "amplification_pdf")
 }
 
 #: File names inside a comparison folder (``compare --out-dir``).
@@ -81,6 +93,7 @@ class Step:
 #: Every step of the pipeline, in DAG order; each is one Snakemake rule (merges: one per kind).
 STEPS: dict[str, Step] = {
     "generate": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
+    "generate_truth": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
     "merge_data": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards"),
     "ingest": Step("scripts/ingest.py", "envs/data.yaml", "hepflows.events.convert"),
     "preprocess": Step("scripts/preprocess.py", "envs/data.yaml", "hepflows.preprocess"),
@@ -89,7 +102,10 @@ STEPS: dict[str, Step] = {
     "merge_samples": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "merge_validation_sample": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "validate": Step("scripts/validate.py", "envs/validate.yaml", "hepflows.validation.runner", True),
+    "amplification": Step("scripts/amplification.py", "envs/validate.yaml",
+                          "hepflows.validation.amplification", True),
     "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.validation.compare"),
+    "toys": Step("scripts/toys.py", "envs/train.yaml", "hepflows.toys"),
 }
 
 

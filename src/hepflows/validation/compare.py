@@ -100,8 +100,33 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
     row["AUC interval"] = (f"[{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else "")
     row["MC-vs-MC AUC"] = (clf.get("null") or {}).get("empirical_mean") or math.nan
     row["sig/bkg AUC gen - MC"], row["closure error"] = _closure(model_dir / layout.MODEL_FILES["closure"])
+    row.update(_amplification(model_dir / layout.MODEL_FILES["amplification"]))
     row["status"] = metrics.get("overall_status", nl.UNKNOWN)
     return row
+
+
+#: Columns of the amplification (``validation/amplification.json``, when measured).
+AMPLIFICATION_COLUMNS = ("n_equiv features", "n_equiv joint", "G")
+
+
+def _amplification(path: Path) -> dict[str, str]:
+    """n_equiv of the worst feature x slice and of the joint partition, and G of the smaller of
+    the two, as text ("≥" marks a lower bound); empty where the model has no amplification."""
+    if not path.exists():
+        return dict.fromkeys(AMPLIFICATION_COLUMNS, "")
+    summary = _read_json(path).get("summary") or {}
+
+    def text(w: Mapping[str, Any] | None, key: str) -> str:
+        v = None if not w else w.get(key)
+        if v is None:  # JSON null: infinite, or NaN (no training count)
+            return "" if not w or key == "G" else "inf"
+        return ("≥" if w["lower_bound"] else "") + f"{v:.4g}"
+
+    feats, joint = summary.get("features"), summary.get("joint")
+    worst = min((w for w in (feats, joint) if w),
+                key=lambda w: math.inf if w["n_equiv"] is None else w["n_equiv"], default=None)
+    return {"n_equiv features": text(feats, "n_equiv"), "n_equiv joint": text(joint, "n_equiv"),
+            "G": text(worst, "G")}
 
 
 def _cell(value: Any) -> str:
@@ -129,13 +154,15 @@ def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
     esc = html.escape
     headers = ["Model", "Description", "Epochs (best)", "Best val NLL",
                *[c for c in COUNTED.values()], "Classifier AUC", "MC-vs-MC AUC",
-               "sig/bkg AUC gen &minus; MC", "Status"]
+               "sig/bkg AUC gen &minus; MC", "n<sub>equiv</sub>, worst feature",
+               "n<sub>equiv</sub>, joint", "G = n<sub>equiv</sub> / n<sub>train</sub>", "Status"]
     td = '<td style="border:1px solid #999;padding:4px 8px">'
     out = ['<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
            '<caption style="text-align:left;padding:4px">The models of the grid: cells (feature '
            "&times; slice) outside the MC-vs-MC null band (expected by chance in brackets), the "
            "classifier two-sample AUC with its bootstrap interval (0.5: indistinguishable) and "
-           "the physics closure.</caption>",
+           "the physics closure; the MC events each model is worth (n<sub>equiv</sub>, &ge;: a "
+           "lower bound) and its amplification G of the training sample.</caption>",
            "<tr>" + "".join(f'<th style="border:1px solid #999;padding:4px 8px">{h}</th>'
                             for h in headers) + "</tr>"]
     for r in rows:
@@ -145,7 +172,8 @@ def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
         cells = [esc(r["model"]), esc(r["description"]),
                  f"{r['epochs']} ({_cell(r['best epoch'])})", _cell(r["best val NLL"]),
                  *counted, f"{_cell(r['classifier AUC'])} {r['AUC interval']}",
-                 _cell(r["MC-vs-MC AUC"]), closure]
+                 _cell(r["MC-vs-MC AUC"]), closure,
+                 *(esc(r.get(c, "")).replace("≥", "&ge;") for c in AMPLIFICATION_COLUMNS)]
         colour = nl.STATUS_COLOURS.get(r["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
         out.append("<tr>" + "".join(f"{td}{c}</td>" for c in cells)
                    + f'<td style="border:1px solid #999;padding:4px 8px;background:{colour};'

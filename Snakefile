@@ -32,7 +32,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/amplification.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/toys.smk"
 
 
 rule all:
@@ -40,4 +42,6 @@ rule all:
         per_model(model_path("metrics")),
         per_model(model_path("curve_png")),
         sample_outputs(),
+        amplification_outputs(),
         [run_path("comparison_html")] if GRID else [],
+        run_path("toys_png"),

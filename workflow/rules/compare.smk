@@ -9,6 +9,8 @@ if GRID:
             metrics=per_model(model_path("metrics")),
             closure=per_model(model_path("closure")),
             training=per_model(model_path("log")),
+            # its n_equiv and G columns, when the amplification is measured
+            amplification=amplification_outputs(),
         output:
             table=run_path("comparison_table"),
             html=report(

@@ -4,6 +4,13 @@
 # Code: hepflows.validation.runner (metrics, verdict, plots), hepflows.validation.closure.
 
 
+def validate_settings():
+    """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
+    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation"))
+    cfg["validation"].pop("amplification", None)
+    return json.dumps(cfg, sort_keys=True)
+
+
 rule validate:
     input:
         reference=run_path("test"),
@@ -39,7 +46,7 @@ rule validate:
         ),
     params:
         script=script("validate"),
-        settings=settings("seed", "features", "data", "validation"),
+        settings=validate_settings(),
         out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
     threads: 4  # capped at --cores by Snakemake
     log:

@@ -84,3 +84,13 @@ def test_plot_toy_comparison_writes_figure(tmp_path) -> None:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError):
         plot_toy_comparison({}, tmp_path / "empty.png")
+
+
+def test_make_toy_figure_writes_png_and_pdf_atomically(tmp_path) -> None:
+    from hepflows.toys import make_toy_figure
+
+    png, pdf = make_toy_figure(tmp_path / "toys" / "figure7", events=300, steps=3, grid=16,
+                               samples=200)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    assert sorted(p.name for p in png.parent.iterdir()) == ["figure7.pdf", "figure7.png"]

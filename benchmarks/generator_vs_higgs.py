@@ -20,6 +20,9 @@ ratio of the medians, :func:`hepflows.events.calibration.fit_higgs_scale`), the 
 made the ones in the generator:
 
     python benchmarks/generator_vs_higgs.py --fit-scales --events 200000 --seed 123
+
+With ``--ablation`` it measures what each effect of ``generator.EFFECTS`` does: the median and
+largest KS distance per process with that effect switched off (the scales kept as fitted).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from hepflows.events.calibration import (  # noqa: E402
     compare,
     read_real,
 )
-from hepflows.events.generator import HIGGS_SIGNAL_FRACTION, generate  # noqa: E402
+from hepflows.events.generator import EFFECTS, HIGGS_SIGNAL_FRACTION, generate  # noqa: E402
 
 DEFAULT_REAL = HERE.parents[2] / "shared" / "data" / "higgs" / "higgs_real_subset.csv.gz"
 
@@ -79,6 +82,19 @@ def print_report(result: dict) -> None:
               f"widths outside +-{PEAK_WIDTH_TOLERANCE:.0%}: {s['widths_off'] or 'none'}")
     print(f"signal fraction: generator {result['signal_fraction']['generator']:.3f}, "
           f"real {result['signal_fraction']['real']:.3f}")
+
+
+def print_ablation(real: dict[str, np.ndarray], n: int, seed: int) -> None:
+    """Median and largest KS distance per process, all effects on and each one off."""
+    print(f"{'effects':<24}" + "".join(f"{p + ' median':>18}{p + ' max':>26}" for p in PROCESSES))
+    for off in (None, *EFFECTS):
+        gen = generate(n, seed=seed, units="higgs", effects={off: False} if off else None)
+        summary = compare(gen, real)["summary"]
+        cells = "".join(
+            f"{summary[p]['ks_median']:>18.3f}{summary[p]['ks_max']:>10.3f} {summary[p]['ks_max_feature']:<15}"
+            for p in PROCESSES
+        )
+        print(f"{'all on' if off is None else off + ' off':<24}{cells}")
 
 
 def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) -> None:
@@ -135,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--fit-scales", action="store_true", help="print HIGGS_SCALE fitted to the real rows")
+    parser.add_argument("--ablation", action="store_true", help="KS summary with each effect switched off")
     args = parser.parse_args(argv)
 
     if not args.real.exists():
@@ -144,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit_scales:
         gev = generate(args.events, seed=args.seed, signal_fraction=HIGGS_SIGNAL_FRACTION)
         print("HIGGS_SCALE = " + json.dumps(fit_higgs_scale(gev, real), indent=4))
+        return 0
+    if args.ablation:
+        print_ablation(real, args.events, args.seed)
         return 0
     t0 = time.perf_counter()
     gen = generate(args.events, seed=args.seed, signal_fraction=HIGGS_SIGNAL_FRACTION, units="higgs")

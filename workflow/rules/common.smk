@@ -90,3 +90,41 @@ def model_settings(*sections):
 def per_model(pattern):
     """``pattern`` (with {model} when there is a grid) for every model of the run."""
     return expand(pattern, model=GRID, allow_missing=True) if GRID else [pattern]
+
+
+# The amplification (amplification.smk) and what validate leaves to it.
+AMPLIFICATION = config["validation"]["amplification"]
+TRUTH = run_path("truth") if config["data"]["source"] == "generator" else run_path("test")
+
+
+def truth_settings():
+    """What the truth depends on: the generate step's sections and the truth's size."""
+    cfg = hepflows_config.subset(config, ("seed", "data"))
+    cfg["validation"] = {"amplification": {"truth_events": AMPLIFICATION["truth_events"]}}
+    return json.dumps(cfg, sort_keys=True)
+
+
+def amplification_settings():
+    """What the measurement depends on: the features, the seed and its own settings only."""
+    cfg = hepflows_config.subset(config, ("seed", "features"))
+    cfg["validation"] = {"amplification": AMPLIFICATION}
+    return json.dumps(cfg, sort_keys=True)
+
+
+def amplification_sample():
+    """The generated events measured: the whole sample (its shards when they are not merged)."""
+    if SAMPLE_SHARDS == 1 or SAMPLING["merge"]:
+        return GENERATED
+    return expand(SAMPLE_SHARD, shard=range(SAMPLE_SHARDS), allow_missing=True)
+
+
+def amplification_outputs():
+    """Every model's amplification, when validation.amplification.enabled."""
+    return per_model(model_path("amplification")) if AMPLIFICATION["enabled"] else []
+
+
+def validate_settings():
+    """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
+    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation"))
+    cfg["validation"].pop("amplification", None)
+    return json.dumps(cfg, sort_keys=True)

@@ -4,13 +4,6 @@
 # Code: hepflows.validation.runner (metrics, verdict, plots), hepflows.validation.closure.
 
 
-def validate_settings():
-    """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
-    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation"))
-    cfg["validation"].pop("amplification", None)
-    return json.dumps(cfg, sort_keys=True)
-
-
 rule validate:
     input:
         reference=run_path("test"),

@@ -16,10 +16,13 @@ samples on tiles of :data:`CPU_SEQUENTIAL_TILE_ROWS` instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
+
+from .distributions import Distribution
 
 __all__ = ["CPU_TILE_ROWS", "CPU_SEQUENTIAL_TILE_ROWS", "Transform", "Composite", "Flow"]
 
@@ -79,7 +82,7 @@ class Composite(Transform):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = z.new_zeros(z.shape[0])
         for t in reversed(self.transforms):
-            z, ladj = t.inverse(z, context)
+            z, ladj = cast(Transform, t).inverse(z, context)
             total = total + ladj
         return z, total
 
@@ -97,10 +100,10 @@ class Flow(nn.Module):
         context_features: the number of context columns (0 for an unconditional flow).
     """
 
-    def __init__(self, transforms: Sequence[Transform], base: nn.Module) -> None:
+    def __init__(self, transforms: Sequence[Transform], base: Distribution) -> None:
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
-        self.base = base
+        self.base: Distribution = base
         self.features = int(base.features)
         self.context_features = max(
             (getattr(t, "context_features", 0) for t in transforms), default=0
@@ -136,7 +139,13 @@ class Flow(nn.Module):
             return None
         return rows
 
-    def _tiled(self, run, x: Tensor, context: Tensor | None, tile: int | None) -> tuple[Tensor, Tensor]:
+    def _tiled(
+        self,
+        run: Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor]],
+        x: Tensor,
+        context: Tensor | None,
+        tile: int | None,
+    ) -> tuple[Tensor, Tensor]:
         """``run(x, context)`` on row tiles of ``x`` (and ``context``), joined back in order."""
         if tile is None:
             return run(x, context)
@@ -156,7 +165,7 @@ class Flow(nn.Module):
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         total = z.new_zeros(z.shape[0])
         for t in reversed(self.transforms):
-            z, ladj = t.inverse(z, context)
+            z, ladj = cast(Transform, t).inverse(z, context)
             total = total + ladj
         return z, total
 

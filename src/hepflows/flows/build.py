@@ -33,7 +33,7 @@ from .coupling import (
     RQSplineCoupling,
     coupling_mask,
 )
-from .distributions import GaussianMixture, StandardNormal
+from .distributions import Distribution, GaussianMixture, StandardNormal
 from .normalization import ActNorm, BatchNormFlow
 from .permutations import LULinear, Permutation
 
@@ -122,6 +122,7 @@ def build_flow(model: Mapping[str, Any] | None, features: int, context_features:
             mask = coupling_mask(cfg["mask"], features, block)[order]
             transforms.append(_coupling(cfg, mask, context_features))
 
+    base: Distribution
     if cfg["base"] == "gmm":
         base = GaussianMixture(features, cfg["base_components"])
     else:

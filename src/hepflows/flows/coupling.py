@@ -92,6 +92,9 @@ class Coupling(Transform):
     """
 
     params_per_feature: int = 1
+    mask: Tensor
+    idx_a: Tensor
+    idx_b: Tensor
 
     def __init__(
         self,
@@ -174,8 +177,17 @@ class AffineCoupling(Coupling):
 
     params_per_feature = 2
 
-    def __init__(self, mask: Tensor, *args, scale_bound: float | None = 3.0, **kwargs) -> None:
-        super().__init__(mask, *args, **kwargs)
+    def __init__(
+        self,
+        mask: Tensor,
+        context_features: int = 0,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        *,
+        scale_bound: float | None = 3.0,
+    ) -> None:
+        super().__init__(mask, context_features, hidden, activation, dropout)
         self.scale_bound = scale_bound
 
     def log_scale(self, raw: Tensor) -> Tensor:
@@ -211,10 +223,20 @@ class RQSplineCoupling(Coupling):
     :func:`~hepflows.flows.splines.unpack_rq_params`).
     """
 
-    def __init__(self, mask: Tensor, *args, bins: int = 8, tail_bound: float = 5.0, **kwargs) -> None:
+    def __init__(
+        self,
+        mask: Tensor,
+        context_features: int = 0,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        *,
+        bins: int = 8,
+        tail_bound: float = 5.0,
+    ) -> None:
         self.bins = bins
         self.params_per_feature = rq_params_per_feature(bins)
-        super().__init__(mask, *args, **kwargs)
+        super().__init__(mask, context_features, hidden, activation, dropout)
         self.tail_bound = tail_bound
 
     def _map(self, x_b: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -234,10 +256,20 @@ class QuadraticCoupling(Coupling):
     :func:`~hepflows.flows.splines.pq_knots`).
     """
 
-    def __init__(self, mask: Tensor, *args, bins: int = 8, tail_bound: float = 5.0, **kwargs) -> None:
+    def __init__(
+        self,
+        mask: Tensor,
+        context_features: int = 0,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        *,
+        bins: int = 8,
+        tail_bound: float = 5.0,
+    ) -> None:
         self.bins = bins
         self.params_per_feature = 2 * bins + 1
-        super().__init__(mask, *args, **kwargs)
+        super().__init__(mask, context_features, hidden, activation, dropout)
         self.tail_bound = tail_bound
 
     def _map(self, x_b: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["StandardNormal", "GaussianMixture"]
+__all__ = ["Distribution", "StandardNormal", "GaussianMixture"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -22,12 +22,28 @@ def _randn(n: int, d: int, like: Tensor, generator: torch.Generator | None) -> T
     return torch.randn(n, d, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
-class StandardNormal(nn.Module):
+class Distribution(nn.Module):
+    """The latent distribution of a flow: ``features`` (``d``), a log-density and draws."""
+
+    features: int
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """Log-density of ``z`` (n, d); shape (n,)."""
+        raise NotImplementedError
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws (n, d)."""
+        raise NotImplementedError
+
+
+class StandardNormal(Distribution):
     """``N(0, I_d)``; no parameters.
 
     Arguments:
         features: ``d``.
     """
+
+    _ref: Tensor
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -44,7 +60,7 @@ class StandardNormal(nn.Module):
         return _randn(n, self.features, self._ref, generator)
 
 
-class GaussianMixture(nn.Module):
+class GaussianMixture(Distribution):
     """Mixture of ``K`` diagonal Gaussians with learnable weights, means and scales.
 
     ``p(z) = sum_k softmax(logits)_k N(z; mu_k, diag(exp(log_sigma_k))^2)``. Weights start equal,

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+from torch.autograd.function import BackwardCFunction, FunctionCtx, once_differentiable
 
 __all__ = ["NARROW", "WORKSPACE_ROWS", "matmul", "affine", "relu_mlp", "ReLUMLPFunction"]
 
@@ -91,7 +91,7 @@ class ReLUMLPFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: FunctionCtx, x: Tensor, *params: Tensor) -> Tensor:
         weights, biases = params[0::2], params[1::2]
         saved = [x]
         h = x
@@ -106,7 +106,7 @@ class ReLUMLPFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: BackwardCFunction, grad: Tensor) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
         layers = len(saved) // 2
         inputs, weights = saved[:layers], saved[layers:]

@@ -8,6 +8,7 @@ a well-conditioned start.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +35,7 @@ def _activation(name: str) -> nn.Module:
         raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
-def _fused_path(net: nn.Module, x: Tensor) -> bool:
+def _fused_path(net: MLP | MADE, x: Tensor) -> bool:
     """Whether ``net`` runs on :func:`~hepflows.flows.fused.relu_mlp`: a ReLU network on the CPU,
     in float32 or float64 (under autocast the plain layers let autocast pick each op's type),
     without dropout or in evaluation mode (where dropout is the identity)."""
@@ -98,12 +99,32 @@ class MLP(nn.Sequential):
 class MaskedLinear(nn.Linear):
     """Linear layer whose weight is multiplied by a fixed 0/1 mask (out, in)."""
 
+    mask: Tensor
+    #: set on the hidden layers of a :class:`MADE`: each output unit's degree
+    unit_degrees: Tensor
+
     def __init__(self, mask: Tensor, bias: bool = True) -> None:
         super().__init__(mask.shape[1], mask.shape[0], bias=bias)
         self.register_buffer("mask", mask.to(self.weight.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class _SweepPlan(NamedTuple):
+    """A :class:`MADE`'s masked weights with the hidden units sorted by degree (see
+    :meth:`MADE._sweep_weights`)."""
+
+    #: per hidden layer its (out, in) weight in degree order
+    weights: list[Tensor]
+    #: per hidden layer its bias in degree order
+    biases: list[Tensor]
+    #: per feature its (rows, in) weight of the last layer, the columns in degree order
+    out_weights: list[Tensor]
+    #: per feature its bias rows of the last layer
+    out_biases: list[Tensor]
+    #: ``counts[l][k]``: the units of degree <= k of hidden layer ``l``, k = 0..d
+    counts: list[list[int]]
 
 
 class MADE(nn.Module):
@@ -126,6 +147,8 @@ class MADE(nn.Module):
         activation: one of :data:`ACTIVATIONS`.
         dropout: dropout after each hidden activation.
     """
+
+    _feature_rows: Tensor
 
     def __init__(
         self,
@@ -175,23 +198,25 @@ class MADE(nn.Module):
             persistent=False,
         )
 
-    def _sweep_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[list, list, list[list[int]]]:
+    def _sweep_weights(self, dtype: torch.dtype, device: torch.device) -> _SweepPlan:
         """The masked weights with the hidden units sorted by degree, for :class:`MADESweep`.
 
-        Returns ``(weights, biases, counts)``: per hidden layer its (out, in) weight and bias in
-        degree order; for the last layer one (rows, in) weight and bias per feature (its rows of
-        the output, the columns in degree order); ``counts[l][k]`` the units of degree <= k of
-        hidden layer ``l``, k = 0..d. Cached until a parameter changes (or moves).
+        Per hidden layer its (out, in) weight and bias in degree order; for the last layer one
+        (rows, in) weight and bias per feature (its rows of the output, the columns in degree
+        order); ``counts[l][k]`` the units of degree <= k of hidden layer ``l``, k = 0..d. Cached
+        until a parameter changes (or moves).
         """
         linears = [m for m in self.net if isinstance(m, MaskedLinear)]
         key = (dtype, device, *((m.weight.data_ptr(), m.weight._version, m.bias.data_ptr(), m.bias._version)
                                 for m in linears))
-        cached = getattr(self, "_sweep_cache", None)
+        cached: tuple[tuple[object, ...], _SweepPlan] | None = getattr(self, "_sweep_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
         with torch.no_grad():
-            weights, biases, counts = [], [], []
-            previous = None  # the input columns keep their order: context, then features 0..d-1
+            weights: list[Tensor] = []
+            biases: list[Tensor] = []
+            counts: list[list[int]] = []
+            previous: Tensor | None = None  # the input columns keep their order: context, then features 0..d-1
             for m in linears[:-1]:
                 deg = m.unit_degrees
                 order = torch.argsort(deg, stable=True)
@@ -205,9 +230,9 @@ class MADE(nn.Module):
             w = (w if previous is None else w[:, previous]).to(dtype)
             b = last.bias.to(dtype)
             rows = self._feature_rows.to(device)
-            weights.append([w[r].contiguous() for r in rows])
-            biases.append([b[r].contiguous() for r in rows])
-        plan = (weights, biases, counts)
+            out_weights = [w[r].contiguous() for r in rows]
+            out_biases = [b[r].contiguous() for r in rows]
+        plan = _SweepPlan(weights, biases, out_weights, out_biases, counts)
         self._sweep_cache = (key, plan)
         return plan
 
@@ -291,18 +316,19 @@ class MADESweep:
         autocast = torch.is_autocast_enabled(device.type)
         dtype = torch.get_autocast_dtype(device.type) if autocast else x.dtype
         self.dtype = dtype
-        weights, biases, self.counts = made._sweep_weights(dtype, device)
-        self.weights, self.biases = weights, biases
+        plan = made._sweep_weights(dtype, device)
+        self.weights, self.biases, self.counts = plan.weights, plan.biases, plan.counts
+        self.out_weights, self.out_biases = plan.out_weights, plan.out_biases
         # the features' columns are read only once fixed: no need to clear them
         self.inputs = torch.empty(n, c + d, dtype=dtype, device=device)
         if context is not None:
             self.inputs[:, :c] = context
-        widest = max([w.shape[0] for w in weights[:-1]] + [weights[-1][0].shape[0]])
+        widest = max([w.shape[0] for w in self.weights] + [self.out_weights[0].shape[0]])
         self.reuse = reuse = n * widest <= SWEEP_WORKSPACE_ELEMENTS
         self.hidden = [
             _workspace(2 + i, n, w.shape[0], self.inputs) if reuse
             else torch.empty(n, w.shape[0], dtype=dtype, device=device)
-            for i, w in enumerate(weights[:-1])
+            for i, w in enumerate(self.weights)
         ]
         self.done = 0  # hidden units of degree <= done are computed
 
@@ -323,7 +349,7 @@ class MADESweep:
         n = self.inputs.shape[0]
         with torch.autocast(self.inputs.device.type, enabled=False):
             below, below_width = self.inputs, self.context_columns + feature
-            for layer, (w, b, h) in enumerate(zip(self.weights[:-1], self.biases[:-1], self.hidden)):
+            for layer, (w, b, h) in enumerate(zip(self.weights, self.biases, self.hidden)):
                 lo, hi = self.counts[layer][self.done], self.counts[layer][feature]
                 if hi > lo:
                     block = h[:, lo:hi]
@@ -334,6 +360,6 @@ class MADESweep:
                         block.copy_(self.activation(block))
                 below, below_width = h, hi
             self.done = feature
-            w, b = self.weights[-1][feature], self.biases[-1][feature]
+            w, b = self.out_weights[feature], self.out_biases[feature]
             out = _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
             return torch.addmm(b, below[:, :below_width], w[:, :below_width].t(), out=out)

@@ -38,6 +38,9 @@ class BatchNormFlow(Transform):
         eps: added to the variance.
     """
 
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(self, features: int, momentum: float = 0.9, eps: float = 1e-5) -> None:
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
@@ -84,6 +87,8 @@ class ActNorm(Transform):
     Arguments:
         features: ``d``.
     """
+
+    initialized: Tensor
 
     def __init__(self, features: int) -> None:
         super().__init__()

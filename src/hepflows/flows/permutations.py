@@ -18,6 +18,9 @@ class Permutation(Transform):
         perm: (d,) a permutation of ``0..d-1``; stored as a buffer, so it is saved with the model.
     """
 
+    perm: Tensor
+    inv_perm: Tensor
+
     def __init__(self, perm: Tensor) -> None:
         super().__init__()
         perm = torch.as_tensor(perm, dtype=torch.long)
@@ -56,6 +59,10 @@ class LULinear(Transform):
         features: ``d``.
         generator: for the initial rotation.
     """
+
+    permutation: Tensor
+    sign_s: Tensor
+    eye: Tensor
 
     def __init__(self, features: int, generator: torch.Generator | None = None) -> None:
         super().__init__()

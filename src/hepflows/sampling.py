@@ -30,6 +30,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from tqdm import tqdm
 from hepflows.events.schema import LABEL
 from hepflows.preprocess import Preprocessor
 from hepflows.training import fast_path_default
+
+if TYPE_CHECKING:
+    from hepflows.flows.base import Flow
 
 __all__ = [
     "PRECISIONS",
@@ -89,8 +93,36 @@ def precision_context(precision: str, device: torch.device | str) -> contextlib.
     return contextlib.nullcontext()
 
 
+@overload
 def _draw(
-    flow: torch.nn.Module,
+    flow: Flow,
+    n: int,
+    *,
+    seed: int,
+    chunk: int,
+    signal_fraction: float | None,
+    device: torch.device,
+    precision: str,
+    asynchronous: Literal[False] = ...,
+) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+@overload
+def _draw(
+    flow: Flow,
+    n: int,
+    *,
+    seed: int,
+    chunk: int,
+    signal_fraction: float | None,
+    device: torch.device,
+    precision: str,
+    asynchronous: bool,
+) -> _Chunk: ...
+
+
+def _draw(
+    flow: Flow,
     n: int,
     *,
     seed: int,
@@ -99,7 +131,7 @@ def _draw(
     device: torch.device,
     precision: str,
     asynchronous: bool = False,
-) -> tuple[np.ndarray | _Pending, np.ndarray | None]:
+) -> _Chunk:
     """Latent-to-data step of a chunk: preprocessed events (n, d) float32 and labels (or None);
     with ``asynchronous`` the events as a :class:`_Pending` copy."""
     generator = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk))
@@ -153,6 +185,10 @@ class _Pending:
         return self.y.numpy()
 
 
+#: A drawn chunk: its events (or their pending copy) and labels.
+_Chunk = tuple[np.ndarray | _Pending, np.ndarray | None]
+
+
 def _to_events(preprocessor: Preprocessor, y: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
     """Preprocessed events (n, d) and labels -> {feature: float32 (n,), "label": int8 (n,)}."""
     x = preprocessor.inverse(y).astype(np.float32)
@@ -164,7 +200,7 @@ def _to_events(preprocessor: Preprocessor, y: np.ndarray, labels: np.ndarray | N
 
 @torch.no_grad()
 def sample_chunk(
-    flow: torch.nn.Module,
+    flow: Flow,
     preprocessor: Preprocessor,
     n: int,
     *,
@@ -245,7 +281,7 @@ class _WriterThread:
 
 
 def sample_to_root(
-    flow: torch.nn.Module,
+    flow: Flow,
     preprocessor: Preprocessor,
     path: str | Path,
     n_events: int,
@@ -284,7 +320,7 @@ def sample_to_root(
     ) as bar:
 
         def write(item: object) -> None:
-            y, labels = item  # type: ignore[misc]
+            y, labels = cast(_Chunk, item)
             if isinstance(y, _Pending):
                 y = y.result()
             writer.write(_to_events(preprocessor, y, labels))

@@ -39,7 +39,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -47,6 +48,12 @@ from tqdm import tqdm
 from hepflows import checkpoint
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError, Interrupted
+
+if TYPE_CHECKING:
+    from hepflows.flows.base import Flow
+
+#: What ``signal.signal`` takes and returns: a handler, SIG_DFL/SIG_IGN, or None.
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 log = logging.getLogger("hepflows.training")
 
@@ -111,7 +118,7 @@ class Dataset:
         return None if self.weight is None else self.weight[index]
 
 
-def _nll(flow: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None,
+def _nll(flow: Flow, x: torch.Tensor, context: torch.Tensor | None,
          weight: torch.Tensor | None) -> torch.Tensor:
     """Mean (weighted, weights of mean 1 over the data set) negative log-likelihood of a batch."""
     log_prob = flow.log_prob(x, context)
@@ -142,7 +149,7 @@ def _seeded_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_nll(flow: torch.nn.Module, data: Dataset, *, batch_size: int = 16384) -> float:
+def mean_nll(flow: Flow, data: Dataset, *, batch_size: int = 16384) -> float:
     """Mean negative log-likelihood per event (nats) in eval mode."""
     was_training = flow.training
     flow.eval()
@@ -166,7 +173,7 @@ class Trainer:
 
     def __init__(
         self,
-        flow: torch.nn.Module,
+        flow: Flow,
         train: Dataset,
         val: Dataset,
         settings: Mapping[str, Any],
@@ -252,8 +259,8 @@ class Trainer:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
 
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        previous = {}
+    def _install_signal_handlers(self) -> dict[int, _SignalHandler]:
+        previous: dict[int, _SignalHandler] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 previous[sig] = signal.signal(sig, self._on_signal)
@@ -377,19 +384,23 @@ class Trainer:
         the same weights bit for bit; a non-finite loss or norm adds NaN to one gradient, the
         scaler reports it to the fused Adam kernel, which then leaves weights and moments alone.
         """
+        scaler = self._scaler
+        assert scaler is not None, "the fast path runs with its GradScaler"
         self.optimizer.zero_grad(set_to_none=True)
         buffers = list(self.flow.buffers())
         saved = [b.clone() for b in buffers]
         loss = _nll(self.flow, x, context, weight)
-        self._scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
+        scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
         clip = self.settings["grad_clip"]
         params = [p for p in self.flow.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
         ok = torch.isfinite(loss) & torch.isfinite(norm)
-        params[0].grad.add_(torch.where(ok, 0.0, math.nan))
-        self._scaler.unscale_(self.optimizer)
-        self._scaler.step(self.optimizer)
-        self._scaler.update(1.0)
+        first_grad = params[0].grad
+        assert first_grad is not None  # params keeps the parameters with a gradient
+        first_grad.add_(torch.where(ok, 0.0, math.nan))
+        scaler.unscale_(self.optimizer)
+        scaler.step(self.optimizer)
+        scaler.update(1.0)
         self.scheduler.step()
         with torch.no_grad():
             for buffer, value in zip(buffers, saved):

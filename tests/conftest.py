@@ -53,7 +53,8 @@ def tiny_settings() -> dict:
         "model": {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu"},
         "training": {"epochs": 2, "batch_size": 256, "lr": 1e-3, "device": "cpu"},
         "sampling": {"events": 1500, "chunk_size": 400},
-        "validation": {"max_events": 500, "n_null": 20, "classifier": False},
+        "validation": {"max_events": 500, "n_null": 20, "classifier": False,
+                       "amplification": {"truth_events": 5000}},
     }
 
 

@@ -33,7 +33,8 @@ BASE = {
     "model": {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu"},
     "training": {"epochs": 2, "batch_size": 256, "lr": 1.0e-3, "device": "cpu"},
     "sampling": {"events": 1200, "chunk_size": 300, "shards": 2},
-    "validation": {"max_events": 500, "n_null": 20, "classifier": True},
+    "validation": {"max_events": 500, "n_null": 20, "classifier": True,
+                   "amplification": {"truth_events": 5000}},
 }
 GRID = {
     "base": {},
@@ -43,7 +44,8 @@ GRID = {
 MODEL_FILES = ("model/model.pt", "model/training_log.csv", "model/training_curve.png",
                "samples/generated.root", "samples/shards/shard_1.root",
                "validation/metrics.json", "validation/verdict.html", "validation/closure.csv",
-               "logs/train.log", "logs/sample/shard_0.log")
+               "validation/amplification.json", "validation/amplification.png",
+               "logs/train.log", "logs/sample/shard_0.log", "logs/amplification.log")
 
 
 def test_grid_entries_merge_over_the_top_level_blocks():
@@ -120,6 +122,11 @@ def test_every_model_has_its_own_outputs_and_a_row_in_the_comparison(grid_run):
         assert re.fullmatch(r"\d+/18", r["KS outside"]), r["KS outside"]  # 6 features x 3 slices
         assert 0.0 < float(r["classifier AUC"]) < 1.0
         assert r["status"] in ("green", "amber", "red")
+        # the amplification columns, from each model's amplification.json
+        for column in ("n_equiv features", "n_equiv joint", "G"):
+            assert re.fullmatch(r"≥?\d[\d.e+-]*", r[column]), (column, r[column])
+        assert float(r["n_equiv features"].lstrip("≥")) > 0
+    assert "n<sub>equiv</sub>, joint" in (run / "comparison" / "models.html").read_text()
     html = (run / "comparison" / "models.html").read_text()
     assert "<table" in html and all(f">{name}<" in html for name in GRID)
     # each model was trained with its own settings: the spline's rate is 3x the base's all along
@@ -159,6 +166,10 @@ def test_hepflows_run_gives_the_grid_the_same_models_and_events(grid_run, tmp_pa
         ev_b = read_events(theirs / "samples" / "generated.root")
         for key in ev_b:
             np.testing.assert_array_equal(ev_a[key], ev_b[key], err_msg=f"{name}: {key}")
+        # the same events, the same truth: the same amplification table
+        amp = "validation/amplification.csv"
+        assert (ours / amp).read_text() == (theirs / amp).read_text(), name
+    assert (tmp_path / "grid" / "data" / "truth.root").exists()
     assert (tmp_path / "grid" / "comparison" / "models.html").exists()
 
 

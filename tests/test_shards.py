@@ -189,7 +189,8 @@ def test_sharded_dag(tmp_path):
     assert result.returncode == 0, result.stderr
     assert _jobs(result) == {"generate": 9, "merge_data": 3, "preprocess": 1, "train": 1,
                              "sample": 3, "merge_samples": 1, "merge_validation_sample": 1,
-                             "validate": 1, "all": 1, "total": 21}
+                             "validate": 1, "generate_truth": 1, "amplification": 1,
+                             "all": 1, "total": 23}
     # Validation reads an equal share of the chosen shards, in the order given.
     block = result.stdout.split("rule merge_validation_sample:")[1].split("\n\n")[0]
     assert "input: results/sharded/samples/shards/shard_2.root, results/sharded/samples/shards/shard_0.root" in block

@@ -70,6 +70,7 @@ def _steps(root: Path, env: str, config: Path, csv: Path) -> list[list[str]]:
     split = {k: str(root / "ingested" / f"{k}.root") for k in ("train", "val", "test")}
     every = {
         "generate": ["generate", *cfg, "--train", p["train"], "--val", p["val"], "--test", p["test"]],
+        "generate_truth": ["generate", *cfg, "--truth", p["truth"]],
         "ingest": ["ingest", *cfg, "--settings", ingest,
                    *(a for k, v in split.items() for a in (f"--{k}", v))],
         "preprocess": ["preprocess", *cfg, "--train", p["train"], "--out", p["preprocess"]],
@@ -81,6 +82,8 @@ def _steps(root: Path, env: str, config: Path, csv: Path) -> list[list[str]]:
                    "--out", p["generated"]],
         "validate": ["validate", *cfg, "--reference", p["test"], "--generated", p["generated"],
                      "--train", p["train"], "--out-dir", p["validation"]],
+        "amplification": ["amplification", *cfg, "--truth", p["truth"], "--generated",
+                          p["generated"], "--train", p["train"], "--out-dir", p["validation"]],
         "compare": ["compare", *cfg, "--models", str(root / "results" / "tiny"),
                     "--out-dir", p["comparison"]],
     }

@@ -21,7 +21,8 @@ TINY = {
     "model": {"blocks": 2, "hidden": [16, 16]},
     "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
     "sampling": {"events": 1000, "chunk_size": 300},
-    "validation": {"max_events": 1000, "n_null": 20, "classifier": True},
+    "validation": {"max_events": 1000, "n_null": 20, "classifier": True,
+                   "amplification": {"truth_events": 20000}},
 }
 
 
@@ -56,12 +57,15 @@ def test_all_outputs_exist(workdir):
                 "model/model.pt", "model/training_log.csv", "model/training_curve.png",
                 "model/training_curve.pdf", "samples/generated.root", "validation/metrics.json",
                 "validation/metrics.csv", "validation/verdict.csv", "validation/verdict.html",
-                "validation/closure.csv"):
+                "validation/closure.csv", "data/truth.root", "validation/amplification.csv",
+                "validation/amplification.json", "validation/amplification.png",
+                "validation/amplification.pdf", "validation/amplification_summary.html"):
         assert (run / rel).stat().st_size > 0, rel
     for feature in TINY["features"]:
         assert (run / "validation" / "plots" / f"{feature}.png").stat().st_size > 1000
         assert (run / "validation" / "plots" / f"{feature}.pdf").exists()
-    for rule in ("generate", "preprocess", "train", "sample", "validate"):
+    for rule in ("generate", "generate_truth", "preprocess", "train", "sample", "validate",
+                 "amplification"):
         assert (run / "logs" / f"{rule}.log").exists()
         assert (run / "benchmarks" / f"{rule}.tsv").exists()
     log = (run / "model" / "training_log.csv").read_text().splitlines()
@@ -90,7 +94,33 @@ def test_model_change_reruns_from_training_on(workdir):
     changed = dict(TINY, model={"blocks": 3, "hidden": [16, 16]})
     (workdir / "config" / "changed.yaml").write_text(yaml.safe_dump(changed))
     result = snakemake(workdir, "-n", "--configfile", "config/changed.yaml")
-    assert jobs_planned(result) == {"train", "sample", "validate", "all"}
+    assert jobs_planned(result) == {"train", "sample", "validate", "amplification", "all"}
+
+
+def test_amplification_covers_every_feature_slice_and_the_joint_partition(workdir):
+    import csv
+
+    folder = workdir / "results" / "tiny" / "validation"
+    with (folder / "amplification.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    slices = ("all", "signal", "background")
+    cells = {(r["feature"], r["slice"]) for r in rows}
+    assert cells == {(f, s) for f in [*TINY["features"], "joint"] for s in slices}
+    assert len(rows) == len(cells)
+    n_train, n_truth = TINY["data"]["events"]["train"], TINY["validation"]["amplification"]["truth_events"]
+    for r in rows:
+        assert float(r["n_equiv"]) > 0 and r["lower_bound"] in ("true", "false"), r
+        assert float(r["n_train"]) == n_train
+        assert float(r["G"]) == pytest.approx(float(r["n_equiv"]) / n_train, rel=1e-4)
+    # the truth is the generator's disjoint range, of the configured size (all the slices')
+    assert {float(r["n_truth"]) for r in rows if r["slice"] == "all" and r["feature"] != "joint"} == {n_truth}
+    doc = json.loads((folder / "amplification.json").read_text())
+    assert doc["summary"]["n_cells"] == len(rows) and doc["summary"]["joint"]["feature"] == "joint"
+    summary = (folder / "amplification_summary.html").read_text()
+    assert re.search(r"worth [≈≥] [\d.]+k? MC events \(joint\), worst feature \w+ \(\w+\): [≈≥] ", summary)
+    assert "; G = " in summary
+    # a complete run leaves nothing to do, the amplification included
+    assert "Nothing to be done" in snakemake(workdir, "-n").stdout
 
 
 def test_lint_is_clean(workdir):
@@ -107,6 +137,8 @@ def test_report_has_every_figure_with_caption(workdir):
     for feature in TINY["features"]:
         assert f"{feature}.png" in html
     assert "null band" in html  # the verdict caption
+    assert "amplification.png" in html and "amplification_summary.html" in html
+    assert "arXiv:2008.06545" in html  # the amplification captions
 
 
 def test_bad_config_fails_before_any_job(workdir):

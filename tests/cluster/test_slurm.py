@@ -41,7 +41,8 @@ TINY = {
     # Two shards of two 100-event chunks; validation takes 200 events of each, i.e. all of
     # them, so its input equals the unsharded sample and its metrics must match too.
     "sampling": {"events": 400, "chunk_size": 100, "shards": 2, "device": "cpu"},
-    "validation": {"max_events": 400, "n_null": 20, "classifier": False},
+    "validation": {"max_events": 400, "n_null": 20, "classifier": False,
+                   "amplification": {"truth_events": 5000}},
 }
 #: Seconds the whole SLURM run may take before the test fails (CI wraps it in its own timeout).
 RUN_TIMEOUT = 900

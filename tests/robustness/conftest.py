@@ -1,5 +1,6 @@
 """Shared pieces of the robustness suite: a tiny config, the step scripts run for real, and one
-complete tiny pipeline run (generate -> preprocess -> train -> sample) that the tests reuse.
+complete tiny pipeline run (generate, its truth sample -> preprocess -> train -> sample) that the
+tests reuse.
 
 Steps are called in-process through ``hepflows.cli.main`` wherever the process boundary does not
 matter (it returns the exit code the script would), and as real subprocesses of
@@ -34,7 +35,8 @@ TINY: dict = {
               "dropout": 0.1},
     "training": {"epochs": 3, "batch_size": 64, "lr": 1.0e-3, "patience": None, "device": "cpu"},
     "sampling": {"events": 20000, "chunk_size": 2000, "device": "cpu"},
-    "validation": {"max_events": 500, "n_null": 20, "classifier": False},
+    "validation": {"max_events": 500, "n_null": 20, "classifier": False,
+                   "amplification": {"truth_events": 5000}},
 }
 
 #: Where each output of a run lives, relative to the run's working directory: hepflows.layout's,
@@ -136,10 +138,12 @@ class Pipeline:
 
 
 def pipeline_steps(settings: dict) -> list[tuple[str, list[str]]]:
-    """The data-to-samples steps of a run, with the relative paths of :data:`LAYOUT`."""
+    """The data-to-samples steps of a run, with the relative paths of :data:`LAYOUT` (and the
+    amplification's truth sample, which the generate script writes with --truth)."""
     p = LAYOUT
     return [
         ("generate", ["--train", p["train"], "--val", p["val"], "--test", p["test"]]),
+        ("generate", ["--truth", p["truth"]]),
         ("preprocess", ["--train", p["train"], "--out", p["preprocess"]]),
         ("train", ["--train", p["train"], "--val", p["val"], "--preprocess", p["preprocess"],
                    "--model", p["model"], "--log", p["log"]]),
@@ -160,5 +164,5 @@ def pipeline(tmp_path_factory) -> Pipeline:
     for step, args in pipeline_steps(TINY):
         run = run_script(step, *args, settings=TINY, cwd=root, threads=1)
         assert run.returncode == 0, f"{step} failed:\n{run.stderr}"
-        stderr[step] = run.stderr
+        stderr["generate_truth" if "--truth" in args else step] = run.stderr
     return Pipeline(root, stderr)

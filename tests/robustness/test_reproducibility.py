@@ -30,16 +30,17 @@ from hepflows.sampling import sample_chunk
 from .conftest import LAYOUT, TINY, Pipeline
 
 PROVENANCE = ("hepflows_version", "git_commit", "config_hash", "seed")
-EVENT_FILES = ("train", "val", "test", "generated")
+EVENT_FILES = ("train", "val", "test", "truth", "generated")
 
 
 @pytest.fixture(scope="module")
 def snakemake_run(tmp_path_factory) -> Path:
-    """The same config run by Snakemake with two cores, up to the generated sample."""
+    """The same config run by Snakemake with two cores, up to the generated sample (and the
+    amplification's truth sample)."""
     work = copy_workflow(tmp_path_factory.mktemp("snakemake"), {"tiny": TINY})
     env = snakemake_env()
     run = subprocess.run(
-        [sys.executable, "-m", "snakemake", LAYOUT["generated"], "--cores", "2",
+        [sys.executable, "-m", "snakemake", LAYOUT["generated"], LAYOUT["truth"], "--cores", "2",
          "--configfile", "config/tiny.yaml"],
         cwd=work, env=env, capture_output=True, text=True, timeout=900,
     )
@@ -85,7 +86,7 @@ def _assert_provenance(meta: dict, sections: tuple[str, ...], where: str) -> Non
 
 
 def test_every_event_file_and_the_model_record_their_provenance(pipeline):
-    for name in ("train", "val", "test"):
+    for name in ("train", "val", "test", "truth"):
         _assert_provenance(read_metadata(pipeline.path(name)), ("seed", "data"), name)
     _assert_provenance(read_metadata(pipeline.path("generated")),
                        (*config.MODEL_SECTIONS, "sampling"), "generated")

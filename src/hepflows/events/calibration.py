@@ -92,7 +92,8 @@ def peak(x: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
 
 
 def _peaks(gen: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    edges = np.linspace(*np.quantile(real, _PEAK_RANGE), _PEAK_BINS + 1)
+    low, high = np.quantile(real, _PEAK_RANGE)
+    edges = np.linspace(low, high, _PEAK_BINS + 1)
     g_pos, g_width = peak(gen, edges)
     r_pos, r_width = peak(real, edges)
     return {

@@ -301,7 +301,7 @@ def _two_body(
 
     The second daughter is parent - first, which conserves four-momentum exactly.
     """
-    n = m_parent.shape[0]
+    n: int = m_parent.shape[0]
     mm = m_parent * m_parent
     # Momentum in the rest frame: sqrt(lambda(M^2, m1^2, m2^2)) / 2M.
     lam = (mm - (m1 + m2) ** 2) * (mm - (m1 - m2) ** 2)
@@ -446,6 +446,7 @@ def _ttbar_mass_table(channel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     beta = np.sqrt(np.maximum(1.0 - (2.0 * M_TOP) ** 2 / (tau * s), 0.0))
     dens_log_m = lum * beta / tau * 2.0 * tau  # dN/dln m = dN/dtau * dtau/dln m
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens_log_m[1:] + dens_log_m[:-1]) * np.diff(log_m))])
+    assert log_bound is not None  # every channel has at least one pair of partons
     return cdf / cdf[-1], log_m, log_bound
 
 
@@ -511,7 +512,7 @@ def _recoil(
     the first balances the system and the second (present with probability ISR2_PROBABILITY,
     else zero) in the transverse plane.
     """
-    n = m.shape[0]
+    n: int = m.shape[0]
     c1, s1 = _cos_sin(rng.uniform(-np.pi, np.pi, n))
     pt = _recoil_pt(rng, RECOIL_P0, n)
     system = _system(m, y, pt * c1, pt * s1)
@@ -540,7 +541,7 @@ def _w_decays(
     leptonic W's mass (n,).
     W -> c s is half of the hadronic rate: then q1 is the charm quark.
     """
-    n = m_a.shape[0]
+    n: int = m_a.shape[0]
     a_lep = rng.random(n) < p_a_leptonic
     w_lep = np.where(a_lep, w_a, w_b)
     m_lep = np.where(a_lep, m_a, m_b)

@@ -14,7 +14,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +156,7 @@ def _writable(a: np.ndarray) -> np.ndarray:
     return a if a.flags.writeable else a.copy()
 
 
-def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path) -> Generator[pa.RecordBatch, None, None]:
     """pyarrow record batches of the CSV, float32 columns; the first exception propagates."""
     compression = "gzip" if _is_gzip(path) else None
     stream = pa.input_stream(os.fspath(path), compression=compression)

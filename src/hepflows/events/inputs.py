@@ -319,8 +319,8 @@ def convert_inputs(
         counts = router.finish()
         rule_text = rule.description.replace(
             "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)")
-        for w in writers.values():
-            w.metadata.update(inputs=[f.record() for f in files], split_rule=rule_text,
+        for writer in writers.values():
+            writer.metadata.update(inputs=[f.record() for f in files], split_rule=rule_text,
                               selection_counts={"before": before, "after": after})
     if cut is not None:
         log.info("selection %r: %d of %d events pass (%.2f%%)", selection, after, before,

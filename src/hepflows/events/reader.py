@@ -141,7 +141,8 @@ def check_columns(
     if kind == "TTree":
         check_branches(t, columns, where)
         return
-    jagged, non_numeric = [], []
+    jagged: list[str] = []
+    non_numeric: list[str] = []
     for c in columns:
         problem = _rntuple_column_problem(t[c])
         if problem is not None:

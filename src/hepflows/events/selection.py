@@ -115,12 +115,12 @@ class Selection:
             return out
         if isinstance(node, ast.Compare):
             left = self._eval(node.left, arrays)
-            out: Any = True
+            passed: Any = True
             for op, comp in zip(node.ops, node.comparators):
                 right = self._eval(comp, arrays)
-                out = np.logical_and(out, _COMPARE[type(op)](left, right))
+                passed = np.logical_and(passed, _COMPARE[type(op)](left, right))
                 left = right
-            return out
+            return passed
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         return _FUNCTIONS[node.func.id](self._eval(node.args[0], arrays))
 

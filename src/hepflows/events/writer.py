@@ -45,7 +45,7 @@ COMPRESSIONS: dict[str, tuple[type, int]] = {
 
 
 _FEATURE_DTYPE = np.dtype(np.float32)
-_BRANCH_DTYPES = {LABEL: np.dtype(np.int8), WEIGHT: np.dtype(np.float32)}
+_BRANCH_DTYPES: dict[str, np.dtype[Any]] = {LABEL: np.dtype(np.int8), WEIGHT: np.dtype(np.float32)}
 
 
 def _compression(name: str | None) -> Any:

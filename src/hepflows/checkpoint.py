@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hepflows import __version__
 from hepflows.atomic import atomic_path
 from hepflows.errors import InputError
+
+if TYPE_CHECKING:
+    from hepflows.flows.base import Flow
 
 
 def save(path: str | Path, payload: Mapping[str, Any]) -> None:
@@ -41,7 +44,7 @@ def load_model(
     preprocess_hash: str | None = None,
     config_hash: str | None = None,
     device: torch.device | str = "cpu",
-):
+) -> tuple[Flow, dict[str, Any]]:
     """Rebuild the flow stored at ``path`` in eval mode; returns ``(flow, metadata)``.
 
     ``features``, ``preprocess_hash`` and ``config_hash``, when given, must equal those the

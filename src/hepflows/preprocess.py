@@ -59,6 +59,12 @@ class Preprocessor:
     #: ... and its values there (K,), increasing from 0 to 1.
     levels: np.ndarray | None = None
 
+    def _quantile_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The quantile transform's knots (d, K) and levels (K,)."""
+        if self.knots is None or self.levels is None:
+            raise ValueError("the quantile transform needs its knots and levels")
+        return self.knots, self.levels
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Physical values (n, d) -> standardised latent values (n, d), float64."""
         x = self.dequantize(np.asarray(x, np.float64))
@@ -69,14 +75,16 @@ class Preprocessor:
         x2 = np.asarray(y, np.float64) * self.std + self.mean
         if self.transform == "quantile":
             u = special.ndtr(x2)
-            return self.snap(np.column_stack([np.interp(u[:, j], self.levels, self.knots[j])
+            knots, levels = self._quantile_tables()
+            return self.snap(np.column_stack([np.interp(u[:, j], levels, knots[j])
                                               for j in range(len(self.features))]))
         x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
         return self.snap(self.low + x1 * (self.high - self.low))
 
     def _cdf(self, x: np.ndarray) -> np.ndarray:
         """The piecewise-linear CDF of each feature (n, d), clipped inside (0, 1)."""
-        u = np.column_stack([np.interp(x[:, j], self.knots[j], self.levels)
+        knots, levels = self._quantile_tables()
+        u = np.column_stack([np.interp(x[:, j], knots[j], levels)
                              for j in range(len(self.features))])
         return np.clip(u, _CLIP, 1 - _CLIP)
 
@@ -123,8 +131,9 @@ class Preprocessor:
         x = np.asarray(x, np.float64)
         if self.transform == "quantile":
             # dy/dx = F'(x) / phi(y): the slope of the knot segment over the normal density
+            knots, _ = self._quantile_tables()
             slope = np.column_stack([
-                self._segment_slope(x[:, j], self.knots[j]) for j in range(len(self.features))
+                self._segment_slope(x[:, j], knots[j]) for j in range(len(self.features))
             ])
             z = self._unbounded(x)
             per_feature = np.log(slope) + 0.5 * z**2 + 0.5 * np.log(2 * np.pi) - np.log(self.std)
@@ -136,7 +145,8 @@ class Preprocessor:
     def _segment_slope(self, x: np.ndarray, knots: np.ndarray) -> np.ndarray:
         """dF/dx of the piecewise-linear CDF at ``x`` (n,) between ``knots`` (K,)."""
         k = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
-        return (self.levels[k + 1] - self.levels[k]) / (knots[k + 1] - knots[k])
+        _, levels = self._quantile_tables()
+        return (levels[k + 1] - levels[k]) / (knots[k + 1] - knots[k])
 
     def outside_mask(self, x: np.ndarray) -> np.ndarray:
         """Which values (n, d) of ``x`` lie outside the widened range (and would be clipped)."""
@@ -159,7 +169,7 @@ class Preprocessor:
             "metadata": {"hepflows_version": __version__, **self.metadata},
             "spikes": self.spikes,
             "transform": self.transform,
-            **({"knots": self.knots.tolist(), "levels": self.levels.tolist()}
+            **({"knots": self._quantile_tables()[0].tolist(), "levels": self._quantile_tables()[1].tolist()}
                if self.transform == "quantile" else {}),
         }
 

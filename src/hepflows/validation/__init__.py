@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["validate_samples", "verdict_html", "verdict_rst"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # lazy: ``from hepflows.validation.plots import ...`` (the train step) should not pay for
     # importing scikit-learn through the runner
     if name == "validate_samples":

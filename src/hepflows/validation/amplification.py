@@ -427,7 +427,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], alpha: float = DEFAULT_ALPHA) -
 def mc_divergence_curve(
     truth: Mapping[str, ArrayLike],
     features: Sequence[str],
-    sizes: Sequence[int],
+    sizes: Sequence[int] | NDArray[np.integer[Any]],
     *,
     mc: Mapping[str, ArrayLike] | None = None,
     bins: int = DEFAULT_BINS,
@@ -643,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              cells=args.cells or None, alpha=args.alpha, seed=args.seed)
     except InputError as exc:
         parser.exit(2, f"error: {exc}\n")
-    paths = write_amplification(rows, args.out, args.alpha)
+    paths: tuple[Path, ...] = write_amplification(rows, args.out, args.alpha)
     if not args.no_plot:
         from hepflows.validation.amplification_plot import plot_amplification
 

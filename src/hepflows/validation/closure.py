@@ -18,6 +18,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,8 +71,10 @@ def _histogram(x: NDArray, edges: NDArray, total: float) -> tuple[NDArray, NDArr
     return counts * scale, np.sqrt(counts) * scale
 
 
-def _fit_mu(data: list, model, bounds: list) -> tuple[float, float]:
-    """Maximum-likelihood signal strength and its (HESSE) error; NaNs if the fit fails."""
+def _fit_mu(data: list, model: Any, bounds: list) -> tuple[float, float]:
+    """Maximum-likelihood signal strength and its (HESSE) error; NaNs if the fit fails.
+
+    ``model`` is a ``pyhf.Model`` (pyhf has no type information)."""
     import pyhf
 
     # MINUIT gives the fitted signal strength an error; scipy's optimiser alone would not.

@@ -17,6 +17,8 @@ weighted call with unit weights returns the unweighted result.  Weights are assu
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
@@ -177,7 +179,8 @@ def _binned(
         ww = ww[ok]
         s1 = np.bincount(flat, weights=ww, minlength=n_bins * d).reshape(d, n_bins).T
         s2 = np.bincount(flat, weights=ww * ww, minlength=n_bins * d).reshape(d, n_bins).T
-        return s1, s2
+        # with weights bincount gives float64 (numpy's stub says intp whatever the weights)
+        return cast(FloatArray, s1), cast(FloatArray, s2)
 
     sa, sa2 = fill(a, wa)
     sb, sb2 = fill(b, wb)
@@ -494,6 +497,7 @@ def _int_power(base: FloatArray, degree: int) -> FloatArray:
                 result *= base
         degree >>= 1
         if not degree:
+            assert result is not None  # degree >= 1: its lowest set bit set result
             return result
         np.multiply(base, base, out=base)
 

@@ -32,9 +32,10 @@ report: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff (pinned in the dev extra; rules in pyproject.toml)
+# ruff and mypy (pinned in the dev extra; settings in pyproject.toml)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The README's rule graph (needs Graphviz's dot).
 dag: $(VENV)/.installed

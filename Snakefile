@@ -37,11 +37,21 @@ include: "workflow/rules/compare.smk"
 include: "workflow/rules/toys.smk"
 
 
+# Everything a run makes; the summary (its report's first page) waits for all of it.
+RUN_OUTPUTS = [
+    *per_model(model_path("metrics")),
+    *per_model(model_path("curve_png")),
+    *sample_outputs(),
+    *amplification_outputs(),
+    *([run_path("comparison_html")] if GRID else []),
+    run_path("toys_png"),
+]
+
+
+include: "workflow/rules/summary.smk"
+
+
 rule all:
     input:
-        per_model(model_path("metrics")),
-        per_model(model_path("curve_png")),
-        sample_outputs(),
-        amplification_outputs(),
-        [run_path("comparison_html")] if GRID else [],
-        run_path("toys_png"),
+        RUN_OUTPUTS,
+        run_path("summary"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,3 +65,38 @@ def real_higgs() -> Path:
     if not path.exists():
         pytest.skip(f"real HIGGS subset not present at {path}")
     return path
+
+
+#: The tiny run of the whole workflow (tests/test_workflow.py, tests/test_report_browser.py).
+TINY_WORKFLOW = {
+    "run": "tiny",
+    "seed": 2,
+    "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb", "m_wwbb"],
+    "data": {"events": {"train": 3000, "val": 1000, "test": 2000}},
+    "model": {"blocks": 2, "hidden": [16, 16]},
+    "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
+    "sampling": {"events": 1000, "chunk_size": 300},
+    "validation": {"max_events": 1000, "n_null": 20, "classifier": True,
+                   "amplification": {"truth_events": 20000}},
+}
+
+
+def run_tiny_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake --configfile config/tiny.yaml ARGS`` in ``workdir``; fails the test with the
+    logs when it fails (unless ``check`` is false)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--configfile", "config/tiny.yaml", *args],
+        cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=900,
+    )
+    if check and result.returncode != 0:
+        logs = "\n".join(p.read_text() for p in (workdir / "results").rglob("*.log"))
+        pytest.fail(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}\n{logs}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> Path:
+    """A copy of the workflow with the tiny config, run once to completion for the session."""
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"), {"tiny": TINY_WORKFLOW})
+    run_tiny_snakemake(work, "--cores", "2")
+    return work

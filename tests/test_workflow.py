@@ -5,44 +5,21 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake_env
+from conftest import TINY_WORKFLOW, run_tiny_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "run": "tiny",
-    "seed": 2,
-    "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb", "m_wwbb"],
-    "data": {"events": {"train": 3000, "val": 1000, "test": 2000}},
-    "model": {"blocks": 2, "hidden": [16, 16]},
-    "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
-    "sampling": {"events": 1000, "chunk_size": 300},
-    "validation": {"max_events": 1000, "n_null": 20, "classifier": True,
-                   "amplification": {"truth_events": 20000}},
-}
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--configfile", "config/tiny.yaml", *args],
-        cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=900,
-    )
-    if check and result.returncode != 0:
-        logs = "\n".join(p.read_text() for p in (workdir / "results").rglob("*.log"))
-        pytest.fail(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}\n{logs}")
-    return result
+TINY = TINY_WORKFLOW
+snakemake = run_tiny_snakemake
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    """A copy of the workflow with a tiny config, run once to completion."""
-    work = copy_workflow(tmp_path_factory.mktemp("workflow"), {"tiny": TINY})
-    snakemake(work, "--cores", "2")
-    return work
+def workdir(tiny_workflow) -> Path:
+    """A copy of the workflow with a tiny config, run once to completion (once per session)."""
+    return tiny_workflow
 
 
 def jobs_planned(result: subprocess.CompletedProcess) -> set[str]:
@@ -59,7 +36,8 @@ def test_all_outputs_exist(workdir):
                 "validation/metrics.csv", "validation/verdict.csv", "validation/verdict.html",
                 "validation/closure.csv", "data/truth.root", "validation/amplification.csv",
                 "validation/amplification.json", "validation/amplification.png",
-                "validation/amplification.pdf", "validation/amplification_summary.html"):
+                "validation/amplification.pdf", "validation/amplification_summary.html",
+                "summary.html"):
         assert (run / rel).stat().st_size > 0, rel
     for feature in TINY["features"]:
         assert (run / "validation" / "plots" / f"{feature}.png").stat().st_size > 1000
@@ -94,7 +72,8 @@ def test_model_change_reruns_from_training_on(workdir):
     changed = dict(TINY, model={"blocks": 3, "hidden": [16, 16]})
     (workdir / "config" / "changed.yaml").write_text(yaml.safe_dump(changed))
     result = snakemake(workdir, "-n", "--configfile", "config/changed.yaml")
-    assert jobs_planned(result) == {"train", "sample", "validate", "amplification", "all"}
+    assert jobs_planned(result) == {"train", "sample", "validate", "amplification", "summary",
+                                    "all"}
 
 
 def test_amplification_covers_every_feature_slice_and_the_joint_partition(workdir):
@@ -123,6 +102,27 @@ def test_amplification_covers_every_feature_slice_and_the_joint_partition(workdi
     assert "Nothing to be done" in snakemake(workdir, "-n").stdout
 
 
+def test_summary_says_what_ran_and_the_verdict(workdir):
+    run = workdir / "results" / "tiny"
+    page = (run / "summary.html").read_text()
+    metrics = json.loads((run / "validation" / "metrics.json").read_text())
+    word = "indistinguishable" if metrics["overall_status"] == "green" else "distinguishable"
+    m = re.search(rf"Generated events are {word} from MC: (\d+) of (\d+) cells outside the "
+                  r"MC-vs-MC band \([\d.]+ expected by chance\), classifier AUC ([\d.]+)", page)
+    assert m, page
+    feature_rows = [v for v in metrics["verdict"] if v["metric"] in ("ks", "chi2_ndf", "wasserstein",
+                                                                     "separation_power")]
+    assert int(m.group(1)) == sum(v["n_outside"] for v in feature_rows)
+    assert int(m.group(2)) == sum(v["n_tested"] for v in feature_rows)
+    assert float(m.group(3)) == pytest.approx(metrics["classifier"]["auc"], abs=5e-4)
+    assert "background:#" in page  # the coloured verdict table
+    assert f"{TINY['training']['epochs']} / " in page and "affine" in page
+    assert re.search(r"<td[^>]*>[\d,]+</td>", page)  # the parameter count, from the train log
+    assert "cpu" in page  # the device
+    for step in ("generate", "preprocess", "train", "sample", "validate", "amplification", "toys"):
+        assert f">{step}</td>" in page, step  # its wall time, from benchmarks/<step>.tsv
+
+
 def test_lint_is_clean(workdir):
     result = snakemake(workdir, "--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -139,6 +139,7 @@ def test_report_has_every_figure_with_caption(workdir):
     assert "null band" in html  # the verdict caption
     assert "amplification.png" in html and "amplification_summary.html" in html
     assert "arXiv:2008.06545" in html  # the amplification captions
+    assert "summary.html" in html and "0. Summary" in html
 
 
 def test_bad_config_fails_before_any_job(workdir):

@@ -437,6 +437,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
              Path(args.out_dir) / layout.COMPARISON_FILES["comparison_html"])
 
 
+def cmd_summary(args: argparse.Namespace) -> None:
+    """The report's first page: what ran (config, model, epochs, device, wall time per step,
+    commit) and the verdict in one sentence with its coloured table."""
+    from hepflows import config
+    from hepflows.validation.run_summary import write_summary
+
+    cfg = _settings(args)
+    grid = config.model_names(cfg)
+    folders = [Path(m) for m in args.models] if args.models else [Path(args.run_dir)]
+    models = [(folder, folder.name if grid else None) for folder in folders]
+    out = write_summary(cfg, args.run_dir, models, args.out)
+    log.info("summary of %d model(s) -> %s", len(models), out)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     """All steps in order into results/<run>/, for use without Snakemake (no skipping).
 
@@ -480,9 +494,40 @@ def cmd_run(args: argparse.Namespace) -> None:
     if grid:
         steps.append(["compare", "--models", *(layout.model_dir(root, name) for name in grid),
                       "--out-dir", paths["comparison"]])
+    steps.append(["summary", "--run-dir", root, "--models",
+                  *(layout.model_dir(root, name) for name in grid or [None]),
+                  "--out", paths["summary"]])
     for step in steps:
         log.info("== hepflows %s", step[0])
-        _dispatch(build_parser().parse_args([*step[:1], *common, *map(str, step[1:])]))
+        _run_step(step, [*step[:1], *common, *map(str, step[1:])], root, grid)
+
+
+def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> None:
+    """One step of :func:`cmd_run`, with the log and benchmark record Snakemake would write
+    (``logs/<step>.log``, ``benchmarks/<step>.tsv``: wall seconds, for the summary)."""
+    import time
+
+    from hepflows.atomic import atomic_write_text
+
+    name = "generate_truth" if step[0] == "generate" and "--truth" in step else step[0]
+    folder = root
+    if layout.STEPS[name].per_model and grid:  # a grid model's step: under its folder
+        folder = Path(str(step[step.index("--model" if "--model" in step else "--generated") + 1])
+                      ).parents[1]
+    log_path = folder / layout.log(name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    start = time.perf_counter()
+    try:
+        _dispatch(build_parser().parse_args(argv))
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    seconds = time.perf_counter() - start
+    hms = time.strftime("%H:%M:%S", time.gmtime(seconds))
+    atomic_write_text(folder / layout.benchmark(name), f"s\th:m:s\n{seconds:.4f}\t{hms}\n")
 
 
 def result_paths(root: Path, model: str | None = None) -> dict[str, Path]:
@@ -606,6 +651,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                                             "help": "each model's output folder (named as in "
                                             "the grid), in table order"}),
                               ("--out-dir", {"required": True})]),
+    "summary": (cmd_summary, [("--run-dir", {"required": True, "help": "the run's folder"}),
+                              ("--models", {"nargs": "+", "help": "each grid model's folder "
+                                            "(default: the run's folder, one model)"}),
+                              ("--out", {"required": True, "help": "the summary HTML"})]),
 }
 
 

@@ -38,6 +38,7 @@ RUN_FILES: dict[str, str] = {
     "toys": "toys/figure7",  # .png and .pdf: the seed study's 2-D toys
     "toys_png": "toys/figure7.png",
     "toys_pdf": "toys/figure7.pdf",
+    "summary": "summary.html",  # the report's first page: what ran and the verdict
 }
 
 #: Files of one model, relative to its folder.
@@ -106,6 +107,7 @@ STEPS: dict[str, Step] = {
                           "hepflows.validation.amplification", True),
     "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.validation.compare"),
     "toys": Step("scripts/toys.py", "envs/train.yaml", "hepflows.toys"),
+    "summary": Step("scripts/summary.py", "envs/validate.yaml", "hepflows.validation.run_summary"),
 }
 
 

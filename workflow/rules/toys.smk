@@ -17,6 +17,8 @@ rule toys:
         seed=config["seed"],
     log:
         run_log("toys"),
+    benchmark:
+        run_benchmark("toys")
     conda:
         "../../envs/train.yaml"
     shell:

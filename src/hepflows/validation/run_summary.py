@@ -1,0 +1,205 @@
+"""The report's first page: what ran and the verdict in one sentence.
+
+:func:`write_summary` reads a finished run's folder (layout of :mod:`hepflows.layout`) and writes
+``summary.html``: the run name and the hash of its validated config, the git commit, per model
+its coupling, blocks and parameters, training events, epochs run and best epoch, the device,
+the verdict sentence and the coloured verdict table, and the wall time of every step from the
+Snakemake benchmark records ``benchmarks/*.tsv`` (``hepflows run`` writes the same records).
+
+Only the standard library and the validation's table code: the step runs in the validate env.
+
+    write_summary(cfg, "results/default", [("results/default", None)], "results/default/summary.html")
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hepflows import config as hconfig
+from hepflows import layout
+from hepflows.atomic import atomic_write_text
+from hepflows.errors import InputError
+from hepflows.validation import null as nl
+from hepflows.validation.judge import FEATURE_METRICS
+from hepflows.validation.tables import verdict_html
+
+__all__ = ["config_hash", "read_benchmarks", "training_info", "verdict_sentence", "summary_html",
+           "write_summary"]
+
+#: The summary's own record is written after it; it is not one of the steps it reports.
+_OWN_STEP = "summary"
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """The hash of every section of a validated config (defaults filled): the run's identity."""
+    return hconfig.section_hash(cfg, sorted(cfg))
+
+
+def git_commit() -> str:
+    """The commit of the checkout holding this package, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def read_benchmarks(folder: str | Path) -> dict[str, tuple[int, float]]:
+    """``{step: (jobs, seconds)}`` from the benchmark records under ``folder/benchmarks/``.
+
+    A step of several jobs (``benchmarks/<step>/<job>.tsv``: shards) sums their wall times;
+    a record with repeats counts its first row.  Records that do not exist (a step that did not
+    run) are simply absent; unreadable ones raise :class:`InputError`.
+    """
+    root = Path(folder) / "benchmarks"
+    steps: dict[str, tuple[int, float]] = {}
+    for tsv in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        rel = tsv.relative_to(root)
+        step = rel.parts[0].removesuffix(".tsv")
+        if step == _OWN_STEP:
+            continue
+        with tsv.open(newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        try:
+            seconds = float(rows[0]["s"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            raise InputError(f"{tsv}: not a benchmark record (no 's' column)") from None
+        jobs, total = steps.get(step, (0, 0.0))
+        steps[step] = (jobs + 1, total + seconds)
+    return steps
+
+
+def training_info(model_dir: str | Path) -> dict[str, Any]:
+    """Epochs run, best epoch and best validation NLL from ``model/training_log.csv``; device
+    and parameter count from the train step's log, where there is one."""
+    model_dir = Path(model_dir)
+    path = model_dir / layout.MODEL_FILES["log"]
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; run the model's train step first") from None
+    finite = [(float(r["val_nll"]), int(r["epoch"])) for r in rows
+              if r.get("val_nll") not in (None, "") and math.isfinite(float(r["val_nll"]))]
+    best = min(finite) if finite else (math.nan, None)
+    info: dict[str, Any] = {"epochs": len(rows), "best_epoch": best[1], "best_val_nll": best[0],
+                            "device": "unknown", "parameters": None}
+    train_log = model_dir / layout.log("train")
+    text = train_log.read_text(errors="replace") if train_log.is_file() else ""
+    if m := re.findall(r"hepflows: training on (\S+(?: \([^)]*\))?)", text):
+        info["device"] = m[-1]
+    if m := re.findall(r"model: \S+, (\d+) parameters", text):
+        info["parameters"] = int(m[-1])
+    return info
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; run the model's validate step first") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+
+
+def verdict_sentence(metrics: Mapping[str, Any]) -> str:
+    """The verdict in one sentence: (in)distinguishable, the cells outside the MC-vs-MC band
+    over all per-feature metrics, and the classifier AUC."""
+    rows = [v for v in metrics.get("verdict", []) if v["metric"] in FEATURE_METRICS]
+    outside = sum(int(v["n_outside"]) for v in rows)
+    tested = sum(int(v["n_tested"]) for v in rows)
+    expected = sum(float(v["n_expected"] or 0.0) for v in rows)
+    status = metrics.get("overall_status", nl.UNKNOWN)
+    word = "indistinguishable" if status == nl.GREEN else "distinguishable"
+    text = (f"Generated events are {word} from MC: {outside} of {tested} cells outside the "
+            f"MC-vs-MC band ({expected:.1f} expected by chance)")
+    clf = metrics.get("classifier")
+    if clf:
+        text += f", classifier AUC {clf['auc']:.3f} (MC-vs-MC band edge {clf['null']['edge']:.3f})"
+    return text + "."
+
+
+def _fmt_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(round(s), 60)
+    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min {sec:02d} s"
+
+
+_CELL = 'style="border:1px solid #999;padding:4px 8px;text-align:left"'
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    head = "".join(f"<th {_CELL}>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td {_CELL}>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return (f'<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">'
+            f"<tr>{head}</tr>{body}</table>")
+
+
+def summary_html(cfg: Mapping[str, Any], run_dir: str | Path,
+                 models: Sequence[tuple[str | Path, str | None]], *, commit: str | None = None) -> str:
+    """The summary page of a finished run.
+
+    ``models`` lists ``(folder, name)`` per model: the run's folder with name None for a single
+    model, each ``models/<name>/`` of a grid.
+    """
+    esc = html.escape
+    run_dir = Path(run_dir)
+    commit = git_commit() if commit is None else commit
+    events = cfg["data"]["events"]
+    parts = [
+        f'<h2 style="font-family:sans-serif">Run <code>{esc(str(cfg["run"]))}</code></h2>',
+        _table([[esc(str(cfg["run"])), f"<code>{config_hash(cfg)}</code>", f"<code>{esc(commit)}</code>",
+                 esc(str(cfg["data"]["source"])), f"{events['train']:,}", f"{cfg['sampling']['events']:,}"]],
+               ["Run", "Config hash", "Git commit", "Data", "Training events", "Generated events"]),
+    ]
+    wall: dict[str, tuple[int, float]] = dict(read_benchmarks(run_dir))
+    for folder, name in models:
+        folder = Path(folder)
+        variant = hconfig.model_variant(cfg, name) if name is not None else cfg
+        model, info = variant["model"], training_info(folder)
+        metrics = _read_metrics(folder / layout.MODEL_FILES["metrics"])
+        title = f"Model {esc(name)}" if name is not None else "Model"
+        best = "-" if info["best_epoch"] is None else str(info["best_epoch"])
+        nll = "-" if math.isnan(info["best_val_nll"]) else f"{info['best_val_nll']:.4f}"
+        params = "-" if info["parameters"] is None else f"{info['parameters']:,}"
+        status = metrics.get("overall_status", nl.UNKNOWN)
+        colour = nl.STATUS_COLOURS.get(status, nl.STATUS_COLOURS[nl.UNKNOWN])
+        parts += [
+            f'<h3 style="font-family:sans-serif">{title}</h3>',
+            _table([[esc(model["coupling"]), str(model["blocks"]), params,
+                     f"{info['epochs']} / {best}", nll, esc(info["device"])]],
+                   ["Coupling", "Blocks", "Parameters", "Epochs (run / best)", "Best val NLL",
+                    "Device"]),
+            f'<p class="verdict" style="font-family:sans-serif;font-size:16px;padding:6px;'
+            f'background:{colour}"><b>{esc(verdict_sentence(metrics))}</b></p>',
+            verdict_html(metrics, full_document=False),
+        ]
+        if name is not None:  # a grid model's own steps, under its folder
+            for step, (jobs, s) in read_benchmarks(folder).items():
+                wall[f"{step} ({name})"] = (jobs, s)
+    if wall:
+        rows = [[esc(step), str(jobs), _fmt_seconds(s)] for step, (jobs, s) in wall.items()]
+        rows.append(["<b>total</b>", str(sum(j for j, _ in wall.values())),
+                     f"<b>{_fmt_seconds(sum(s for _, s in wall.values()))}</b>"])
+        parts += ['<h3 style="font-family:sans-serif">Wall time per step</h3>',
+                  _table(rows, ["Step", "Jobs", "Wall time"])]
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Run summary</title>"
+            f"</head><body>\n{body}\n</body></html>\n")
+
+
+def write_summary(cfg: Mapping[str, Any], run_dir: str | Path,
+                  models: Sequence[tuple[str | Path, str | None]], out: str | Path) -> Path:
+    """:func:`summary_html` written atomically to ``out``."""
+    atomic_write_text(out, summary_html(cfg, run_dir, models))
+    return Path(out)

@@ -509,7 +509,7 @@ def write_amplification(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,
     return csv_path, json_path
 
 
-def _events_text(n: float) -> str:
+def events_text(n: float) -> str:
     """'80.2k', '1.2M', '950', 'inf' for a number of events."""
     if not math.isfinite(n):
         return "inf"
@@ -527,7 +527,7 @@ def headline(summary: Mapping[str, Any]) -> str:
     the flow is as good as MC as far as the truth resolves).
     """
     def worth(w: Mapping[str, Any]) -> str:
-        return ("≥ " if w["lower_bound"] else "≈ ") + _events_text(w["n_equiv"])
+        return ("≥ " if w["lower_bound"] else "≈ ") + events_text(w["n_equiv"])
 
     def g(w: Mapping[str, Any]) -> str:
         v = w["G"]
@@ -564,7 +564,7 @@ def write_summary_html(rows: Sequence[Mapping[str, Any]], path: str | Path,
     def fmt(v: Any, bound: bool = False) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
-        return ("&ge; " if bound else "") + esc(_events_text(float(v)))
+        return ("&ge; " if bound else "") + esc(events_text(float(v)))
 
     out = ['<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
            '<caption style="text-align:left;padding:4px"><b>'

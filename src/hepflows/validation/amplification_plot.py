@@ -27,23 +27,13 @@ from hepflows.validation.plots import _atlas_style, _label, save_figure  # isort
 import matplotlib.pyplot as plt
 
 from hepflows.events.schema import axis_label
-from hepflows.validation.amplification import JOINT
+from hepflows.validation.amplification import JOINT, events_text
 
 __all__ = ["plot_amplification"]
 
 #: Colours of the highlighted lines (worst features first, the joint row last).
 HIGHLIGHT_COLOURS = ("#e42536", "#964a8b", "#f89c20", "#5790fc")
 JOINT_COLOUR = "#000000"
-
-
-def _fmt_events(n: float) -> str:
-    """'80k', '1.2M', '950' for a number of events."""
-    if not math.isfinite(n):
-        return "inf"
-    for div, suffix in ((1e6, "M"), (1e3, "k")):
-        if n >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.3g}"
 
 
 def _crossing(y: float, n_truth: float) -> float:
@@ -87,15 +77,15 @@ def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], curve: Mapping[str, Any] 
         y = ys[r["feature"]]
         name = "joint (k-means cells)" if r["feature"] == JOINT else axis_label(r["feature"],
                                                                                   units="none")
-        worth = (f"worth $\\geq$ {_fmt_events(r['worth'])}" if r["lower_bound"]
-                 else f"worth ~{_fmt_events(r['worth'])} MC events")
+        worth = (f"worth $\\geq$ {events_text(r['worth'])}" if r["lower_bound"]
+                 else f"worth ~{events_text(r['worth'])} MC events")
         ax.axhline(y, color=colour, linewidth=1.4, linestyle="-." if r["feature"] == JOINT
                    else "-", label=f"{name}: {worth}")
         if math.isfinite(n_star) and not r["lower_bound"]:
             ax.plot([n_star], [y], marker="v", color=colour, markersize=9, zorder=4)
             ax.axvline(n_star, color=colour, linewidth=0.6, linestyle=":")
     ax.axvline(n_gen, color="black", linewidth=0.6, linestyle=":")
-    ax.text(n_gen, 0.04, f" N = {_fmt_events(n_gen)} generated", transform=ax.get_xaxis_transform(),
+    ax.text(n_gen, 0.04, f" N = {events_text(n_gen)} generated", transform=ax.get_xaxis_transform(),
             fontsize="x-small", rotation=90, va="bottom", ha="right")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -103,7 +93,7 @@ def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], curve: Mapping[str, Any] 
     y_all = [*ys.values(), 1 / lo_n]
     ax.set_ylim(0.3 / n_truth, 30 * max(y_all))
     ax.set_xlabel(r"MC events $n$")
-    ax.set_title(f"{slice_name}: $N_T$ = {_fmt_events(n_truth)} truth events", fontsize="small",
+    ax.set_title(f"{slice_name}: $N_T$ = {events_text(n_truth)} truth events", fontsize="small",
                  loc="right")
     ax.legend(loc="upper right", fontsize="xx-small")
 

@@ -21,8 +21,9 @@ rule summary:
         script=script("summary"),
         # the whole config: the page shows its hash, so any change rewrites it
         settings=settings(*sorted(config)),
-        run_dir=RESULTS,
-        models=per_model(MODEL_DIR),
+        run_dir=lambda wildcards, output: os.path.dirname(output.html),
+        # a grid's model folders (one model: the run's folder, the script's default)
+        models=["--models", *per_model(MODEL_DIR)] if GRID else [],
     log:
         run_log("summary"),
     benchmark:
@@ -31,4 +32,4 @@ rule summary:
         "../../envs/validate.yaml"
     shell:
         "python {params.script} --settings {params.settings:q} --run-dir {params.run_dir}"
-        " --models {params.models} --out {output.html} > {log} 2>&1"
+        " {params.models} --out {output.html} > {log} 2>&1"

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from hepflows.flows.base import Flow
 
 __all__ = [
     "swiss_roll",
@@ -60,7 +63,7 @@ TOYS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def train_toy(
-    flow: torch.nn.Module,
+    flow: Flow,
     data: np.ndarray,
     *,
     steps: int = 2000,
@@ -94,7 +97,7 @@ def train_toy(
 
 @torch.no_grad()
 def evaluate_toy(
-    flow: torch.nn.Module, *, grid: int = 200, samples: int = 20000, seed: int = 0
+    flow: Flow, *, grid: int = 200, samples: int = 20000, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Density of a trained 2-D flow on a ``grid x grid`` mesh of :data:`TOY_RANGE` and a sample.
 
@@ -143,7 +146,7 @@ def plot_toy_comparison(results: Mapping[str, Mapping[str, Any]], path: str | Pa
         for m, name in enumerate(models):
             res = entry[name]
             if isinstance(res, torch.nn.Module):
-                res = evaluate_toy(res)
+                res = evaluate_toy(cast("Flow", res))
             ax_d, ax_s = axes[row, 1 + 2 * m], axes[row, 2 + 2 * m]
             ax_d.imshow(res["density"], origin="lower", extent=(lo, hi, lo, hi), cmap="viridis", aspect="auto")
             ax_s.hist2d(*np.asarray(res["samples"]).T, bins=bins, cmap="viridis")

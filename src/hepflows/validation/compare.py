@@ -117,9 +117,11 @@ def _amplification(path: Path) -> dict[str, str]:
     summary = _read_json(path).get("summary") or {}
 
     def text(w: Mapping[str, Any] | None, key: str) -> str:
-        v = None if not w else w.get(key)
+        if not w:
+            return ""
+        v = w.get(key)
         if v is None:  # JSON null: infinite, or NaN (no training count)
-            return "" if not w or key == "G" else "inf"
+            return "" if key == "G" else "inf"
         return ("≥" if w["lower_bound"] else "") + f"{v:.4g}"
 
     feats, joint = summary.get("features"), summary.get("joint")

@@ -45,7 +45,7 @@ def _atlas_style() -> Iterator[None]:
         yield
 
 
-def _label(fig: plt.Figure, rect: Sequence[float], loc: int | None = None,
+def _label(fig: plt.Figure, rect: tuple[float, float, float, float], loc: int | None = None,
            rlabel: str = "") -> None:
     """'hepflows Simulation' at the top left of the axes area ``rect`` (figure fraction).
 
@@ -264,8 +264,10 @@ def plot_feature(
     KS and chi2/ndf of that process's slice from ``stats`` (``{slice: {metric: (value,
     status)}}``) in a box coloured by the worse status.
     """
-    rx, rl, rw = (np.asarray(v) if v is not None else None for v in reference)
-    gx, gl, gw = (np.asarray(v) if v is not None else None for v in generated)
+    rx, rl = np.asarray(reference[0]), np.asarray(reference[1])
+    rw = None if reference[2] is None else np.asarray(reference[2])
+    gx, gl = np.asarray(generated[0]), np.asarray(generated[1])
+    gw = None if generated[2] is None else np.asarray(generated[2])
     axis = feature_binning(rx, rl)
     if bins is not None:
         axis = hist.axis.Regular(bins, axis.edges[0], axis.edges[-1], underflow=True,
@@ -589,6 +591,8 @@ def plot_correlation_difference(
             ax.set_yticks(range(d), names, fontsize="x-small")
             ax.minorticks_off()
             ax.set_title(f"{name}: flow $-$ MC", fontsize="small", loc="right")
+        # max() over differences above raised if it was empty, so one image was drawn
+        assert image is not None
         bar_axis = fig.colorbar(image, cax=cax, format="%.2f")
         bar_axis.set_label(r"$\Delta$ correlation", fontsize="small")
         fig.text(margin / width, 0.02, "Dots: entries outside their MC-vs-MC 95 % band",

@@ -118,7 +118,7 @@ def validate_samples(
     gen = load_sample(generated, features, "generated")
     extra = load_sample(null_reference, features, "null_reference") if null_reference else None
     separate = extra is not None
-    pool = concat_samples(ref, extra) if separate else ref
+    pool = concat_samples(ref, extra) if extra is not None else ref
 
     sizes, slices = compared_sizes(ref, gen, pool, separate)
 
@@ -162,7 +162,7 @@ def validate_samples(
                               separate, a, slices),
         "sizes": {
             "reference": len(ref), "generated": len(gen),
-            "null_reference": len(extra) if separate else None,
+            "null_reference": len(extra) if extra is not None else None,
             "compared_per_sample": {name: sizes.get(c, 0) for name, c in SLICE_CLASS.items()},
         },
         "label_fraction": label_fraction(ref, gen),

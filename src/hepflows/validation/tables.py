@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ VERDICT_COLUMNS = ("metric", "n_tested", "n_outside", "n_expected", "n_outside_n
 
 
 
-def jsonable(obj):
+def jsonable(obj: Any) -> Any:
     """Plain JSON types; NaN and infinities become null (JSON has no such numbers)."""
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
@@ -47,7 +48,7 @@ def jsonable(obj):
     return obj
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     """CSV cell: floats to 6 significant digits, missing values empty."""
     if v is None:
         return ""
@@ -122,7 +123,7 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
             f"</title></head><body>\n{body}\n</body></html>\n")
 
 
-def _fmt_num(v, digits: int) -> str:
+def _fmt_num(v: float | None, digits: int) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float) and math.isinf(v):

@@ -35,6 +35,7 @@ test: $(VENV)/.installed
 # ruff and mypy (pinned in the dev extra; settings in pyproject.toml)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # The README's rule graph (needs Graphviz's dot).

@@ -48,8 +48,12 @@ DATA = {
         "validation": {"max_events": 100_000},
     },
     "higgs": {
-        "data": {"source": "higgs_csv", "path": str(HIGGS), "units": "higgs",
-                 "split": {"train": 0.57, "val": 0.06, "test": 0.37}},
+        "data": {
+            "source": "higgs_csv",
+            "path": str(HIGGS),
+            "units": "higgs",
+            "split": {"train": 0.57, "val": 0.06, "test": 0.37},
+        },
         "sampling": {"events": 6_000},
         "validation": {"max_events": 6_000},
     },
@@ -84,11 +88,17 @@ def test_nll(run_dir: Path) -> tuple[float, float]:
     from hepflows.training import Dataset, mean_nll
 
     pre = Preprocessor.load(run_dir / "preprocess.json")
-    flow, meta = checkpoint.load_model(run_dir / "model" / "model.pt", preprocess_hash=pre.config_hash)
+    flow, meta = checkpoint.load_model(
+        run_dir / "model" / "model.pt", preprocess_hash=pre.config_hash
+    )
     events = read_events(run_dir / "data" / "test.root", pre.features)
     x = np.stack([events[f] for f in pre.features], 1)
     y = torch.from_numpy(pre.forward(x).astype(np.float32))
-    context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1) if meta["context_features"] else None
+    context = (
+        torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1)
+        if meta["context_features"]
+        else None
+    )
     nll = mean_nll(flow, Dataset(y, context))
     return nll, nll - float(pre.log_abs_det(pre.dequantize(x)).mean())
 
@@ -113,11 +123,15 @@ def closure_auc(run_dir: Path, features: list[str], seed: int) -> tuple[float, f
     clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x_train, y_train)
     auc_mc = roc_auc_score(y_mc, clf.predict_proba(x_mc)[:, 1])
     auc_gen = roc_auc_score(y_gen, clf.predict_proba(x_gen)[:, 1])
+
     # Hanley-McNeil error of an AUC, for both (independent) samples.
     def err(auc, y):
         n1, n0 = y.sum(), len(y) - y.sum()
         q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-        return np.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0))
+        return np.sqrt(
+            (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)
+        )
+
     return auc_mc, auc_gen, float(np.hypot(err(auc_mc, y_mc), err(auc_gen, y_gen)))
 
 
@@ -143,9 +157,15 @@ def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str])
 
     labelled = bool(cfg["training"]["conditional"])
     generated = read_events(run_dir / "samples" / "generated.root", features, with_label=labelled)
+
     def stream(n: int, start: int) -> dict:
-        return generate(n, seed=cfg["seed"], start=start,
-                        signal_fraction=cfg["data"]["signal_fraction"], units=cfg["data"]["units"])
+        return generate(
+            n,
+            seed=cfg["seed"],
+            start=start,
+            signal_fraction=cfg["data"]["signal_fraction"],
+            units=cfg["data"]["units"],
+        )
 
     mc = None
     test = read_events(run_dir / "data" / "test.root", features)
@@ -159,10 +179,18 @@ def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str])
             truth = stream(TRUTH_EVENTS, TRUTH_START)
             mc = stream(TRUTH_EVENTS // 2, TRUTH_START + TRUTH_EVENTS)
         else:
-            print(f"{run_dir.name}: the generator no longer reproduces the run's test split: "
-                  "amplification against the test split", file=sys.stderr)
-    rows = amplification(truth, generated, features, n_train=count_events(run_dir / "data" / "train.root"),
-                         seed=cfg["seed"])
+            print(
+                f"{run_dir.name}: the generator no longer reproduces the run's test split: "
+                "amplification against the test split",
+                file=sys.stderr,
+            )
+    rows = amplification(
+        truth,
+        generated,
+        features,
+        n_train=count_events(run_dir / "data" / "train.root"),
+        seed=cfg["seed"],
+    )
     out = run_dir / "amplification"
     write_amplification(rows, out)
     n_max = len(truth[LABEL]) // 2 if mc is None else len(mc[LABEL])
@@ -203,7 +231,16 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
     cfg = load(cfg_path)
     run_dir = out / cfg["run"]
     started = time.perf_counter()
-    cmd = [sys.executable, "-m", "hepflows.cli", "run", "--config", str(cfg_path), "--results", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hepflows.cli",
+        "run",
+        "--config",
+        str(cfg_path),
+        "--results",
+        str(out),
+    ]
     subprocess.run(cmd + (["--quiet"] if quiet else []), check=True)
     wall = time.perf_counter() - started
     metrics = json.loads((run_dir / "validation" / "metrics.json").read_text())
@@ -220,15 +257,19 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
     import torch
 
     return {
-        "model": config.stem, "data": data,
+        "model": config.stem,
+        "data": data,
         "train events": cfg["data"]["events"]["train"] if data == "generator" else "~9.1k",
-        "epochs": len(log) - 1, "wall s": round(wall), "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "epochs": len(log) - 1,
+        "wall s": round(wall),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
         **dict(zip(("test NLL", "test NLL (physical)"), (round(v, 3) for v in test_nll(run_dir)))),
         "KS outside": outside(verdict["ks"]),
         "chi2 outside": outside(verdict["chi2_ndf"]),
         "C2ST AUC": f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]",
         "MC-vs-MC AUC": f"{clf['null']['empirical_mean']:.3f}",
-        "sig/bkg AUC MC": round(auc_mc, 4), "gen - MC": closure,
+        "sig/bkg AUC MC": round(auc_mc, 4),
+        "gen - MC": closure,
         "n_equiv (features x slices)": n_equiv_cell([r for r in amp if r["feature"] != "joint"]),
         "n_equiv (joint)": n_equiv_cell([r for r in amp if r["feature"] == "joint"]),
         "G": g_cell(amp),

@@ -77,7 +77,10 @@ def load_higgs(path: Path, seed: int, test_fraction: float = 0.2, margin: float 
     lx = logit(x[train])
     mean, std = lx.mean(0), lx.std(0)
     prep = lambda v: ((logit(v) - mean) / std).astype(np.float32)  # noqa: E731
-    return (prep(x[train]), label[train].astype(np.float32)), (prep(x[test]), label[test].astype(np.float32))
+    return (prep(x[train]), label[train].astype(np.float32)), (
+        prep(x[test]),
+        label[test].astype(np.float32),
+    )
 
 
 def datasets(args) -> dict[str, tuple]:
@@ -90,7 +93,10 @@ def datasets(args) -> dict[str, tuple]:
             out["HIGGS 18"] = load_higgs(args.higgs, args.seed)
         else:
             toy = TOYS[name]
-            out[name] = ((toy(args.train_size, seed=args.seed), None), (toy(args.test_size, seed=args.seed + 1), None))
+            out[name] = (
+                (toy(args.train_size, seed=args.seed), None),
+                (toy(args.test_size, seed=args.seed + 1), None),
+            )
     return out
 
 
@@ -99,7 +105,13 @@ def train_and_test(model: dict, train, test, args) -> tuple[float, float, float,
     (x, c), (xt, ct) = train, test
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    block = {"blocks": args.blocks, "hidden": list(args.hidden), "permutation": args.permutation, "norm": args.norm, **model}
+    block = {
+        "blocks": args.blocks,
+        "hidden": list(args.hidden),
+        "permutation": args.permutation,
+        "norm": args.norm,
+        **model,
+    }
     flow = build_flow(block, x.shape[1], 0 if c is None else c.shape[1]).to(device)
     x = torch.as_tensor(x, device=device)
     c = None if c is None else torch.as_tensor(c, device=device)
@@ -124,27 +136,53 @@ def train_and_test(model: dict, train, test, args) -> tuple[float, float, float,
     xt = torch.as_tensor(xt, device=device)
     ct = None if ct is None else torch.as_tensor(ct, device=device)
     with torch.no_grad():
-        lp = torch.cat([
-            flow.log_prob(xt[i : i + 8192], None if ct is None else ct[i : i + 8192])
-            for i in range(0, len(xt), 8192)
-        ])
+        lp = torch.cat(
+            [
+                flow.log_prob(xt[i : i + 8192], None if ct is None else ct[i : i + 8192])
+                for i in range(0, len(xt), 8192)
+            ]
+        )
     return -lp.mean().item(), -lp.median().item(), ms, sum(p.numel() for p in flow.parameters())
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=None, help="training steps per model (default 2000, --quick 300)")
-    p.add_argument("--quick", action="store_true", help="small models and data: a smoke run of a few minutes on one core")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per model (default 2000, --quick 300)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small models and data: a smoke run of a few minutes on one core",
+    )
     p.add_argument("--blocks", type=int, default=None, help="flow blocks (default 8, --quick 4)")
-    p.add_argument("--hidden", type=int, nargs="+", default=None, help="conditioner widths (default 128 128, --quick 64 64)")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="conditioner widths (default 128 128, --quick 64 64)",
+    )
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--permutation", default="lu", choices=["reverse", "random", "lu", "none"])
     p.add_argument("--norm", default="batchnorm", choices=["batchnorm", "actnorm", "none"])
-    p.add_argument("--train-size", type=int, default=None, help="toy training events (default 50000, --quick 10000)")
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="toy training events (default 50000, --quick 10000)",
+    )
     p.add_argument("--test-size", type=int, default=20000, help="toy test events")
     p.add_argument("--datasets", nargs="+", default=[*TOYS, "higgs"], choices=[*TOYS, "higgs"])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL")
+    p.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL"
+    )
     p.add_argument("--higgs", type=Path, default=HIGGS_CSV)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -154,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     args.steps = args.steps if args.steps is not None else (300 if quick else 2000)
     args.blocks = args.blocks if args.blocks is not None else (4 if quick else 8)
     args.hidden = args.hidden if args.hidden is not None else ([64, 64] if quick else [128, 128])
-    args.train_size = args.train_size if args.train_size is not None else (10000 if quick else 50000)
+    args.train_size = (
+        args.train_size if args.train_size is not None else (10000 if quick else 50000)
+    )
     torch.set_num_threads(args.threads)
 
     data = datasets(args)
@@ -184,8 +224,13 @@ def main(argv: list[str] | None = None) -> None:
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for name in args.models:
-            cells = [format(values[name, d], fmt) if math.isfinite(values[name, d]) else "nan" for d in data]
-            print("| " + " | ".join([name, *cells] + ([f"{params[name]:,}"] if extra else [])) + " |")
+            cells = [
+                format(values[name, d], fmt) if math.isfinite(values[name, d]) else "nan"
+                for d in data
+            ]
+            print(
+                "| " + " | ".join([name, *cells] + ([f"{params[name]:,}"] if extra else [])) + " |"
+            )
 
     table("Test NLL, mean [nats/event]", means, ".3f", extra=True)
     table("Test NLL, median [nats/event] (robust to the few extreme test events)", medians, ".3f")

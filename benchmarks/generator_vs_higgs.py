@@ -65,23 +65,31 @@ def print_report(result: dict) -> None:
         )
         print(f"{f:<12}{row}")
     print()
-    print(f"{'mass':<8}{'process':<12}{'peak gen':>9}{'peak real':>10}{'shift':>8}"
-          f"{'FWHM/peak gen':>15}{'real':>7}{'ratio':>7}")
+    print(
+        f"{'mass':<8}{'process':<12}{'peak gen':>9}{'peak real':>10}{'shift':>8}"
+        f"{'FWHM/peak gen':>15}{'real':>7}{'ratio':>7}"
+    )
     for p in PROCESSES:
         for m in MASSES:
             pk = result["peaks"][p][m]
-            print(f"{m:<8}{p:<12}{pk['gen_position']:>9.3f}{pk['real_position']:>10.3f}"
-                  f"{pk['position_shift']:>+8.3f}{pk['gen_width']:>15.3f}{pk['real_width']:>7.3f}"
-                  f"{pk['width_ratio']:>7.2f}")
+            print(
+                f"{m:<8}{p:<12}{pk['gen_position']:>9.3f}{pk['real_position']:>10.3f}"
+                f"{pk['position_shift']:>+8.3f}{pk['gen_width']:>15.3f}{pk['real_width']:>7.3f}"
+                f"{pk['width_ratio']:>7.2f}"
+            )
     print()
     for p in PROCESSES:
         s = result["summary"][p]
-        print(f"{p}: median KS {s['ks_median']:.3f} (target <= {KS_MEDIAN_TARGET}), "
-              f"max KS {s['ks_max']:.3f} in {s['ks_max_feature']} (<= {KS_FEATURE_TARGET}); "
-              f"peaks outside +-{PEAK_POSITION_TOLERANCE:.0%}: {s['peaks_shifted'] or 'none'}; "
-              f"widths outside +-{PEAK_WIDTH_TOLERANCE:.0%}: {s['widths_off'] or 'none'}")
-    print(f"signal fraction: generator {result['signal_fraction']['generator']:.3f}, "
-          f"real {result['signal_fraction']['real']:.3f}")
+        print(
+            f"{p}: median KS {s['ks_median']:.3f} (target <= {KS_MEDIAN_TARGET}), "
+            f"max KS {s['ks_max']:.3f} in {s['ks_max_feature']} (<= {KS_FEATURE_TARGET}); "
+            f"peaks outside +-{PEAK_POSITION_TOLERANCE:.0%}: {s['peaks_shifted'] or 'none'}; "
+            f"widths outside +-{PEAK_WIDTH_TOLERANCE:.0%}: {s['widths_off'] or 'none'}"
+        )
+    print(
+        f"signal fraction: generator {result['signal_fraction']['generator']:.3f}, "
+        f"real {result['signal_fraction']['real']:.3f}"
+    )
 
 
 def print_ablation(real: dict[str, np.ndarray], n: int, seed: int) -> None:
@@ -116,7 +124,9 @@ def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) ->
         values = np.concatenate([real[f], gen[f]])
         if f in BTAGS:
             levels = np.unique(real[f])
-            bins = np.concatenate([[levels[0] - 0.5], (levels[1:] + levels[:-1]) / 2, [levels[-1] + 0.5]])
+            bins = np.concatenate(
+                [[levels[0] - 0.5], (levels[1:] + levels[:-1]) / 2, [levels[-1] + 0.5]]
+            )
         else:
             bins = np.linspace(*np.quantile(values, [0.002, 0.995]), 41)
         for p, label in (("signal", 1), ("background", 0)):
@@ -124,8 +134,15 @@ def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) ->
             r = np.histogram(real[f][real[LABEL] == label], bins=bins)[0].astype(float)
             centers = 0.5 * (bins[1:] + bins[:-1])
             hep.histplot(g / g.sum(), bins, ax=ax, color=colors[p], lw=1.5, label=f"generator {p}")
-            ax.errorbar(centers, r / r.sum(), yerr=np.sqrt(r) / r.sum(), fmt="o", ms=3,
-                        color=colors[p], label=f"HIGGS {p}")
+            ax.errorbar(
+                centers,
+                r / r.sum(),
+                yerr=np.sqrt(r) / r.sum(),
+                fmt="o",
+                ms=3,
+                color=colors[p],
+                label=f"HIGGS {p}",
+            )
             with np.errstate(divide="ignore", invalid="ignore"):
                 ax_ratio.plot(centers, (r / r.sum()) / (g / g.sum()), "o", ms=3, color=colors[p])
         ax.set_xlabel(f, fontsize=12)
@@ -136,7 +153,9 @@ def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) ->
         ax_ratio.tick_params(labelsize=9)
         if k == 0:
             ax.legend(fontsize=8)
-    fig.suptitle("hepflows generator (lines) vs real HIGGS events (markers), unit area", fontsize=20)
+    fig.suptitle(
+        "hepflows generator (lines) vs real HIGGS events (markers), unit area", fontsize=20
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=50)
@@ -150,8 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--fit-scales", action="store_true", help="print HIGGS_SCALE fitted to the real rows")
-    parser.add_argument("--ablation", action="store_true", help="KS summary with each effect switched off")
+    parser.add_argument(
+        "--fit-scales", action="store_true", help="print HIGGS_SCALE fitted to the real rows"
+    )
+    parser.add_argument(
+        "--ablation", action="store_true", help="KS summary with each effect switched off"
+    )
     args = parser.parse_args(argv)
 
     if not args.real.exists():
@@ -166,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         print_ablation(real, args.events, args.seed)
         return 0
     t0 = time.perf_counter()
-    gen = generate(args.events, seed=args.seed, signal_fraction=HIGGS_SIGNAL_FRACTION, units="higgs")
+    gen = generate(
+        args.events, seed=args.seed, signal_fraction=HIGGS_SIGNAL_FRACTION, units="higgs"
+    )
     rate = args.events / (time.perf_counter() - t0)
     result = compare(gen, real)
-    print(f"{args.events} generated events ({rate:.3g} events/s incl. units), "
-          f"{len(real['label'])} real rows from {args.real}\n")
+    print(
+        f"{args.events} generated events ({rate:.3g} events/s incl. units), "
+        f"{len(real['label'])} real rows from {args.real}\n"
+    )
     print_report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -93,8 +93,16 @@ def work(task: str, csv: Path, out: Path, chunk_rows: int, compression: str | No
 
 
 def _args(csv: Path, out: Path, chunk_rows: int, compression: str | None) -> list[str]:
-    return ["--csv", str(csv), "--out", str(out), "--chunk-rows", str(chunk_rows),
-            "--compression", str(compression)]
+    return [
+        "--csv",
+        str(csv),
+        "--out",
+        str(out),
+        "--chunk-rows",
+        str(chunk_rows),
+        "--compression",
+        str(compression),
+    ]
 
 
 def probe(task: str, csv: Path, out: Path, chunk_rows: int, compression: str | None) -> dict:
@@ -130,10 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=float, default=2e6, help="rows of the CSV (default 2e6)")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows per conversion chunk")
-    parser.add_argument("--compression", default="zlib",
-                        help="compression of the ROOT outputs: zlib (default), lz4, zstd, lzma, None")
-    parser.add_argument("--workdir", type=Path, help="keep the CSV and outputs here (default: a temp dir)")
-    parser.add_argument("--no-pyarrow-engine", action="store_true", help="skip pandas' pyarrow engine")
+    parser.add_argument(
+        "--compression",
+        default="zlib",
+        help="compression of the ROOT outputs: zlib (default), lz4, zstd, lzma, None",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the CSV and outputs here (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--no-pyarrow-engine", action="store_true", help="skip pandas' pyarrow engine"
+    )
     # Internal: the probe and worker processes.
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -158,10 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         csv, out = work_dir / "higgs_like.csv", work_dir / "out"
         seconds = make_csv(csv, rows)
         size = csv.stat().st_size
-        print(f"CSV: {rows:,} rows, {size / 1e6:.1f} MB ({size / rows:.0f} bytes/row), "
-              f"generated and written in {seconds:.1f} s")
-        tasks = ["convert", "pandas", *([] if args.no_pyarrow_engine else ["pandas-pyarrow"]),
-                 "import-convert", "import-pandas"]
+        print(
+            f"CSV: {rows:,} rows, {size / 1e6:.1f} MB ({size / rows:.0f} bytes/row), "
+            f"generated and written in {seconds:.1f} s"
+        )
+        tasks = [
+            "convert",
+            "pandas",
+            *([] if args.no_pyarrow_engine else ["pandas-pyarrow"]),
+            "import-convert",
+            "import-pandas",
+        ]
         res = {t: measure(t, csv, out, args.chunk_rows, compression) for t in tasks}
 
     def rate(t: str) -> float:
@@ -175,14 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'':36s} {'rows/s':>10s} {'seconds':>8s} {'peak RSS':>10s}")
     for t, name in names.items():
         if t in res:
-            print(f"{name:36s} {rate(t):10.3g} {res[t]['seconds']:8.2f} {res[t]['peak_rss_mb']:7.0f} MB")
+            print(
+                f"{name:36s} {rate(t):10.3g} {res[t]['seconds']:8.2f} {res[t]['peak_rss_mb']:7.0f} MB"
+            )
     for t in ("import-convert", "import-pandas"):
-        print(f"{'  (imports only: ' + t[7:] + ')':36s} {'':10s} {'':8s} {res[t]['peak_rss_mb']:7.0f} MB")
+        print(
+            f"{'  (imports only: ' + t[7:] + ')':36s} {'':10s} {'':8s} {res[t]['peak_rss_mb']:7.0f} MB"
+        )
     print("\nratios, ours / pandas:")
     for t in ("pandas", "pandas-pyarrow"):
         if t in res:
-            print(f"  vs {names[t]:32s} speed x{rate('convert') / rate(t):.2f}, "
-                  f"peak memory x{res['convert']['peak_rss_mb'] / res[t]['peak_rss_mb']:.2f}")
+            print(
+                f"  vs {names[t]:32s} speed x{rate('convert') / rate(t):.2f}, "
+                f"peak memory x{res['convert']['peak_rss_mb'] / res[t]['peak_rss_mb']:.2f}"
+            )
     return 0
 
 

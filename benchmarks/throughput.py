@@ -94,9 +94,15 @@ class Arch:
     def model_block(self) -> dict:
         """The hepflows ``model:`` block of this architecture."""
         return {
-            "coupling": self.coupling, "blocks": self.blocks, "hidden": list(self.hidden),
-            "mask": "half", "permutation": "reverse", "norm": "batchnorm",
-            "scale_bound": None, "bins": self.bins, "tail_bound": self.tail_bound,
+            "coupling": self.coupling,
+            "blocks": self.blocks,
+            "hidden": list(self.hidden),
+            "mask": "half",
+            "permutation": "reverse",
+            "norm": "batchnorm",
+            "scale_bound": None,
+            "bins": self.bins,
+            "tail_bound": self.tail_bound,
         }
 
 
@@ -226,17 +232,20 @@ def build_zuko(arch: Arch, device: torch.device) -> Subject:
             ZukoBatchNorm(d),
             UnconditionalTransform(PermutationTransform, torch.arange(d - 1, -1, -1), buffer=True),
             GeneralCouplingTransform(
-                d, 0, mask, univariate=univariate, shapes=shapes,
-                hidden_features=arch.hidden, activation=nn.ReLU,
+                d,
+                0,
+                mask,
+                univariate=univariate,
+                shapes=shapes,
+                hidden_features=arch.hidden,
+                activation=nn.ReLU,
             ),
         ]
     base = UnconditionalDistribution(
         zuko.distributions.DiagNormal, torch.zeros(d), torch.ones(d), buffer=True
     )
     flow = zuko.lazy.Flow(transforms, base).to(device)
-    return Subject(
-        "zuko", flow, lambda x: flow().log_prob(x), lambda n: flow().sample((n,))
-    )
+    return Subject("zuko", flow, lambda x: flow().log_prob(x), lambda n: flow().sample((n,)))
 
 
 def build_nflows(arch: Arch, device: torch.device) -> Subject:
@@ -274,7 +283,10 @@ def build_nflows(arch: Arch, device: torch.device) -> Subject:
             coupling = AffineCouplingTransform(transformed, Conditioner)
         else:
             coupling = PiecewiseRationalQuadraticCouplingTransform(
-                transformed, Conditioner, num_bins=arch.bins, tails="linear",
+                transformed,
+                Conditioner,
+                num_bins=arch.bins,
+                tails="linear",
                 tail_bound=arch.tail_bound,
             )
         # nflows' momentum weights the new batch value: 0.1 is our rho = 0.9
@@ -284,7 +296,9 @@ def build_nflows(arch: Arch, device: torch.device) -> Subject:
 
 
 BUILDERS: dict[str, Callable[[Arch, torch.device], Subject]] = {
-    "hepflows": build_hepflows, "zuko": build_zuko, "nflows": build_nflows,
+    "hepflows": build_hepflows,
+    "zuko": build_zuko,
+    "nflows": build_nflows,
 }
 
 
@@ -433,7 +447,9 @@ def toy_preprocessor(features: int) -> preprocess.Preprocessor:
     return preprocess.fit(x, names)
 
 
-def write_peer_root(subject: Subject, pre: preprocess.Preprocessor, path: Path, n: int, chunk: int) -> None:
+def write_peer_root(
+    subject: Subject, pre: preprocess.Preprocessor, path: Path, n: int, chunk: int
+) -> None:
     """What a user of a peer library writes: sample a chunk, map it back, write it, repeat."""
     from hepflows.events.io import EventWriter
 
@@ -471,10 +487,16 @@ class ArchResult:
     rows: list[Row] = field(default_factory=list)
 
 
-def measure_arch(arch: Arch, libs: Sequence[str], args: argparse.Namespace, device: torch.device) -> ArchResult:
+def measure_arch(
+    arch: Arch, libs: Sequence[str], args: argparse.Namespace, device: torch.device
+) -> ArchResult:
     torch.manual_seed(0)
     subjects = {
-        lib: (build_hepflows(arch, device, args.precision) if lib == "hepflows" else BUILDERS[lib](arch, device))
+        lib: (
+            build_hepflows(arch, device, args.precision)
+            if lib == "hepflows"
+            else BUILDERS[lib](arch, device)
+        )
         for lib in libs
     }
     flops = matmul_flops(subjects["hepflows"].module)
@@ -498,15 +520,27 @@ def measure_arch(arch: Arch, libs: Sequence[str], args: argparse.Namespace, devi
             path = out / f"{lib}.root"
             if lib == "hepflows":
                 tasks[lib] = partial(
-                    sample_to_root, s.module, pre, path, args.root_events, seed=1,
-                    chunk_size=args.root_chunk, device=device, progress=False,
+                    sample_to_root,
+                    s.module,
+                    pre,
+                    path,
+                    args.root_events,
+                    seed=1,
+                    chunk_size=args.root_chunk,
+                    device=device,
+                    progress=False,
                     precision=args.precision,
                 )
             else:
-                tasks[lib] = partial(write_peer_root, s, pre, path, args.root_events, args.root_chunk)
+                tasks[lib] = partial(
+                    write_peer_root, s, pre, path, args.root_events, args.root_chunk
+                )
         for lib, s in subjects.items():  # warm-up: first writes import and set up uproot
-            (sample_to_root(s.module, pre, out / "warm.root", 256, seed=1, progress=False)
-             if lib == "hepflows" else write_peer_root(s, pre, out / "warm.root", 256, 256))
+            (
+                sample_to_root(s.module, pre, out / "warm.root", 256, seed=1, progress=False)
+                if lib == "hepflows"
+                else write_peer_root(s, pre, out / "warm.root", 256, 256)
+            )
         root_s = interleaved(tasks, args.root_rounds, 0, device)
 
     print(f"  {arch.title}: peak memory ...", file=sys.stderr, flush=True)
@@ -520,9 +554,14 @@ def measure_arch(arch: Arch, libs: Sequence[str], args: argparse.Namespace, devi
         with peak_memory(device) as sample_mem:
             run()
         row = Row(
-            arch.key, lib, s.parameters, rate(arch.batch, train_s[lib]),
-            rate(args.sample_events, sample_s[lib]), rate(args.root_events, root_s[lib]),
-            train_mem["mb"], sample_mem["mb"],
+            arch.key,
+            lib,
+            s.parameters,
+            rate(arch.batch, train_s[lib]),
+            rate(args.sample_events, sample_s[lib]),
+            rate(args.root_events, root_s[lib]),
+            train_mem["mb"],
+            sample_mem["mb"],
         )
         row.train_fraction = 3 * flops * row.train / gemm_rate
         row.sample_fraction = flops * row.sample / gemm_rate
@@ -624,8 +663,11 @@ def measure_config(path: Path, args: argparse.Namespace, device: torch.device) -
     seconds = interleaved(tasks, max(3, args.rounds // 2), 1, device)
     return {
         "config": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-        "model": model, "params": subject.parameters, "flops": matmul_flops(flow),
-        "train": rate(batch, seconds["train"]), "sample": rate(n, seconds["sample"]),
+        "model": model,
+        "params": subject.parameters,
+        "flops": matmul_flops(flow),
+        "train": rate(batch, seconds["train"]),
+        "sample": rate(n, seconds["sample"]),
     }
 
 
@@ -636,7 +678,7 @@ def curve_point(model: str, n: int, chunk: int, device: str, threads: int) -> di
 import json, resource, sys, tempfile, time
 from pathlib import Path
 import torch
-sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); sys.path.insert(0, {str(ROOT / 'src')!r})
+sys.path.insert(0, {str(ROOT / "benchmarks")!r}); sys.path.insert(0, {str(ROOT / "src")!r})
 torch.set_num_threads({threads})
 from throughput import curve_model, toy_preprocessor
 from hepflows.sampling import sample_to_root
@@ -682,8 +724,10 @@ def _num(v: float, fmt: str = ",.0f") -> str:
 
 
 def print_table(results: list[ArchResult]) -> None:
-    head = (f"{'model':<38} {'library':<16} {'params':>7} {'train ev/s':>11} {'sample ev/s':>12} "
-            f"{'ROOT ev/s':>10} {'peak MB train/sample':>21} {'of matmul train/sample':>23}")
+    head = (
+        f"{'model':<38} {'library':<16} {'params':>7} {'train ev/s':>11} {'sample ev/s':>12} "
+        f"{'ROOT ev/s':>10} {'peak MB train/sample':>21} {'of matmul train/sample':>23}"
+    )
     print(head)
     print("-" * len(head))
     for res in results:
@@ -723,60 +767,126 @@ def machine_line(device: torch.device, threads: int) -> str:
                 if line.startswith("model name"):
                     name = line.split(":", 1)[1].strip()
                     break
-    env = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ)
+    env = ", ".join(
+        f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ
+    )
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"device: {device.type} ({name}), {threads} thread(s), {os.cpu_count()} core(s); torch "
-            f"{torch.__version__}; load average {load}{'; ' + env if env else ''}")
+    return (
+        f"device: {device.type} ({name}), {threads} thread(s), {os.cpu_count()} core(s); torch "
+        f"{torch.__version__}; load average {load}{'; ' + env if env else ''}"
+    )
 
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="tiny models and sizes: a smoke run")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for every library "
-                   "(default: OMP_NUM_THREADS, else 2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for every library (default: OMP_NUM_THREADS, else 2)",
+    )
     p.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
     p.add_argument("--archs", nargs="+", default=["seed", "spline"], choices=["seed", "spline"])
-    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
-                   help="hepflows' sampling precision (auto: bf16 on a capable GPU)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bf16"],
+        help="hepflows' sampling precision (auto: bf16 on a capable GPU)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="timed training rounds (default 12)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per library (default 3)")
-    p.add_argument("--sample-events", type=int, default=None,
-                   help="events per in-memory sampling call (default 16384 CPU, 2**20 GPU)")
-    p.add_argument("--sample-rounds", type=int, default=None, help="timed sampling rounds (default 5)")
-    p.add_argument("--root-events", type=int, default=None, help="events per ROOT file (default 32768 CPU, 4e6 GPU)")
-    p.add_argument("--root-chunk", type=int, default=None, help="chunk size for ROOT (default 16384 CPU, 1e6 GPU)")
+    p.add_argument(
+        "--sample-events",
+        type=int,
+        default=None,
+        help="events per in-memory sampling call (default 16384 CPU, 2**20 GPU)",
+    )
+    p.add_argument(
+        "--sample-rounds", type=int, default=None, help="timed sampling rounds (default 5)"
+    )
+    p.add_argument(
+        "--root-events",
+        type=int,
+        default=None,
+        help="events per ROOT file (default 32768 CPU, 4e6 GPU)",
+    )
+    p.add_argument(
+        "--root-chunk",
+        type=int,
+        default=None,
+        help="chunk size for ROOT (default 16384 CPU, 1e6 GPU)",
+    )
     p.add_argument("--root-rounds", type=int, default=None, help="timed ROOT rounds (default 5)")
-    p.add_argument("--nll-steps", type=int, default=None, help="training steps of the NLL check (default 300)")
-    p.add_argument("--nll-train", type=int, default=None, help="generator events to train on (default 100000)")
-    p.add_argument("--nll-test", type=int, default=None, help="generator test events (default 20000)")
-    p.add_argument("--curve-seed", type=float, nargs="*", default=None,
-                   help="event counts of the memory curve with the seed model (default 1e5 3e5 1e6)")
-    p.add_argument("--curve-tiny", type=float, nargs="*", default=None,
-                   help="event counts of the memory curve with a tiny flow (default 1e5 1e6 1e7)")
-    p.add_argument("--curve-chunk", type=int, default=100_000, help="chunk size of the memory curve")
-    p.add_argument("--configs", type=Path, nargs="*", default=None,
-                   help="configs whose model's cost is printed (default config/seed-paper.yaml "
-                   "and config/best.yaml; none with --quick)")
-    p.add_argument("--clock", default="wall", choices=list(CLOCKS),
-                   help="wall time, or process CPU time (robust to other processes' load)")
-    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
-                   help="what to measure and print")
+    p.add_argument(
+        "--nll-steps", type=int, default=None, help="training steps of the NLL check (default 300)"
+    )
+    p.add_argument(
+        "--nll-train", type=int, default=None, help="generator events to train on (default 100000)"
+    )
+    p.add_argument(
+        "--nll-test", type=int, default=None, help="generator test events (default 20000)"
+    )
+    p.add_argument(
+        "--curve-seed",
+        type=float,
+        nargs="*",
+        default=None,
+        help="event counts of the memory curve with the seed model (default 1e5 3e5 1e6)",
+    )
+    p.add_argument(
+        "--curve-tiny",
+        type=float,
+        nargs="*",
+        default=None,
+        help="event counts of the memory curve with a tiny flow (default 1e5 1e6 1e7)",
+    )
+    p.add_argument(
+        "--curve-chunk", type=int, default=100_000, help="chunk size of the memory curve"
+    )
+    p.add_argument(
+        "--configs",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="configs whose model's cost is printed (default config/seed-paper.yaml "
+        "and config/best.yaml; none with --quick)",
+    )
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=list(CLOCKS),
+        help="wall time, or process CPU time (robust to other processes' load)",
+    )
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=list(SECTIONS),
+        choices=SECTIONS,
+        help="what to measure and print",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
     args = p.parse_args(argv)
 
     cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     q = args.quick
     defaults = {
-        "rounds": 3 if q else 12, "warmup": 1 if q else 3, "sample_rounds": 2 if q else 5,
+        "rounds": 3 if q else 12,
+        "warmup": 1 if q else 3,
+        "sample_rounds": 2 if q else 5,
         "sample_events": 2048 if q else (1 << 20 if cuda else 16384),
         "root_events": 4096 if q else (4_000_000 if cuda else 32768),
         "root_chunk": 2048 if q else (1_000_000 if cuda else 16384),
-        "root_rounds": 1 if q else 5, "nll_steps": 5 if q else 300,
-        "nll_train": 2000 if q else 100_000, "nll_test": 1000 if q else 20_000,
-        "curve_seed": [] if q else [1e5, 3e5, 1e6], "curve_tiny": [1e4] if q else [1e5, 1e6, 1e7],
+        "root_rounds": 1 if q else 5,
+        "nll_steps": 5 if q else 300,
+        "nll_train": 2000 if q else 100_000,
+        "nll_test": 1000 if q else 20_000,
+        "curve_seed": [] if q else [1e5, 3e5, 1e6],
+        "curve_tiny": [1e4] if q else [1e5, 1e6, 1e7],
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -784,7 +894,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.threads is None:
         args.threads = int(os.environ.get("OMP_NUM_THREADS", 2))
     if args.configs is None:
-        args.configs = [] if q else [ROOT / "config" / "seed-paper.yaml", ROOT / "config" / "best.yaml"]
+        args.configs = (
+            [] if q else [ROOT / "config" / "seed-paper.yaml", ROOT / "config" / "best.yaml"]
+        )
     return args
 
 
@@ -792,8 +904,11 @@ def main(argv: list[str] | None = None) -> dict:
     global clock
     args = parse_args(argv)
     clock = CLOCKS[args.clock]
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     torch.set_num_threads(args.threads)
     libs, skipped = available_peers(args.libraries)
     if "hepflows" not in libs:
@@ -805,7 +920,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = []
     if "table" in args.sections:
-        results = [measure_arch(a, libs, args, device) for a in architectures(args.quick) if a.key in args.archs]
+        results = [
+            measure_arch(a, libs, args, device)
+            for a in architectures(args.quick)
+            if a.key in args.archs
+        ]
         print_table(results)
 
     nll: dict = {}
@@ -814,13 +933,25 @@ def main(argv: list[str] | None = None) -> dict:
     configs = configs_section(args, device) if "configs" in args.sections else []
     curve = curve_section(args, device) if "curve" in args.sections else []
 
-    print(f"\ntotal benchmark time {time.perf_counter() - started:.0f} s; "
-          f"load average at the end {' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(
+        f"\ntotal benchmark time {time.perf_counter() - started:.0f} s; "
+        f"load average at the end {' / '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    )
     report = {
-        "machine": machine_line(device, args.threads), "skipped": skipped,
-        "archs": [{"arch": r.arch.__dict__, "flops": r.flops, "gemm_gflops": r.gemm_gflops,
-                   "rows": [row.__dict__ for row in r.rows]} for r in results],
-        "nll": nll, "configs": configs, "curve": curve,
+        "machine": machine_line(device, args.threads),
+        "skipped": skipped,
+        "archs": [
+            {
+                "arch": r.arch.__dict__,
+                "flops": r.flops,
+                "gemm_gflops": r.gemm_gflops,
+                "rows": [row.__dict__ for row in r.rows],
+            }
+            for r in results
+        ],
+        "nll": nll,
+        "configs": configs,
+        "curve": curve,
     }
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str))
@@ -829,16 +960,23 @@ def main(argv: list[str] | None = None) -> dict:
 
 def nll_section(args: argparse.Namespace, device: torch.device) -> dict:
     seed_arch = next(a for a in architectures(args.quick) if a.key == "seed")
-    print("fidelity of the fast path (seed architecture with log-scale bound 3, "
-          f"{args.nll_steps} Adam steps on {args.nll_train} generator events, "
-          f"test NLL on {args.nll_test}; nats/event, preprocessed space):", file=sys.stdout)
+    print(
+        "fidelity of the fast path (seed architecture with log-scale bound 3, "
+        f"{args.nll_steps} Adam steps on {args.nll_train} generator events, "
+        f"test NLL on {args.nll_test}; nats/event, preprocessed space):",
+        file=sys.stdout,
+    )
     nll = nll_check(seed_arch, args, device)
     print(f"  {'path':<40} {'mean NLL':>10} {'median NLL':>11} {'mean |dlogp| vs float32':>24}")
-    for key, label in (("float32", "float32 reference (unfused layers)"),
-                       ("fast", f"fast path ({nll['fast_precision']}, fused)"),
-                       ("bf16", "bfloat16 autocast (the GPU fast path)")):
-        print(f"  {label:<40} {nll[key]:>10.4f} {nll[key + '_median']:>11.4f} "
-              f"{nll[key + '_abs_diff']:>24.2e}")
+    for key, label in (
+        ("float32", "float32 reference (unfused layers)"),
+        ("fast", f"fast path ({nll['fast_precision']}, fused)"),
+        ("bf16", "bfloat16 autocast (the GPU fast path)"),
+    ):
+        print(
+            f"  {label:<40} {nll[key]:>10.4f} {nll[key + '_median']:>11.4f} "
+            f"{nll[key + '_abs_diff']:>24.2e}"
+        )
     print()
     return nll
 
@@ -846,8 +984,10 @@ def nll_section(args: argparse.Namespace, device: torch.device) -> dict:
 def configs_section(args: argparse.Namespace, device: torch.device) -> list[dict]:
     configs = []
     if args.configs:
-        print("models users run (hepflows, config batch size; sampling "
-              f"{args.sample_events} events a call):")
+        print(
+            "models users run (hepflows, config batch size; sampling "
+            f"{args.sample_events} events a call):"
+        )
     for path in args.configs:
         found = measure_config(path, args, device)
         if found is None:
@@ -855,10 +995,12 @@ def configs_section(args: argparse.Namespace, device: torch.device) -> list[dict
             continue
         configs.append(found)
         m = found["model"]
-        print(f"  {found['config']} ({m.get('coupling', 'affine')}, {m.get('blocks', 20)} blocks, "
-              f"hidden {m.get('hidden', [512, 512])}, {_si(found['params'])} params, "
-              f"{_si(found['flops'])} FLOPs/event): train {_num(found['train'])} ev/s, "
-              f"sample {_num(found['sample'])} ev/s")
+        print(
+            f"  {found['config']} ({m.get('coupling', 'affine')}, {m.get('blocks', 20)} blocks, "
+            f"hidden {m.get('hidden', [512, 512])}, {_si(found['params'])} params, "
+            f"{_si(found['flops'])} FLOPs/event): train {_num(found['train'])} ev/s, "
+            f"sample {_num(found['sample'])} ev/s"
+        )
     if args.configs:
         print()
     return configs
@@ -866,17 +1008,24 @@ def configs_section(args: argparse.Namespace, device: torch.device) -> list[dict
 
 def curve_section(args: argparse.Namespace, device: torch.device) -> list[dict]:
     curve = []
-    points = [("seed", int(n)) for n in args.curve_seed] + [("tiny", int(n)) for n in args.curve_tiny]
+    points = [("seed", int(n)) for n in args.curve_seed] + [
+        ("tiny", int(n)) for n in args.curve_tiny
+    ]
     if points:
-        print(f"sample_to_root cost per event and peak RSS (fresh process each, chunks of "
-              f"{args.curve_chunk}, LZ4):")
+        print(
+            f"sample_to_root cost per event and peak RSS (fresh process each, chunks of "
+            f"{args.curve_chunk}, LZ4):"
+        )
         print(f"  {'model':<6} {'events':>12} {'seconds':>9} {'us/event':>9} {'peak RSS MB':>12}")
     for model, n in points:
         point = curve_point(model, n, min(args.curve_chunk, n), str(device), args.threads)
         point.update(model=model, events=n)
         curve.append(point)
-        print(f"  {model:<6} {n:>12,} {point['seconds']:>9.1f} {1e6 * point['seconds'] / n:>9.2f} "
-              f"{point['peak_mb']:>12.0f}", flush=True)
+        print(
+            f"  {model:<6} {n:>12,} {point['seconds']:>9.1f} {1e6 * point['seconds'] / n:>9.2f} "
+            f"{point['peak_mb']:>12.0f}",
+            flush=True,
+        )
     return curve
 
 

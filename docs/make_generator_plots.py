@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "img" / "generator_features.png")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "img" / "generator_features.png"
+    )
     args = parser.parse_args(argv)
 
     ev = generate(args.events, seed=args.seed)

@@ -35,8 +35,9 @@ def copy_workflow(dest: Path, configs: Mapping[str, Any] | None = None) -> Path:
 
 def snakemake_env(**extra: str) -> dict[str, str]:
     """The environment of a Snakemake subprocess: its jobs' `python` is this interpreter."""
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                **extra)
+    return dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra
+    )
 
 
 # Tests share 2 cores with each other's subprocesses: keep torch from oversubscribing.
@@ -54,8 +55,12 @@ def tiny_settings() -> dict:
         "model": {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu"},
         "training": {"epochs": 2, "batch_size": 256, "lr": 1e-3, "device": "cpu"},
         "sampling": {"events": 1500, "chunk_size": 400},
-        "validation": {"max_events": 500, "n_null": 20, "classifier": False,
-                       "amplification": {"truth_events": 5000}},
+        "validation": {
+            "max_events": 500,
+            "n_null": 20,
+            "classifier": False,
+            "amplification": {"truth_events": 5000},
+        },
     }
 
 
@@ -76,17 +81,27 @@ TINY_WORKFLOW = {
     "model": {"blocks": 2, "hidden": [16, 16]},
     "training": {"epochs": 2, "batch_size": 256, "device": "cpu"},
     "sampling": {"events": 1000, "chunk_size": 300},
-    "validation": {"max_events": 1000, "n_null": 20, "classifier": True,
-                   "amplification": {"truth_events": 20000}},
+    "validation": {
+        "max_events": 1000,
+        "n_null": 20,
+        "classifier": True,
+        "amplification": {"truth_events": 20000},
+    },
 }
 
 
-def run_tiny_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run_tiny_snakemake(
+    workdir: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
     """``snakemake --configfile config/tiny.yaml ARGS`` in ``workdir``; fails the test with the
     logs when it fails (unless ``check`` is false)."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--configfile", "config/tiny.yaml", *args],
-        cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=900,
+        cwd=workdir,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if check and result.returncode != 0:
         logs = "\n".join(p.read_text() for p in (workdir / "results").rglob("*.log"))

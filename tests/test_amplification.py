@@ -41,8 +41,7 @@ def mc_rows(truth) -> list[tuple[int, list[dict]]]:
     """(size, rows) for MC samples of three sizes from disjoint event ranges."""
     out = []
     for i, n in enumerate((5_000, 20_000, 80_000)):
-        rows = amp.amplification(truth, _mc(n, i * 10**6), FEATURES, n_train=n, cells=100,
-                                 seed=i)
+        rows = amp.amplification(truth, _mc(n, i * 10**6), FEATURES, n_train=n, cells=100, seed=i)
         out.append((n, rows))
     return out
 
@@ -119,12 +118,14 @@ def test_a_smeared_copy_is_finite_in_the_joint_partition(truth):
 def test_weights_enter_through_kish_sizes(truth):
     sample = _mc(20_000, 9 * 10**6)
     plain = amp.amplification(truth, sample, FEATURES[:2], cells=None, slices=["all"])
-    unit = amp.amplification(truth, {**sample, "weight": np.ones(20_000)}, FEATURES[:2],
-                             cells=None, slices=["all"])
+    unit = amp.amplification(
+        truth, {**sample, "weight": np.ones(20_000)}, FEATURES[:2], cells=None, slices=["all"]
+    )
     assert plain == unit
     w = np.where(np.arange(20_000) % 2 == 0, 1.0, 3.0)  # Kish size 20k * 16 / 20 = 16k
-    weighted = amp.amplification(truth, {**sample, "weight": w}, FEATURES[:2], cells=None,
-                                 slices=["all"])
+    weighted = amp.amplification(
+        truth, {**sample, "weight": w}, FEATURES[:2], cells=None, slices=["all"]
+    )
     assert weighted[0]["n_generated"] == pytest.approx(16_000)
 
 
@@ -168,13 +169,36 @@ def test_command_line(tmp_path):
     write_events(tmp_path / "truth.root", _mc(20_000, TRUTH_START))
     write_events(tmp_path / "gen.root", _mc(4_000, 0))
     out = tmp_path / "out"
-    assert amp.main(["--truth", str(tmp_path / "truth.root"), "--generated",
-                     str(tmp_path / "gen.root"), "--out", str(out), "--train", str(tmp_path / "gen.root"),
-                     "--cells", "20", "--no-plot"]) == 0
+    assert (
+        amp.main(
+            [
+                "--truth",
+                str(tmp_path / "truth.root"),
+                "--generated",
+                str(tmp_path / "gen.root"),
+                "--out",
+                str(out),
+                "--train",
+                str(tmp_path / "gen.root"),
+                "--cells",
+                "20",
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "amplification.json").read_text())
     assert {r["feature"] for r in doc["rows"]} == {*FEATURES, amp.JOINT}
     assert {r["slice"] for r in doc["rows"]} == {"all", "signal", "background"}
     assert {r["n_train"] for r in doc["rows"]} == {4000}
     with pytest.raises(SystemExit):
-        amp.main(["--truth", str(tmp_path / "missing.root"), "--generated",
-                  str(tmp_path / "gen.root"), "--out", str(out)])
+        amp.main(
+            [
+                "--truth",
+                str(tmp_path / "missing.root"),
+                "--generated",
+                str(tmp_path / "gen.root"),
+                "--out",
+                str(out),
+            ]
+        )

@@ -30,7 +30,11 @@ def _mode(path: Path) -> int:
 
 def _events(n: int = 50) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
-    return {"met": rng.random(n), "m_jj": rng.random(n), LABEL: (rng.random(n) < 0.5).astype(np.int8)}
+    return {
+        "met": rng.random(n),
+        "m_jj": rng.random(n),
+        LABEL: (rng.random(n) < 0.5).astype(np.int8),
+    }
 
 
 def test_current_umask_reads_without_changing_it(umask):
@@ -66,13 +70,37 @@ def test_every_writer_gives_the_umask_mode(tmp_path, umask):
 
 def test_pipeline_steps_outputs_follow_the_umask(tmp_path, umask):
     """The steps a user runs: generate (ROOT), preprocess (JSON), under the caller's umask."""
-    settings = ('{"features": ["met", "m_jj"], "data": {"events": '
-                '{"train": 300, "val": 100, "test": 100}}}')
+    settings = (
+        '{"features": ["met", "m_jj"], "data": {"events": {"train": 300, "val": 100, "test": 100}}}'
+    )
     paths = {k: tmp_path / "data" / f"{k}.root" for k in ("train", "val", "test")}
-    assert main(["generate", "--quiet", "--settings", settings,
-                 *(a for k, p in paths.items() for a in (f"--{k}", str(p)))]) == 0
-    assert main(["preprocess", "--quiet", "--settings", settings, "--train", str(paths["train"]),
-                 "--out", str(tmp_path / "preprocess.json")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--quiet",
+                "--settings",
+                settings,
+                *(a for k, p in paths.items() for a in (f"--{k}", str(p))),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "preprocess",
+                "--quiet",
+                "--settings",
+                settings,
+                "--train",
+                str(paths["train"]),
+                "--out",
+                str(tmp_path / "preprocess.json"),
+            ]
+        )
+        == 0
+    )
     expected = 0o666 & ~umask
     for path in [*paths.values(), tmp_path / "preprocess.json"]:
         assert _mode(path) == expected, f"{path.name}: {oct(_mode(path))}, expected {oct(expected)}"

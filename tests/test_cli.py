@@ -35,14 +35,45 @@ def steps(tmp_path_factory):
     }
     d = tmp_path_factory.mktemp("steps")
     runs = [
-        script("generate", "--train", d / "train.root", "--val", d / "val.root", "--test",
-               d / "test.root", settings=settings),
-        script("preprocess", "--train", d / "train.root", "--out", d / "pre.json", settings=settings),
-        script("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
-               d / "pre.json", "--model", d / "model.pt", "--log", d / "log.csv", "--plot",
-               d / "curve", settings=settings),
-        script("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out",
-               d / "gen.root", settings=settings),
+        script(
+            "generate",
+            "--train",
+            d / "train.root",
+            "--val",
+            d / "val.root",
+            "--test",
+            d / "test.root",
+            settings=settings,
+        ),
+        script(
+            "preprocess", "--train", d / "train.root", "--out", d / "pre.json", settings=settings
+        ),
+        script(
+            "train",
+            "--train",
+            d / "train.root",
+            "--val",
+            d / "val.root",
+            "--preprocess",
+            d / "pre.json",
+            "--model",
+            d / "model.pt",
+            "--log",
+            d / "log.csv",
+            "--plot",
+            d / "curve",
+            settings=settings,
+        ),
+        script(
+            "sample",
+            "--model",
+            d / "model.pt",
+            "--preprocess",
+            d / "pre.json",
+            "--out",
+            d / "gen.root",
+            settings=settings,
+        ),
     ]
     for run in runs:
         assert run.returncode == 0, run.stderr
@@ -51,8 +82,10 @@ def steps(tmp_path_factory):
 
 def test_each_step_writes_its_outputs(steps):
     d, settings, runs = steps
-    events = {split: read_events(d / f"{split}.root", settings["features"])
-              for split in ("train", "val", "test")}
+    events = {
+        split: read_events(d / f"{split}.root", settings["features"])
+        for split in ("train", "val", "test")
+    }
     for split, n in settings["data"]["events"].items():
         assert len(events[split]["label"]) == n
     # The splits are disjoint ranges of one stream, not copies.
@@ -71,8 +104,16 @@ def test_each_step_writes_its_outputs(steps):
 
 def test_sample_is_reproducible(steps, tmp_path):
     d, settings, _ = steps
-    again = script("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out",
-                   tmp_path / "again.root", settings=settings)
+    again = script(
+        "sample",
+        "--model",
+        d / "model.pt",
+        "--preprocess",
+        d / "pre.json",
+        "--out",
+        tmp_path / "again.root",
+        settings=settings,
+    )
     assert again.returncode == 0, again.stderr
     a = read_events(d / "gen.root", settings["features"])
     b = read_events(tmp_path / "again.root", settings["features"])
@@ -83,8 +124,18 @@ def test_sample_is_reproducible(steps, tmp_path):
 def test_sample_precision_auto_is_float32_on_the_cpu_and_bf16_can_be_forced(steps, tmp_path):
     d, settings, _ = steps
     assert read_metadata(d / "gen.root")["precision"] == "float32"  # auto, on the CPU
-    forced = script("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out",
-                    tmp_path / "bf16.root", "--precision", "bf16", settings=settings)
+    forced = script(
+        "sample",
+        "--model",
+        d / "model.pt",
+        "--preprocess",
+        d / "pre.json",
+        "--out",
+        tmp_path / "bf16.root",
+        "--precision",
+        "bf16",
+        settings=settings,
+    )
     assert forced.returncode == 0, forced.stderr
     assert "in bf16" in forced.stderr
     assert read_metadata(tmp_path / "bf16.root")["precision"] == "bf16"
@@ -97,8 +148,14 @@ def test_sample_precision_auto_is_float32_on_the_cpu_and_bf16_can_be_forced(step
 
 def test_missing_input_is_named_and_nothing_written(steps, tmp_path):
     _, settings, _ = steps
-    run = script("preprocess", "--train", tmp_path / "nope.root", "--out", tmp_path / "pre.json",
-                 settings=settings)
+    run = script(
+        "preprocess",
+        "--train",
+        tmp_path / "nope.root",
+        "--out",
+        tmp_path / "pre.json",
+        settings=settings,
+    )
     assert run.returncode == 2
     assert "nope.root" in run.stderr
     assert not (tmp_path / "pre.json").exists()
@@ -107,24 +164,60 @@ def test_missing_input_is_named_and_nothing_written(steps, tmp_path):
 def test_model_from_another_config_is_refused(steps, tmp_path):
     d, settings, _ = steps
     other = dict(settings, preprocess={"margin": 0.2})
-    assert script("preprocess", "--train", d / "train.root", "--out", tmp_path / "pre.json",
-                  settings=other).returncode == 0
-    run = script("sample", "--model", d / "model.pt", "--preprocess", tmp_path / "pre.json",
-                 "--out", tmp_path / "gen.root", settings=other)
+    assert (
+        script(
+            "preprocess",
+            "--train",
+            d / "train.root",
+            "--out",
+            tmp_path / "pre.json",
+            settings=other,
+        ).returncode
+        == 0
+    )
+    run = script(
+        "sample",
+        "--model",
+        d / "model.pt",
+        "--preprocess",
+        tmp_path / "pre.json",
+        "--out",
+        tmp_path / "gen.root",
+        settings=other,
+    )
     assert run.returncode == 2
     assert "model.pt" in run.stderr and "preprocessing hash" in run.stderr
     assert not (tmp_path / "gen.root").exists()
-    run = script("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
-                 d / "pre.json", "--model", tmp_path / "m.pt", "--log", tmp_path / "l.csv",
-                 settings=other)
+    run = script(
+        "train",
+        "--train",
+        d / "train.root",
+        "--val",
+        d / "val.root",
+        "--preprocess",
+        d / "pre.json",
+        "--model",
+        tmp_path / "m.pt",
+        "--log",
+        tmp_path / "l.csv",
+        settings=other,
+    )
     assert run.returncode == 2
     assert "pre.json" in run.stderr and "config hash" in run.stderr
     assert not (tmp_path / "m.pt").exists()
 
 
 def test_bad_settings_exit_2_naming_key(tmp_path):
-    run = script("generate", "--train", tmp_path / "a.root", "--val", tmp_path / "b.root",
-                 "--test", tmp_path / "c.root", settings={"data": {"events": {"train": -5}}})
+    run = script(
+        "generate",
+        "--train",
+        tmp_path / "a.root",
+        "--val",
+        tmp_path / "b.root",
+        "--test",
+        tmp_path / "c.root",
+        settings={"data": {"events": {"train": -5}}},
+    )
     assert run.returncode == 2
     assert "data.events.train" in run.stderr
     assert list(tmp_path.iterdir()) == []
@@ -132,8 +225,12 @@ def test_bad_settings_exit_2_naming_key(tmp_path):
 
 def test_help_of_every_script():
     for name in ("generate", "ingest", "preprocess", "train", "sample", "validate"):
-        run = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"],
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0 and "--settings" in run.stdout
 
 
@@ -141,15 +238,43 @@ def test_unconditional_model_is_validated_as_one_class(steps, tmp_path):
     d, settings, _ = steps
     plain = dict(settings, training=dict(settings["training"], conditional=False))
     for name, *args in (
-        ("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
-         d / "pre.json", "--model", tmp_path / "m.pt", "--log", tmp_path / "log.csv"),
-        ("sample", "--model", tmp_path / "m.pt", "--preprocess", d / "pre.json", "--out",
-         tmp_path / "gen.root"),
-        ("validate", "--reference", d / "test.root", "--generated", tmp_path / "gen.root",
-         "--train", d / "train.root", "--out-dir", tmp_path / "val"),
+        (
+            "train",
+            "--train",
+            d / "train.root",
+            "--val",
+            d / "val.root",
+            "--preprocess",
+            d / "pre.json",
+            "--model",
+            tmp_path / "m.pt",
+            "--log",
+            tmp_path / "log.csv",
+        ),
+        (
+            "sample",
+            "--model",
+            tmp_path / "m.pt",
+            "--preprocess",
+            d / "pre.json",
+            "--out",
+            tmp_path / "gen.root",
+        ),
+        (
+            "validate",
+            "--reference",
+            d / "test.root",
+            "--generated",
+            tmp_path / "gen.root",
+            "--train",
+            d / "train.root",
+            "--out-dir",
+            tmp_path / "val",
+        ),
     ):
-        run = script(name, *args, settings=dict(plain, validation={"max_events": 400,
-                                                                    "classifier": False}))
+        run = script(
+            name, *args, settings=dict(plain, validation={"max_events": 400, "classifier": False})
+        )
         assert run.returncode == 0, run.stderr
     assert "no labels" in run.stderr
     metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
@@ -167,8 +292,14 @@ def test_validation_events_outside_the_fitted_range_are_left_out(steps, tmp_path
     pre = preprocess.Preprocessor.load(d / "pre.json")
     events = read_events(d / "val.root", pre.features)
     n = len(events["label"])
-    natural = int(pre.outside_mask(np.stack([events[f] for f in pre.features], 1)).any(axis=1).sum())
-    inside = int(np.flatnonzero(~pre.outside_mask(np.stack([events[f] for f in pre.features], 1)).any(axis=1))[0])
+    natural = int(
+        pre.outside_mask(np.stack([events[f] for f in pre.features], 1)).any(axis=1).sum()
+    )
+    inside = int(
+        np.flatnonzero(
+            ~pre.outside_mask(np.stack([events[f] for f in pre.features], 1)).any(axis=1)
+        )[0]
+    )
     events["m_bb"] = events["m_bb"].copy()
     events["m_bb"][inside] = pre.high[pre.features.index("m_bb")] * 10
     write_events(tmp_path / "val.root", events)

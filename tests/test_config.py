@@ -25,8 +25,12 @@ def test_seed_paper_is_the_seed_study():
     model, training = cfg["model"], cfg["training"]
     assert (model["blocks"], model["hidden"], model["activation"]) == (20, [512, 512], "relu")
     assert (model["coupling"], model["norm"], model["permutation"]) == ("affine", "batchnorm", "lu")
-    assert (training["lr"], training["weight_decay"], training["epochs"], training["batch_size"]) == (
-        1e-4, 1e-6, 35, 1024)
+    assert (
+        training["lr"],
+        training["weight_decay"],
+        training["epochs"],
+        training["batch_size"],
+    ) == (1e-4, 1e-6, 35, 1024)
     assert cfg["data"]["events"]["train"] == 500_000
     assert cfg["features"] == "continuous"
 
@@ -54,8 +58,17 @@ def test_defaults_filled_without_touching_input():
         ({"model": {"coupling": "magic"}}, "model.coupling", "magic"),
         ({"model": {"blokcs": 3}}, "model", "blokcs"),
         ({"data": {"source": "higgs_csv"}}, "data.path", "required"),
-        ({"data": {"source": "higgs_csv", "path": "x.csv",
-                   "split": {"train": 0.5, "val": 0.2, "test": 0.2}}}, "data.split", "sum to 1"),
+        (
+            {
+                "data": {
+                    "source": "higgs_csv",
+                    "path": "x.csv",
+                    "split": {"train": 0.5, "val": 0.2, "test": 0.2},
+                }
+            },
+            "data.split",
+            "sum to 1",
+        ),
     ],
 )
 def test_bad_config_names_key(bad, key, expected):
@@ -80,6 +93,8 @@ def test_section_hash_tracks_only_its_sections():
     cfg = config.validate({})
     other = config.validate({"model": {"blocks": 3}})
     assert config.section_hash(cfg, config.PREPROCESS_SECTIONS) == config.section_hash(
-        other, config.PREPROCESS_SECTIONS)
+        other, config.PREPROCESS_SECTIONS
+    )
     assert config.section_hash(cfg, config.MODEL_SECTIONS) != config.section_hash(
-        other, config.MODEL_SECTIONS)
+        other, config.MODEL_SECTIONS
+    )

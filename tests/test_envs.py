@@ -27,7 +27,9 @@ def test_env_pins_agree_with_pyproject():
         deps = yaml.safe_load(env.read_text())["dependencies"]
         pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
         for name, version in _pins(pip).items():
-            assert pinned.get(name) == version, f"{env.name}: {name}=={version}, pyproject {pinned.get(name)}"
+            assert pinned.get(name) == version, (
+                f"{env.name}: {name}=={version}, pyproject {pinned.get(name)}"
+            )
 
 
 def test_every_rule_names_env_log_and_benchmark():

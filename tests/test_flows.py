@@ -79,28 +79,46 @@ def context_for(c: int, n: int = N, seed: int = 1) -> torch.Tensor | None:
 
 
 def inputs(n: int = N, d: int = D, seed: int = 2, std: float = 1.5) -> torch.Tensor:
-    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * std
+    return (
+        torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * std
+    )
 
 
 # every layer type, built for ``c`` context columns
 LAYERS = {
     "affine-half-0": lambda c: AffineCoupling(coupling_mask("half", D, 0), c, hidden=[16, 16]),
     "affine-half-1": lambda c: AffineCoupling(coupling_mask("half", D, 1), c, hidden=[16, 16]),
-    "affine-alternating-0": lambda c: AffineCoupling(coupling_mask("alternating", D, 0), c, hidden=[16]),
-    "affine-alternating-1": lambda c: AffineCoupling(coupling_mask("alternating", D, 1), c, hidden=[16]),
-    "affine-checkerboard-2": lambda c: AffineCoupling(coupling_mask("checkerboard", D, 2), c, hidden=[16]),
-    "affine-checkerboard-5": lambda c: AffineCoupling(coupling_mask("checkerboard", D, 5), c, hidden=[16]),
-    "affine-unbounded": lambda c: AffineCoupling(coupling_mask("half", D, 0), c, hidden=[16], scale_bound=None),
+    "affine-alternating-0": lambda c: AffineCoupling(
+        coupling_mask("alternating", D, 0), c, hidden=[16]
+    ),
+    "affine-alternating-1": lambda c: AffineCoupling(
+        coupling_mask("alternating", D, 1), c, hidden=[16]
+    ),
+    "affine-checkerboard-2": lambda c: AffineCoupling(
+        coupling_mask("checkerboard", D, 2), c, hidden=[16]
+    ),
+    "affine-checkerboard-5": lambda c: AffineCoupling(
+        coupling_mask("checkerboard", D, 5), c, hidden=[16]
+    ),
+    "affine-unbounded": lambda c: AffineCoupling(
+        coupling_mask("half", D, 0), c, hidden=[16], scale_bound=None
+    ),
     "additive": lambda c: AdditiveCoupling(coupling_mask("alternating", D, 0), c, hidden=[16, 16]),
-    "quadratic": lambda c: QuadraticCoupling(coupling_mask("half", D, 1), c, hidden=[16], bins=5, tail_bound=2.0),
+    "quadratic": lambda c: QuadraticCoupling(
+        coupling_mask("half", D, 1), c, hidden=[16], bins=5, tail_bound=2.0
+    ),
     "quadratic-alternating": lambda c: QuadraticCoupling(
         coupling_mask("alternating", D, 0), c, hidden=[16], bins=4, tail_bound=2.0
     ),
-    "rq_spline": lambda c: RQSplineCoupling(coupling_mask("half", D, 0), c, hidden=[16], bins=6, tail_bound=2.0),
+    "rq_spline": lambda c: RQSplineCoupling(
+        coupling_mask("half", D, 0), c, hidden=[16], bins=6, tail_bound=2.0
+    ),
     "rq_spline-checkerboard": lambda c: RQSplineCoupling(
         coupling_mask("checkerboard", D, 3), c, hidden=[16], bins=3, tail_bound=2.0
     ),
-    "rq_autoregressive": lambda c: MaskedRQSAutoregressive(D, c, hidden=[24, 24], bins=5, tail_bound=2.0),
+    "rq_autoregressive": lambda c: MaskedRQSAutoregressive(
+        D, c, hidden=[24, 24], bins=5, tail_bound=2.0
+    ),
     "reverse": lambda c: Permutation.reverse(D),
     "random": lambda c: Permutation.random(D, torch.Generator().manual_seed(3)),
     "lu": lambda c: LULinear(D, torch.Generator().manual_seed(4)),
@@ -147,7 +165,9 @@ def test_layer_uses_context(name: str) -> None:
     assert (z1 - z2).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("name", ["affine-half-0", "additive", "quadratic", "rq_spline", "rq_autoregressive"])
+@pytest.mark.parametrize(
+    "name", ["affine-half-0", "additive", "quadratic", "rq_spline", "rq_autoregressive"]
+)
 def test_zero_initialised_conditioner_is_identity(name: str) -> None:
     layer = LAYERS[name](2).double()
     x = inputs()
@@ -173,7 +193,9 @@ def test_masks() -> None:
     # period 2 at level 0, 4 at level 1 (blocks 2, 3), back to 2 for d = 4
     assert coupling_mask("checkerboard", 4, 2).tolist() == [True, True, False, False]
     assert coupling_mask("checkerboard", 4, 3).tolist() == [False, False, True, True]
-    assert coupling_mask("checkerboard", 4, 4).tolist() == coupling_mask("alternating", 4, 0).tolist()
+    assert (
+        coupling_mask("checkerboard", 4, 4).tolist() == coupling_mask("alternating", 4, 0).tolist()
+    )
     for kind in ("half", "alternating", "checkerboard"):
         for block in range(8):
             m = coupling_mask(kind, 2, block)
@@ -212,8 +234,12 @@ def test_batchnorm_momentum_weights_old_value() -> None:
     x = torch.tensor([[1.0, 2.0], [3.0, 6.0]], dtype=torch.float64)
     layer(x)
     # running = rho * old + (1 - rho) * batch, old = (0, 1)
-    assert torch.allclose(layer.running_mean, torch.tensor([0.75 * 2.0, 0.75 * 4.0], dtype=torch.float64))
-    assert torch.allclose(layer.running_var, torch.tensor([0.25 + 0.75 * 1.0, 0.25 + 0.75 * 4.0], dtype=torch.float64))
+    assert torch.allclose(
+        layer.running_mean, torch.tensor([0.75 * 2.0, 0.75 * 4.0], dtype=torch.float64)
+    )
+    assert torch.allclose(
+        layer.running_var, torch.tensor([0.25 + 0.75 * 1.0, 0.25 + 0.75 * 4.0], dtype=torch.float64)
+    )
     seed_like = BatchNormFlow(2, momentum=1e-5).double().train()
     seed_like(x)
     assert torch.allclose(seed_like.running_mean, x.mean(0), rtol=1e-4)
@@ -291,7 +317,9 @@ def test_gmm_sample_follows_weights() -> None:
 # ----------------------------------------------------------------------------- whole flows
 
 
-def small_flow(coupling: str, base: str = "normal", context: int = 0, features: int = 2, **extra) -> Flow:
+def small_flow(
+    coupling: str, base: str = "normal", context: int = 0, features: int = 2, **extra
+) -> Flow:
     model = {
         "coupling": coupling,
         "blocks": 2,
@@ -312,7 +340,9 @@ FLOW_CASES = [(c, "normal") for c in COUPLINGS] + [("affine", "gmm"), ("rq_splin
 
 @pytest.mark.parametrize("coupling,base", FLOW_CASES)
 def test_density_integrates_to_one(coupling: str, base: str) -> None:
-    flow = small_flow(coupling, base, context=1, norm="actnorm" if coupling == "additive" else "batchnorm")
+    flow = small_flow(
+        coupling, base, context=1, norm="actnorm" if coupling == "additive" else "batchnorm"
+    )
     h = 0.075
     ticks = torch.arange(-15 + h / 2, 15, h, dtype=torch.float64)
     grid = torch.cartesian_prod(ticks, ticks)
@@ -364,7 +394,9 @@ def test_context_changes_samples_and_is_checked() -> None:
     with pytest.raises(ValueError, match="context"):
         flow.log_prob(torch.zeros(3, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="shape"):
-        flow.log_prob(torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64))
+        flow.log_prob(
+            torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+        )
 
 
 def test_flow_log_prob_is_base_plus_logdet() -> None:
@@ -487,7 +519,10 @@ def test_check_model_config_errors_name_the_key(bad: dict, key: str) -> None:
 def test_check_model_config_message_lists_choices() -> None:
     with pytest.raises(ValueError) as err:
         check_model_config({"coupling": "foo"})
-    assert "expected one of ['affine', 'additive', 'quadratic', 'rq_spline', 'rq_autoregressive'], got 'foo'" in str(err.value)
+    assert (
+        "expected one of ['affine', 'additive', 'quadratic', 'rq_spline', 'rq_autoregressive'], got 'foo'"
+        in str(err.value)
+    )
     with pytest.raises(ValueError, match="^model: "):
         check_model_config(["affine"])
 
@@ -503,15 +538,20 @@ def _random_made(made: MADE, seed: int = 4, scale: float = 0.4) -> MADE:
     return made
 
 
-@pytest.mark.parametrize(("hidden", "activation", "context"), [
-    ([20, 13], "relu", 2),  # two layers, widths not a multiple of d - 1
-    ([7], "tanh", 0),  # one layer, not the fused path
-    ([3, 3], "relu", 1),  # narrower than d - 1: some degrees have no units
-    ([], "relu", 2),  # no hidden layer: the last layer reads the inputs
-])
+@pytest.mark.parametrize(
+    ("hidden", "activation", "context"),
+    [
+        ([20, 13], "relu", 2),  # two layers, widths not a multiple of d - 1
+        ([7], "tanh", 0),  # one layer, not the fused path
+        ([3, 3], "relu", 1),  # narrower than d - 1: some degrees have no units
+        ([], "relu", 2),  # no hidden layer: the last layer reads the inputs
+    ],
+)
 def test_made_sweep_gives_the_full_networks_parameters(hidden, activation, context) -> None:
     d, groups = 6, [3, 3, 2]
-    made = _random_made(MADE(d, groups, context, hidden=hidden, activation=activation).double()).eval()
+    made = _random_made(
+        MADE(d, groups, context, hidden=hidden, activation=activation).double()
+    ).eval()
     x, ctx = inputs(n=30, d=d), context_for(context, n=30)
     with torch.no_grad():
         full = made(x, ctx)
@@ -527,8 +567,12 @@ def test_made_sweep_gives_the_full_networks_parameters(hidden, activation, conte
 
 @pytest.mark.parametrize("context", [0, 2])
 @pytest.mark.parametrize("bins", [1, 5])
-def test_autoregressive_sweep_inverse_equals_the_differentiable_one(context: int, bins: int) -> None:
-    layer = randomize(MaskedRQSAutoregressive(D, context, hidden=[24, 17], bins=bins, tail_bound=2.0)).double()
+def test_autoregressive_sweep_inverse_equals_the_differentiable_one(
+    context: int, bins: int
+) -> None:
+    layer = randomize(
+        MaskedRQSAutoregressive(D, context, hidden=[24, 17], bins=bins, tail_bound=2.0)
+    ).double()
     layer.eval()
     x, ctx = inputs(n=200), context_for(context, n=200)
     z, ladj = layer(x, ctx)
@@ -548,8 +592,18 @@ def test_autoregressive_sampling_is_the_same_with_one_and_two_threads() -> None:
     from hepflows.flows.base import CPU_SEQUENTIAL_TILE_ROWS
 
     torch.manual_seed(0)
-    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [64, 64], "bins": 16,
-                       "permutation": "random", "norm": "none"}, 18, 1)
+    flow = build_flow(
+        {
+            "coupling": "rq_autoregressive",
+            "blocks": 2,
+            "hidden": [64, 64],
+            "bins": 16,
+            "permutation": "random",
+            "norm": "none",
+        },
+        18,
+        1,
+    )
     for t in flow.transforms:
         if isinstance(t, MaskedRQSAutoregressive):
             with torch.no_grad():
@@ -564,18 +618,24 @@ def test_autoregressive_sampling_is_the_same_with_one_and_two_threads() -> None:
         for count in (1, 2):
             torch.set_num_threads(count)
             with torch.no_grad():
-                samples.append(flow.sample_and_log_prob(n, context, generator=torch.Generator().manual_seed(3)))
+                samples.append(
+                    flow.sample_and_log_prob(n, context, generator=torch.Generator().manual_seed(3))
+                )
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(samples[0][0], samples[1][0]) and torch.equal(samples[0][1], samples[1][1])
     assert torch.isfinite(samples[0][0]).all()
     with torch.no_grad():
-        assert torch.allclose(flow.log_prob(samples[0][0], context), samples[0][1], atol=1e-3, rtol=1e-4)
+        assert torch.allclose(
+            flow.log_prob(samples[0][0], context), samples[0][1], atol=1e-3, rtol=1e-4
+        )
 
 
 def test_autoregressive_sampling_under_bf16_autocast_keeps_the_map_in_float32() -> None:
     torch.manual_seed(0)
-    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16], "bins": 4}, 4, 1)
+    flow = build_flow(
+        {"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16], "bins": 4}, 4, 1
+    )
     for t in flow.transforms:
         if isinstance(t, MaskedRQSAutoregressive):
             _random_made(t.net, seed=6, scale=0.1)

@@ -25,11 +25,24 @@ if DEVICE.type == "cuda" and not torch.cuda.is_available():
 CUDA = DEVICE.type == "cuda"
 
 SETTINGS = {
-    "epochs": 2, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.0, "scheduler": "cosine",
-    "patience": None, "grad_clip": 5.0, "max_bad_steps": 4, "device": str(DEVICE),
+    "epochs": 2,
+    "batch_size": 128,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "scheduler": "cosine",
+    "patience": None,
+    "grad_clip": 5.0,
+    "max_bad_steps": 4,
+    "device": str(DEVICE),
 }
-MODEL = {"coupling": "rq_spline", "blocks": 2, "hidden": [16, 16], "permutation": "lu",
-         "dropout": 0.1, "bins": 4}
+MODEL = {
+    "coupling": "rq_spline",
+    "blocks": 2,
+    "hidden": [16, 16],
+    "permutation": "lu",
+    "dropout": 0.1,
+    "bins": 4,
+}
 
 
 @pytest.mark.parametrize("context_features", [0, 2])
@@ -59,9 +72,16 @@ def data(n: int, seed: int) -> Dataset:
 def trainer(tmp_path, name: str, cls: type = Trainer, settings: dict = SETTINGS) -> Trainer:
     torch.manual_seed(0)
     flow = build_flow(MODEL, 3, 1).to(DEVICE)
-    return cls(flow, data(1024, 1), data(512, 2), settings, seed=5,
-               resume_path=tmp_path / f"{name}.resume.pt", log_path=tmp_path / f"{name}.csv",
-               progress=False)
+    return cls(
+        flow,
+        data(1024, 1),
+        data(512, 2),
+        settings,
+        seed=5,
+        resume_path=tmp_path / f"{name}.resume.pt",
+        log_path=tmp_path / f"{name}.csv",
+        progress=False,
+    )
 
 
 def test_training_step_on_device_lowers_the_loss(tmp_path) -> None:
@@ -109,7 +129,9 @@ def test_resume_restores_the_device_random_states(tmp_path) -> None:
         assert torch.equal(torch.cuda.get_rng_state(DEVICE), saved["rng_cuda"][DEVICE.index or 0])
     assert (resumed.state.epoch, resumed.state.batch) == (1, 3)
     resumed.fit()
-    for (name, a), b in zip(reference.flow.state_dict().items(), resumed.flow.state_dict().values()):
+    for (name, a), b in zip(
+        reference.flow.state_dict().items(), resumed.flow.state_dict().values()
+    ):
         if CUDA:  # the same dropout masks; products may round differently (not promised bitwise)
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
         else:
@@ -121,7 +143,9 @@ def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
     if precision == "bf16" and resolve_precision("auto", DEVICE) != "bf16":
         pytest.skip(f"no bf16 autocast path on {DEVICE}")
     torch.manual_seed(0)
-    flow = randomize(build_flow(dict(MODEL, dropout=0.0), 3, 1), seed=3, scale=0.4).to(DEVICE).eval()
+    flow = (
+        randomize(build_flow(dict(MODEL, dropout=0.0), 3, 1), seed=3, scale=0.4).to(DEVICE).eval()
+    )
 
     class Identity:  # the preprocessing's inverse is not what this test is about
         features = ("a", "b", "c")
@@ -131,8 +155,16 @@ def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
             return np.asarray(y, np.float64)
 
     def draw(seed: int, chunk: int = 0) -> dict:
-        return sample_chunk(flow, Identity(), 5000, seed=seed, chunk=chunk, signal_fraction=0.5,
-                            device=DEVICE, precision=precision)
+        return sample_chunk(
+            flow,
+            Identity(),
+            5000,
+            seed=seed,
+            chunk=chunk,
+            signal_fraction=0.5,
+            device=DEVICE,
+            precision=precision,
+        )
 
     a, b, c, d = draw(11), draw(11), draw(12), draw(11, chunk=1)
     for key in a:
@@ -140,17 +172,28 @@ def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
     assert not np.array_equal(a["a"], c["a"]) and not np.array_equal(a["a"], d["a"])
     assert np.isfinite(a["a"]).all() and abs(a["label"].mean() - 0.5) < 0.05
     with torch.no_grad(), precision_context(precision, DEVICE):
-        z = flow.sample(64, torch.ones(64, 1, device=DEVICE),
-                        generator=torch.Generator(device=DEVICE).manual_seed(1))
+        z = flow.sample(
+            64,
+            torch.ones(64, 1, device=DEVICE),
+            generator=torch.Generator(device=DEVICE).manual_seed(1),
+        )
     assert z.device.type == DEVICE.type and z.dtype == torch.float32
 
 
 def fast_trainer(tmp_path, name: str, fast: bool) -> Trainer:
     torch.manual_seed(0)
     flow = build_flow(MODEL, 3, 1).to(DEVICE)
-    return Trainer(flow, data(1024, 1), data(512, 2), SETTINGS, seed=5, fast=fast,
-                   resume_path=tmp_path / f"{name}.resume.pt", log_path=tmp_path / f"{name}.csv",
-                   progress=False)
+    return Trainer(
+        flow,
+        data(1024, 1),
+        data(512, 2),
+        SETTINGS,
+        seed=5,
+        fast=fast,
+        resume_path=tmp_path / f"{name}.resume.pt",
+        log_path=tmp_path / f"{name}.csv",
+        progress=False,
+    )
 
 
 def test_fast_path_trains_like_the_plain_path(tmp_path) -> None:
@@ -219,8 +262,9 @@ def sampler():
     for p in flow.parameters():
         torch.nn.init.normal_(p, std=0.1)
     rng = np.random.default_rng(0)
-    x = np.stack([rng.exponential(40, 1000) + 25, rng.normal(80, 10, 1000),
-                  rng.uniform(-2.5, 2.5, 1000)], 1)
+    x = np.stack(
+        [rng.exponential(40, 1000) + 25, rng.normal(80, 10, 1000), rng.uniform(-2.5, 2.5, 1000)], 1
+    )
     return flow.to(DEVICE).eval(), preprocess.fit(x, ("lepton_pt", "m_jj", "lepton_eta"))
 
 
@@ -230,8 +274,18 @@ def test_asynchronous_sampling_writes_the_same_events(tmp_path, sampler) -> None
 
     flow, pre = sampler
     for fast in (False, True):
-        n = sample_to_root(flow, pre, tmp_path / f"{fast}.root", 3000, seed=4, chunk_size=700,
-                           signal_fraction=0.4, device=DEVICE, progress=False, fast=fast)
+        n = sample_to_root(
+            flow,
+            pre,
+            tmp_path / f"{fast}.root",
+            3000,
+            seed=4,
+            chunk_size=700,
+            signal_fraction=0.4,
+            device=DEVICE,
+            progress=False,
+            fast=fast,
+        )
         assert n == 3000
     a, b = (read_events(tmp_path / f"{f}.root", pre.features) for f in (False, True))
     for key in a:
@@ -245,6 +299,16 @@ def test_asynchronous_sampling_of_a_broken_model_leaves_no_file(tmp_path, sample
     with torch.no_grad():
         next(flow.parameters()).fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite events in chunk 0"):
-        sample_to_root(flow, pre, tmp_path / "bad.root", 1000, seed=1, chunk_size=300,
-                       signal_fraction=0.5, device=DEVICE, progress=False, fast=True)
+        sample_to_root(
+            flow,
+            pre,
+            tmp_path / "bad.root",
+            1000,
+            seed=1,
+            chunk_size=300,
+            signal_fraction=0.5,
+            device=DEVICE,
+            progress=False,
+            fast=True,
+        )
     assert list(tmp_path.iterdir()) == []

@@ -86,15 +86,34 @@ def test_made_fused_path_and_single_feature_rows_match_the_plain_network(context
     g, g_ref = (torch.autograd.grad(o.square().sum(), x)[0] for o in (out, ref))
     assert torch.allclose(g, g_ref, atol=1e-10, rtol=0)
     for i in range(5):  # [group 0 | group 1 | group 2] of feature i
-        cols = torch.cat([torch.arange(3 * i, 3 * i + 3), 15 + torch.arange(3 * i, 3 * i + 3),
-                          30 + torch.arange(2 * i, 2 * i + 2)])
+        cols = torch.cat(
+            [
+                torch.arange(3 * i, 3 * i + 3),
+                15 + torch.arange(3 * i, 3 * i + 3),
+                30 + torch.arange(2 * i, 2 * i + 2),
+            ]
+        )
         assert torch.allclose(made.feature_params(x, c, i), ref[:, cols], atol=1e-12, rtol=0)
 
 
 def test_autoregressive_sampling_passes_invert_exactly() -> None:
     torch.manual_seed(0)
-    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16, 16],
-                       "dropout": 0.1, "bins": 5, "tail_bound": 3.0}, 6, 1).double().eval()
+    flow = (
+        build_flow(
+            {
+                "coupling": "rq_autoregressive",
+                "blocks": 2,
+                "hidden": [16, 16],
+                "dropout": 0.1,
+                "bins": 5,
+                "tail_bound": 3.0,
+            },
+            6,
+            1,
+        )
+        .double()
+        .eval()
+    )
     for p in flow.parameters():
         torch.nn.init.normal_(p, std=0.3)
     c = torch.randint(0, 2, (50, 1)).double()

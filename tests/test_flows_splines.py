@@ -46,9 +46,13 @@ def edge_points(knots: torch.Tensor, bound: float) -> torch.Tensor:
     """Per row: every knot, its float neighbours, +-B and their neighbours, and tail points (n, m)."""
     n = knots.shape[0]
     big = torch.full_like(knots, 1e6)
-    special = torch.tensor([bound, -bound, 1.5 * bound, -1.5 * bound, 100.0, -100.0], dtype=knots.dtype)
+    special = torch.tensor(
+        [bound, -bound, 1.5 * bound, -1.5 * bound, 100.0, -100.0], dtype=knots.dtype
+    )
     special = special.expand(n, -1)
-    pts = torch.cat([knots, torch.nextafter(knots, big), torch.nextafter(knots, -big), special], dim=1)
+    pts = torch.cat(
+        [knots, torch.nextafter(knots, big), torch.nextafter(knots, -big), special], dim=1
+    )
     return torch.cat([pts, torch.nextafter(special, torch.zeros_like(special))], dim=1).detach()
 
 
@@ -74,15 +78,21 @@ def test_rq_knots_are_valid_and_zero_is_identity() -> None:
     x = torch.linspace(-2 * B, 2 * B, 4 * 25, dtype=torch.float64).view(4, 25)
     knots = [k[:, None, :].expand(4, 25, K + 1) for k in rq_knots(*zeros, B)]
     y, ladj = rational_quadratic_spline(x, *knots)
-    assert torch.allclose(y, x, atol=1e-14) and torch.allclose(ladj, torch.zeros_like(ladj), atol=1e-14)
+    assert torch.allclose(y, x, atol=1e-14) and torch.allclose(
+        ladj, torch.zeros_like(ladj), atol=1e-14
+    )
 
 
 def test_unpacking_block_layout_equals_rq_knots() -> None:
     n, db = 4, 3
-    flat = torch.randn(n, db * (3 * K - 1), generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    flat = torch.randn(
+        n, db * (3 * K - 1), generator=torch.Generator().manual_seed(9), dtype=torch.float64
+    )
     fused = unpack_rq_params(flat, db, K, B)
     blocks = flat.split([db * K, db * K, db * (K - 1)], dim=1)
-    plain = rq_knots(blocks[0].view(n, db, K), blocks[1].view(n, db, K), blocks[2].view(n, db, K - 1), B)
+    plain = rq_knots(
+        blocks[0].view(n, db, K), blocks[1].view(n, db, K), blocks[2].view(n, db, K - 1), B
+    )
     for a, b in zip(fused, plain):
         assert a.shape == (n, db, K + 1) and torch.equal(a, b)
 
@@ -164,7 +174,9 @@ def test_rq_is_continuous_with_unit_slope_at_the_bounds() -> None:
     eps = 1e-11
     x = torch.tensor([-B - eps, -B + eps, B - eps, B + eps], dtype=torch.float64).expand(10, 4)
     y, ladj = rational_quadratic_spline(x, kx, ky, kd)
-    assert torch.allclose(y[:, 0], y[:, 1], atol=1e-9) and torch.allclose(y[:, 2], y[:, 3], atol=1e-9)
+    assert torch.allclose(y[:, 0], y[:, 1], atol=1e-9) and torch.allclose(
+        y[:, 2], y[:, 3], atol=1e-9
+    )
     assert torch.allclose(ladj, torch.zeros_like(ladj), atol=1e-4)
 
 
@@ -175,7 +187,12 @@ def test_pq_knots_define_a_normalised_density() -> None:
     w, v, ku, kc = pq_knots(*raw_pq(30, 3.0, torch.float64))
     mass = (0.5 * (v[:, :-1] + v[:, 1:]) * w).sum(-1)
     assert torch.allclose(mass, torch.ones_like(mass), atol=1e-12)
-    assert (ku[:, 0] == 0).all() and (ku[:, -1] == 1).all() and (kc[:, 0] == 0).all() and (kc[:, -1] == 1).all()
+    assert (
+        (ku[:, 0] == 0).all()
+        and (ku[:, -1] == 1).all()
+        and (kc[:, 0] == 0).all()
+        and (kc[:, -1] == 1).all()
+    )
     assert (v > 0).all() and (kc.diff(dim=-1) > 0).all()
     # the CDF at the edges is the integral of the density
     u = torch.linspace(0, 1, 20001, dtype=torch.float64)
@@ -283,7 +300,9 @@ def test_one_feature_inverse_equals_the_general_spline(dtype: torch.dtype, bins:
     params = (torch.randn(n, 3 * bins - 1, generator=g, dtype=torch.float64) * 3.0).to(dtype)
     kx, ky, kd = unpack_rq_params(params, 1, bins, B)
     y = edge_points(ky[:, 0], B)
-    y = torch.cat([y, (torch.rand(n, 20, generator=g, dtype=torch.float64) * 2.4 * B - 1.2 * B).to(dtype)], 1)
+    y = torch.cat(
+        [y, (torch.rand(n, 20, generator=g, dtype=torch.float64) * 2.4 * B - 1.2 * B).to(dtype)], 1
+    )
     m = y.shape[1]
     rows = params.repeat_interleave(m, dim=0)
     x, ladj = rq_inverse_one(y.reshape(-1), rows, bins, B)

@@ -101,7 +101,10 @@ def test_bad_arguments_raise_input_error():
 def test_default_signal_fraction_follows_the_layout():
     n = 4 * BLOCK_SIZE
     sigma = np.sqrt(0.25 / n)
-    assert abs(generate(n, seed=8, units="higgs")[LABEL].mean() - gen.HIGGS_SIGNAL_FRACTION) < 4 * sigma
+    assert (
+        abs(generate(n, seed=8, units="higgs")[LABEL].mean() - gen.HIGGS_SIGNAL_FRACTION)
+        < 4 * sigma
+    )
     assert abs(generate(n, seed=8)[LABEL].mean() - 0.5) < 4 * sigma
 
 
@@ -228,12 +231,16 @@ def test_two_body_decay_and_boost_match_vector():
     rng = np.random.default_rng(0)
     n = 1000
     m_parent = rng.uniform(200, 500, n)
-    parent = gen._system(m_parent, rng.normal(0, 1.5, n), rng.normal(0, 80, n), rng.normal(0, 80, n))
+    parent = gen._system(
+        m_parent, rng.normal(0, 1.5, n), rng.normal(0, 80, n), rng.normal(0, 80, n)
+    )
     d1, d2 = gen._two_body(rng, parent, m_parent, 80.4, gen.M_B)
     np.testing.assert_allclose(_vec(d1).mass, 80.4, rtol=1e-5)
     np.testing.assert_allclose(_vec(d2).mass, gen.M_B, rtol=1e-3)
     np.testing.assert_allclose((_vec(d1) + _vec(d2)).mass, m_parent, rtol=1e-9)
-    q = np.stack([np.full(n, 50.0), rng.normal(0, 20, n), rng.normal(0, 20, n), rng.normal(0, 20, n)])
+    q = np.stack(
+        [np.full(n, 50.0), rng.normal(0, 20, n), rng.normal(0, 20, n), rng.normal(0, 20, n)]
+    )
     boosted = _vec(gen._boost_from_rest(q, parent, m_parent))
     expected = _vec(q).boost_p4(_vec(parent))
     for c in ("px", "py", "pz", "E"):
@@ -245,19 +252,29 @@ def test_eta_matches_vector():
     p = rng.normal(0, 100, (3, 1000))
     pt = np.hypot(p[0], p[1])
     eta = gen._eta(pt, p[2], np.sqrt(pt**2 + p[2] ** 2))
-    np.testing.assert_allclose(eta, vector.array({"px": p[0], "py": p[1], "pz": p[2]}).eta, atol=1e-12)
+    np.testing.assert_allclose(
+        eta, vector.array({"px": p[0], "py": p[1], "pz": p[2]}).eta, atol=1e-12
+    )
 
 
 def test_neutrino_pz_solves_the_w_mass_constraint():
     rng = np.random.default_rng(2)
     n = 2000
-    w = gen._system(np.full(n, gen.M_W), rng.normal(0, 1, n), rng.normal(0, 40, n), rng.normal(0, 40, n))
+    w = gen._system(
+        np.full(n, gen.M_W), rng.normal(0, 1, n), rng.normal(0, 40, n), rng.normal(0, 40, n)
+    )
     lep, nu = gen._two_body(rng, w, np.full(n, gen.M_W), 0.0, 0.0)
     pz = gen.neutrino_pz(lep, nu[1], nu[2])
     nu_rec = np.stack([np.sqrt(nu[1] ** 2 + nu[2] ** 2 + pz**2), nu[1], nu[2], pz])
     np.testing.assert_allclose((_vec(lep) + _vec(nu_rec)).mass, gen.M_W, rtol=1e-6)
     # The two roots: the true pz is one of them and the chosen one is the smaller in |pz|.
-    other = 2 * (gen.M_W**2 / 2 + lep[1] * nu[1] + lep[2] * nu[2]) * lep[3] / (lep[1] ** 2 + lep[2] ** 2) - pz
+    other = (
+        2
+        * (gen.M_W**2 / 2 + lep[1] * nu[1] + lep[2] * nu[2])
+        * lep[3]
+        / (lep[1] ** 2 + lep[2] ** 2)
+        - pz
+    )
     assert (np.abs(pz) <= np.abs(other) + 1e-6).all()
     miss = np.minimum(np.abs(pz - nu[3]), np.abs(other - nu[3]))
     # float32 directions in the decay: tiny errors, amplified where the two roots nearly meet.
@@ -268,7 +285,10 @@ def test_reconstructed_masses_match_vector(plain_events):
     ev = {k: v[:500].astype(np.float64) for k, v in plain_events.items()}
     phis = lambda f: (np.cos(ev[f]), np.sin(ev[f]))  # noqa: E731
     jets = np.stack(
-        [gen._from_pt_eta(ev[f"jet{i}_pt"], ev[f"jet{i}_eta"], *phis(f"jet{i}_phi")) for i in range(1, 5)],
+        [
+            gen._from_pt_eta(ev[f"jet{i}_pt"], ev[f"jet{i}_eta"], *phis(f"jet{i}_phi"))
+            for i in range(1, 5)
+        ],
         axis=1,
     )
     lep = gen._from_pt_eta(ev["lepton_pt"], ev["lepton_eta"], *phis("lepton_phi"))
@@ -299,7 +319,9 @@ def test_generate_to_root_streams_the_same_events(tmp_path):
     from hepflows.events.io import read_events, read_metadata
 
     path = tmp_path / "gen.root"
-    n = gen.generate_to_root(path, 700, seed=12, start=50, units="higgs", chunk_size=300, progress=False)
+    n = gen.generate_to_root(
+        path, 700, seed=12, start=50, units="higgs", chunk_size=300, progress=False
+    )
     assert n == 700
     got = read_events(path)
     want = generate(700, seed=12, start=50, units="higgs")

@@ -14,15 +14,22 @@ from conftest import ROOT
 def test_gpu_check_runs_every_part_on_cpu(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), OMP_NUM_THREADS="1")
     # a generous budget: the machine running the tests may be shared (55 s by default)
-    proc = subprocess.run(["bash", "benchmarks/gpu/check.sh", "--device", "cpu", "--tiny",
-                           "--budget", "200"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=400)
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu/check.sh", "--device", "cpu", "--tiny", "--budget", "200"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     log = (tmp_path / "gpu.log").read_text() if (tmp_path / "gpu.log").exists() else ""
     assert proc.returncode == 0, proc.stdout + proc.stderr + log[-4000:]
     report = json.loads((tmp_path / "gpu.json").read_text())
     parts = report["parts"]
     assert list(parts) == ["tests", "seed_training", "sampling", "throughput", "best_training"]
-    assert all(p["status"] == "ok" for p in parts.values()), {k: p.get("error") for k, p in parts.items()}
+    assert all(p["status"] == "ok" for p in parts.values()), {
+        k: p.get("error") for k, p in parts.items()
+    }
     assert report["machine"]["device"] == "cpu" and report["tiny"] is True
 
     tests = parts["tests"]["counts"]

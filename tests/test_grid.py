@@ -33,19 +33,35 @@ BASE = {
     "model": {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu"},
     "training": {"epochs": 2, "batch_size": 256, "lr": 1.0e-3, "device": "cpu"},
     "sampling": {"events": 1200, "chunk_size": 300, "shards": 2},
-    "validation": {"max_events": 500, "n_null": 20, "classifier": True,
-                   "amplification": {"truth_events": 5000}},
+    "validation": {
+        "max_events": 500,
+        "n_null": 20,
+        "classifier": True,
+        "amplification": {"truth_events": 5000},
+    },
 }
 GRID = {
     "base": {},
-    "spline": {"model": {"coupling": "rq_autoregressive", "blocks": 1, "hidden": [16]},
-               "training": {"lr": 3.0e-3}},
+    "spline": {
+        "model": {"coupling": "rq_autoregressive", "blocks": 1, "hidden": [16]},
+        "training": {"lr": 3.0e-3},
+    },
 }
-MODEL_FILES = ("model/model.pt", "model/training_log.csv", "model/training_curve.png",
-               "samples/generated.root", "samples/shards/shard_1.root",
-               "validation/metrics.json", "validation/verdict.html", "validation/closure.csv",
-               "validation/amplification.json", "validation/amplification.png",
-               "logs/train.log", "logs/sample/shard_0.log", "logs/amplification.log")
+MODEL_FILES = (
+    "model/model.pt",
+    "model/training_log.csv",
+    "model/training_curve.png",
+    "samples/generated.root",
+    "samples/shards/shard_1.root",
+    "validation/metrics.json",
+    "validation/verdict.html",
+    "validation/closure.csv",
+    "validation/amplification.json",
+    "validation/amplification.png",
+    "logs/train.log",
+    "logs/sample/shard_0.log",
+    "logs/amplification.log",
+)
 
 
 def test_grid_entries_merge_over_the_top_level_blocks():
@@ -56,19 +72,24 @@ def test_grid_entries_merge_over_the_top_level_blocks():
     assert spline["model"]["coupling"] == "rq_autoregressive" and spline["model"]["blocks"] == 1
     assert spline["training"]["lr"] == 3.0e-3 and spline["training"]["epochs"] == 2
     # the variants' model hashes differ, the data and preprocessing are shared
-    assert (config.section_hash(base, config.MODEL_SECTIONS)
-            != config.section_hash(spline, config.MODEL_SECTIONS))
-    assert (config.section_hash(base, config.PREPROCESS_SECTIONS)
-            == config.section_hash(spline, config.PREPROCESS_SECTIONS))
+    assert config.section_hash(base, config.MODEL_SECTIONS) != config.section_hash(
+        spline, config.MODEL_SECTIONS
+    )
+    assert config.section_hash(base, config.PREPROCESS_SECTIONS) == config.section_hash(
+        spline, config.PREPROCESS_SECTIONS
+    )
     assert config.model_names(config.load(None, BASE)) == []
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"model": {"blocks": 0}}, "models.bad: key model.blocks"),
-    ({"modle": {}}, "key models.bad: unknown key(s) ['modle']"),
-    ({"training": {"epochs": "x"}}, "models.bad: key training.epochs"),
-    ({"model": {"coupling": "glow"}}, "models.bad: key model.coupling"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"model": {"blocks": 0}}, "models.bad: key model.blocks"),
+        ({"modle": {}}, "key models.bad: unknown key(s) ['modle']"),
+        ({"training": {"epochs": "x"}}, "models.bad: key training.epochs"),
+        ({"model": {"coupling": "glow"}}, "models.bad: key model.coupling"),
+    ],
+)
 def test_a_bad_grid_entry_is_named(entry, message):
     with pytest.raises(InputError) as err:
         config.load(None, dict(BASE, models={"good": {}, "bad": entry}))
@@ -88,7 +109,11 @@ def _as_snakemake_reads(cfg: dict) -> dict:
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--configfile", "config/grid.yaml", *args],
-        cwd=work, env=snakemake_env(), capture_output=True, text=True, timeout=900,
+        cwd=work,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if result.returncode != 0:
         logs = "\n".join(p.read_text() for p in (work / "results").rglob("*.log"))
@@ -130,8 +155,13 @@ def test_every_model_has_its_own_outputs_and_a_row_in_the_comparison(grid_run):
     html = (run / "comparison" / "models.html").read_text()
     assert "<table" in html and all(f">{name}<" in html for name in GRID)
     # each model was trained with its own settings: the spline's rate is 3x the base's all along
-    lr = {name: [float(r["lr"]) for r in csv.DictReader(
-        (run / "models" / name / "model" / "training_log.csv").open())] for name in GRID}
+    lr = {
+        name: [
+            float(r["lr"])
+            for r in csv.DictReader((run / "models" / name / "model" / "training_log.csv").open())
+        ]
+        for name in GRID
+    }
     assert lr["spline"][0] == pytest.approx(3 * lr["base"][0]) and lr["base"][0] > 0
 
 
@@ -145,7 +175,9 @@ def test_the_grid_model_equal_to_the_top_level_block_is_the_single_model(grid_ru
     assert grid["config_hash"] == single["config_hash"]
     for key, tensor in single["state_dict"].items():
         assert torch.equal(grid["state_dict"][key], tensor), key
-    spline = checkpoint.read(grid_run / "results" / "grid" / "models" / "spline" / "model" / "model.pt")
+    spline = checkpoint.read(
+        grid_run / "results" / "grid" / "models" / "spline" / "model" / "model.pt"
+    )
     assert spline["model"]["coupling"] == "rq_autoregressive"
 
 
@@ -157,7 +189,10 @@ def test_hepflows_run_gives_the_grid_the_same_models_and_events(grid_run, tmp_pa
     for name in GRID:
         ours = tmp_path / "grid" / "models" / name
         theirs = grid_run / "results" / "grid" / "models" / name
-        a, b = checkpoint.read(ours / "model" / "model.pt"), checkpoint.read(theirs / "model" / "model.pt")
+        a, b = (
+            checkpoint.read(ours / "model" / "model.pt"),
+            checkpoint.read(theirs / "model" / "model.pt"),
+        )
         for key, tensor in b["state_dict"].items():
             assert torch.equal(a["state_dict"][key], tensor), (name, key)
         # one job of 1200 events is the two shards merged (chunk c is seeded by (seed, c)),
@@ -200,8 +235,17 @@ def test_report_groups_each_model(grid_run):
 def test_compare_of_a_missing_model_exits_2_naming_the_file(tmp_path, caplog):
     cfg_path = tmp_path / "grid.yaml"
     cfg_path.write_text(yaml.safe_dump(dict(BASE, models=GRID)))
-    code = main(["compare", "--config", str(cfg_path), "--models", str(tmp_path / "base"),
-                 "--out-dir", str(tmp_path / "cmp")])
+    code = main(
+        [
+            "compare",
+            "--config",
+            str(cfg_path),
+            "--models",
+            str(tmp_path / "base"),
+            "--out-dir",
+            str(tmp_path / "cmp"),
+        ]
+    )
     assert code == 2
     assert str(tmp_path / "base" / "validation" / "metrics.json") in caplog.text
     assert not (tmp_path / "cmp").exists()
@@ -221,5 +265,7 @@ def test_compare_names_a_broken_metrics_file_or_a_missing_training_log(tmp_path)
 
 def test_an_unknown_model_of_the_grid_is_named():
     cfg = config.load(None, dict(BASE, models=GRID))
-    with pytest.raises(InputError, match=r"key models: no model 'wide'; the grid has \['base', 'spline'\]"):
+    with pytest.raises(
+        InputError, match=r"key models: no model 'wide'; the grid has \['base', 'spline'\]"
+    ):
         config.model_variant(cfg, "wide")

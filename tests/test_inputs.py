@@ -39,8 +39,13 @@ def _write(path: Path, cols: dict, rntuple: bool, name: str = "events") -> Path:
         if rntuple:
             f.mkrntuple(name, cols)
         else:
-            f.mktree(name, {k: np.asarray(v).dtype if isinstance(v, np.ndarray) else v.type
-                            for k, v in cols.items()}).extend(cols)
+            f.mktree(
+                name,
+                {
+                    k: np.asarray(v).dtype if isinstance(v, np.ndarray) else v.type
+                    for k, v in cols.items()
+                },
+            ).extend(cols)
     return path
 
 
@@ -68,23 +73,40 @@ def _settings(d: Path, *, reverse: bool = False, step: int | None = None, **data
         {"path": str(d / "signal_*.root"), "label": 1, "weight": 2.0, "tree": "nominal"},
     ]
     if reverse:
-        inputs = [{"path": str(d / "signal_1.root"), "label": 1, "weight": 2.0, "tree": "nominal"},
-                  {"path": str(d / "ttbar_1.root"), "label": 0, "weight": 0.25},
-                  {"path": str(d / "signal_0.root"), "label": 1, "weight": 2.0, "tree": "nominal"},
-                  {"path": str(d / "ttbar_0.root"), "label": 0, "weight": 0.25}]
-    base = {"source": "root", "inputs": inputs, "branch_map": {"met": "missing_energy"},
-            "weight_branch": "gen_weight", "selection": SELECTION, "split": SPLIT}
+        inputs = [
+            {"path": str(d / "signal_1.root"), "label": 1, "weight": 2.0, "tree": "nominal"},
+            {"path": str(d / "ttbar_1.root"), "label": 0, "weight": 0.25},
+            {"path": str(d / "signal_0.root"), "label": 1, "weight": 2.0, "tree": "nominal"},
+            {"path": str(d / "ttbar_0.root"), "label": 0, "weight": 0.25},
+        ]
+    base = {
+        "source": "root",
+        "inputs": inputs,
+        "branch_map": {"met": "missing_energy"},
+        "weight_branch": "gen_weight",
+        "selection": SELECTION,
+        "split": SPLIT,
+    }
     return {"seed": 5, "features": FEATURES, "data": {**base, **data}}
 
 
 def _ingest(settings: dict, out: Path) -> int:
-    return main(["ingest", "--quiet", "--settings", json.dumps(settings),
-                 *(x for k in ("train", "val", "test") for x in (f"--{k}", str(out / f"{k}.root")))])
+    return main(
+        [
+            "ingest",
+            "--quiet",
+            "--settings",
+            json.dumps(settings),
+            *(x for k in ("train", "val", "test") for x in (f"--{k}", str(out / f"{k}.root"))),
+        ]
+    )
 
 
 def _events(out: Path) -> dict[str, dict[str, np.ndarray]]:
-    return {k: read_events(out / f"{k}.root", FEATURES, with_weight=True)
-            for k in ("train", "val", "test")}
+    return {
+        k: read_events(out / f"{k}.root", FEATURES, with_weight=True)
+        for k in ("train", "val", "test")
+    }
 
 
 def _keys(ev: dict[str, np.ndarray]) -> set[tuple]:
@@ -105,7 +127,8 @@ def test_inputs_counts_labels_weights_splits_provenance(ntuples, tmp_path, caplo
         keep = (cols["lepton_pt"] > 25) & (cols["m_bb"] < 500)
         factor = 0.25 if name.startswith("ttbar") else 2.0
         expected[name] = {
-            "n": int(keep.sum()), "label": int(name.startswith("signal")),
+            "n": int(keep.sum()),
+            "label": int(name.startswith("signal")),
             "w": (factor * cols["gen_weight"][keep].astype(np.float64)).astype(np.float32),
             "met": cols["missing_energy"][keep].astype(np.float32),
         }
@@ -116,8 +139,10 @@ def test_inputs_counts_labels_weights_splits_provenance(ntuples, tmp_path, caplo
         files = [e for e in expected.values() if e["label"] == lab]
         got = np.sort(every["weight"][every["label"] == lab])
         np.testing.assert_array_equal(got, np.sort(np.concatenate([e["w"] for e in files])))
-        np.testing.assert_array_equal(np.sort(every["met"][every["label"] == lab]),
-                                      np.sort(np.concatenate([e["met"] for e in files])))
+        np.testing.assert_array_equal(
+            np.sort(every["met"][every["label"] == lab]),
+            np.sort(np.concatenate([e["met"] for e in files])),
+        )
     assert (every["weight"] < 0).any()
     # the splits hold their fractions up to binomial fluctuations
     n = len(every["label"])
@@ -148,9 +173,17 @@ def test_splits_do_not_depend_on_file_order_or_chunking(ntuples, tmp_path):
     assert _ingest({**_settings(d), "seed": 6}, e) == 0
     data = _settings(d)["data"]
     c.mkdir()
-    convert_inputs(resolve_inputs(data), {k: c / f"{k}.root" for k in SPLIT}, features=FEATURES,
-                   seed=5, branch_map=data["branch_map"], weight_branch="gen_weight",
-                   selection=SELECTION, split=SPLIT, step_size=97)
+    convert_inputs(
+        resolve_inputs(data),
+        {k: c / f"{k}.root" for k in SPLIT},
+        features=FEATURES,
+        seed=5,
+        branch_map=data["branch_map"],
+        weight_branch="gen_weight",
+        selection=SELECTION,
+        split=SPLIT,
+        step_size=97,
+    )
     ea, eb, ec, ee = _events(a), _events(b), _events(c), _events(e)
     for k in SPLIT:
         assert _keys(ea[k]) == _keys(eb[k]) == _keys(ec[k])
@@ -160,9 +193,16 @@ def test_splits_do_not_depend_on_file_order_or_chunking(ntuples, tmp_path):
 def test_path_shorthand_and_unweighted_inputs(ntuples, tmp_path):
     d, truth = ntuples
     out = tmp_path / "out"
-    settings = {"seed": 1, "features": FEATURES,
-                "data": {"source": "root", "path": str(d / "ttbar_*.root"),
-                         "branch_map": {"met": "missing_energy"}, "label_branch": None}}
+    settings = {
+        "seed": 1,
+        "features": FEATURES,
+        "data": {
+            "source": "root",
+            "path": str(d / "ttbar_*.root"),
+            "branch_map": {"met": "missing_energy"},
+            "label_branch": None,
+        },
+    }
     assert _ingest(settings, out) == 0
     ev = {k: read_events(out / f"{k}.root", FEATURES, with_label=False) for k in SPLIT}
     assert sum(len(e["met"]) for e in ev.values()) == 1200
@@ -181,26 +221,38 @@ def _defect(case: str, d: Path) -> tuple[dict, Path | str, list[str]]:
 
     def add(rntuple: bool, **entry) -> None:
         settings["data"]["inputs"].append({"path": str(bad), "label": 0, **entry})
+
     if case == "missing branch":
         del cols["m_bb"]
-        _write(bad, cols, False); add(False)
+        _write(bad, cols, False)
+        add(False)
         return settings, bad, ["TTree 'events' lacks branch(es) ['m_bb']", "feature 'm_bb'"]
     if case == "missing field":
         del cols["missing_energy"]
-        _write(bad, cols, True); add(True)
-        return settings, bad, ["RNTuple 'events' lacks field(s) ['missing_energy']",
-                               "feature 'met' via data.branch_map"]
+        _write(bad, cols, True)
+        add(True)
+        return (
+            settings,
+            bad,
+            [
+                "RNTuple 'events' lacks field(s) ['missing_energy']",
+                "feature 'met' via data.branch_map",
+            ],
+        )
     if case == "jagged branch":
         cols["m_bb"] = ak.Array([[1.0, 2.0]] * 50)
-        _write(bad, cols, False); add(False)
+        _write(bad, cols, False)
+        add(False)
         return settings, bad, ["['m_bb']", "several values per event"]
     if case == "jagged field":
         cols["m_bb"] = ak.Array([[1.0, 2.0]] * 50)
-        _write(bad, cols, True); add(True)
+        _write(bad, cols, True)
+        add(True)
         return settings, bad, ["RNTuple 'events': field(s) ['m_bb']", "several values per event"]
     if case == "non-numeric field":
         cols["lepton_pt"] = ak.Array(["25.0"] * 50)
-        _write(bad, cols, True); add(True)
+        _write(bad, cols, True)
+        add(True)
         return settings, bad, ["field(s) ['lepton_pt (std::string)']", "not numeric"]
     if case == "glob matches nothing":
         settings["data"]["inputs"].append({"path": str(d / "zz_*.root"), "label": 0})
@@ -217,7 +269,8 @@ def _defect(case: str, d: Path) -> tuple[dict, Path | str, list[str]]:
         cols["lepton_pt"][:] = 50.0
         cols["m_bb"][:] = 100.0
         cols["gen_weight"][23] = np.nan
-        _write(bad, cols, True); add(True)
+        _write(bad, cols, True)
+        add(True)
         return settings, bad, ["field 'gen_weight'", "entry 23", "NaN or Inf"]
     if case == "bad selection":
         settings["data"]["selection"] = "__import__('os').system('true')"
@@ -225,9 +278,17 @@ def _defect(case: str, d: Path) -> tuple[dict, Path | str, list[str]]:
     raise AssertionError(case)
 
 
-DEFECTS = ["missing branch", "missing field", "jagged branch", "jagged field",
-           "non-numeric field", "glob matches nothing", "label outside 0/1", "NaN weight",
-           "bad selection"]
+DEFECTS = [
+    "missing branch",
+    "missing field",
+    "jagged branch",
+    "jagged field",
+    "non-numeric field",
+    "glob matches nothing",
+    "label outside 0/1",
+    "NaN weight",
+    "bad selection",
+]
 
 
 @pytest.mark.parametrize("case", DEFECTS)
@@ -242,10 +303,17 @@ def test_defects_exit_2_named_nothing_written(case, ntuples, tmp_path, caplog):
     assert not out.exists() or sorted(out.rglob("*")) == []
 
 
-@pytest.mark.parametrize(("expr", "n"), [
-    ("(a > 1) & (b < 3)", 1), ("a > 1 and not b >= 3", 1), ("~(a == 2) | (b != b)", 2),
-    ("1 < a <= 2", 1), ("abs(a - 2) * 2 ** 1 < 1.5", 1), ("sqrt(a) > 1.5", 1),
-])
+@pytest.mark.parametrize(
+    ("expr", "n"),
+    [
+        ("(a > 1) & (b < 3)", 1),
+        ("a > 1 and not b >= 3", 1),
+        ("~(a == 2) | (b != b)", 2),
+        ("1 < a <= 2", 1),
+        ("abs(a - 2) * 2 ** 1 < 1.5", 1),
+        ("sqrt(a) > 1.5", 1),
+    ],
+)
 def test_selection_evaluates(expr, n):
     arrays = {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([5.0, 2.0, 4.0])}
     sel = Selection(expr)
@@ -253,9 +321,19 @@ def test_selection_evaluates(expr, n):
     assert set(sel.names) <= {"a", "b"}
 
 
-@pytest.mark.parametrize("expr", [
-    "a.real > 1", "a[0] > 1", "open('x')", "lambda: 1", "'a' == a", "(x := 3) > a", "", "a >",
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "a.real > 1",
+        "a[0] > 1",
+        "open('x')",
+        "lambda: 1",
+        "'a' == a",
+        "(x := 3) > a",
+        "",
+        "a >",
+    ],
+)
 def test_selection_refuses_everything_else(expr):
     with pytest.raises(InputError, match="data.selection"):
         Selection(expr)
@@ -281,7 +359,9 @@ def test_weighted_nll_is_sum_w_nll_over_sum_w():
     nll = -flow.log_prob(x).double()
     expect = float((w.double() * nll).sum() / w.double().sum())
     assert mean_nll(flow, Dataset(x, None, w), batch_size=64) == pytest.approx(expect, rel=1e-6)
-    assert mean_nll(flow, Dataset(x, None), batch_size=64) == pytest.approx(float(nll.mean()), rel=1e-6)
+    assert mean_nll(flow, Dataset(x, None), batch_size=64) == pytest.approx(
+        float(nll.mean()), rel=1e-6
+    )
     assert float(_nll(flow, x, None, torch.ones(500))) == pytest.approx(float(nll.mean()), rel=1e-6)
     assert float(_nll(flow, x, None, w / w.mean())) == pytest.approx(expect, rel=1e-5)
 
@@ -297,19 +377,65 @@ def test_weighted_events_train_and_validation_refuses_negative_weights(ntuples, 
     )
     assert _ingest(settings, out) == 0
     s = json.dumps(settings)
-    assert main(["preprocess", "--quiet", "--settings", s, "--train", str(out / "train.root"),
-                 "--out", str(out / "pre.json")]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                "--quiet",
+                "--settings",
+                s,
+                "--train",
+                str(out / "train.root"),
+                "--out",
+                str(out / "pre.json"),
+            ]
+        )
+        == 0
+    )
     with caplog.at_level(logging.INFO, logger="hepflows"):
-        assert main(["train", "--quiet", "--settings", s, "--train", str(out / "train.root"),
-                     "--val", str(out / "val.root"), "--preprocess", str(out / "pre.json"),
-                     "--model", str(out / "model.pt"), "--log", str(out / "log.csv")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--quiet",
+                    "--settings",
+                    s,
+                    "--train",
+                    str(out / "train.root"),
+                    "--val",
+                    str(out / "val.root"),
+                    "--preprocess",
+                    str(out / "pre.json"),
+                    "--model",
+                    str(out / "model.pt"),
+                    "--log",
+                    str(out / "log.csv"),
+                ]
+            )
+            == 0
+        )
     assert f"{out / 'train.root'}: weighted events" in caplog.text
     assert "effective sample size (Kish)" in caplog.text
     assert (out / "model.pt").exists()
     caplog.clear()
     with caplog.at_level(logging.ERROR):
-        assert main(["validate", "--quiet", "--settings", s, "--reference", str(out / "test.root"),
-                     "--generated", str(out / "train.root"), "--out-dir", str(out / "v")]) == 2
+        assert (
+            main(
+                [
+                    "validate",
+                    "--quiet",
+                    "--settings",
+                    s,
+                    "--reference",
+                    str(out / "test.root"),
+                    "--generated",
+                    str(out / "train.root"),
+                    "--out-dir",
+                    str(out / "v"),
+                ]
+            )
+            == 2
+        )
     assert f"{out / 'test.root'}: branch 'weight'" in caplog.text
     assert "negative weight(s)" in caplog.text and "needs weights >= 0" in caplog.text
     assert not (out / "v").exists() or sorted((out / "v").rglob("*.json")) == []

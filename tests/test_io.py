@@ -120,10 +120,16 @@ def test_writer_refuses_bad_chunks(tmp_path):
 
 def test_metadata_round_trip(tmp_path, events):
     path = tmp_path / "ev.root"
-    meta = {"seed": np.int64(3), "config": {"units": "higgs", "split": [0.8, 0.2]}, "path": tmp_path}
+    meta = {
+        "seed": np.int64(3),
+        "config": {"units": "higgs", "split": [0.8, 0.2]},
+        "path": tmp_path,
+    }
     io.write_events(path, events, metadata=meta)
     assert io.read_metadata(path) == {
-        "seed": 3, "config": {"units": "higgs", "split": [0.8, 0.2]}, "path": str(tmp_path),
+        "seed": 3,
+        "config": {"units": "higgs", "split": [0.8, 0.2]},
+        "path": str(tmp_path),
     }
     bare = tmp_path / "bare.root"
     io.write_events(bare, events)
@@ -158,11 +164,13 @@ def test_root_errors_name_file_and_place(tmp_path, events):
         },
     )
     strings = _raw_tree(
-        tmp_path / "strings.root", {"met": "string", LABEL: np.int8},
+        tmp_path / "strings.root",
+        {"met": "string", LABEL: np.int8},
         {"met": ak.Array(["a", "b"]), LABEL: np.array([0, 1], np.int8)},
     )
     labels = _raw_tree(
-        tmp_path / "labels.root", {"met": np.float32, LABEL: np.int8},
+        tmp_path / "labels.root",
+        {"met": np.float32, LABEL: np.int8},
         {"met": np.ones(4, np.float32), LABEL: np.array([0, 1, 3, 1], np.int8)},
     )
     cases = [
@@ -349,7 +357,9 @@ def test_convert_csv_higgs_convention(tmp_path, events):
     with pytest.raises(InputError, match="outputs"):
         io.convert_higgs_csv(path, _outputs(tmp_path / "q", ("train", "test")), split="higgs")
     with pytest.raises(InputError, match="sum to"):
-        io.convert_higgs_csv(path, _outputs(tmp_path / "q"), split={"train": 0.5, "val": 0.1, "test": 0.1})
+        io.convert_higgs_csv(
+            path, _outputs(tmp_path / "q"), split={"train": 0.5, "val": 0.1, "test": 0.1}
+        )
     assert not (tmp_path / "q").exists() or _files(tmp_path / "q") == []
 
 
@@ -362,8 +372,14 @@ def test_convert_root(tmp_path, events):
         )
     out = _outputs(tmp_path / "o", ("a", "b"))
     counts = io.convert_root(
-        src, out, tree="tree", branch_map={"met": "b_met", "m_bb": "b_m_bb"}, label_branch="is_sig",
-        split={"a": 0.25, "b": 0.75}, step_size=200, limit=1000,
+        src,
+        out,
+        tree="tree",
+        branch_map={"met": "b_met", "m_bb": "b_m_bb"},
+        label_branch="is_sig",
+        split={"a": 0.25, "b": 0.75},
+        step_size=200,
+        limit=1000,
     )
     assert counts["a"] + counts["b"] == 1000
     got = _read_all(out)
@@ -371,8 +387,12 @@ def test_convert_root(tmp_path, events):
     merged = np.concatenate([got["a"]["met"], got["b"]["met"]])
     np.testing.assert_array_equal(np.sort(merged), np.sort(events["met"][:1000]))
     one = io.convert_root(
-        src, {"all": tmp_path / "all.root"}, tree="tree", branch_map={"met": "b_met"},
-        label_branch=None, label_value=1,
+        src,
+        {"all": tmp_path / "all.root"},
+        tree="tree",
+        branch_map={"met": "b_met"},
+        label_branch=None,
+        label_value=1,
     )
     assert one == {"all": 1500}
     assert (io.read_events(tmp_path / "all.root")[LABEL] == 1).all()
@@ -380,7 +400,8 @@ def test_convert_root(tmp_path, events):
 
 def test_convert_root_rejects_jagged_branches_by_name(tmp_path):
     src = _raw_tree(
-        tmp_path / "j.root", {"met": np.float32, "jet1_pt": "var * float32", LABEL: np.int8},
+        tmp_path / "j.root",
+        {"met": np.float32, "jet1_pt": "var * float32", LABEL: np.int8},
         {
             "met": np.ones(2, np.float32),
             "jet1_pt": ak.Array([[1.0], [2.0, 3.0]]),
@@ -411,7 +432,10 @@ def test_real_higgs_subset(tmp_path):
     assert np.abs(ev["lepton_eta"]).max() < 2.6
     assert np.abs(ev["jet1_phi"]).max() < 1.75
     higgs_levels = {
-        "jet1_btag": 1.0865, "jet2_btag": 1.1074, "jet3_btag": 1.2741, "jet4_btag": 1.5510,
+        "jet1_btag": 1.0865,
+        "jet2_btag": 1.1074,
+        "jet3_btag": 1.2741,
+        "jet4_btag": 1.5510,
     }
     for f in BTAGS:
         levels = np.unique(ev[f])

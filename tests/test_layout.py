@@ -49,9 +49,10 @@ def test_rules_write_no_path_of_their_own():
     for smk in [ROOT / "Snakefile", *RULES.glob("*.smk")]:
         for n, line in enumerate(smk.read_text().splitlines(), 1):
             code = line.split("#")[0]
-            assert not re.search(r'\{(RESULTS|MODEL_DIR)\}/[a-z]', code), f"{smk.name}:{n}: {line}"
-            assert not re.search(r'"[^"]*\.(root|json|csv|tsv|log|pt|html)"', code), \
+            assert not re.search(r"\{(RESULTS|MODEL_DIR)\}/[a-z]", code), f"{smk.name}:{n}: {line}"
+            assert not re.search(r'"[^"]*\.(root|json|csv|tsv|log|pt|html)"', code), (
                 f"{smk.name}:{n}: {line}"
+            )
 
 
 def test_cli_paths_are_the_layout(tmp_path):

@@ -68,11 +68,13 @@ def test_integer_weights_act_as_repeated_events():
     w = gen.integers(1, 4, size=len(a)).astype(float)
     rep = np.repeat(a, w.astype(int))
     assert m.ks_statistic_columns(a, b, wa=w)[0] == pytest.approx(
-        stats.ks_2samp(rep, b).statistic, abs=1e-12)
+        stats.ks_2samp(rep, b).statistic, abs=1e-12
+    )
     assert m.wasserstein_columns(a, b, wa=w)[0] == pytest.approx(m.wasserstein(rep, b), rel=1e-9)
     edges = np.linspace(-4, 4, 21)
     assert m.separation_power(a, b, bins=edges, wa=w) == pytest.approx(
-        m.separation_power(rep, b, bins=edges), rel=1e-12)
+        m.separation_power(rep, b, bins=edges), rel=1e-12
+    )
 
 
 def test_weighted_sample_reweighted_to_the_target_passes():
@@ -156,7 +158,8 @@ def test_separation_power_on_chi2_bins_is_chi2_over_2n():
     gen = rng(16)
     a, b = gen.normal(size=3000), gen.normal(0.05, 1, size=3000)
     assert m.separation_power(a, b, bins=25) == pytest.approx(
-        m.chi2_test(a, b, bins=25)["chi2"] / (2 * 3000), rel=1e-10)
+        m.chi2_test(a, b, bins=25)["chi2"] / (2 * 3000), rel=1e-10
+    )
 
 
 def test_uniform_edges_are_equal_width_with_open_ends():
@@ -184,11 +187,27 @@ def test_fpd_extrapolates_to_the_squared_shift():
     mu = np.array([0.4, 0.0, -0.3])
     x = rng(21).normal(size=(8000, 3))
     y = rng(22).normal(size=(8000, 3)) + mu
-    value, err = m.fpd(x, y, normalise=False, min_samples=1000, max_samples=4000,
-                       num_batches=5, num_points=4, seed=1)
+    value, err = m.fpd(
+        x,
+        y,
+        normalise=False,
+        min_samples=1000,
+        max_samples=4000,
+        num_batches=5,
+        num_points=4,
+        seed=1,
+    )
     assert value == pytest.approx(0.25, abs=max(0.03, 3 * err))
-    same, _ = m.fpd(x, rng(23).normal(size=(8000, 3)), normalise=False, min_samples=1000,
-                    max_samples=4000, num_batches=5, num_points=4, seed=1)
+    same, _ = m.fpd(
+        x,
+        rng(23).normal(size=(8000, 3)),
+        normalise=False,
+        min_samples=1000,
+        max_samples=4000,
+        num_batches=5,
+        num_points=4,
+        seed=1,
+    )
     assert same < 0.01
 
 
@@ -196,8 +215,7 @@ def test_mmd_matches_brute_force_and_kpd_separates():
     gen = rng(24)
     x, y = gen.normal(size=(7, 3)), gen.normal(size=(9, 3))
     kxx, kyy, kxy = ((u @ v.T / 3 + 1) ** 4 for u, v in ((x, x), (y, y), (x, y)))
-    brute = ((kxx.sum() - np.trace(kxx)) / 42 + (kyy.sum() - np.trace(kyy)) / 72
-             - 2 * kxy.mean())
+    brute = (kxx.sum() - np.trace(kxx)) / 42 + (kyy.sum() - np.trace(kyy)) / 72 - 2 * kxy.mean()
     assert m.mmd_poly_unbiased(x, y) == pytest.approx(brute, rel=1e-12)
     a, b = gen.normal(size=(3000, 5)), gen.normal(size=(3000, 5))
     same, same_err = m.kernel_distance(a, b, batch_size=1000, num_batches=5)
@@ -221,8 +239,9 @@ def test_correlation_difference_sign_and_diagonal():
 
 def test_classifier_auc_is_half_for_identical_distributions():
     gen = rng(26)
-    res = classifier_two_sample(gen.normal(size=(2000, 5)), gen.normal(size=(2000, 5)),
-                                seed=0, n_bootstrap=100)
+    res = classifier_two_sample(
+        gen.normal(size=(2000, 5)), gen.normal(size=(2000, 5)), seed=0, n_bootstrap=100
+    )
     assert 0.45 <= res["auc"] <= 0.55
     assert res["auc_lo"] < res["auc"] < res["auc_hi"]
     assert res["sigma_null"] == pytest.approx(np.sqrt(2001 / (12 * 1000 * 1000)), rel=0.01)
@@ -250,4 +269,5 @@ def test_bootstrap_auc_without_resampling_is_the_auc():
     y = (gen.random(400) < 0.4).astype(int)
     w = gen.uniform(0.5, 2.0, size=400)
     assert bootstrap_auc(score, y, w, 2, Identity())[0] == pytest.approx(
-        roc_auc_score(y, score, sample_weight=w), rel=1e-12)
+        roc_auc_score(y, score, sample_weight=w), rel=1e-12
+    )

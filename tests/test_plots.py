@@ -43,8 +43,13 @@ def test_feature_plot_with_tail_and_weights(tmp_path):
 def test_feature_plot_of_one_class_only(tmp_path):
     x, _, _ = sample(1000, 3)
     only_background = np.zeros(1000, dtype=np.int8)
-    plots.plot_feature("lepton_eta", (np.log(x), only_background, None),
-                       (np.log(x[::-1]), only_background, None), tmp_path / "eta", units="higgs")
+    plots.plot_feature(
+        "lepton_eta",
+        (np.log(x), only_background, None),
+        (np.log(x[::-1]), only_background, None),
+        tmp_path / "eta",
+        units="higgs",
+    )
     assert_figure(tmp_path / "eta")
 
 
@@ -52,20 +57,22 @@ def test_correlation_and_roc_plots(tmp_path):
     rng = np.random.default_rng(4)
     diff = {s: rng.normal(0, 0.05, size=(5, 5)) for s in ("all", "signal")}
     outside = {s: np.abs(d) > 0.08 for s, d in diff.items()}
-    plots.plot_correlation_difference(diff, ["lepton_pt", "lepton_eta", "met", "m_jj", "m_bb"],
-                                      tmp_path / "corr", outside=outside)
+    plots.plot_correlation_difference(
+        diff, ["lepton_pt", "lepton_eta", "met", "m_jj", "m_bb"], tmp_path / "corr", outside=outside
+    )
     assert_figure(tmp_path / "corr")
     grid = np.linspace(0, 1, 11).tolist()
-    roc = {"fpr": grid, "tpr": np.sqrt(grid).tolist(), "auc": 0.66, "auc_lo": 0.64,
-           "auc_hi": 0.68}
+    roc = {"fpr": grid, "tpr": np.sqrt(grid).tolist(), "auc": 0.66, "auc_lo": 0.64, "auc_hi": 0.68}
     plots.plot_roc(roc, tmp_path / "roc", null_results=[{"fpr": grid, "tpr": grid}])
     assert_figure(tmp_path / "roc")
 
 
 def test_training_curve_with_and_without_learning_rate(tmp_path):
     log = tmp_path / "log.csv"
-    log.write_text("epoch,train_nll,val_nll,lr\n" + "".join(
-        f"{e},{5 / e + 1},{5 / e + 1.2},{1e-3 * 0.8**e}\n" for e in range(1, 11)))
+    log.write_text(
+        "epoch,train_nll,val_nll,lr\n"
+        + "".join(f"{e},{5 / e + 1},{5 / e + 1.2},{1e-3 * 0.8**e}\n" for e in range(1, 11))
+    )
     plots.plot_training_curve(log, tmp_path / "curve")
     assert_figure(tmp_path / "curve")
     read = plots.read_training_log(log)
@@ -129,18 +136,15 @@ def test_null_band_is_the_verdicts_order_statistic():
     band = plots.null_ratio_band(pairs, axis, cls=1)
     devs = []
     for (a, la, _), (b, lb, _) in pairs:
-        ha, _ = np.histogram(np.clip(a[la == 1], axis.edges[0], axis.edges[-1] - 1e-9),
-                             axis.edges)
-        hb, _ = np.histogram(np.clip(b[lb == 1], axis.edges[0], axis.edges[-1] - 1e-9),
-                             axis.edges)
+        ha, _ = np.histogram(np.clip(a[la == 1], axis.edges[0], axis.edges[-1] - 1e-9), axis.edges)
+        hb, _ = np.histogram(np.clip(b[lb == 1], axis.edges[0], axis.edges[-1] - 1e-9), axis.edges)
         with np.errstate(divide="ignore", invalid="ignore"):
             devs.append(np.where(ha > 0, np.abs(hb * ha.sum() / (ha * hb.sum()) - 1), np.inf))
     expected = nl.band_edge(np.stack(devs))
     peak = np.argmin(np.abs(0.5 * (axis.edges[1:] + axis.edges[:-1]) - 125))
     assert np.isclose(band[peak], expected[peak])
     assert 0.02 < band[peak] < 0.5  # a few hundred events a bin at the peak
-    assert np.isclose(plots.null_ratio_band(pairs, axis, cls=1, scale=0.5)[peak],
-                      0.5 * band[peak])
+    assert np.isclose(plots.null_ratio_band(pairs, axis, cls=1, scale=0.5)[peak], 0.5 * band[peak])
     assert plots.null_ratio_band(pairs, axis, cls=7) is None
 
 
@@ -148,8 +152,15 @@ def test_feature_plot_with_null_band_and_stats(tmp_path):
     (x, label), (gx, gl) = peaked_sample(6000, 3), peaked_sample(6000, 4)
     pairs = [((x[:3000], label[:3000], None), (x[3000:], label[3000:], None))] * 3
     stats = {"signal": {"ks": (0.01, "green"), "chi2_ndf": (2.0, "red")}}
-    plots.plot_feature("m_bb", (x, label, None), (gx, gl, None), tmp_path / "m_bb",
-                       null_pairs=pairs, stats=stats, model="RQ-NSF")
+    plots.plot_feature(
+        "m_bb",
+        (x, label, None),
+        (gx, gl, None),
+        tmp_path / "m_bb",
+        null_pairs=pairs,
+        stats=stats,
+        model="RQ-NSF",
+    )
     assert_figure(tmp_path / "m_bb")
     assert plots._stat_text(stats, "signal")[1] == "#f4a3a3"  # the worse status: red
     assert plots._stat_text(stats, "background") is None
@@ -160,12 +171,17 @@ def test_overview_and_2d_comparison(tmp_path):
     feats = ["m_bb", "lepton_pt", "lepton_eta"]
     ref = (np.column_stack([x, x / 3, np.log(x)]), label, None)
     gen = (np.column_stack([gx, gx / 3, np.log(gx)]), gl, None)
-    plots.plot_overview(feats, ref, gen, tmp_path / "overview",
-                        statuses={("m_bb", "signal"): "red"})
+    plots.plot_overview(
+        feats, ref, gen, tmp_path / "overview", statuses={("m_bb", "signal"): "red"}
+    )
     assert_figure(tmp_path / "overview")
     image = mpimg.imread(tmp_path / "overview.png")[..., :3]
-    red = np.array([0xf4, 0xa3, 0xa3]) / 255
+    red = np.array([0xF4, 0xA3, 0xA3]) / 255
     assert np.any(np.all(np.abs(image - red) < 0.02, axis=-1))  # the red corner is drawn
-    plots.plot_2d_comparison(("m_bb", "lepton_pt"), (ref[0][:, :2], label, None),
-                             (gen[0][:, :2], gl, None), tmp_path / "2d")
+    plots.plot_2d_comparison(
+        ("m_bb", "lepton_pt"),
+        (ref[0][:, :2], label, None),
+        (gen[0][:, :2], gl, None),
+        tmp_path / "2d",
+    )
     assert_figure(tmp_path / "2d")

@@ -14,8 +14,10 @@ TRANSFORMS = pytest.mark.parametrize("transform", ["logit", "quantile"])
 @pytest.fixture
 def events():
     rng = np.random.default_rng(0)
-    return np.stack([rng.exponential(50, 5000) + 20, rng.normal(0, 1.2, 5000),
-                     rng.uniform(-2.5, 2.5, 5000)], axis=1)
+    return np.stack(
+        [rng.exponential(50, 5000) + 20, rng.normal(0, 1.2, 5000), rng.uniform(-2.5, 2.5, 5000)],
+        axis=1,
+    )
 
 
 @TRANSFORMS
@@ -81,7 +83,9 @@ def test_point_mass_is_dequantized_and_snapped_back():
     rng = np.random.default_rng(3)
     continuous = rng.exponential(30, 4000) + 81.0
     # a point mass computed in float32 lands on a few neighbouring floats
-    point = np.float32(80.4) + np.float32(80.4) * np.finfo(np.float32).eps * rng.integers(-1, 2, 4000)
+    point = np.float32(80.4) + np.float32(80.4) * np.finfo(np.float32).eps * rng.integers(
+        -1, 2, 4000
+    )
     x = np.stack([np.where(rng.random(4000) < 0.7, point, continuous), rng.normal(0, 1, 4000)], 1)
     pre = preprocess.fit(x, ("m_lv", "lepton_eta"))
     assert set(pre.spikes) == {"m_lv"}
@@ -120,7 +124,9 @@ def test_quantile_transform_makes_every_marginal_standard_normal(events):
         assert stats.kstest(y[:, j], "norm").statistic < 0.02, FEATURES[j]
     # a narrow peak: 10 % of the range holding 80 % of the events gets 80 % of the latent mass
     rng = np.random.default_rng(2)
-    peaked = np.where(rng.random(20000) < 0.8, rng.normal(125, 2, 20000), rng.uniform(0, 400, 20000))
+    peaked = np.where(
+        rng.random(20000) < 0.8, rng.normal(125, 2, 20000), rng.uniform(0, 400, 20000)
+    )
     x = np.stack([peaked, rng.normal(size=20000)], 1)
     z = preprocess.fit(x, ("m_bb", "b"), transform="quantile").forward(x)[:, 0]
     inside = np.abs(x[:, 0] - 125) < 5
@@ -140,8 +146,13 @@ def test_quantile_knots_of_rounded_data_stay_increasing():
 
 def test_quantile_point_mass_is_spread_and_snapped_back():
     rng = np.random.default_rng(5)
-    x = np.stack([np.where(rng.random(6000) < 0.7, 80.4, rng.exponential(30, 6000) + 81.0),
-                  rng.normal(0, 1, 6000)], 1)
+    x = np.stack(
+        [
+            np.where(rng.random(6000) < 0.7, 80.4, rng.exponential(30, 6000) + 81.0),
+            rng.normal(0, 1, 6000),
+        ],
+        1,
+    )
     pre = preprocess.fit(x, ("m_lv", "b"), transform="quantile")
     y = pre.forward(x)
     assert np.ptp(y[x[:, 0] == 80.4, 0]) > 2.0  # 70 % of the events, 70 % of the latent line

@@ -25,11 +25,25 @@ pytestmark = pytest.mark.skipif(
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-         "--enable-logging=stderr", "--v=0", *args, page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -103,7 +117,9 @@ def test_report_renders_the_verdict_colours_and_images(report, tmp_path):
     assert sorted(categories)[0] == "0. Summary" and "1. Verdict" in categories
     # the summary page: the sentence, the verdict table and its status colours
     summary = check.group(2)
-    assert re.search(r"Generated events are (in)?distinguishable from MC: \d+ of \d+ cells", summary)
+    assert re.search(
+        r"Generated events are (in)?distinguishable from MC: \d+ of \d+ cells", summary
+    )
     assert "Kolmogorov-Smirnov statistic" in summary and "Wall time per step" in summary
     colours = set(re.findall(r"background:\s*(#[0-9a-f]{6})", summary, re.I))
     assert colours & {"#b7e1a1", "#ffd27f", "#f4a3a3"}, colours
@@ -116,8 +132,13 @@ def test_report_renders_the_verdict_colours_and_images(report, tmp_path):
 def test_report_screenshot_is_not_blank(report, tmp_path):
     png = tmp_path / "report.png"
     page = instrumented(report, tmp_path / "report.html")
-    result = chromium(page, tmp_path / "profile", f"--screenshot={png}",
-                      "--window-size=1280,900", "--hide-scrollbars")
+    result = chromium(
+        page,
+        tmp_path / "profile",
+        f"--screenshot={png}",
+        "--window-size=1280,900",
+        "--hide-scrollbars",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert png.stat().st_size > 5_000
     from PIL import Image

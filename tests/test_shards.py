@@ -44,7 +44,9 @@ def assert_same_events(a: Path, b: Path) -> None:
 
 
 # -- where the shards cut ------------------------------------------------------------------------
-@pytest.mark.parametrize("n, shards, unit", [(1000, 3, 100), (1050, 4, 100), (7, 7, 1), (10**7, 10, 8192)])
+@pytest.mark.parametrize(
+    "n, shards, unit", [(1000, 3, 100), (1050, 4, 100), (7, 7, 1), (10**7, 10, 8192)]
+)
 def test_shards_cover_every_event_once_on_whole_units(n, shards, unit):
     ranges = shard_ranges(n, shards, unit)
     assert len(ranges) == shards
@@ -123,11 +125,47 @@ def test_merge_refuses_unlike_inputs_and_writes_nothing(tmp_path):
 def steps(tmp_path_factory) -> Path:
     """Unsharded generate -> preprocess -> train -> sample, in this process."""
     d = tmp_path_factory.mktemp("shards")
-    assert run("generate", "--train", d / "train.root", "--val", d / "val.root", "--test", d / "test.root") == 0
+    assert (
+        run(
+            "generate",
+            "--train",
+            d / "train.root",
+            "--val",
+            d / "val.root",
+            "--test",
+            d / "test.root",
+        )
+        == 0
+    )
     assert run("preprocess", "--train", d / "train.root", "--out", d / "pre.json") == 0
-    assert run("train", "--train", d / "train.root", "--val", d / "val.root", "--preprocess",
-               d / "pre.json", "--model", d / "model.pt", "--log", d / "log.csv") == 0
-    assert run("sample", "--model", d / "model.pt", "--preprocess", d / "pre.json", "--out", d / "gen.root") == 0
+    assert (
+        run(
+            "train",
+            "--train",
+            d / "train.root",
+            "--val",
+            d / "val.root",
+            "--preprocess",
+            d / "pre.json",
+            "--model",
+            d / "model.pt",
+            "--log",
+            d / "log.csv",
+        )
+        == 0
+    )
+    assert (
+        run(
+            "sample",
+            "--model",
+            d / "model.pt",
+            "--preprocess",
+            d / "pre.json",
+            "--out",
+            d / "gen.root",
+        )
+        == 0
+    )
     return d
 
 
@@ -147,21 +185,54 @@ def test_generator_shards_are_the_split(steps, tmp_path, split):
 def test_sample_shards_are_the_sample(steps, tmp_path):
     shards = [tmp_path / f"shard_{k}.root" for k in range(3)]
     for k in (1, 2, 0):
-        assert run("sample", "--model", steps / "model.pt", "--preprocess", steps / "pre.json",
-                   "--shard", k, "--out", shards[k]) == 0
+        assert (
+            run(
+                "sample",
+                "--model",
+                steps / "model.pt",
+                "--preprocess",
+                steps / "pre.json",
+                "--shard",
+                k,
+                "--out",
+                shards[k],
+            )
+            == 0
+        )
     # 10 chunks of 100 in 3 shards: chunks 0-2, 3-5, 6-9.
     assert [len(read_events(p, FEATURES)["label"]) for p in shards] == [300, 300, 400]
     assert run("merge", "--inputs", *shards, "--out", tmp_path / "merged.root") == 0
     assert_same_events(tmp_path / "merged.root", steps / "gen.root")
     # Rerun alone, a shard gives its events again.
-    assert run("sample", "--model", steps / "model.pt", "--preprocess", steps / "pre.json",
-               "--shard", 1, "--out", tmp_path / "again.root") == 0
+    assert (
+        run(
+            "sample",
+            "--model",
+            steps / "model.pt",
+            "--preprocess",
+            steps / "pre.json",
+            "--shard",
+            1,
+            "--out",
+            tmp_path / "again.root",
+        )
+        == 0
+    )
     assert_same_events(tmp_path / "again.root", shards[1])
 
 
 def test_bad_shard_exits_2_naming_the_key(steps, tmp_path, caplog):
-    code = run("sample", "--model", steps / "model.pt", "--preprocess", steps / "pre.json",
-               "--shard", 3, "--out", tmp_path / "x.root")
+    code = run(
+        "sample",
+        "--model",
+        steps / "model.pt",
+        "--preprocess",
+        steps / "pre.json",
+        "--shard",
+        3,
+        "--out",
+        tmp_path / "x.root",
+    )
     assert code == 2 and "sampling.shards" in caplog.text
     code = run("generate", "--split", "val", "--out", tmp_path / "x.root")
     assert code == 2
@@ -174,7 +245,11 @@ def _dry_run(tmp_path: Path, config: dict, *args: str) -> subprocess.CompletedPr
     env = snakemake_env()
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", "config/test.yaml", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -184,35 +259,61 @@ def _jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 def test_sharded_dag(tmp_path):
-    config = dict(SETTINGS, run="sharded", sampling=dict(SETTINGS["sampling"], validate_shards=[2, 0]))
+    config = dict(
+        SETTINGS, run="sharded", sampling=dict(SETTINGS["sampling"], validate_shards=[2, 0])
+    )
     result = _dry_run(tmp_path, config)
     assert result.returncode == 0, result.stderr
-    assert _jobs(result) == {"generate": 9, "merge_data": 3, "preprocess": 1, "train": 1,
-                             "sample": 3, "merge_samples": 1, "merge_validation_sample": 1,
-                             "validate": 1, "generate_truth": 1, "amplification": 1,
-                             "all": 1, "total": 23}
+    assert _jobs(result) == {
+        "generate": 9,
+        "merge_data": 3,
+        "preprocess": 1,
+        "train": 1,
+        "sample": 3,
+        "merge_samples": 1,
+        "merge_validation_sample": 1,
+        "validate": 1,
+        "generate_truth": 1,
+        "amplification": 1,
+        "all": 1,
+        "total": 23,
+    }
     # Validation reads an equal share of the chosen shards, in the order given.
     block = result.stdout.split("rule merge_validation_sample:")[1].split("\n\n")[0]
-    assert "input: results/sharded/samples/shards/shard_2.root, results/sharded/samples/shards/shard_0.root" in block
-    max_events = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["validation"]["max_events"]
+    assert (
+        "input: results/sharded/samples/shards/shard_2.root, results/sharded/samples/shards/shard_0.root"
+        in block
+    )
+    max_events = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["validation"][
+        "max_events"
+    ]
     assert f"--max-events-per-input {max_events // 2} " in result.stdout
 
 
 def test_unmerged_shards_are_the_final_outputs(tmp_path):
-    config = dict(SETTINGS, run="loose", data=dict(SETTINGS["data"], shards=1),
-                  sampling=dict(SETTINGS["sampling"], merge=False))
+    config = dict(
+        SETTINGS,
+        run="loose",
+        data=dict(SETTINGS["data"], shards=1),
+        sampling=dict(SETTINGS["sampling"], merge=False),
+    )
     result = _dry_run(tmp_path, config)
     assert result.returncode == 0, result.stderr
     jobs = _jobs(result)
     assert "merge_samples" not in jobs and jobs["sample"] == 3 and jobs["generate"] == 1
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"sampling": {"events": 1000, "chunk_size": 100, "shards": 11}}, "sampling.shards"),
-    ({"sampling": {"events": 1000, "chunk_size": 100, "shards": 2, "validate_shards": [2]}},
-     "sampling.validate_shards"),
-    ({"data": {"events": {"train": 2, "val": 2, "test": 2}, "shards": 3}}, "data.shards"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"sampling": {"events": 1000, "chunk_size": 100, "shards": 11}}, "sampling.shards"),
+        (
+            {"sampling": {"events": 1000, "chunk_size": 100, "shards": 2, "validate_shards": [2]}},
+            "sampling.validate_shards",
+        ),
+        ({"data": {"events": {"train": 2, "val": 2, "test": 2}, "shards": 3}}, "data.shards"),
+    ],
+)
 def test_impossible_shards_fail_before_any_job(tmp_path, change, key):
     result = _dry_run(tmp_path, dict(SETTINGS, **change))
     assert result.returncode != 0
@@ -223,8 +324,23 @@ def test_impossible_shards_fail_before_any_job(tmp_path, change, key):
 def _generate_shard(args: tuple[Path, int]) -> Path:
     out, k = args
     settings = {"seed": 11, "data": {"events": {"train": 10**7, "val": 1, "test": 2}, "shards": 10}}
-    assert main(["generate", "--quiet", "--settings", json.dumps(settings), "--split", "train",
-                 "--shard", str(k), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--quiet",
+                "--settings",
+                json.dumps(settings),
+                "--split",
+                "train",
+                "--shard",
+                str(k),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 

@@ -69,23 +69,92 @@ def _steps(root: Path, env: str, config: Path, csv: Path) -> list[list[str]]:
     ingest = json.dumps({"data": {"source": "higgs_csv", "path": str(csv)}})
     split = {k: str(root / "ingested" / f"{k}.root") for k in ("train", "val", "test")}
     every = {
-        "generate": ["generate", *cfg, "--train", p["train"], "--val", p["val"], "--test", p["test"]],
+        "generate": [
+            "generate",
+            *cfg,
+            "--train",
+            p["train"],
+            "--val",
+            p["val"],
+            "--test",
+            p["test"],
+        ],
         "generate_truth": ["generate", *cfg, "--truth", p["truth"]],
-        "ingest": ["ingest", *cfg, "--settings", ingest,
-                   *(a for k, v in split.items() for a in (f"--{k}", v))],
+        "ingest": [
+            "ingest",
+            *cfg,
+            "--settings",
+            ingest,
+            *(a for k, v in split.items() for a in (f"--{k}", v)),
+        ],
         "preprocess": ["preprocess", *cfg, "--train", p["train"], "--out", p["preprocess"]],
-        "merge_data": ["merge", "--quiet", "--inputs", p["val"], p["test"],
-                       "--out", str(root / "merged.root")],
-        "train": ["train", *cfg, "--train", p["train"], "--val", p["val"], "--preprocess",
-                  p["preprocess"], "--model", p["model"], "--log", p["log"], "--plot", p["curve"]],
-        "sample": ["sample", *cfg, "--model", p["model"], "--preprocess", p["preprocess"],
-                   "--out", p["generated"]],
-        "validate": ["validate", *cfg, "--reference", p["test"], "--generated", p["generated"],
-                     "--train", p["train"], "--out-dir", p["validation"]],
-        "amplification": ["amplification", *cfg, "--truth", p["truth"], "--generated",
-                          p["generated"], "--train", p["train"], "--out-dir", p["validation"]],
-        "compare": ["compare", *cfg, "--models", str(root / "results" / "tiny"),
-                    "--out-dir", p["comparison"]],
+        "merge_data": [
+            "merge",
+            "--quiet",
+            "--inputs",
+            p["val"],
+            p["test"],
+            "--out",
+            str(root / "merged.root"),
+        ],
+        "train": [
+            "train",
+            *cfg,
+            "--train",
+            p["train"],
+            "--val",
+            p["val"],
+            "--preprocess",
+            p["preprocess"],
+            "--model",
+            p["model"],
+            "--log",
+            p["log"],
+            "--plot",
+            p["curve"],
+        ],
+        "sample": [
+            "sample",
+            *cfg,
+            "--model",
+            p["model"],
+            "--preprocess",
+            p["preprocess"],
+            "--out",
+            p["generated"],
+        ],
+        "validate": [
+            "validate",
+            *cfg,
+            "--reference",
+            p["test"],
+            "--generated",
+            p["generated"],
+            "--train",
+            p["train"],
+            "--out-dir",
+            p["validation"],
+        ],
+        "amplification": [
+            "amplification",
+            *cfg,
+            "--truth",
+            p["truth"],
+            "--generated",
+            p["generated"],
+            "--train",
+            p["train"],
+            "--out-dir",
+            p["validation"],
+        ],
+        "compare": [
+            "compare",
+            *cfg,
+            "--models",
+            str(root / "results" / "tiny"),
+            "--out-dir",
+            p["comparison"],
+        ],
     }
     names = [n for n, step in layout.STEPS.items() if step.env == env]
     return [every[n] for n in names if n in every]
@@ -115,17 +184,23 @@ def _view(allowed: set[str], folder: Path) -> Path:
     return folder
 
 
-def _probe(python: list[str], env: str, steps: list[list[str]], work: Path,
-           extra_env: dict | None = None) -> list[str]:
+def _probe(
+    python: list[str], env: str, steps: list[list[str]], work: Path, extra_env: dict | None = None
+) -> list[str]:
     spec = work / f"{Path(env).stem}.json"
     spec.write_text(json.dumps({"steps": steps}))
     run = subprocess.run(
-        [*python, str(ROOT / "tests" / "env_probe.py"), str(spec)], cwd=work,
-        capture_output=True, text=True, timeout=900,
+        [*python, str(ROOT / "tests" / "env_probe.py"), str(spec)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})},
     )
     missing = re.findall(r"No module named '([\w.]+)'", run.stderr)
-    assert not missing, f"{env} lacks the package of module(s) {sorted(set(missing))}:\n{run.stderr[-3000:]}"
+    assert not missing, (
+        f"{env} lacks the package of module(s) {sorted(set(missing))}:\n{run.stderr[-3000:]}"
+    )
     assert run.returncode == 0, f"{env}: its steps failed:\n{run.stderr[-3000:]}"
     return [_norm(d) for d in json.loads(run.stdout.strip().splitlines()[-1])]
 
@@ -143,8 +218,13 @@ def probed(tmp_path_factory) -> dict[str, list[str]]:
     used = {}
     for env in ENVS:
         view = _view(_closure(set(env_packages(env)) | BASE), work / f"site-{Path(env).stem}")
-        used[env] = _probe([sys.executable, "-S"], env, _steps(work, env, TINY, csv), work,
-                           {"PYTHONPATH": str(view)})
+        used[env] = _probe(
+            [sys.executable, "-S"],
+            env,
+            _steps(work, env, TINY, csv),
+            work,
+            {"PYTHONPATH": str(view)},
+        )
     return used
 
 
@@ -164,15 +244,28 @@ def test_every_step_has_an_env_of_envs():
 
 def test_config_and_dag_need_no_torch(tmp_path):
     """Validation imports neither torch nor Snakemake; the Snakefile parses with torch absent."""
-    code = ("import sys; from hepflows import config; config.load(sys.argv[1]); "
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'snakemake'}); "
-            "assert not bad, bad")
+    code = (
+        "import sys; from hepflows import config; config.load(sys.argv[1]); "
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'snakemake'}); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code, str(TINY)], check=True, timeout=120)
     (tmp_path / "torch.py").write_text("raise ImportError('torch is not installed here')\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    run = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "--quiet",
-                          "--configfile", str(TINY)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "-n",
+            "--quiet",
+            "--configfile",
+            str(TINY),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -184,11 +277,16 @@ def test_env_in_a_fresh_venv(tmp_path):
         venv = tmp_path / f"venv-{Path(env).stem}"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pins = [f"{n}=={v}" for n, v in env_packages(env).items()]
-        install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                                  *pins], capture_output=True, text=True, timeout=1200)
+        install = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *pins],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert install.returncode == 0, install.stderr[-3000:]
-        used = _probe([str(venv / "bin" / "python")], env, _steps(tmp_path, env, TINY, csv),
-                      tmp_path)
+        used = _probe(
+            [str(venv / "bin" / "python")], env, _steps(tmp_path, env, TINY, csv), tmp_path
+        )
         _check_unused(env, used)
 
 

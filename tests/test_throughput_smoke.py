@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def throughput():
-    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "throughput.py")
+    spec = importlib.util.spec_from_file_location(
+        "throughput", ROOT / "benchmarks" / "throughput.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["throughput"] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
@@ -49,15 +51,22 @@ def test_table_has_every_library_and_architecture(throughput, run) -> None:
         assert arch["flops"] > 0 and _finite(arch["gemm_gflops"])
         for row in arch["rows"]:
             assert row["params"] > 0
-            assert _finite(row["train"], row["sample"], row["root"], row["train_fraction"],
-                           row["sample_fraction"])
+            assert _finite(
+                row["train"],
+                row["sample"],
+                row["root"],
+                row["train_fraction"],
+                row["sample_fraction"],
+            )
             assert row["train"] > 0 and row["sample"] > 0 and row["root"] > 0
             assert row["peak_train_mb"] >= 0 or math.isnan(row["peak_train_mb"])
         title = arch["arch"]["title"]
         for lib in libraries:
             assert any(line.startswith(title) and f" {lib} " in line for line in text.splitlines())
         for peer in libraries[1:]:
-            assert any(f"hepflows/{peer}" in line for line in text.splitlines() if line.startswith(title))
+            assert any(
+                f"hepflows/{peer}" in line for line in text.splitlines() if line.startswith(title)
+            )
     assert "FLOPs/event" in text and "matmul ceiling" in text
 
 

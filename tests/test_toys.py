@@ -52,7 +52,9 @@ def test_train_toy_reduces_loss_and_is_reproducible() -> None:
 
     def run() -> tuple[list[float], torch.nn.Module]:
         torch.manual_seed(0)
-        flow = build_flow({"coupling": "rq_spline", "blocks": 2, "hidden": [16, 16], "norm": "none"}, 2)
+        flow = build_flow(
+            {"coupling": "rq_spline", "blocks": 2, "hidden": [16, 16], "norm": "none"}, 2
+        )
         return train_toy(flow, data, steps=40, batch_size=128, lr=1e-2, seed=3), flow
 
     losses, flow = run()
@@ -77,7 +79,12 @@ def test_plot_toy_comparison_writes_figure(tmp_path) -> None:
     ev = results["checkerboard"]["RQ-NSF"]
     assert ev["density"].shape == (40, 40) and ev["samples"].shape == (500, 2)
     # an untrained flow is the standard normal: its grid density peaks at the centre
-    assert np.unravel_index(ev["density"].argmax(), ev["density"].shape) in {(19, 19), (19, 20), (20, 19), (20, 20)}
+    assert np.unravel_index(ev["density"].argmax(), ev["density"].shape) in {
+        (19, 19),
+        (19, 20),
+        (20, 19),
+        (20, 20),
+    }
     out = plot_toy_comparison(results, tmp_path / "fig" / "toys.png")
     assert out.exists() and out.stat().st_size > 10_000
     with open(out, "rb") as f:
@@ -89,8 +96,9 @@ def test_plot_toy_comparison_writes_figure(tmp_path) -> None:
 def test_make_toy_figure_writes_png_and_pdf_atomically(tmp_path) -> None:
     from hepflows.toys import make_toy_figure
 
-    png, pdf = make_toy_figure(tmp_path / "toys" / "figure7", events=300, steps=3, grid=16,
-                               samples=200)
+    png, pdf = make_toy_figure(
+        tmp_path / "toys" / "figure7", events=300, steps=3, grid=16, samples=200
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert pdf.read_bytes()[:4] == b"%PDF"
     assert sorted(p.name for p in png.parent.iterdir()) == ["figure7.pdf", "figure7.png"]

@@ -10,8 +10,15 @@ from hepflows.flows import build_flow
 from hepflows.training import Dataset, Interrupted, Trainer, mean_nll, select_device
 
 SETTINGS = {
-    "epochs": 3, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.0, "scheduler": "cosine",
-    "patience": None, "grad_clip": 5.0, "max_bad_steps": 4, "device": "cpu",
+    "epochs": 3,
+    "batch_size": 128,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "scheduler": "cosine",
+    "patience": None,
+    "grad_clip": 5.0,
+    "max_bad_steps": 4,
+    "device": "cpu",
 }
 MODEL = {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu", "dropout": 0.1}
 
@@ -27,9 +34,16 @@ def correlated(n, seed):
 def make_trainer(tmp_path, settings=SETTINGS, name="run"):
     torch.manual_seed(0)
     flow = build_flow(MODEL, 3, 1)
-    return Trainer(flow, correlated(1024, 1), correlated(512, 2), settings, seed=5,
-                   resume_path=tmp_path / f"{name}.resume.pt", log_path=tmp_path / f"{name}.csv",
-                   progress=False)
+    return Trainer(
+        flow,
+        correlated(1024, 1),
+        correlated(512, 2),
+        settings,
+        seed=5,
+        resume_path=tmp_path / f"{name}.resume.pt",
+        log_path=tmp_path / f"{name}.csv",
+        progress=False,
+    )
 
 
 def test_training_lowers_validation_nll_and_logs(tmp_path):
@@ -68,9 +82,16 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     reference.fit()
     torch.manual_seed(0)
     flow = build_flow(MODEL, 3, 1)
-    stopped = StopAfter(flow, correlated(1024, 1), correlated(512, 2), SETTINGS, seed=5,
-                        resume_path=tmp_path / "cut.resume.pt", log_path=tmp_path / "cut.csv",
-                        progress=False)
+    stopped = StopAfter(
+        flow,
+        correlated(1024, 1),
+        correlated(512, 2),
+        SETTINGS,
+        seed=5,
+        resume_path=tmp_path / "cut.resume.pt",
+        log_path=tmp_path / "cut.csv",
+        progress=False,
+    )
     stopped.stop_at = 11  # mid-epoch 2 (8 batches an epoch)
     with pytest.raises(Interrupted, match="checkpoint saved"):
         stopped.fit()
@@ -79,7 +100,9 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     assert resumed.try_resume()
     assert (resumed.state.epoch, resumed.state.batch) == (1, 3)
     resumed.fit()
-    for (name, a), b in zip(reference.flow.state_dict().items(), resumed.flow.state_dict().values()):
+    for (name, a), b in zip(
+        reference.flow.state_dict().items(), resumed.flow.state_dict().values()
+    ):
         assert torch.equal(a, b), name
     assert reference.state.history[-1]["val_nll"] == resumed.state.history[-1]["val_nll"]
 

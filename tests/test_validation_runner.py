@@ -56,7 +56,14 @@ def test_empirical_pvalue_and_status():
     assert nl.empirical_pvalue(np.array([25.0]), null)[0] == pytest.approx(1 / 21)
     assert nl.empirical_pvalue(np.array([20.0]), null)[0] == pytest.approx(2 / 21)
     assert [nl.status(r) for r in (0.9, 1.0, 1.2, 1.5, 1.51, np.inf, np.nan)] == [
-        "green", "green", "amber", "amber", "red", "red", "n/a"]
+        "green",
+        "green",
+        "amber",
+        "amber",
+        "red",
+        "red",
+        "n/a",
+    ]
     assert nl.ratio(0.56, 0.53, baseline=0.5) == pytest.approx(2.0)
 
 
@@ -81,8 +88,9 @@ def test_same_distribution_is_mostly_green_and_writes_every_file(tmp_path):
     log = tmp_path / "log.csv"
     log.write_text("epoch,train_nll,val_nll,lr\n1,3.0,3.1,0.001\n2,2.5,2.7,0.0005\n")
     out = tmp_path / "validation"
-    result = validate_samples(events(1600, 1), events(800, 2), FEATURES, out, n_null=20, seed=0,
-                              training_log=log)
+    result = validate_samples(
+        events(1600, 1), events(800, 2), FEATURES, out, n_null=20, seed=0, training_log=log
+    )
 
     for name in ("metrics.json", "metrics.csv", "verdict.csv", "verdict.html"):
         assert (out / name).stat().st_size > 0, name
@@ -95,8 +103,17 @@ def test_same_distribution_is_mostly_green_and_writes_every_file(tmp_path):
     n_slices = 3
     expected = len(FEATURE_METRICS) * len(FEATURES) * n_slices + len(JOINT_METRICS) * n_slices + 1
     assert len(rows) == expected
-    assert list(rows[0]) == ["feature", "slice", "metric", "value", "null_mean", "null_p95",
-                             "ratio", "pvalue", "status"]
+    assert list(rows[0]) == [
+        "feature",
+        "slice",
+        "metric",
+        "value",
+        "null_mean",
+        "null_p95",
+        "ratio",
+        "pvalue",
+        "status",
+    ]
     verdict = read_csv(out / "verdict.csv")
     assert [v["metric"] for v in verdict] == [*FEATURE_METRICS, *JOINT_METRICS, "classifier_auc"]
     assert json.loads((out / "metrics.json").read_text())["verdict"] == result["verdict"]
@@ -112,25 +129,44 @@ def test_same_distribution_is_mostly_green_and_writes_every_file(tmp_path):
 
 
 def test_shifted_feature_is_red_and_named(tmp_path):
-    result = validate_samples(events(1600, 3), events(800, 4, pt_scale=1.25), FEATURES,
-                              tmp_path, n_null=20, seed=1, classifier=False, plots=False)
+    result = validate_samples(
+        events(1600, 3),
+        events(800, 4, pt_scale=1.25),
+        FEATURES,
+        tmp_path,
+        n_null=20,
+        seed=1,
+        classifier=False,
+        plots=False,
+    )
     ks = next(v for v in result["verdict"] if v["metric"] == "ks")
     assert ks["status"] == "red" and ks["worst_feature"] == "lepton_pt"
     lepton_rows = [r for r in result["rows"] if r["metric"] == "ks" and r["feature"] == "lepton_pt"]
     assert {r["status"] for r in lepton_rows} == {"red"}
     assert all(r["pvalue"] == pytest.approx(1 / 21) for r in lepton_rows)
     # an unshifted feature stays inside the band in the "all" slice
-    eta = next(r for r in result["rows"]
-               if r["metric"] == "ks" and r["feature"] == "lepton_eta" and r["slice"] == "all")
+    eta = next(
+        r
+        for r in result["rows"]
+        if r["metric"] == "ks" and r["feature"] == "lepton_eta" and r["slice"] == "all"
+    )
     assert eta["status"] == "green"
     assert result["analytic_pvalues"]["ks_pvalue"]["lepton_pt"]["all"] < 1e-4
     assert result["overall_status"] == "red"
 
 
 def test_independent_null_reference_and_weights(tmp_path):
-    result = validate_samples(events(1000, 5, weights=True), events(1000, 6), FEATURES,
-                              tmp_path, null_reference=events(1000, 7, weights=True), n_null=20,
-                              seed=2, classifier=False, plots=False)
+    result = validate_samples(
+        events(1000, 5, weights=True),
+        events(1000, 6),
+        FEATURES,
+        tmp_path,
+        null_reference=events(1000, 7, weights=True),
+        n_null=20,
+        seed=2,
+        classifier=False,
+        plots=False,
+    )
     assert "null_reference" in result["settings"]["null_method"]
     # with a separate null sample the generated events meet the whole reference
     per_class = result["sizes"]["compared_per_sample"]
@@ -149,8 +185,9 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(InputError, match="m_bb"):
         validate_samples(ref, gen, FEATURES, tmp_path, plots=False, classifier=False)
     with pytest.raises(InputError, match="at least"):
-        validate_samples(events(30, 8), events(30, 9), FEATURES, tmp_path, plots=False,
-                         classifier=False)
+        validate_samples(
+            events(30, 8), events(30, 9), FEATURES, tmp_path, plots=False, classifier=False
+        )
 
 
 def test_verdict_tables_render_colours():
@@ -158,12 +195,30 @@ def test_verdict_tables_render_colours():
         "settings": {"band": {"rank": 20, "n_null": 20, "chance_rate": 1 / 21}},
         "overall_status": "red",
         "verdict": [
-            {"metric": "ks", "n_tested": 54, "n_outside": 3, "n_expected": 2.57,
-             "n_outside_null_p95": 6.0, "worst_feature": "m_bb", "worst_slice": "all",
-             "worst_ratio": 1.2, "worst_ratio_null_p95": 1.7, "status": "green"},
-            {"metric": "fpd", "n_tested": 3, "n_outside": 3, "n_expected": 0.14,
-             "n_outside_null_p95": 1.0, "worst_feature": "joint", "worst_slice": "signal",
-             "worst_ratio": 4.0, "worst_ratio_null_p95": 1.2, "status": "red"},
+            {
+                "metric": "ks",
+                "n_tested": 54,
+                "n_outside": 3,
+                "n_expected": 2.57,
+                "n_outside_null_p95": 6.0,
+                "worst_feature": "m_bb",
+                "worst_slice": "all",
+                "worst_ratio": 1.2,
+                "worst_ratio_null_p95": 1.7,
+                "status": "green",
+            },
+            {
+                "metric": "fpd",
+                "n_tested": 3,
+                "n_outside": 3,
+                "n_expected": 0.14,
+                "n_outside_null_p95": 1.0,
+                "worst_feature": "joint",
+                "worst_slice": "signal",
+                "worst_ratio": 4.0,
+                "worst_ratio_null_p95": 1.2,
+                "status": "red",
+            },
         ],
         "classifier": None,
         "label_fraction": {"reference": 0.5, "generated": 0.47, "pvalue": 0.01},
@@ -182,10 +237,19 @@ def test_null_is_calibrated_under_the_null_hypothesis(tmp_path):
     """Over many seeds, about 5 % of cells fall outside the band when the flow is perfect."""
     outside = []
     for seed in range(15):
-        result = validate_samples(events(1600, 100 + seed), events(800, 200 + seed), FEATURES,
-                                  tmp_path, n_null=20, seed=seed, classifier=False, plots=False)
-        outside += [r["value"] > r["null_p95"] for r in result["rows"]
-                    if r["metric"] in ("ks", "chi2_ndf")]
+        result = validate_samples(
+            events(1600, 100 + seed),
+            events(800, 200 + seed),
+            FEATURES,
+            tmp_path,
+            n_null=20,
+            seed=seed,
+            classifier=False,
+            plots=False,
+        )
+        outside += [
+            r["value"] > r["null_p95"] for r in result["rows"] if r["metric"] in ("ks", "chi2_ndf")
+        ]
     assert np.mean(outside) < 0.09
 
 

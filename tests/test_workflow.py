@@ -30,20 +30,42 @@ def jobs_planned(result: subprocess.CompletedProcess) -> set[str]:
 
 def test_all_outputs_exist(workdir):
     run = workdir / "results" / "tiny"
-    for rel in ("data/train.root", "data/val.root", "data/test.root", "preprocess.json",
-                "model/model.pt", "model/training_log.csv", "model/training_curve.png",
-                "model/training_curve.pdf", "samples/generated.root", "validation/metrics.json",
-                "validation/metrics.csv", "validation/verdict.csv", "validation/verdict.html",
-                "validation/closure.csv", "data/truth.root", "validation/amplification.csv",
-                "validation/amplification.json", "validation/amplification.png",
-                "validation/amplification.pdf", "validation/amplification_summary.html",
-                "summary.html"):
+    for rel in (
+        "data/train.root",
+        "data/val.root",
+        "data/test.root",
+        "preprocess.json",
+        "model/model.pt",
+        "model/training_log.csv",
+        "model/training_curve.png",
+        "model/training_curve.pdf",
+        "samples/generated.root",
+        "validation/metrics.json",
+        "validation/metrics.csv",
+        "validation/verdict.csv",
+        "validation/verdict.html",
+        "validation/closure.csv",
+        "data/truth.root",
+        "validation/amplification.csv",
+        "validation/amplification.json",
+        "validation/amplification.png",
+        "validation/amplification.pdf",
+        "validation/amplification_summary.html",
+        "summary.html",
+    ):
         assert (run / rel).stat().st_size > 0, rel
     for feature in TINY["features"]:
         assert (run / "validation" / "plots" / f"{feature}.png").stat().st_size > 1000
         assert (run / "validation" / "plots" / f"{feature}.pdf").exists()
-    for rule in ("generate", "generate_truth", "preprocess", "train", "sample", "validate",
-                 "amplification"):
+    for rule in (
+        "generate",
+        "generate_truth",
+        "preprocess",
+        "train",
+        "sample",
+        "validate",
+        "amplification",
+    ):
         assert (run / "logs" / f"{rule}.log").exists()
         assert (run / "benchmarks" / f"{rule}.tsv").exists()
     log = (run / "model" / "training_log.csv").read_text().splitlines()
@@ -72,8 +94,14 @@ def test_model_change_reruns_from_training_on(workdir):
     changed = dict(TINY, model={"blocks": 3, "hidden": [16, 16]})
     (workdir / "config" / "changed.yaml").write_text(yaml.safe_dump(changed))
     result = snakemake(workdir, "-n", "--configfile", "config/changed.yaml")
-    assert jobs_planned(result) == {"train", "sample", "validate", "amplification", "summary",
-                                    "all"}
+    assert jobs_planned(result) == {
+        "train",
+        "sample",
+        "validate",
+        "amplification",
+        "summary",
+        "all",
+    }
 
 
 def test_amplification_covers_every_feature_slice_and_the_joint_partition(workdir):
@@ -86,17 +114,24 @@ def test_amplification_covers_every_feature_slice_and_the_joint_partition(workdi
     cells = {(r["feature"], r["slice"]) for r in rows}
     assert cells == {(f, s) for f in [*TINY["features"], "joint"] for s in slices}
     assert len(rows) == len(cells)
-    n_train, n_truth = TINY["data"]["events"]["train"], TINY["validation"]["amplification"]["truth_events"]
+    n_train, n_truth = (
+        TINY["data"]["events"]["train"],
+        TINY["validation"]["amplification"]["truth_events"],
+    )
     for r in rows:
         assert float(r["n_equiv"]) > 0 and r["lower_bound"] in ("true", "false"), r
         assert float(r["n_train"]) == n_train
         assert float(r["G"]) == pytest.approx(float(r["n_equiv"]) / n_train, rel=1e-4)
     # the truth is the generator's disjoint range, of the configured size (all the slices')
-    assert {float(r["n_truth"]) for r in rows if r["slice"] == "all" and r["feature"] != "joint"} == {n_truth}
+    assert {
+        float(r["n_truth"]) for r in rows if r["slice"] == "all" and r["feature"] != "joint"
+    } == {n_truth}
     doc = json.loads((folder / "amplification.json").read_text())
     assert doc["summary"]["n_cells"] == len(rows) and doc["summary"]["joint"]["feature"] == "joint"
     summary = (folder / "amplification_summary.html").read_text()
-    assert re.search(r"worth [≈≥] [\d.]+k? MC events \(joint\), worst feature \w+ \(\w+\): [≈≥] ", summary)
+    assert re.search(
+        r"worth [≈≥] [\d.]+k? MC events \(joint\), worst feature \w+ \(\w+\): [≈≥] ", summary
+    )
     assert "; G = " in summary
     # a complete run leaves nothing to do, the amplification included
     assert "Nothing to be done" in snakemake(workdir, "-n").stdout
@@ -107,11 +142,17 @@ def test_summary_says_what_ran_and_the_verdict(workdir):
     page = (run / "summary.html").read_text()
     metrics = json.loads((run / "validation" / "metrics.json").read_text())
     word = "indistinguishable" if metrics["overall_status"] == "green" else "distinguishable"
-    m = re.search(rf"Generated events are {word} from MC: (\d+) of (\d+) cells outside the "
-                  r"MC-vs-MC band \([\d.]+ expected by chance\), classifier AUC ([\d.]+)", page)
+    m = re.search(
+        rf"Generated events are {word} from MC: (\d+) of (\d+) cells outside the "
+        r"MC-vs-MC band \([\d.]+ expected by chance\), classifier AUC ([\d.]+)",
+        page,
+    )
     assert m, page
-    feature_rows = [v for v in metrics["verdict"] if v["metric"] in ("ks", "chi2_ndf", "wasserstein",
-                                                                     "separation_power")]
+    feature_rows = [
+        v
+        for v in metrics["verdict"]
+        if v["metric"] in ("ks", "chi2_ndf", "wasserstein", "separation_power")
+    ]
     assert int(m.group(1)) == sum(v["n_outside"] for v in feature_rows)
     assert int(m.group(2)) == sum(v["n_tested"] for v in feature_rows)
     assert float(m.group(3)) == pytest.approx(metrics["classifier"]["auc"], abs=5e-4)
@@ -143,7 +184,9 @@ def test_report_has_every_figure_with_caption(workdir):
 
 
 def test_bad_config_fails_before_any_job(workdir):
-    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(dict(TINY, training={"epochs": -1})))
+    (workdir / "config" / "bad.yaml").write_text(
+        yaml.safe_dump(dict(TINY, training={"epochs": -1}))
+    )
     result = snakemake(workdir, "-n", "--configfile", "config/bad.yaml", check=False)
     assert result.returncode != 0
     assert "training.epochs" in result.stdout + result.stderr

@@ -13,7 +13,7 @@ from hepflows import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 
-OUTER = '''configfile: "tiny.yaml"
+OUTER = """configfile: "tiny.yaml"
 
 
 module hepflows:
@@ -24,7 +24,7 @@ module hepflows:
 
 
 use rule * from hepflows as hepflows_*
-'''
+"""
 
 
 def test_workflow_runs_as_a_module(tmp_path):
@@ -37,7 +37,11 @@ def test_workflow_runs_as_a_module(tmp_path):
     target = layout.run_dir("tiny") / layout.RUN_FILES["preprocess"]
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", str(target)],
-        cwd=outer, env=snakemake_env(), capture_output=True, text=True, timeout=600,
+        cwd=outer,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert (outer / target).stat().st_size > 0

@@ -82,12 +82,20 @@ def env_for(args: argparse.Namespace) -> dict[str, str]:
 def device_line(device: str) -> dict:
     import torch
 
-    out = {"torch": torch.__version__, "python": sys.version.split()[0], "device": device,
-           "cpu_count": os.cpu_count()}
+    out = {
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "device": device,
+        "cpu_count": os.cpu_count(),
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
-        out.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   cuda=torch.version.cuda, bf16=torch.cuda.is_bf16_supported())
+        out.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            bf16=torch.cuda.is_bf16_supported(),
+        )
     return out
 
 
@@ -111,14 +119,14 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def run_step(name: str, cmd: list, args, part: Part, log, deadline: float,
-             on_poll=None) -> dict:
+def run_step(name: str, cmd: list, args, part: Part, log, deadline: float, on_poll=None) -> dict:
     """Run one CLI step with a deadline (then SIGTERM, as a batch system would); time it."""
     started = time.perf_counter()
     log.write(f"\n$ {' '.join(map(str, cmd))}\n")
     log.flush()
-    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env_for(args), stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        list(map(str, cmd)), cwd=ROOT, env=env_for(args), stdout=log, stderr=subprocess.STDOUT
+    )
     peak, timed_out = 0.0, False
     while proc.poll() is None:
         peak = max(peak, rss_mb([proc.pid]))
@@ -128,8 +136,12 @@ def run_step(name: str, cmd: list, args, part: Part, log, deadline: float,
             proc.send_signal(signal.SIGTERM)  # training saves its checkpoint and exits 143
             timed_out = True
         time.sleep(0.5)
-    step = {"rc": proc.returncode, "seconds": round(time.perf_counter() - started, 2),
-            "peak_rss_mb": round(peak), "cut_at_deadline": timed_out}
+    step = {
+        "rc": proc.returncode,
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(peak),
+        "cut_at_deadline": timed_out,
+    }
     if on_poll is not None:
         on_poll(step["seconds"])
     steps = part.data.get("steps", {})
@@ -141,13 +153,29 @@ def run_step(name: str, cmd: list, args, part: Part, log, deadline: float,
 # ----------------------------------------------------------------------------- 1. the tests
 def part_tests(args, part: Part, log, deadline: float) -> None:
     junit = Path(args.work) / "junit.xml"
-    cmd = [sys.executable, "-m", "pytest", "tests/test_flows_device.py", "-q", "-p",
-           "no:cacheprovider", f"--junitxml={junit}", "-o", "addopts="]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_flows_device.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "addopts=",
+    ]
     env = dict(env_for(args), HEPFLOWS_TEST_DEVICE=args.device, CUBLAS_WORKSPACE_CONFIG=":4096:8")
     env.pop("HEPFLOWS_FAST_PATH")  # the tests choose the path themselves (default: the device's)
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                          timeout=max(deadline - time.monotonic(), 1))
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        timeout=max(deadline - time.monotonic(), 1),
+    )
     part["rc"] = proc.returncode
     part["seconds"] = round(time.perf_counter() - started, 2)
     suite = ET.parse(junit).getroot()
@@ -189,8 +217,9 @@ def training_log(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def train_pipeline(name: str, args, part: Part, log, deadline: float, overrides: dict,
-                   validate: bool) -> None:
+def train_pipeline(
+    name: str, args, part: Part, log, deadline: float, overrides: dict, validate: bool
+) -> None:
     """generate -> preprocess -> train (cut at the deadline) -> sample -> validate."""
     cfg = derived_config(name, args, overrides)
     out = Path(args.work) / name
@@ -201,55 +230,141 @@ def train_pipeline(name: str, args, part: Part, log, deadline: float, overrides:
     reserve = min((20 if args.tiny else 60) if validate else 5, 0.3 * (deadline - time.monotonic()))
     events = overrides["data"]["events"]
     part["config"] = {"name": name, "events": events, **overrides.get("training", {})}
-    step = run_step("generate", [py, "scripts/generate.py", *common, "--train", files["train"],
-                                 "--val", files["val"], "--test", files["test"]],
-                    args, part, log, deadline)
+    step = run_step(
+        "generate",
+        [
+            py,
+            "scripts/generate.py",
+            *common,
+            "--train",
+            files["train"],
+            "--val",
+            files["val"],
+            "--test",
+            files["test"],
+        ],
+        args,
+        part,
+        log,
+        deadline,
+    )
     if step["rc"]:
         raise RuntimeError("generate failed")
     pre = out / "preprocess.json"
-    if run_step("preprocess", [py, "scripts/preprocess.py", *common, "--train", files["train"],
-                               "--out", pre], args, part, log, deadline)["rc"]:
+    if run_step(
+        "preprocess",
+        [py, "scripts/preprocess.py", *common, "--train", files["train"], "--out", pre],
+        args,
+        part,
+        log,
+        deadline,
+    )["rc"]:
         raise RuntimeError("preprocess failed")
     model, csv_log = out / "model.pt", out / "training_log.csv"
 
     def progress(seconds: float) -> None:
         rows = training_log(csv_log)
         if len(rows) != len(part.data.get("epochs", [])):
-            part["epochs"] = [{k: r[k] for k in ("epoch", "train_nll", "val_nll", "seconds")}
-                              for r in rows]
+            part["epochs"] = [
+                {k: r[k] for k in ("epoch", "train_nll", "val_nll", "seconds")} for r in rows
+            ]
 
-    step = run_step("train", [py, "scripts/train.py", *common, "--device", args.device,
-                              "--train", files["train"], "--val", files["val"], "--preprocess",
-                              pre, "--model", model, "--log", csv_log],
-                    args, part, log, deadline - reserve, on_poll=progress)
+    step = run_step(
+        "train",
+        [
+            py,
+            "scripts/train.py",
+            *common,
+            "--device",
+            args.device,
+            "--train",
+            files["train"],
+            "--val",
+            files["val"],
+            "--preprocess",
+            pre,
+            "--model",
+            model,
+            "--log",
+            csv_log,
+        ],
+        args,
+        part,
+        log,
+        deadline - reserve,
+        on_poll=progress,
+    )
     rows = training_log(csv_log)
     epochs = int(overrides["training"]["epochs"])
     if rows:
         per_epoch = statistics.median(r["seconds"] for r in rows)
         part["training"] = {
-            "epochs_done": len(rows), "epochs": epochs, "seconds": step["seconds"],
+            "epochs_done": len(rows),
+            "epochs": epochs,
+            "seconds": step["seconds"],
             "median_epoch_seconds": round(per_epoch, 3),
-            "events_per_second": round(events["train"] // overrides["training"]["batch_size"]
-                                       * overrides["training"]["batch_size"] / per_epoch),
+            "events_per_second": round(
+                events["train"]
+                // overrides["training"]["batch_size"]
+                * overrides["training"]["batch_size"]
+                / per_epoch
+            ),
             "projected_seconds_all_epochs": round(per_epoch * epochs, 1),
-            "best_val_nll": min(r["val_nll"] for r in rows), "last_val_nll": rows[-1]["val_nll"],
+            "best_val_nll": min(r["val_nll"] for r in rows),
+            "last_val_nll": rows[-1]["val_nll"],
             "finished": step["rc"] == 0,
         }
     if step["rc"] != 0:
-        raise RuntimeError(f"training stopped (rc {step['rc']}) after {len(rows)} of {epochs} epochs")
+        raise RuntimeError(
+            f"training stopped (rc {step['rc']}) after {len(rows)} of {epochs} epochs"
+        )
     if not validate:
         return
     generated = out / "generated.root"
     n_val = int(overrides["validation"]["max_events"])
-    step = run_step("sample", [py, "scripts/sample.py", *common, "--model", model, "--preprocess",
-                               pre, "--out", generated, "--events", n_val, "--device", args.device],
-                    args, part, log, deadline)
+    step = run_step(
+        "sample",
+        [
+            py,
+            "scripts/sample.py",
+            *common,
+            "--model",
+            model,
+            "--preprocess",
+            pre,
+            "--out",
+            generated,
+            "--events",
+            n_val,
+            "--device",
+            args.device,
+        ],
+        args,
+        part,
+        log,
+        deadline,
+    )
     if step["rc"]:
         raise RuntimeError(f"sampling failed (rc {step['rc']}): see gpu.log")
     vdir = out / "validation"
-    step = run_step("validate", [py, "scripts/validate.py", *common, "--reference", files["test"],
-                                 "--generated", generated, "--out-dir", vdir],
-                    args, part, log, deadline)
+    step = run_step(
+        "validate",
+        [
+            py,
+            "scripts/validate.py",
+            *common,
+            "--reference",
+            files["test"],
+            "--generated",
+            generated,
+            "--out-dir",
+            vdir,
+        ],
+        args,
+        part,
+        log,
+        deadline,
+    )
     if step["rc"]:
         raise RuntimeError(f"validate failed (rc {step['rc']})")
     verdict = vdir / "verdict.csv"
@@ -276,15 +391,19 @@ def part_seed_training(args, part: Part, log, deadline: float) -> None:
 
 def part_best_training(args, part: Part, log, deadline: float) -> None:
     if args.tiny:
-        overrides = {"data": {"events": {"train": 3000, "val": 500, "test": 500}},
-                     "model": {"blocks": 2, "hidden": [16, 16], "bins": 4},
-                     "training": {"epochs": 2, "batch_size": 256, "patience": None}}
+        overrides = {
+            "data": {"events": {"train": 3000, "val": 500, "test": 500}},
+            "model": {"blocks": 2, "hidden": [16, 16], "bins": 4},
+            "training": {"epochs": 2, "batch_size": 256, "patience": None},
+        }
     else:
         import yaml
 
         best = yaml.safe_load((ROOT / "config" / "best.yaml").read_text())
-        overrides = {"data": {"events": {"train": args.best_events, "val": 100_000, "test": 1000}},
-                     "training": dict(best["training"], patience=None)}
+        overrides = {
+            "data": {"events": {"train": args.best_events, "val": 100_000, "test": 1000}},
+            "training": dict(best["training"], patience=None),
+        }
     train_pipeline("best", args, part, log, deadline, overrides, validate=False)
 
 
@@ -360,8 +479,15 @@ def in_memory_rates(args, part: Part, deadline: float) -> None:
                     torch.cuda.empty_cache()
                     break
                 rate = n / min(times[1:])
-                rates.append({"model": name, "precision": precision, "batch": n,
-                              "events_per_second": round(rate), "first_call_s": round(times[0], 3)})
+                rates.append(
+                    {
+                        "model": name,
+                        "precision": precision,
+                        "batch": n,
+                        "events_per_second": round(rate),
+                        "first_call_s": round(times[0], 3),
+                    }
+                )
                 part["in_memory"] = rates
                 if rate < 0.8 * best:  # past the device's best batch
                     break
@@ -371,8 +497,16 @@ def in_memory_rates(args, part: Part, deadline: float) -> None:
             torch.cuda.empty_cache()
 
 
-def shard_worker(rank: int, model_path: str, pre_path: str, out_dir: str, ranges: list,
-                 device: str, chunk: int, progress_path: str) -> None:
+def shard_worker(
+    rank: int,
+    model_path: str,
+    pre_path: str,
+    out_dir: str,
+    ranges: list,
+    device: str,
+    chunk: int,
+    progress_path: str,
+) -> None:
     """One writer process: its files (each a range of whole chunks) streamed to ROOT in turn."""
     import torch
 
@@ -384,9 +518,19 @@ def shard_worker(rank: int, model_path: str, pre_path: str, out_dir: str, ranges
     pre = Preprocessor.load(pre_path)
     done = 0
     for index, (start, n) in enumerate(ranges):
-        sample_to_root(flow, pre, Path(out_dir) / f"shard{rank:02d}-{index:03d}.root", n, seed=1,
-                       chunk_size=chunk, first_chunk=start // chunk, signal_fraction=None,
-                       device=device, progress=False, precision="auto")
+        sample_to_root(
+            flow,
+            pre,
+            Path(out_dir) / f"shard{rank:02d}-{index:03d}.root",
+            n,
+            seed=1,
+            chunk_size=chunk,
+            first_chunk=start // chunk,
+            signal_fraction=None,
+            device=device,
+            progress=False,
+            precision="auto",
+        )
         done += n
         Path(progress_path).write_text(str(done))
 
@@ -415,9 +559,19 @@ def to_root(args, part: Part, deadline: float) -> None:
     started = time.perf_counter()
     procs = []
     for rank in range(workers):
-        p = ctx.Process(target=shard_worker, args=(
-            rank, str(work / "flow.pt"), str(work / "preprocess.json"), str(work), ranges[rank],
-            args.device, chunk, str(work / f"progress{rank}")))
+        p = ctx.Process(
+            target=shard_worker,
+            args=(
+                rank,
+                str(work / "flow.pt"),
+                str(work / "preprocess.json"),
+                str(work),
+                ranges[rank],
+                args.device,
+                chunk,
+                str(work / f"progress{rank}"),
+            ),
+        )
         p.start()
         procs.append(p)
     peak = 0.0
@@ -426,8 +580,12 @@ def to_root(args, part: Part, deadline: float) -> None:
         peak = max(peak, rss_mb([os.getpid()] + [p.pid for p in procs]))
         done = sum(int(f.read_text() or 0) for f in work.glob("progress*"))
         seconds = time.perf_counter() - started
-        result.update(events_written=done, seconds=round(seconds, 2), peak_rss_mb_all=round(peak),
-                      events_per_second=round(done / seconds))
+        result.update(
+            events_written=done,
+            seconds=round(seconds, 2),
+            peak_rss_mb_all=round(peak),
+            events_per_second=round(done / seconds),
+        )
         part["to_root"] = result
         if time.monotonic() > deadline:
             for p in procs:
@@ -440,9 +598,14 @@ def to_root(args, part: Part, deadline: float) -> None:
     done = sum(int(f.read_text() or 0) for f in work.glob("progress*"))
     seconds = time.perf_counter() - started
     size = sum(f.stat().st_size for f in work.glob("shard*.root"))
-    result.update(events_written=done, seconds=round(seconds, 2), peak_rss_mb_all=round(peak),
-                  events_per_second=round(done / seconds), bytes_written=size,
-                  exit_codes=[p.exitcode for p in procs])
+    result.update(
+        events_written=done,
+        seconds=round(seconds, 2),
+        peak_rss_mb_all=round(peak),
+        events_per_second=round(done / seconds),
+        bytes_written=size,
+        exit_codes=[p.exitcode for p in procs],
+    )
     part["to_root"] = result
     for f in work.glob("shard*.root"):
         f.unlink()  # up to several GB: the disk is the device's, the files are not needed
@@ -459,16 +622,39 @@ def part_sampling(args, part: Part, log, deadline: float) -> None:
 # ----------------------------------------------------------------------------- 4. throughput
 def part_throughput(args, part: Part, log, deadline: float) -> None:
     out = Path(args.work) / "throughput.json"
-    cmd = [sys.executable, "benchmarks/throughput.py", "--device", args.device, "--json", out,
-           "--sections", "table", "configs"]
+    cmd = [
+        sys.executable,
+        "benchmarks/throughput.py",
+        "--device",
+        args.device,
+        "--json",
+        out,
+        "--sections",
+        "table",
+        "configs",
+    ]
     if args.tiny:
         cmd += ["--quick", "--sections", "table"]
     else:
-        cmd += ["--rounds", "6", "--sample-rounds", "3", "--root-rounds", "2",
-                "--root-events", "1000000"]
+        cmd += [
+            "--rounds",
+            "6",
+            "--sample-rounds",
+            "3",
+            "--root-rounds",
+            "2",
+            "--root-events",
+            "1000000",
+        ]
     started = time.perf_counter()
-    proc = subprocess.run(list(map(str, cmd)), cwd=ROOT, env=env_for(args), stdout=log,
-                          stderr=subprocess.STDOUT, timeout=max(deadline - time.monotonic(), 1))
+    proc = subprocess.run(
+        list(map(str, cmd)),
+        cwd=ROOT,
+        env=env_for(args),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        timeout=max(deadline - time.monotonic(), 1),
+    )
     part["rc"] = proc.returncode
     part["seconds"] = round(time.perf_counter() - started, 2)
     if out.exists():
@@ -477,8 +663,13 @@ def part_throughput(args, part: Part, log, deadline: float) -> None:
         raise RuntimeError(f"throughput.py exited {proc.returncode}")
 
 
-FUNCTIONS = {"tests": part_tests, "seed_training": part_seed_training, "sampling": part_sampling,
-             "throughput": part_throughput, "best_training": part_best_training}
+FUNCTIONS = {
+    "tests": part_tests,
+    "seed_training": part_seed_training,
+    "sampling": part_sampling,
+    "throughput": part_throughput,
+    "best_training": part_best_training,
+}
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -501,14 +692,31 @@ def run_part(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    p.add_argument("--tiny", action="store_true", help="tiny sizes: the whole check on a CPU in < 1 min")
-    p.add_argument("--out", default=os.environ.get("OUT", "results/gpu-check"), help="gpu.json and gpu.log go here")
-    p.add_argument("--parts", nargs="+", default=[name for name, _, _ in PARTS], choices=list(FUNCTIONS))
-    p.add_argument("--budget", type=float, default=None, help="seconds for all parts (default 480, tiny 55); more widens each part's limit alike")
+    p.add_argument(
+        "--tiny", action="store_true", help="tiny sizes: the whole check on a CPU in < 1 min"
+    )
+    p.add_argument(
+        "--out",
+        default=os.environ.get("OUT", "results/gpu-check"),
+        help="gpu.json and gpu.log go here",
+    )
+    p.add_argument(
+        "--parts", nargs="+", default=[name for name, _, _ in PARTS], choices=list(FUNCTIONS)
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for all parts (default 480, tiny 55); more widens each part's limit alike",
+    )
     p.add_argument("--root-events", type=int, default=None, help="events to ROOT (default 1e8)")
     p.add_argument("--root-chunk", type=int, default=None, help="chunk size to ROOT (default 1e6)")
-    p.add_argument("--root-workers", type=int, default=None, help="writer processes (default min(8, cores))")
-    p.add_argument("--best-events", type=int, default=3_000_000, help="training events of best_training")
+    p.add_argument(
+        "--root-workers", type=int, default=None, help="writer processes (default min(8, cores))"
+    )
+    p.add_argument(
+        "--best-events", type=int, default=3_000_000, help="training events of best_training"
+    )
     p.add_argument("--part", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -529,8 +737,13 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or default
     stretch = max(1.0, budget / default)  # a larger budget widens every part's limit alike
     started = time.monotonic()
-    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "tiny": args.tiny,
-              "budget_s": budget, "machine": device_line(args.device), "parts": {}}
+    report = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "tiny": args.tiny,
+        "budget_s": budget,
+        "machine": device_line(args.device),
+        "parts": {},
+    }
     write_json(out / "gpu.json", report)
     with tempfile.TemporaryDirectory(prefix="hepflows-gpu-") as work:
         for name, full, tiny in PARTS:
@@ -539,27 +752,57 @@ def main(argv: list[str] | None = None) -> int:
             left = budget - (time.monotonic() - started)
             seconds = min((tiny if args.tiny else full) * stretch, left)
             if seconds < (5 if args.tiny else 20):
-                report["parts"][name] = {"status": "skipped", "why": f"{left:.0f} s of the budget left"}
+                report["parts"][name] = {
+                    "status": "skipped",
+                    "why": f"{left:.0f} s of the budget left",
+                }
                 write_json(out / "gpu.json", report)
                 continue
             result = Path(work) / f"{name}.json"
             folder = Path(work) / name
             folder.mkdir()
-            cmd = [sys.executable, __file__, "--part", name, "--result", result, "--work", folder,
-                   "--seconds", seconds, "--device", args.device, "--out", out,
-                   "--root-events", args.root_events, "--root-chunk", args.root_chunk,
-                   "--root-workers", args.root_workers, "--best-events", args.best_events]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--part",
+                name,
+                "--result",
+                result,
+                "--work",
+                folder,
+                "--seconds",
+                seconds,
+                "--device",
+                args.device,
+                "--out",
+                out,
+                "--root-events",
+                args.root_events,
+                "--root-chunk",
+                args.root_chunk,
+                "--root-workers",
+                args.root_workers,
+                "--best-events",
+                args.best_events,
+            ]
             cmd += ["--tiny"] if args.tiny else []
             with open(out / "gpu.log", "a") as log:
                 log.write(f"\n===== {name} (at most {seconds:.0f} s)\n")
             t0 = time.perf_counter()
             # the part keeps its own deadline; `timeout` is the backstop that never lets it hang
-            rc = subprocess.run(["timeout", "--kill-after=10", str(int(seconds) + 15),
-                                 *map(str, cmd)], cwd=ROOT, env=env_for(args)).returncode
+            rc = subprocess.run(
+                ["timeout", "--kill-after=10", str(int(seconds) + 15), *map(str, cmd)],
+                cwd=ROOT,
+                env=env_for(args),
+            ).returncode
             entry = json.loads(result.read_text()) if result.exists() else {}
             status = "ok" if rc == 0 else ("timeout" if rc in (124, 137) else "failed")
-            report["parts"][name] = {"status": status, "rc": rc,
-                                     "wall_s": round(time.perf_counter() - t0, 2), **entry}
+            report["parts"][name] = {
+                "status": status,
+                "rc": rc,
+                "wall_s": round(time.perf_counter() - t0, 2),
+                **entry,
+            }
             report["elapsed_s"] = round(time.monotonic() - started, 1)
             write_json(out / "gpu.json", report)
             print(f"{name}: {status} in {report['parts'][name]['wall_s']} s", flush=True)

@@ -34,7 +34,9 @@ def read(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for corrupt files
-        raise InputError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        raise InputError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from None
 
 
 def load_model(

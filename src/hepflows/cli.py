@@ -67,7 +67,10 @@ def _git_commit() -> str:
 
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() or "unknown"
@@ -85,13 +88,30 @@ def cmd_generate(args: argparse.Namespace) -> None:
     meta = _metadata(cfg, ("seed", "data"), source="generator")
     args.truth_events = cfg["validation"]["amplification"]["truth_events"]
     for split, path, start, n, shard in _generate_jobs(args, data):
-        log.info("generating %d %s events (events %d..%d of seed %d%s) -> %s", n, split, start,
-                 start + n, cfg["seed"], "" if shard is None else f", shard {shard}", path)
-        extra = {"split": split} if shard is None else {"split": split, "shard": shard,
-                                                         "shards": data["shards"]}
+        log.info(
+            "generating %d %s events (events %d..%d of seed %d%s) -> %s",
+            n,
+            split,
+            start,
+            start + n,
+            cfg["seed"],
+            "" if shard is None else f", shard {shard}",
+            path,
+        )
+        extra = (
+            {"split": split}
+            if shard is None
+            else {"split": split, "shard": shard, "shards": data["shards"]}
+        )
         generate_to_root(
-            path, n, seed=cfg["seed"], start=start, signal_fraction=data["signal_fraction"],
-            units=data["units"], progress=not args.quiet, metadata=dict(meta, **extra),
+            path,
+            n,
+            seed=cfg["seed"],
+            start=start,
+            signal_fraction=data["signal_fraction"],
+            units=data["units"],
+            progress=not args.quiet,
+            metadata=dict(meta, **extra),
         )
 
 
@@ -100,7 +120,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 TRUTH_START = 10**9
 
 
-def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple[str, str, int, int, int | None]]:
+def _generate_jobs(
+    args: argparse.Namespace, data: dict[str, Any]
+) -> list[tuple[str, str, int, int, int | None]]:
     """(split, path, first event, events, shard or None) for each file ``generate`` writes.
 
     Splits are disjoint ranges of one seeded stream (train, then val, then test): independent,
@@ -117,14 +139,18 @@ def _generate_jobs(args: argparse.Namespace, data: dict[str, Any]) -> list[tuple
         if any((args.train, args.val, args.test, args.split, args.out)) or args.shard is not None:
             raise InputError("generate --truth: give only --truth (the truth is one file)")
         if start > TRUTH_START:
-            raise InputError(f"key data.events: {start} events in all reach the truth's range, "
-                             f"which starts at event {TRUTH_START}")
+            raise InputError(
+                f"key data.events: {start} events in all reach the truth's range, "
+                f"which starts at event {TRUTH_START}"
+            )
         return [("truth", args.truth, TRUTH_START, args.truth_events, None)]
     if args.shard is None:
         paths = {"train": args.train, "val": args.val, "test": args.test}
         missing = [f"--{k}" for k, v in paths.items() if v is None]
         if missing or args.split or args.out:
-            raise InputError("generate: give --train, --val and --test, or --shard with --split and --out")
+            raise InputError(
+                "generate: give --train, --val and --test, or --shard with --split and --out"
+            )
         return [(k, v, starts[k], data["events"][k], None) for k, v in paths.items()]
     if not (args.split and args.out) or any((args.train, args.val, args.test)):
         raise InputError("generate --shard: give --split and --out (and not --train/--val/--test)")
@@ -146,22 +172,37 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         if not data["path"]:
             raise InputError("key data.path: source higgs_csv needs the CSV file")
         path = data["path"]
-        record = ({"path": path, "size": Path(path).stat().st_size,
-                   "sha256": inputs.file_checksum(path)} if Path(path).is_file() else None)
-        meta = _metadata(cfg, ("seed", "features", "data"), source=path,
-                         inputs=[record] if record else [])
+        record = (
+            {"path": path, "size": Path(path).stat().st_size, "sha256": inputs.file_checksum(path)}
+            if Path(path).is_file()
+            else None
+        )
+        meta = _metadata(
+            cfg, ("seed", "features", "data"), source=path, inputs=[record] if record else []
+        )
         counts = io.convert_higgs_csv(
             path, outputs, split=data["split"], limit=data["limit"], metadata=meta
         )
     elif data["source"] == "root":
-        files = inputs.resolve_inputs(data, default_tree=data["tree"],
-                                      default_label_branch=data["label_branch"])
-        meta = _metadata(cfg, ("seed", "features", "data"),
-                         source=data["path"] or [e["path"] for e in data["inputs"]])
+        files = inputs.resolve_inputs(
+            data, default_tree=data["tree"], default_label_branch=data["label_branch"]
+        )
+        meta = _metadata(
+            cfg,
+            ("seed", "features", "data"),
+            source=data["path"] or [e["path"] for e in data["inputs"]],
+        )
         counts = inputs.convert_inputs(
-            files, outputs, features=_features(cfg), seed=cfg["seed"],
-            branch_map=data["branch_map"], weight_branch=data["weight_branch"],
-            selection=data["selection"], split=data["split"], limit=data["limit"], metadata=meta,
+            files,
+            outputs,
+            features=_features(cfg),
+            seed=cfg["seed"],
+            branch_map=data["branch_map"],
+            weight_branch=data["weight_branch"],
+            selection=data["selection"],
+            split=data["split"],
+            limit=data["limit"],
+            metadata=meta,
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
@@ -178,13 +219,19 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     events = read_events(args.train, features)
     x = _matrix(events, features)
     pre = preprocess.fit(
-        x, features, margin=cfg["preprocess"]["margin"],
-        transform=cfg["preprocess"]["transform"], quantiles=cfg["preprocess"]["quantiles"],
+        x,
+        features,
+        margin=cfg["preprocess"]["margin"],
+        transform=cfg["preprocess"]["transform"],
+        quantiles=cfg["preprocess"]["quantiles"],
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
-        source=str(args.train), metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
+        source=str(args.train),
+        metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
     )
     pre.save(args.out)
-    log.info("fitted preprocessing on %d events of %d features -> %s", len(x), len(features), args.out)
+    log.info(
+        "fitted preprocessing on %d events of %d features -> %s", len(x), len(features), args.out
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -202,35 +249,57 @@ def cmd_train(args: argparse.Namespace) -> None:
         settings["device"] = args.device
     features = _features(cfg)
     pre = Preprocessor.load(
-        args.preprocess, features=features,
+        args.preprocess,
+        features=features,
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
     )
     device = training.select_device(settings["device"])
-    log.info("training on %s%s", device,
-             f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    log.info(
+        "training on %s%s",
+        device,
+        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
+    )
     conditional = settings["conditional"]
     train = _dataset(args.train, pre, conditional, device)
     val = _dataset(args.val, pre, conditional, device, drop_outside=True)
     torch.manual_seed(cfg["seed"])
     flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
-    log.info("model: %s, %d parameters", cfg["model"]["coupling"],
-             sum(p.numel() for p in flow.parameters()))
+    log.info(
+        "model: %s, %d parameters",
+        cfg["model"]["coupling"],
+        sum(p.numel() for p in flow.parameters()),
+    )
     model_hash = config.section_hash(cfg, config.MODEL_SECTIONS)
     out = Path(args.model)
     trainer = training.Trainer(
-        flow, train, val, settings, seed=cfg["seed"],
-        resume_path=out.with_name(out.stem + ".resume.pt"), log_path=args.log,
-        config_hash=model_hash, progress=not args.quiet,
+        flow,
+        train,
+        val,
+        settings,
+        seed=cfg["seed"],
+        resume_path=out.with_name(out.stem + ".resume.pt"),
+        log_path=args.log,
+        config_hash=model_hash,
+        progress=not args.quiet,
     )
     trainer.try_resume()
     state = trainer.fit()
     signal_fraction = float(train.context.mean().item()) if conditional else None
-    checkpoint.save(out, {
-        "state_dict": state.best_state, "model": cfg["model"], "features": list(features),
-        "context_features": 1 if conditional else 0, "config_hash": model_hash,
-        "preprocess_hash": pre.config_hash, "epoch": state.best_epoch, "val_nll": state.best_val,
-        "signal_fraction": signal_fraction, "metadata": _metadata(cfg, config.MODEL_SECTIONS),
-    })
+    checkpoint.save(
+        out,
+        {
+            "state_dict": state.best_state,
+            "model": cfg["model"],
+            "features": list(features),
+            "context_features": 1 if conditional else 0,
+            "config_hash": model_hash,
+            "preprocess_hash": pre.config_hash,
+            "epoch": state.best_epoch,
+            "val_nll": state.best_val,
+            "signal_fraction": signal_fraction,
+            "metadata": _metadata(cfg, config.MODEL_SECTIONS),
+        },
+    )
     log.info("best epoch %d, validation NLL %.4f -> %s", state.best_epoch, state.best_val, out)
     if args.plot:
         plot_training_curve(Path(args.log), Path(args.plot))
@@ -254,30 +323,57 @@ def cmd_sample(args: argparse.Namespace) -> None:
     # together are exactly the unsharded sample, and any shard can be rerun on its own.
     start, stop = 0, total
     if args.shard is not None:
-        start, stop = shard_range(total, sampling["shards"], args.shard, chunk_size, key="sampling.shards")
+        start, stop = shard_range(
+            total, sampling["shards"], args.shard, chunk_size, key="sampling.shards"
+        )
     flow, meta = checkpoint.load_model(
-        args.model, features=pre.features, preprocess_hash=pre.config_hash,
-        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS), device=device,
+        args.model,
+        features=pre.features,
+        preprocess_hash=pre.config_hash,
+        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS),
+        device=device,
     )
     fraction = None
     if meta["context_features"]:
         fraction = sampling["signal_fraction"]
         if fraction is None:
             fraction = meta["signal_fraction"]
-    where = "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
+    where = (
+        "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
+    )
     precision = resolve_precision(args.precision or sampling["precision"], device)
-    log.info("sampling %d events%s on %s in %s, signal fraction %s -> %s", stop - start, where,
-             device, precision, fraction, args.out)
+    log.info(
+        "sampling %d events%s on %s in %s, signal fraction %s -> %s",
+        stop - start,
+        where,
+        device,
+        precision,
+        fraction,
+        args.out,
+    )
     compression = None if sampling["compression"] == "none" else sampling["compression"]
-    extra: dict[str, Any] = {"model": str(args.model), "start": start, "n_events": stop - start,
-                             "precision": precision}
+    extra: dict[str, Any] = {
+        "model": str(args.model),
+        "start": start,
+        "n_events": stop - start,
+        "precision": precision,
+    }
     if args.shard is not None:
         extra.update(shard=args.shard, shards=sampling["shards"])
     sample_to_root(
-        flow, pre, args.out, stop - start, seed=cfg["seed"], chunk_size=chunk_size,
-        first_chunk=start // chunk_size, signal_fraction=fraction, compression=compression,
-        device=device, metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
-        progress=not args.quiet, precision=precision,
+        flow,
+        pre,
+        args.out,
+        stop - start,
+        seed=cfg["seed"],
+        chunk_size=chunk_size,
+        first_chunk=start // chunk_size,
+        signal_fraction=fraction,
+        compression=compression,
+        device=device,
+        metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
+        progress=not args.quiet,
+        precision=precision,
     )
 
 
@@ -288,7 +384,9 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
     compression = None if args.compression == "none" else args.compression
     n = merge_event_files(
-        args.inputs, args.out, compression=compression,
+        args.inputs,
+        args.out,
+        compression=compression,
         max_events_per_input=args.max_events_per_input,
         metadata={"merged_by": f"hepflows {__version__} merge"},
     )
@@ -307,29 +405,51 @@ def cmd_validate(args: argparse.Namespace) -> None:
     cfg = _settings(args)
     features = _features(cfg)
     settings = cfg["validation"]
-    reference = read_events(args.reference, features, entry_stop=2 * settings["max_events"],
-                            with_weight=_has_weight(args.reference))
+    reference = read_events(
+        args.reference,
+        features,
+        entry_stop=2 * settings["max_events"],
+        with_weight=_has_weight(args.reference),
+    )
     _check_validation_weights(args.reference, reference)
     labelled = _has_label(args.generated)
-    generated = read_events(args.generated, features, with_label=labelled,
-                            entry_stop=settings["max_events"])
+    generated = read_events(
+        args.generated, features, with_label=labelled, entry_stop=settings["max_events"]
+    )
     if not labelled:
         # An unconditional flow generates signal and background together, without labels:
         # compare everything as one class (only the "all" slice), and skip the closure.
-        log.warning("%s has no labels (unconditional model): comparing all events as one class",
-                    args.generated)
+        log.warning(
+            "%s has no labels (unconditional model): comparing all events as one class",
+            args.generated,
+        )
         reference[LABEL] = np.zeros_like(reference[LABEL])
         generated[LABEL] = np.zeros(len(generated[features[0]]), np.int8)
-    log.info("validating %d generated against %d MC events", len(generated[features[0]]),
-             len(reference[features[0]]))
+    log.info(
+        "validating %d generated against %d MC events",
+        len(generated[features[0]]),
+        len(reference[features[0]]),
+    )
     validate_samples(
-        reference, generated, features, Path(args.out_dir), n_null=settings["n_null"],
-        seed=cfg["seed"], units=cfg["data"]["units"], classifier=settings["classifier"],
+        reference,
+        generated,
+        features,
+        Path(args.out_dir),
+        n_null=settings["n_null"],
+        seed=cfg["seed"],
+        units=cfg["data"]["units"],
+        classifier=settings["classifier"],
     )
     if args.train:
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
-        write_closure(training, reference, generated, features,
-                      Path(args.out_dir) / layout.VALIDATION_FILES["closure"], seed=cfg["seed"])
+        write_closure(
+            training,
+            reference,
+            generated,
+            features,
+            Path(args.out_dir) / layout.VALIDATION_FILES["closure"],
+            seed=cfg["seed"],
+        )
 
 
 def _has_weight(path: str) -> bool:
@@ -362,8 +482,12 @@ def _check_validation_weights(path: str, events: dict) -> None:
             "against a reference without them (e.g. a sample with only positive weights)"
         )
     w64 = w.astype(np.float64)
-    log.info("%s: weighted MC, %d events, effective sample size (Kish) %.0f", path, len(w),
-             w64.sum() ** 2 / float((w64 * w64).sum()))
+    log.info(
+        "%s: weighted MC, %d events, effective sample size (Kish) %.0f",
+        path,
+        len(w),
+        w64.sum() ** 2 / float((w64 * w64).sum()),
+    )
 
 
 def _has_label(path: str) -> bool:
@@ -388,19 +512,31 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     settings = cfg["validation"]["amplification"]
 
     def events(path: str) -> dict:
-        return read_events(path, features, with_label=_has_label(path),
-                           with_weight=_has_weight(path))
+        return read_events(
+            path, features, with_label=_has_label(path), with_weight=_has_weight(path)
+        )
 
     parts = [events(p) for p in args.generated]
     keys = set.intersection(*(set(p) for p in parts))
     generated = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     truth = events(args.truth)
     n_train = count_events(args.train) if args.train else None
-    log.info("amplification: %d generated events against %d truth events (%s)",
-             len(generated[features[0]]), len(truth[features[0]]), args.truth)
-    rows = amp.amplification(truth, generated, features, n_train=n_train, bins=settings["bins"],
-                             cells=settings["cells"] or None, alpha=settings["alpha"],
-                             seed=cfg["seed"])
+    log.info(
+        "amplification: %d generated events against %d truth events (%s)",
+        len(generated[features[0]]),
+        len(truth[features[0]]),
+        args.truth,
+    )
+    rows = amp.amplification(
+        truth,
+        generated,
+        features,
+        n_train=n_train,
+        bins=settings["bins"],
+        cells=settings["cells"] or None,
+        alpha=settings["alpha"],
+        seed=cfg["seed"],
+    )
     out = Path(args.out_dir)
     names = layout.VALIDATION_FILES
     paths = list(amp.write_amplification(rows, out, settings["alpha"]))
@@ -409,8 +545,9 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
     curve = amp.mc_divergence_curve(truth, features, sizes, bins=settings["bins"], seed=cfg["seed"])
     paths += plot_amplification(rows, curve, out / names["amplification_plot"])
-    paths.append(amp.write_summary_html(rows, out / names["amplification_summary"],
-                                        settings["alpha"]))
+    paths.append(
+        amp.write_summary_html(rows, out / names["amplification_summary"], settings["alpha"])
+    )
     log.info("amplification: %s", amp.headline(amp.summarize(rows, settings["alpha"])))
     log.info("wrote %s", ", ".join(map(str, paths)))
 
@@ -433,8 +570,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
         description = describe_model(config.model_variant(cfg, name)) if name in grid else ""
         rows.append(model_summary(folder, name, description=description))
     write_comparison(rows, args.out_dir)
-    log.info("compared %d model(s) -> %s", len(rows),
-             Path(args.out_dir) / layout.COMPARISON_FILES["comparison_html"])
+    log.info(
+        "compared %d model(s) -> %s",
+        len(rows),
+        Path(args.out_dir) / layout.COMPARISON_FILES["comparison_html"],
+    )
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -464,7 +604,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     paths = layout.paths(root)
     common = ["--config", args.config] + (["--quiet"] if args.quiet else [])
     data_step = "generate" if cfg["data"]["source"] == "generator" else "ingest"
-    steps = [
+    steps: list[list[Any]] = [
         [data_step, "--train", paths["train"], "--val", paths["val"], "--test", paths["test"]],
         ["preprocess", "--train", paths["train"], "--out", paths["preprocess"]],
     ]
@@ -474,29 +614,93 @@ def cmd_run(args: argparse.Namespace) -> None:
     if amplify and data_step == "generate":
         steps.append(["generate", "--truth", truth])
     grid = config.model_names(cfg)
-    for name in grid or [None]:
+    # a run without a grid is one model, in the run's own folder (name None)
+    models: list[str | None] = list(grid) if grid else [None]
+    for name in models:
         own = layout.paths(root, name)
         # the model's own sections, merged over the config file's by each step
-        variant = [] if name is None else ["--settings", json.dumps(
-            config.subset(config.model_variant(cfg, name), config.MODEL_SECTIONS))]
+        variant = (
+            []
+            if name is None
+            else [
+                "--settings",
+                json.dumps(config.subset(config.model_variant(cfg, name), config.MODEL_SECTIONS)),
+            ]
+        )
         steps += [
-            ["train", *variant, "--train", paths["train"], "--val", paths["val"], "--preprocess",
-             paths["preprocess"], "--model", own["model"], "--log", own["log"], "--plot",
-             own["curve"]],
-            ["sample", *variant, "--model", own["model"], "--preprocess", paths["preprocess"],
-             "--out", own["generated"]],
-            ["validate", "--reference", paths["test"], "--generated", own["generated"],
-             "--train", paths["train"], "--out-dir", own["validation"]],
+            [
+                "train",
+                *variant,
+                "--train",
+                paths["train"],
+                "--val",
+                paths["val"],
+                "--preprocess",
+                paths["preprocess"],
+                "--model",
+                own["model"],
+                "--log",
+                own["log"],
+                "--plot",
+                own["curve"],
+            ],
+            [
+                "sample",
+                *variant,
+                "--model",
+                own["model"],
+                "--preprocess",
+                paths["preprocess"],
+                "--out",
+                own["generated"],
+            ],
+            [
+                "validate",
+                "--reference",
+                paths["test"],
+                "--generated",
+                own["generated"],
+                "--train",
+                paths["train"],
+                "--out-dir",
+                own["validation"],
+            ],
         ]
         if amplify:
-            steps.append(["amplification", "--truth", truth, "--generated", own["generated"],
-                          "--train", paths["train"], "--out-dir", own["validation"]])
+            steps.append(
+                [
+                    "amplification",
+                    "--truth",
+                    truth,
+                    "--generated",
+                    own["generated"],
+                    "--train",
+                    paths["train"],
+                    "--out-dir",
+                    own["validation"],
+                ]
+            )
     if grid:
-        steps.append(["compare", "--models", *(layout.model_dir(root, name) for name in grid),
-                      "--out-dir", paths["comparison"]])
-    steps.append(["summary", "--run-dir", root, "--models",
-                  *(layout.model_dir(root, name) for name in grid or [None]),
-                  "--out", paths["summary"]])
+        steps.append(
+            [
+                "compare",
+                "--models",
+                *(layout.model_dir(root, name) for name in grid),
+                "--out-dir",
+                paths["comparison"],
+            ]
+        )
+    steps.append(
+        [
+            "summary",
+            "--run-dir",
+            root,
+            "--models",
+            *(layout.model_dir(root, name) for name in models),
+            "--out",
+            paths["summary"],
+        ]
+    )
     for step in steps:
         log.info("== hepflows %s", step[0])
         _run_step(step, [*step[:1], *common, *map(str, step[1:])], root, grid)
@@ -512,8 +716,9 @@ def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> N
     name = "generate_truth" if step[0] == "generate" and "--truth" in step else step[0]
     folder = root
     if layout.STEPS[name].per_model and grid:  # a grid model's step: under its folder
-        folder = Path(str(step[step.index("--model" if "--model" in step else "--generated") + 1])
-                      ).parents[1]
+        folder = Path(
+            str(step[step.index("--model" if "--model" in step else "--generated") + 1])
+        ).parents[1]
     log_path = folder / layout.log(name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, mode="w")
@@ -536,13 +741,16 @@ def result_paths(root: Path, model: str | None = None) -> dict[str, Path]:
 
 
 # -- argument parsing ----------------------------------------------------------------------------
-def _matrix(events: dict, features: Sequence[str]):
+def _matrix(events: dict[str, Any], features: Sequence[str]) -> Any:
+    """The ``features`` of ``events`` as one (n, d) array."""
     import numpy as np
 
     return np.stack([events[f] for f in features], axis=1)
 
 
-def _dataset(path: str, pre, conditional: bool, device, *, drop_outside: bool = False):
+def _dataset(
+    path: str, pre: Any, conditional: bool, device: Any, *, drop_outside: bool = False
+) -> Any:
     """The events of ``path`` preprocessed for training, on ``device``.
 
     With ``drop_outside`` (the validation split) events with a value outside the fitted range
@@ -567,8 +775,12 @@ def _dataset(path: str, pre, conditional: bool, device, *, drop_outside: bool = 
         named = {f: int(c) for f, c in zip(pre.features, mask.sum(axis=0)) if c}
         if drop_outside:
             keep = ~mask.any(axis=1)
-            log.warning("%s: %d events outside the fitted range left out of the validation NLL: %s",
-                        path, int((~keep).sum()), named)
+            log.warning(
+                "%s: %d events outside the fitted range left out of the validation NLL: %s",
+                path,
+                int((~keep).sum()),
+                named,
+            )
             events = {k: v[keep] for k, v in events.items()}
             matrix = matrix[keep]
         else:
@@ -578,11 +790,14 @@ def _dataset(path: str, pre, conditional: bool, device, *, drop_outside: bool = 
     context = None
     if conditional:
         context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1).to(device)
-    return Dataset(torch.from_numpy(x).to(device), context,
-                   None if weight is None else torch.from_numpy(weight).to(device))
+    return Dataset(
+        torch.from_numpy(x).to(device),
+        context,
+        None if weight is None else torch.from_numpy(weight).to(device),
+    )
 
 
-def _training_weights(path: str, w):
+def _training_weights(path: str, w: Any) -> Any:
     """Event weights scaled to mean 1 for the weighted NLL, or None when absent or all equal.
 
     Negative weights (NLO generators) are kept: the weighted NLL stays an unbiased estimate of
@@ -595,66 +810,166 @@ def _training_weights(path: str, w):
     w = w.astype(np.float64)
     total = w.sum()
     if not total > 0:
-        raise InputError(f"{path}: branch 'weight': the weights sum to {total:g}; the weighted "
-                         "likelihood needs a positive total")
+        raise InputError(
+            f"{path}: branch 'weight': the weights sum to {total:g}; the weighted "
+            "likelihood needs a positive total"
+        )
     ess = total**2 / float((w * w).sum())
-    log.info("%s: weighted events: %d, effective sample size (Kish) %.0f, %d negative weight(s) "
-             "(%.2f%%)", path, len(w), ess, int((w < 0).sum()), 100.0 * float((w < 0).mean()))
+    log.info(
+        "%s: weighted events: %d, effective sample size (Kish) %.0f, %d negative weight(s) "
+        "(%.2f%%)",
+        path,
+        len(w),
+        ess,
+        int((w < 0).sum()),
+        100.0 * float((w < 0).mean()),
+    )
     return (w / w.mean()).astype(np.float32)
 
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str, dict]]]] = {
-    "generate": (cmd_generate, [("--train", {}), ("--val", {}), ("--test", {}),
-                                ("--split", {"choices": ["train", "val", "test"],
-                                             "help": "with --shard: the split to cut"}),
-                                ("--shard", {"type": int, "help": "write only shard K of "
-                                             "data.shards (0-based) of --split, to --out"}),
-                                ("--out", {"help": "with --shard: the shard's file"}),
-                                ("--truth", {"help": "write only the amplification's truth "
-                                             "sample (validation.amplification.truth_events "
-                                             f"events from event {TRUTH_START}) to this file"})]),
-    "ingest": (cmd_ingest, [("--train", {"required": True}), ("--val", {"required": True}),
-                            ("--test", {"required": True})]),
-    "preprocess": (cmd_preprocess, [("--train", {"required": True}), ("--out", {"required": True})]),
-    "train": (cmd_train, [("--train", {"required": True}), ("--val", {"required": True}),
-                          ("--preprocess", {"required": True}), ("--model", {"required": True}),
-                          ("--log", {"required": True}),
-                          ("--plot", {"help": "training-curve path without suffix (.png and .pdf)"}),
-                          ("--device", {"help": "override training.device: auto, cpu, cuda[:N]"})]),
-    "sample": (cmd_sample, [("--model", {"required": True}), ("--preprocess", {"required": True}),
-                            ("--out", {"required": True}),
-                            ("--events", {"type": int, "help": "override sampling.events"}),
-                            ("--shard", {"type": int, "help": "write only shard K of "
-                                         "sampling.shards (0-based)"}),
-                            ("--device", {"help": "override sampling.device"}),
-                            ("--precision", {"choices": ["auto", "float32", "bf16"],
-                                             "help": "override sampling.precision"})]),
-    "merge": (cmd_merge, [("--inputs", {"required": True, "nargs": "+", "help": "files, in order"}),
-                          ("--out", {"required": True}),
-                          ("--compression", {"default": "lz4", "choices": ["lz4", "zlib", "zstd",
-                                                                            "lzma", "none"]}),
-                          ("--max-events-per-input", {"type": int, "help": "take only the first "
-                                                      "N events of each input"})]),
-    "validate": (cmd_validate, [("--reference", {"required": True}),
-                                ("--generated", {"required": True}),
-                                ("--train", {"help": "MC training events: adds the physics "
-                                             "closure table closure.csv"}),
-                                ("--out-dir", {"required": True})]),
-    "amplification": (cmd_amplification, [
-        ("--truth", {"required": True, "help": "MC events the flow never saw (generate "
-                     "--truth's file, or the test split of ingested data)"}),
-        ("--generated", {"required": True, "nargs": "+", "help": "generated events (one file, "
-                         "or the shards of one sample)"}),
-        ("--train", {"help": "MC training events: their number gives G = n_equiv / n_train"}),
-        ("--out-dir", {"required": True})]),
-    "compare": (cmd_compare, [("--models", {"required": True, "nargs": "+",
-                                            "help": "each model's output folder (named as in "
-                                            "the grid), in table order"}),
-                              ("--out-dir", {"required": True})]),
-    "summary": (cmd_summary, [("--run-dir", {"required": True, "help": "the run's folder"}),
-                              ("--models", {"nargs": "+", "help": "each grid model's folder "
-                                            "(default: the run's folder, one model)"}),
-                              ("--out", {"required": True, "help": "the summary HTML"})]),
+    "generate": (
+        cmd_generate,
+        [
+            ("--train", {}),
+            ("--val", {}),
+            ("--test", {}),
+            (
+                "--split",
+                {"choices": ["train", "val", "test"], "help": "with --shard: the split to cut"},
+            ),
+            (
+                "--shard",
+                {
+                    "type": int,
+                    "help": "write only shard K of data.shards (0-based) of --split, to --out",
+                },
+            ),
+            ("--out", {"help": "with --shard: the shard's file"}),
+            (
+                "--truth",
+                {
+                    "help": "write only the amplification's truth "
+                    "sample (validation.amplification.truth_events "
+                    f"events from event {TRUTH_START}) to this file"
+                },
+            ),
+        ],
+    ),
+    "ingest": (
+        cmd_ingest,
+        [
+            ("--train", {"required": True}),
+            ("--val", {"required": True}),
+            ("--test", {"required": True}),
+        ],
+    ),
+    "preprocess": (
+        cmd_preprocess,
+        [("--train", {"required": True}), ("--out", {"required": True})],
+    ),
+    "train": (
+        cmd_train,
+        [
+            ("--train", {"required": True}),
+            ("--val", {"required": True}),
+            ("--preprocess", {"required": True}),
+            ("--model", {"required": True}),
+            ("--log", {"required": True}),
+            ("--plot", {"help": "training-curve path without suffix (.png and .pdf)"}),
+            ("--device", {"help": "override training.device: auto, cpu, cuda[:N]"}),
+        ],
+    ),
+    "sample": (
+        cmd_sample,
+        [
+            ("--model", {"required": True}),
+            ("--preprocess", {"required": True}),
+            ("--out", {"required": True}),
+            ("--events", {"type": int, "help": "override sampling.events"}),
+            ("--shard", {"type": int, "help": "write only shard K of sampling.shards (0-based)"}),
+            ("--device", {"help": "override sampling.device"}),
+            (
+                "--precision",
+                {"choices": ["auto", "float32", "bf16"], "help": "override sampling.precision"},
+            ),
+        ],
+    ),
+    "merge": (
+        cmd_merge,
+        [
+            ("--inputs", {"required": True, "nargs": "+", "help": "files, in order"}),
+            ("--out", {"required": True}),
+            (
+                "--compression",
+                {"default": "lz4", "choices": ["lz4", "zlib", "zstd", "lzma", "none"]},
+            ),
+            (
+                "--max-events-per-input",
+                {"type": int, "help": "take only the first N events of each input"},
+            ),
+        ],
+    ),
+    "validate": (
+        cmd_validate,
+        [
+            ("--reference", {"required": True}),
+            ("--generated", {"required": True}),
+            ("--train", {"help": "MC training events: adds the physics closure table closure.csv"}),
+            ("--out-dir", {"required": True}),
+        ],
+    ),
+    "amplification": (
+        cmd_amplification,
+        [
+            (
+                "--truth",
+                {
+                    "required": True,
+                    "help": "MC events the flow never saw (generate "
+                    "--truth's file, or the test split of ingested data)",
+                },
+            ),
+            (
+                "--generated",
+                {
+                    "required": True,
+                    "nargs": "+",
+                    "help": "generated events (one file, or the shards of one sample)",
+                },
+            ),
+            ("--train", {"help": "MC training events: their number gives G = n_equiv / n_train"}),
+            ("--out-dir", {"required": True}),
+        ],
+    ),
+    "compare": (
+        cmd_compare,
+        [
+            (
+                "--models",
+                {
+                    "required": True,
+                    "nargs": "+",
+                    "help": "each model's output folder (named as in the grid), in table order",
+                },
+            ),
+            ("--out-dir", {"required": True}),
+        ],
+    ),
+    "summary": (
+        cmd_summary,
+        [
+            ("--run-dir", {"required": True, "help": "the run's folder"}),
+            (
+                "--models",
+                {
+                    "nargs": "+",
+                    "help": "each grid model's folder (default: the run's folder, one model)",
+                },
+            ),
+            ("--out", {"required": True, "help": "the summary HTML"}),
+        ],
+    ),
 }
 
 
@@ -684,16 +999,18 @@ def _dispatch(args: argparse.Namespace) -> None:
 def _stop(signum: int, frame: Any) -> None:
     """SIGTERM as an exception: outputs being written are removed on the way out."""
 
-    raise Interrupted(f"stopped by signal {signum}; unfinished outputs were removed, rerun the step")
+    raise Interrupted(
+        f"stopped by signal {signum}; unfinished outputs were removed, rerun the step"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hepflows`` and of ``scripts/*.py``; returns the exit status."""
     import signal
 
-
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)

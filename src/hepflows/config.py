@@ -77,8 +77,9 @@ def _fill_defaults(config: dict[str, Any]) -> Any:
     base = jsonschema.Draft202012Validator
     check_properties = base.VALIDATORS["properties"]
 
-    def set_defaults(validator: Any, properties: Mapping[str, Any], instance: Any,
-                     schema: Mapping[str, Any]) -> Any:
+    def set_defaults(
+        validator: Any, properties: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+    ) -> Any:
         if isinstance(instance, dict):
             for name, sub in properties.items():
                 if "default" in sub:
@@ -94,7 +95,9 @@ def model_names(config: Mapping[str, Any]) -> list[str]:
     return list(config.get("models") or {})
 
 
-def model_variant(config: Mapping[str, Any], name: str, *, source: str = "config") -> dict[str, Any]:
+def model_variant(
+    config: Mapping[str, Any], name: str, *, source: str = "config"
+) -> dict[str, Any]:
     """The validated config of model ``name`` of the grid: its ``model`` and ``training``
     sections merged over the top-level ones, without ``models``.
 
@@ -120,7 +123,11 @@ def _describe(exc: Any) -> str:
         reasons = " or ".join(dict.fromkeys(sub.message for sub in exc.context))
         return f"key {where}: {exc.message}: {reasons}"
     message = exc.message
-    if exc.validator == "type" and isinstance(exc.instance, str) and _parses_as_number(exc.instance):
+    if (
+        exc.validator == "type"
+        and isinstance(exc.instance, str)
+        and _parses_as_number(exc.instance)
+    ):
         # PyYAML follows YAML 1.1: 1e-3 (no dot) is text, 1.0e-3 is a number.
         message += f" (YAML reads {exc.instance} as text: write it with a dot, e.g. 1.0e-3)"
     return f"key {where}: {message}"
@@ -145,7 +152,11 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     try:
         config["model"] = check_model_config(config["model"])
     except ValueError as err:
-        raise InputError(f"{source}: key {err}" if str(err).startswith("model") else f"{source}: key model: {err}") from None
+        raise InputError(
+            f"{source}: key {err}"
+            if str(err).startswith("model")
+            else f"{source}: key model: {err}"
+        ) from None
     coupling = config["model"]["coupling"]
     if coupling != "rq_autoregressive" and len(features) < 2:
         # A coupling transforms one part of the features given the other: it cannot be built
@@ -159,11 +170,14 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         if data["path"] and data["inputs"]:
             raise InputError(f"{source}: key data.inputs: give data.path or data.inputs, not both")
         if data["inputs"] and data["source"] != "root":
-            raise InputError(f"{source}: key data.inputs: for source root; {data['source']} "
-                             "reads data.path")
+            raise InputError(
+                f"{source}: key data.inputs: for source root; {data['source']} reads data.path"
+            )
         if not data["path"] and not data["inputs"]:
             what = "data.path or data.inputs" if data["source"] == "root" else "data.path"
-            raise InputError(f"{source}: key {what}: required when data.source is {data['source']!r}")
+            raise InputError(
+                f"{source}: key {what}: required when data.source is {data['source']!r}"
+            )
         total = sum(data["split"].values())
         if abs(total - 1.0) > 1e-9:
             raise InputError(f"{source}: key data.split: fractions must sum to 1, got {total:g}")
@@ -174,7 +188,9 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             raise InputError(f"{source}: key data.branch_map: {err}") from None
 
 
-def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Read a config file (optional), merge ``overrides`` on top, validate and fill defaults."""
     config = read_yaml(path) if path is not None else {}
     if overrides:

@@ -70,14 +70,26 @@ MODEL_FILES: dict[str, str] = {
 #: File names inside a validation folder (``validate --out-dir``), as its runner writes them.
 VALIDATION_FILES: dict[str, str] = {
     key: MODEL_FILES[key].removeprefix("validation/")
-    for key in ("metrics", "metrics_table", "verdict_table", "verdict", "closure", "plots",
-                "amplification", "amplification_table", "amplification_summary",
-                "amplification_plot", "amplification_png", "amplification_pdf")
+    for key in (
+        "metrics",
+        "metrics_table",
+        "verdict_table",
+        "verdict",
+        "closure",
+        "plots",
+        "amplification",
+        "amplification_table",
+        "amplification_summary",
+        "amplification_plot",
+        "amplification_png",
+        "amplification_pdf",
+    )
 }
 
 #: File names inside a comparison folder (``compare --out-dir``).
 COMPARISON_FILES: dict[str, str] = {
-    key: RUN_FILES[key].removeprefix("comparison/") for key in ("comparison_table", "comparison_html")
+    key: RUN_FILES[key].removeprefix("comparison/")
+    for key in ("comparison_table", "comparison_html")
 }
 
 
@@ -102,9 +114,12 @@ STEPS: dict[str, Step] = {
     "sample": Step("scripts/sample.py", "envs/train.yaml", "hepflows.sampling", True),
     "merge_samples": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "merge_validation_sample": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
-    "validate": Step("scripts/validate.py", "envs/validate.yaml", "hepflows.validation.runner", True),
-    "amplification": Step("scripts/amplification.py", "envs/validate.yaml",
-                          "hepflows.validation.amplification", True),
+    "validate": Step(
+        "scripts/validate.py", "envs/validate.yaml", "hepflows.validation.runner", True
+    ),
+    "amplification": Step(
+        "scripts/amplification.py", "envs/validate.yaml", "hepflows.validation.amplification", True
+    ),
     "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.validation.compare"),
     "toys": Step("scripts/toys.py", "envs/train.yaml", "hepflows.toys"),
     "summary": Step("scripts/summary.py", "envs/validate.yaml", "hepflows.validation.run_summary"),

@@ -71,7 +71,15 @@ def _integer(key: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _number(key: str, value: Any, low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> float:
+def _number(
+    key: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
     # PyYAML reads exponents without a dot (``1e-5``) as strings; accept what float() accepts
     if isinstance(value, str):
         try:
@@ -105,7 +113,9 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InputError(f"model: expected a mapping of settings, got {model!r}")
     unknown = sorted(set(model) - set(MODEL_DEFAULTS), key=str)
     if unknown:
-        raise InputError(f"model.{unknown[0]}: unknown key; expected one of {sorted(MODEL_DEFAULTS)}")
+        raise InputError(
+            f"model.{unknown[0]}: unknown key; expected one of {sorted(MODEL_DEFAULTS)}"
+        )
     cfg = copy.deepcopy(MODEL_DEFAULTS)
     cfg.update(copy.deepcopy(dict(model)))
 
@@ -124,11 +134,17 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg["permutation"] = _choice("permutation", cfg["permutation"], PERMUTATIONS)
     cfg["norm"] = _choice("norm", cfg["norm"], NORMS)
     cfg["batchnorm_momentum"] = _number("batchnorm_momentum", cfg["batchnorm_momentum"], 0.0, 1.0)
-    cfg["batchnorm_eps"] = _number("batchnorm_eps", cfg["batchnorm_eps"], 0.0, float("inf"), open_low=True, open_high=True)
+    cfg["batchnorm_eps"] = _number(
+        "batchnorm_eps", cfg["batchnorm_eps"], 0.0, float("inf"), open_low=True, open_high=True
+    )
     if cfg["scale_bound"] is not None:
-        cfg["scale_bound"] = _number("scale_bound", cfg["scale_bound"], 0.0, float("inf"), open_low=True, open_high=True)
+        cfg["scale_bound"] = _number(
+            "scale_bound", cfg["scale_bound"], 0.0, float("inf"), open_low=True, open_high=True
+        )
     cfg["bins"] = _integer("bins", cfg["bins"], 1)
-    cfg["tail_bound"] = _number("tail_bound", cfg["tail_bound"], 0.0, float("inf"), open_low=True, open_high=True)
+    cfg["tail_bound"] = _number(
+        "tail_bound", cfg["tail_bound"], 0.0, float("inf"), open_low=True, open_high=True
+    )
     cfg["base"] = _choice("base", cfg["base"], BASES)
     cfg["base_components"] = _integer("base_components", cfg["base_components"], 1)
     return cfg

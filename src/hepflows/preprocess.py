@@ -76,16 +76,20 @@ class Preprocessor:
         if self.transform == "quantile":
             u = special.ndtr(x2)
             knots, levels = self._quantile_tables()
-            return self.snap(np.column_stack([np.interp(u[:, j], levels, knots[j])
-                                              for j in range(len(self.features))]))
+            return self.snap(
+                np.column_stack(
+                    [np.interp(u[:, j], levels, knots[j]) for j in range(len(self.features))]
+                )
+            )
         x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
         return self.snap(self.low + x1 * (self.high - self.low))
 
     def _cdf(self, x: np.ndarray) -> np.ndarray:
         """The piecewise-linear CDF of each feature (n, d), clipped inside (0, 1)."""
         knots, levels = self._quantile_tables()
-        u = np.column_stack([np.interp(x[:, j], knots[j], levels)
-                             for j in range(len(self.features))])
+        u = np.column_stack(
+            [np.interp(x[:, j], knots[j], levels) for j in range(len(self.features))]
+        )
         return np.clip(u, _CLIP, 1 - _CLIP)
 
     def _unbounded(self, x: np.ndarray) -> np.ndarray:
@@ -132,9 +136,9 @@ class Preprocessor:
         if self.transform == "quantile":
             # dy/dx = F'(x) / phi(y): the slope of the knot segment over the normal density
             knots, _ = self._quantile_tables()
-            slope = np.column_stack([
-                self._segment_slope(x[:, j], knots[j]) for j in range(len(self.features))
-            ])
+            slope = np.column_stack(
+                [self._segment_slope(x[:, j], knots[j]) for j in range(len(self.features))]
+            )
             z = self._unbounded(x)
             per_feature = np.log(slope) + 0.5 * z**2 + 0.5 * np.log(2 * np.pi) - np.log(self.std)
             return per_feature.sum(axis=1)
@@ -169,8 +173,14 @@ class Preprocessor:
             "metadata": {"hepflows_version": __version__, **self.metadata},
             "spikes": self.spikes,
             "transform": self.transform,
-            **({"knots": self._quantile_tables()[0].tolist(), "levels": self._quantile_tables()[1].tolist()}
-               if self.transform == "quantile" else {}),
+            **(
+                {
+                    "knots": self._quantile_tables()[0].tolist(),
+                    "levels": self._quantile_tables()[1].tolist(),
+                }
+                if self.transform == "quantile"
+                else {}
+            ),
         }
 
     @classmethod
@@ -189,7 +199,9 @@ class Preprocessor:
                 )
         metadata = data.get("metadata") or {}
         if not isinstance(metadata, dict):
-            raise InputError(f"{source}: 'metadata' is a {type(metadata).__name__}, expected a mapping")
+            raise InputError(
+                f"{source}: 'metadata' is a {type(metadata).__name__}, expected a mapping"
+            )
         spikes = data.get("spikes") or {}
         keys = {"centre", "width", "values", "weights"}
         if not isinstance(spikes, dict) or any(
@@ -207,17 +219,29 @@ class Preprocessor:
                 levels = np.asarray(data["levels"], np.float64)
             except (KeyError, TypeError, ValueError) as err:
                 raise InputError(f"{source}: malformed quantile knots ({err!r})") from None
-            if (levels.ndim != 1 or knots.shape != (len(features), len(levels))
-                    or np.any(np.diff(knots, axis=1) <= 0) or np.any(np.diff(levels) <= 0)):
+            if (
+                levels.ndim != 1
+                or knots.shape != (len(features), len(levels))
+                or np.any(np.diff(knots, axis=1) <= 0)
+                or np.any(np.diff(levels) <= 0)
+            ):
                 raise InputError(
                     f"{source}: 'knots' must be ({len(features)}, K) and 'levels' (K,), both "
                     f"increasing; got {knots.shape} and {levels.shape}"
                 )
         elif transform != "logit":
-            raise InputError(f"{source}: 'transform' is {transform!r}, expected 'logit' or 'quantile'")
+            raise InputError(
+                f"{source}: 'transform' is {transform!r}, expected 'logit' or 'quantile'"
+            )
         return cls(
-            features, margin=margin, config_hash=str(data.get("config_hash", "")),
-            metadata=metadata, spikes=spikes, transform=transform, knots=knots, levels=levels,
+            features,
+            margin=margin,
+            config_hash=str(data.get("config_hash", "")),
+            metadata=metadata,
+            spikes=spikes,
+            transform=transform,
+            knots=knots,
+            levels=levels,
             **arrays,
         )
 
@@ -285,7 +309,9 @@ def fit(
         )
     if not np.isfinite(x).all():
         bad = [f for f, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
-        raise InputError(f"{source}: non-finite values in feature(s) {bad}, expected finite numbers")
+        raise InputError(
+            f"{source}: non-finite values in feature(s) {bad}, expected finite numbers"
+        )
     lo, hi = x.min(axis=0), x.max(axis=0)
     constant = [f for f, a, b in zip(features, lo, hi) if a == b]
     if constant:
@@ -296,19 +322,27 @@ def fit(
     width = hi - lo
     spikes = {} if spike_fraction is None else find_spikes(x, features, spike_fraction)
     partial = Preprocessor(
-        tuple(features), lo - margin * width, hi + margin * width,
-        np.zeros(len(features)), np.ones(len(features)), margin, config_hash, spikes=spikes,
+        tuple(features),
+        lo - margin * width,
+        hi + margin * width,
+        np.zeros(len(features)),
+        np.ones(len(features)),
+        margin,
+        config_hash,
+        spikes=spikes,
     )
     if transform == "quantile":
         knots, levels = _cdf_knots(partial.dequantize(x), partial.low, partial.high, quantiles)
         partial = replace(partial, transform=transform, knots=knots, levels=levels)
     latent = partial.forward(x)
-    return replace(partial, mean=latent.mean(axis=0), std=latent.std(axis=0),
-                   metadata=dict(metadata or {}))
+    return replace(
+        partial, mean=latent.mean(axis=0), std=latent.std(axis=0), metadata=dict(metadata or {})
+    )
 
 
-def _cdf_knots(x: np.ndarray, low: np.ndarray, high: np.ndarray, quantiles: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _cdf_knots(
+    x: np.ndarray, low: np.ndarray, high: np.ndarray, quantiles: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Knots (d, K) and levels (K,) of the piecewise-linear CDF of the events ``x`` (n, d).
 
     The inner knots are the events' quantiles at equally spaced levels; the ends are the widened

@@ -64,7 +64,9 @@ QUEUE_CHUNKS = 2
 
 def chunk_seed(seed: int, chunk: int) -> int:
     """A 63-bit seed for chunk ``chunk`` of a run with ``seed``, well mixed by SeedSequence."""
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([seed, chunk]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1
+    )
 
 
 def chunk_labels(n: int, signal_fraction: float, seed: int, chunk: int) -> np.ndarray:
@@ -85,7 +87,9 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return "float32"
 
 
-def precision_context(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+def precision_context(
+    precision: str, device: torch.device | str
+) -> contextlib.AbstractContextManager:
     """The autocast context of a resolved ``precision`` on ``device`` (a no-op for float32)."""
     device = torch.device(device)
     if resolve_precision(precision, device) == "bf16":
@@ -189,7 +193,9 @@ class _Pending:
 _Chunk = tuple[np.ndarray | _Pending, np.ndarray | None]
 
 
-def _to_events(preprocessor: Preprocessor, y: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+def _to_events(
+    preprocessor: Preprocessor, y: np.ndarray, labels: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """Preprocessed events (n, d) and labels -> {feature: float32 (n,), "label": int8 (n,)}."""
     x = preprocessor.inverse(y).astype(np.float32)
     events = {name: x[:, i] for i, name in enumerate(preprocessor.features)}
@@ -215,8 +221,13 @@ def sample_chunk(
     ``signal_fraction`` is None for an unconditional flow (no label is drawn or written).
     """
     y, labels = _draw(
-        flow, n, seed=seed, chunk=chunk, signal_fraction=signal_fraction,
-        device=torch.device(device), precision=precision,
+        flow,
+        n,
+        seed=seed,
+        chunk=chunk,
+        signal_fraction=signal_fraction,
+        device=torch.device(device),
+        precision=precision,
     )
     return _to_events(preprocessor, y, labels)
 
@@ -314,10 +325,17 @@ def sample_to_root(
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)
     precision = resolve_precision(precision, device)
     flow.eval()
-    with EventWriter(path, compression=compression, metadata=metadata) as writer, tqdm(
-        total=n_events, unit="event", unit_scale=True, desc="sampling", disable=not progress,
-        mininterval=5.0,
-    ) as bar:
+    with (
+        EventWriter(path, compression=compression, metadata=metadata) as writer,
+        tqdm(
+            total=n_events,
+            unit="event",
+            unit_scale=True,
+            desc="sampling",
+            disable=not progress,
+            mininterval=5.0,
+        ) as bar,
+    ):
 
         def write(item: object) -> None:
             y, labels = cast(_Chunk, item)
@@ -331,8 +349,14 @@ def sample_to_root(
             for chunk, size in iter_chunks(n_events, chunk_size, first_chunk):
                 with torch.no_grad():
                     item = _draw(
-                        flow, size, seed=seed, chunk=chunk, signal_fraction=signal_fraction,
-                        device=device, precision=precision, asynchronous=asynchronous,
+                        flow,
+                        size,
+                        seed=seed,
+                        chunk=chunk,
+                        signal_fraction=signal_fraction,
+                        device=device,
+                        precision=precision,
+                        asynchronous=asynchronous,
                     )
                 if worker is None:
                     write(item)

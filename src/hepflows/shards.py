@@ -25,7 +25,9 @@ from hepflows.events.writer import EventWriter
 __all__ = ["file_branches", "merge_event_files", "shard_range", "shard_ranges"]
 
 
-def shard_ranges(n_events: int, shards: int, unit: int = 1, *, key: str = "shards") -> list[tuple[int, int]]:
+def shard_ranges(
+    n_events: int, shards: int, unit: int = 1, *, key: str = "shards"
+) -> list[tuple[int, int]]:
     """Event ranges ``[start, stop)`` of ``shards`` shards covering ``n_events`` events.
 
     Shards are cut at multiples of ``unit`` (the sampler's chunk size, so that every chunk, and
@@ -46,7 +48,9 @@ def shard_ranges(n_events: int, shards: int, unit: int = 1, *, key: str = "shard
     return list(zip(edges[:-1], edges[1:]))
 
 
-def shard_range(n_events: int, shards: int, shard: int, unit: int = 1, *, key: str = "shards") -> tuple[int, int]:
+def shard_range(
+    n_events: int, shards: int, shard: int, unit: int = 1, *, key: str = "shards"
+) -> tuple[int, int]:
     """``[start, stop)`` of shard ``shard`` (0-based) in :func:`shard_ranges`."""
     if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shards:
         raise InputError(f"{key}: shard index must be in 0..{shards - 1}, got {shard!r}")
@@ -63,15 +67,19 @@ def file_branches(path: str | Path) -> tuple[str, ...]:
     return tuple(b for b in (*HIGGS_FEATURES, LABEL, WEIGHT) if b in present)
 
 
-def _merged_metadata(metadata: Sequence[Mapping[str, Any]], files: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
+def _merged_metadata(
+    metadata: Sequence[Mapping[str, Any]], files: Sequence[str], counts: Sequence[int]
+) -> dict[str, Any]:
     """Keys equal in every input, plus one record per input of its file, events and other keys.
 
     Nothing is dropped: what differs between shards (their ``start``, ``shard``, ...) stays
     with each shard's record.
     """
-    common = {
-        k: v for k, v in metadata[0].items() if all(k in m and m[k] == v for m in metadata[1:])
-    } if metadata else {}
+    common = (
+        {k: v for k, v in metadata[0].items() if all(k in m and m[k] == v for m in metadata[1:])}
+        if metadata
+        else {}
+    )
     parts = [
         {"file": name, "events": n, **{k: v for k, v in m.items() if k not in common}}
         for name, n, m in zip(files, counts, metadata)
@@ -99,7 +107,9 @@ def merge_event_files(
     if not inputs:
         raise InputError(f"{output}: nothing to merge (no input files)")
     if max_events_per_input is not None and max_events_per_input < 1:
-        raise InputError(f"max_events_per_input: expected an integer >= 1, got {max_events_per_input!r}")
+        raise InputError(
+            f"max_events_per_input: expected an integer >= 1, got {max_events_per_input!r}"
+        )
     out = Path(output)
     if any(Path(p).resolve() == out.resolve() for p in inputs):
         raise InputError(f"{output}: the output is also one of the inputs")
@@ -117,9 +127,15 @@ def merge_event_files(
         # An empty first chunk fixes the branches even if every input is empty.
         writer.write(_empty(branches))
         for path in inputs:
-            counts.append(_copy(path, writer, features, has_label, has_weight, max_events_per_input, step_size))
+            counts.append(
+                _copy(
+                    path, writer, features, has_label, has_weight, max_events_per_input, step_size
+                )
+            )
         writer.metadata = {
-            **_merged_metadata([read_metadata(p) for p in inputs], [Path(p).name for p in inputs], counts),
+            **_merged_metadata(
+                [read_metadata(p) for p in inputs], [Path(p).name for p in inputs], counts
+            ),
             **writer.metadata,
             "n_events": writer.n_written,
         }

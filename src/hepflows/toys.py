@@ -148,7 +148,13 @@ def plot_toy_comparison(results: Mapping[str, Mapping[str, Any]], path: str | Pa
             if isinstance(res, torch.nn.Module):
                 res = evaluate_toy(cast("Flow", res))
             ax_d, ax_s = axes[row, 1 + 2 * m], axes[row, 2 + 2 * m]
-            ax_d.imshow(res["density"], origin="lower", extent=(lo, hi, lo, hi), cmap="viridis", aspect="auto")
+            ax_d.imshow(
+                res["density"],
+                origin="lower",
+                extent=(lo, hi, lo, hi),
+                cmap="viridis",
+                aspect="auto",
+            )
             ax_s.hist2d(*np.asarray(res["samples"]).T, bins=bins, cmap="viridis")
             if row == 0:
                 ax_d.set_title(f"{name}: density")
@@ -172,8 +178,15 @@ TOY_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_toy_figure(out_base: str | Path, *, events: int = 4000, steps: int = 300,
-                    grid: int = 80, samples: int = 4000, seed: int = 0) -> tuple[Path, Path]:
+def make_toy_figure(
+    out_base: str | Path,
+    *,
+    events: int = 4000,
+    steps: int = 300,
+    grid: int = 80,
+    samples: int = 4000,
+    seed: int = 0,
+) -> tuple[Path, Path]:
     """The seed study's Figure 7: every toy, learned by each of :data:`TOY_MODELS`.
 
     Small by default (seconds per flow on a CPU); the seed's figure used far longer training.

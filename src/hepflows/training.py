@@ -118,8 +118,9 @@ class Dataset:
         return None if self.weight is None else self.weight[index]
 
 
-def _nll(flow: Flow, x: torch.Tensor, context: torch.Tensor | None,
-         weight: torch.Tensor | None) -> torch.Tensor:
+def _nll(
+    flow: Flow, x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None
+) -> torch.Tensor:
     """Mean (weighted, weights of mean 1 over the data set) negative log-likelihood of a batch."""
     log_prob = flow.log_prob(x, context)
     return -(log_prob.mean() if weight is None else (log_prob * weight).mean())
@@ -207,7 +208,9 @@ class Trainer:
         self._checkpoint_is_ours = False  # the file at resume_path was written by this run
         self.fast = fast_path_default(train.x.device) if fast is None else fast
         # at a fixed scale of 1 the scaler only carries the skip flag into the fused Adam kernel
-        self._scaler = torch.amp.GradScaler(train.x.device.type, init_scale=1.0) if self.fast else None
+        self._scaler = (
+            torch.amp.GradScaler(train.x.device.type, init_scale=1.0) if self.fast else None
+        )
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, ok) not yet read
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
@@ -218,15 +221,18 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        checkpoint.save(self.resume_path, {
-            "config_hash": self.config_hash,
-            "model_state": self.flow.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "state": self.state.__dict__,
-        })
+        checkpoint.save(
+            self.resume_path,
+            {
+                "config_hash": self.config_hash,
+                "model_state": self.flow.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "state": self.state.__dict__,
+            },
+        )
         self._checkpoint_is_ours = True
 
     def try_resume(self) -> bool:
@@ -242,8 +248,12 @@ class Trainer:
             return False
         self._restore(data)
         self._checkpoint_is_ours = True
-        log.info("resumed from %s at epoch %d, batch %d", self.resume_path,
-                 self.state.epoch + 1, self.state.batch)
+        log.info(
+            "resumed from %s at epoch %d, batch %d",
+            self.resume_path,
+            self.state.epoch + 1,
+            self.state.batch,
+        )
         return True
 
     def _restore(self, data: Mapping[str, Any]) -> None:
@@ -276,8 +286,12 @@ class Trainer:
         if threads is not None and self.train_data.x.device.type == "cpu":
             torch.set_num_threads(int(threads))
             if threads != previous:
-                log.info("CPU training on %d thread(s) of the %d available, so that a seed gives "
-                         "the same weights whatever the cores", threads, previous)
+                log.info(
+                    "CPU training on %d thread(s) of the %d available, so that a seed gives "
+                    "the same weights whatever the cores",
+                    threads,
+                    previous,
+                )
         return previous
 
     def fit(self, on_epoch: Callable[[dict], None] | None = None) -> State:
@@ -314,9 +328,13 @@ class Trainer:
         order = order.to(self.train_data.x.device)
         self.flow.train()
         bar = tqdm(
-            total=self.batches_per_epoch, initial=self.state.batch, disable=not self.progress,
-            desc=f"epoch {self.state.epoch + 1}/{self.settings['epochs']}", unit="batch",
-            mininterval=5.0, leave=False,
+            total=self.batches_per_epoch,
+            initial=self.state.batch,
+            disable=not self.progress,
+            desc=f"epoch {self.state.epoch + 1}/{self.settings['epochs']}",
+            unit="batch",
+            mininterval=5.0,
+            leave=False,
         )
         self._bad_in_row = 0
         while self.state.batch < self.batches_per_epoch:
@@ -329,7 +347,7 @@ class Trainer:
                     f"batch {self.state.batch}; checkpoint saved to {self.resume_path}"
                 )
             start = self.state.batch * self.batch_size
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             if self.fast:
                 self._pending.append(self._fast_step(*self._batch(index)))
                 self.state.batch += 1
@@ -376,8 +394,9 @@ class Trainer:
                 return True
         return False
 
-    def _fast_step(self, x: torch.Tensor, context: torch.Tensor | None,
-                   weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fast_step(
+        self, x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step decided on the device: (loss, finite flag), both 0-d device tensors.
 
         The same arithmetic as :meth:`_step` (the scaler's scale is 1), so on the CPU it gives
@@ -407,8 +426,9 @@ class Trainer:
                 buffer.copy_(torch.where(ok, buffer, value))
         return loss.detach(), ok
 
-    def _step(self, x: torch.Tensor, context: torch.Tensor | None,
-              weight: torch.Tensor | None = None) -> float | None:
+    def _step(
+        self, x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None = None
+    ) -> float | None:
         """One Adam step; returns the batch loss, or None if it was skipped as non-finite.
 
         A skipped step leaves the model exactly as it was: the forward pass has already moved
@@ -470,8 +490,13 @@ class Trainer:
         self.state.recoveries = recoveries
         log.warning(
             "%d non-finite steps in a row: restored the last checkpoint (epoch %d, batch %d) and "
-            "halved the learning rate (scale now %g, restore %d of at most %d)", bad_in_row,
-            self.state.epoch, self.state.batch, scale, recoveries, MAX_RECOVERIES,
+            "halved the learning rate (scale now %g, restore %d of at most %d)",
+            bad_in_row,
+            self.state.epoch,
+            self.state.batch,
+            scale,
+            recoveries,
+            MAX_RECOVERIES,
         )
 
     def _finish_epoch(self, seconds: float) -> dict:
@@ -480,14 +505,19 @@ class Trainer:
         val_nll = mean_nll(self.flow, self.val_data)
         state.epoch += 1
         row = {
-            "epoch": state.epoch, "train_nll": train_nll, "val_nll": val_nll,
-            "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
+            "epoch": state.epoch,
+            "train_nll": train_nll,
+            "val_nll": val_nll,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
             "skipped_steps": state.skipped_steps,
         }
         state.history.append(row)
         if val_nll < state.best_val:
             state.best_val, state.best_epoch = val_nll, state.epoch
-            state.best_state = {k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()}
+            state.best_state = {
+                k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()
+            }
             state.epochs_without_improvement = 0
         else:
             state.epochs_without_improvement += 1
@@ -496,8 +526,12 @@ class Trainer:
         write_log(self.log_path, state.history)
         self.save_checkpoint()
         log.info(
-            "epoch %d: train NLL %.4f, val NLL %.4f, lr %.3g, %.1f s%s", state.epoch, train_nll,
-            val_nll, row["lr"], seconds,
+            "epoch %d: train NLL %.4f, val NLL %.4f, lr %.3g, %.1f s%s",
+            state.epoch,
+            train_nll,
+            val_nll,
+            row["lr"],
+            seconds,
             f", {state.skipped_steps} steps skipped" if state.skipped_steps else "",
         )
         return row

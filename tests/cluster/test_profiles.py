@@ -28,7 +28,10 @@ CONFIG = {
 }
 #: Rule -> resource that asks for one GPU, per profile.
 GPU_KEY = {"default": "gpu", "slurm": "gpu", "htcondor": "request_gpus"}
-PLUGIN = {"slurm": "snakemake_executor_plugin_slurm", "htcondor": "snakemake_executor_plugin_htcondor"}
+PLUGIN = {
+    "slurm": "snakemake_executor_plugin_slurm",
+    "htcondor": "snakemake_executor_plugin_htcondor",
+}
 
 
 def read_profile(name: str, env: dict[str, str] | None = None) -> dict:
@@ -63,7 +66,9 @@ def test_profile_sizes_the_gpu_steps(name):
         threads = dict(t.split("=") for t in profile["set-threads"])
         # Every rule whose local threads are "all cores" gets a fixed count on a cluster.
         for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-            for rule in re.findall(r"rule (\w+):\n(?:(?!\n\s*rule ).)*?threads: workflow\.cores", smk.read_text(), re.S):
+            for rule in re.findall(
+                r"rule (\w+):\n(?:(?!\n\s*rule ).)*?threads: workflow\.cores", smk.read_text(), re.S
+            ):
                 assert rule in threads, (name, rule)
 
 
@@ -71,9 +76,21 @@ def _dry_run(tmp_path: Path, profile: str) -> str:
     copy_workflow(tmp_path, {"profile": CONFIG})
     env = snakemake_env(HEPFLOWS_SDM="none")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/profile.yaml",
-         "--workflow-profile", f"workflow/profiles/{profile}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            "config/profile.yaml",
+            "--workflow-profile",
+            f"workflow/profiles/{profile}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

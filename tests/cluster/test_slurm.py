@@ -41,8 +41,12 @@ TINY = {
     # Two shards of two 100-event chunks; validation takes 200 events of each, i.e. all of
     # them, so its input equals the unsharded sample and its metrics must match too.
     "sampling": {"events": 400, "chunk_size": 100, "shards": 2, "device": "cpu"},
-    "validation": {"max_events": 400, "n_null": 20, "classifier": False,
-                   "amplification": {"truth_events": 5000}},
+    "validation": {
+        "max_events": 400,
+        "n_null": 20,
+        "classifier": False,
+        "amplification": {"truth_events": 5000},
+    },
 }
 #: Seconds the whole SLURM run may take before the test fails (CI wraps it in its own timeout).
 RUN_TIMEOUT = 900
@@ -58,7 +62,9 @@ def _cluster_problem() -> str | None:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
         return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')"
-    probe = subprocess.run(["sinfo", "--noheader", "--format", "%T"], capture_output=True, text=True)
+    probe = subprocess.run(
+        ["sinfo", "--noheader", "--format", "%T"], capture_output=True, text=True
+    )
     if probe.returncode != 0 or not probe.stdout.strip():
         return f"no SLURM cluster answers sinfo: {probe.stderr.strip()}"
     return None
@@ -85,34 +91,73 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     work = copy_workflow(tmp_path_factory.mktemp("slurm"), {"tiny": config.merge(default, TINY)})
     cmd = [
-        sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm",
-        "--configfile", "config/tiny.yaml",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        "workflow/profiles/slurm",
+        "--configfile",
+        "config/tiny.yaml",
         # No accounting database on the test cluster: job states from squeue, checked soon.
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
         "--slurm-keep-successful-logs",
     ]
-    result = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True,
-                            timeout=RUN_TIMEOUT)
+    result = subprocess.run(
+        cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
     (work / "snakemake.out").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()}" for p in (work / "results").rglob("*.log"))
         pytest.fail(f"the SLURM run failed:\n{result.stdout}\n{result.stderr}\n{logs}")
     local = subprocess.run(
-        [sys.executable, "-m", "hepflows.cli", "run", "--quiet", "--config", "config/tiny.yaml",
-         "--results", "local"],
-        cwd=work, env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        [
+            sys.executable,
+            "-m",
+            "hepflows.cli",
+            "run",
+            "--quiet",
+            "--config",
+            "config/tiny.yaml",
+            "--results",
+            "local",
+        ],
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
     )
     assert local.returncode == 0, local.stderr
-    return {"work": work, "slurm": work / "results" / RUN, "local": work / "local" / RUN,
-            "log": work / "snakemake.out"}
+    return {
+        "work": work,
+        "slurm": work / "results" / RUN,
+        "local": work / "local" / RUN,
+        "log": work / "snakemake.out",
+    }
 
 
 def _planned_jobs(work: Path) -> dict[str, int]:
     """Jobs per rule of the tiny configuration, from a dry run (``all`` runs on the submit host)."""
     dry = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-F", "--configfile", "config/tiny.yaml",
-         "--workflow-profile", "workflow/profiles/slurm"],
-        cwd=work, env=_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-F",
+            "--configfile",
+            "config/tiny.yaml",
+            "--workflow-profile",
+            "workflow/profiles/slurm",
+        ],
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert dry.returncode == 0, dry.stderr
     table = dry.stdout.split("Job stats:")[-1]
@@ -135,15 +180,23 @@ def _slurm(*args: str) -> str:
 
 def test_every_job_was_a_completed_slurm_job(runs):
     planned = _planned_jobs(runs["work"])
-    assert planned == {"generate": 1, "preprocess": 1, "train": 1, "sample": 2, "merge_samples": 1,
-                       "merge_validation_sample": 1, "validate": 1}
+    assert planned == {
+        "generate": 1,
+        "preprocess": 1,
+        "train": 1,
+        "sample": 2,
+        "merge_samples": 1,
+        "merge_validation_sample": 1,
+        "validate": 1,
+    }
     submitted = _submitted(runs)
     rules = [rule for rule, _, _ in submitted]
     assert {rule: rules.count(rule) for rule in rules} == planned
     ids = [job for _, job, _ in submitted]
     # The cluster itself says so: squeue keeps finished jobs for MinJobAge (an hour).
-    states = _slurm("squeue", "--noheader", "--states", "all", "--jobs", ",".join(ids),
-                    "--format", "%i %T").split("\n")
+    states = _slurm(
+        "squeue", "--noheader", "--states", "all", "--jobs", ",".join(ids), "--format", "%i %T"
+    ).split("\n")
     seen = dict(line.split() for line in states if line.strip())
     assert {job: seen.get(job) for job in ids} == {job: "COMPLETED" for job in ids}
     for _, job, log in submitted:
@@ -171,7 +224,9 @@ def _assert_same_events(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_sharded_data_equal_the_local_run(runs, split):
-    _assert_same_events(runs["slurm"] / "data" / f"{split}.root", runs["local"] / "data" / f"{split}.root")
+    _assert_same_events(
+        runs["slurm"] / "data" / f"{split}.root", runs["local"] / "data" / f"{split}.root"
+    )
 
 
 def test_model_and_sample_equal_the_local_run(runs):
@@ -182,9 +237,13 @@ def test_model_and_sample_equal_the_local_run(runs):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
-    _assert_same_events(runs["slurm"] / "samples" / "generated.root",
-                        runs["local"] / "samples" / "generated.root")
-    assert len(_events(runs["slurm"] / "samples" / "generated.root")["label"]) == TINY["sampling"]["events"]
+    _assert_same_events(
+        runs["slurm"] / "samples" / "generated.root", runs["local"] / "samples" / "generated.root"
+    )
+    assert (
+        len(_events(runs["slurm"] / "samples" / "generated.root")["label"])
+        == TINY["sampling"]["events"]
+    )
 
 
 def test_validation_equals_the_local_run(runs):

@@ -31,12 +31,21 @@ TINY: dict = {
     "seed": 3,
     "features": ["lepton_pt", "lepton_eta", "met", "jet1_pt", "m_jj", "m_bb"],
     "data": {"events": {"train": 4096, "val": 512, "test": 1000}},
-    "model": {"coupling": "affine", "blocks": 2, "hidden": [32, 32], "permutation": "lu",
-              "dropout": 0.1},
+    "model": {
+        "coupling": "affine",
+        "blocks": 2,
+        "hidden": [32, 32],
+        "permutation": "lu",
+        "dropout": 0.1,
+    },
     "training": {"epochs": 3, "batch_size": 64, "lr": 1.0e-3, "patience": None, "device": "cpu"},
     "sampling": {"events": 20000, "chunk_size": 2000, "device": "cpu"},
-    "validation": {"max_events": 500, "n_null": 20, "classifier": False,
-                   "amplification": {"truth_events": 5000}},
+    "validation": {
+        "max_events": 500,
+        "n_null": 20,
+        "classifier": False,
+        "amplification": {"truth_events": 5000},
+    },
 }
 
 #: Where each output of a run lives, relative to the run's working directory: hepflows.layout's,
@@ -64,30 +73,44 @@ def script_command(step: str, *args: object, settings: dict | None = None) -> li
 
 
 def run_script(
-    step: str, *args: object, settings: dict | None = None, cwd: Path | None = None,
+    step: str,
+    *args: object,
+    settings: dict | None = None,
+    cwd: Path | None = None,
     threads: int = 1,
 ) -> subprocess.CompletedProcess:
     """Run ``scripts/<step>.py`` to completion as a real process."""
     return subprocess.run(
-        script_command(step, *args, settings=settings), cwd=cwd, env=script_env(threads),
-        capture_output=True, text=True, timeout=600,
+        script_command(step, *args, settings=settings),
+        cwd=cwd,
+        env=script_env(threads),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def start_script(
-    step: str, *args: object, settings: dict | None = None, cwd: Path | None = None,
+    step: str,
+    *args: object,
+    settings: dict | None = None,
+    cwd: Path | None = None,
     log: Path,
 ) -> subprocess.Popen:
     """Start ``scripts/<step>.py`` in the background; stdout and stderr go to ``log``."""
     with open(log, "w") as out:
         return subprocess.Popen(
-            script_command(step, *args, settings=settings), cwd=cwd, env=script_env(1),
-            stdout=out, stderr=subprocess.STDOUT,
+            script_command(step, *args, settings=settings),
+            cwd=cwd,
+            env=script_env(1),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
-def run_step(step: str, *args: object, settings: dict | None = None,
-             config: Path | None = None) -> int:
+def run_step(
+    step: str, *args: object, settings: dict | None = None, config: Path | None = None
+) -> int:
     """Run a step in this process as its script would; returns the script's exit code."""
     from hepflows.cli import main
 
@@ -106,14 +129,17 @@ def files_in(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def wait_until(condition: Callable[[], bool], process: subprocess.Popen, log: Path,
-               timeout: float = 300.0) -> None:
+def wait_until(
+    condition: Callable[[], bool], process: subprocess.Popen, log: Path, timeout: float = 300.0
+) -> None:
     """Poll ``condition`` every 10 ms; fail if ``process`` ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
-            pytest.fail(f"the process ended (code {process.returncode}) before the moment to "
-                        f"interrupt it:\n{log.read_text()}")
+            pytest.fail(
+                f"the process ended (code {process.returncode}) before the moment to "
+                f"interrupt it:\n{log.read_text()}"
+            )
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"timed out waiting to interrupt the process:\n{log.read_text()}")
@@ -145,10 +171,25 @@ def pipeline_steps(settings: dict) -> list[tuple[str, list[str]]]:
         ("generate", ["--train", p["train"], "--val", p["val"], "--test", p["test"]]),
         ("generate", ["--truth", p["truth"]]),
         ("preprocess", ["--train", p["train"], "--out", p["preprocess"]]),
-        ("train", ["--train", p["train"], "--val", p["val"], "--preprocess", p["preprocess"],
-                   "--model", p["model"], "--log", p["log"]]),
-        ("sample", ["--model", p["model"], "--preprocess", p["preprocess"],
-                    "--out", p["generated"]]),
+        (
+            "train",
+            [
+                "--train",
+                p["train"],
+                "--val",
+                p["val"],
+                "--preprocess",
+                p["preprocess"],
+                "--model",
+                p["model"],
+                "--log",
+                p["log"],
+            ],
+        ),
+        (
+            "sample",
+            ["--model", p["model"], "--preprocess", p["preprocess"], "--out", p["generated"]],
+        ),
     ]
 
 

@@ -64,7 +64,11 @@ def _bad_root(case: str, folder: Path) -> tuple[Path, list[str]]:
     if case == "jagged branch":
         types["met"] = "var * float32"
         good["met"] = ak.Array([[1.0, 2.0]] * N)
-        return _raw(path, types, good), ["['met']", "several values per event", "expected one number"]
+        return _raw(path, types, good), [
+            "['met']",
+            "several values per event",
+            "expected one number",
+        ]
     if case == "array branch":
         types["met"] = np.dtype((np.float32, (3,)))
         good["met"] = np.ones((N, 3), np.float32)
@@ -84,31 +88,74 @@ def _bad_root(case: str, folder: Path) -> tuple[Path, list[str]]:
     raise AssertionError(case)
 
 
-CASES = ["not ROOT", "truncated", "truncated header", "missing tree", "not a tree",
-         "missing branch", "jagged branch", "array branch", "wrong dtype", "bad labels", "NaN",
-         "empty tree"]
-SLOTS = ["ingest", "preprocess", "train --train", "train --val", "validate --reference",
-         "validate --generated"]
+CASES = [
+    "not ROOT",
+    "truncated",
+    "truncated header",
+    "missing tree",
+    "not a tree",
+    "missing branch",
+    "jagged branch",
+    "array branch",
+    "wrong dtype",
+    "bad labels",
+    "NaN",
+    "empty tree",
+]
+SLOTS = [
+    "ingest",
+    "preprocess",
+    "train --train",
+    "train --val",
+    "validate --reference",
+    "validate --generated",
+]
 
 
 def _step_args(slot: str, bad: Path, good: Pipeline, out: Path) -> tuple[str, list[object], dict]:
     """Step, arguments and settings that put ``bad`` in ``slot`` and valid files elsewhere."""
     if slot == "ingest":
         settings = dict(TINY, data={"source": "root", "path": str(bad)})
-        return "ingest", ["--train", out / "train.root", "--val", out / "val.root",
-                          "--test", out / "test.root"], settings
+        return (
+            "ingest",
+            ["--train", out / "train.root", "--val", out / "val.root", "--test", out / "test.root"],
+            settings,
+        )
     if slot == "preprocess":
         return "preprocess", ["--train", bad, "--out", out / "pre.json"], TINY
     if slot.startswith("train"):
         files = {"--train": good.path("train"), "--val": good.path("val")}
         files[slot.split()[1]] = bad
-        return "train", ["--train", files["--train"], "--val", files["--val"], "--preprocess",
-                         good.path("preprocess"), "--model", out / "model.pt",
-                         "--log", out / "log.csv"], TINY
+        return (
+            "train",
+            [
+                "--train",
+                files["--train"],
+                "--val",
+                files["--val"],
+                "--preprocess",
+                good.path("preprocess"),
+                "--model",
+                out / "model.pt",
+                "--log",
+                out / "log.csv",
+            ],
+            TINY,
+        )
     files = {"--reference": good.path("test"), "--generated": good.path("generated")}
     files[slot.split()[1]] = bad
-    return "validate", ["--reference", files["--reference"], "--generated", files["--generated"],
-                        "--out-dir", out / "validation"], TINY
+    return (
+        "validate",
+        [
+            "--reference",
+            files["--reference"],
+            "--generated",
+            files["--generated"],
+            "--out-dir",
+            out / "validation",
+        ],
+        TINY,
+    )
 
 
 PAIRS = [(c, s) for c in CASES for s in SLOTS]
@@ -159,8 +206,16 @@ def test_explicit_branch_map_names_the_missing_branch(tmp_path, caplog):
     branch_map = {f: f for f in FEATURES}
     settings = dict(TINY, data={"source": "root", "path": str(bad), "branch_map": branch_map})
     with caplog.at_level(logging.ERROR):
-        code = run_step("ingest", "--train", out / "train.root", "--val", out / "val.root",
-                        "--test", out / "test.root", settings=settings)
+        code = run_step(
+            "ingest",
+            "--train",
+            out / "train.root",
+            "--val",
+            out / "val.root",
+            "--test",
+            out / "test.root",
+            settings=settings,
+        )
     assert code == 2
     assert_names(caplog.text, [str(bad), "lacks branch(es) ['m_bb']"])
     assert files_in(out) == []

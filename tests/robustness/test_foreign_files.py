@@ -26,8 +26,18 @@ ONE_EPOCH = dict(TINY, training=dict(TINY["training"], epochs=1))
 
 
 def _train_args(p: Pipeline, pre: Path, out: Path) -> list[object]:
-    return ["--train", p.path("train"), "--val", p.path("val"), "--preprocess", pre,
-            "--model", out / "model.pt", "--log", out / "log.csv"]
+    return [
+        "--train",
+        p.path("train"),
+        "--val",
+        p.path("val"),
+        "--preprocess",
+        pre,
+        "--model",
+        out / "model.pt",
+        "--log",
+        out / "log.csv",
+    ]
 
 
 def _sample_args(model: Path, pre: Path, out: Path) -> list[object]:
@@ -38,14 +48,34 @@ def _sample_args(model: Path, pre: Path, out: Path) -> list[object]:
 def foreign(pipeline, tmp_path_factory) -> dict[str, Path]:
     """Files made by the steps under other configs, from the pipeline's data."""
     d = tmp_path_factory.mktemp("foreign")
-    assert run_step("preprocess", "--train", pipeline.path("train"), "--out", d / "pre5.json",
-                    settings=OTHER_FEATURES) == 0
+    assert (
+        run_step(
+            "preprocess",
+            "--train",
+            pipeline.path("train"),
+            "--out",
+            d / "pre5.json",
+            settings=OTHER_FEATURES,
+        )
+        == 0
+    )
     five = dict(OTHER_FEATURES, training=ONE_EPOCH["training"])
-    assert run_step("train", *_train_args(pipeline, d / "pre5.json", d / "five"), settings=five) == 0
-    assert run_step("train", *_train_args(pipeline, pipeline.path("preprocess"), d / "short"),
-                    settings=ONE_EPOCH) == 0
-    return {"pre5": d / "pre5.json", "model5": d / "five" / "model.pt",
-            "model_1_epoch": d / "short" / "model.pt"}
+    assert (
+        run_step("train", *_train_args(pipeline, d / "pre5.json", d / "five"), settings=five) == 0
+    )
+    assert (
+        run_step(
+            "train",
+            *_train_args(pipeline, pipeline.path("preprocess"), d / "short"),
+            settings=ONE_EPOCH,
+        )
+        == 0
+    )
+    return {
+        "pre5": d / "pre5.json",
+        "model5": d / "five" / "model.pt",
+        "model_1_epoch": d / "short" / "model.pt",
+    }
 
 
 def test_preprocessing_of_other_features_is_refused(pipeline, foreign, tmp_path, caplog):
@@ -55,8 +85,12 @@ def test_preprocessing_of_other_features_is_refused(pipeline, foreign, tmp_path,
         assert run_step("train", *_train_args(pipeline, foreign["pre5"], out), settings=TINY) == 2
         assert_names(caplog.text, [str(foreign["pre5"]), "fitted for features", expected])
         caplog.clear()
-        assert run_step("sample", *_sample_args(pipeline.path("model"), foreign["pre5"], out),
-                        settings=TINY) == 2
+        assert (
+            run_step(
+                "sample", *_sample_args(pipeline.path("model"), foreign["pre5"], out), settings=TINY
+            )
+            == 2
+        )
         assert_names(caplog.text, [str(foreign["pre5"]), "fitted for features", expected])
     assert files_in(out) == []
 
@@ -64,11 +98,21 @@ def test_preprocessing_of_other_features_is_refused(pipeline, foreign, tmp_path,
 def test_model_of_other_features_is_refused(pipeline, foreign, tmp_path, caplog):
     out = tmp_path / "out"
     with caplog.at_level(logging.ERROR):
-        code = run_step("sample", *_sample_args(foreign["model5"], pipeline.path("preprocess"), out),
-                        settings=TINY)
+        code = run_step(
+            "sample",
+            *_sample_args(foreign["model5"], pipeline.path("preprocess"), out),
+            settings=TINY,
+        )
     assert code == 2
-    assert_names(caplog.text, [str(foreign["model5"]), "trained on features",
-                               str(OTHER_FEATURES["features"]), str(TINY["features"])])
+    assert_names(
+        caplog.text,
+        [
+            str(foreign["model5"]),
+            "trained on features",
+            str(OTHER_FEATURES["features"]),
+            str(TINY["features"]),
+        ],
+    )
     assert files_in(out) == []
 
 
@@ -79,15 +123,20 @@ def test_model_checks_the_config_hash_it_was_trained_with(pipeline, foreign):
     checkpoint.load_model(pipeline.path("model"), config_hash=expected)  # its own: accepted
     with pytest.raises(InputError) as err:
         checkpoint.load_model(foreign["model_1_epoch"], config_hash=expected)
-    assert_names(str(err.value), [str(foreign["model_1_epoch"]), "config hash", expected,
-                                  "another configuration"])
+    assert_names(
+        str(err.value),
+        [str(foreign["model_1_epoch"]), "config hash", expected, "another configuration"],
+    )
 
 
 def test_sample_refuses_a_model_of_another_training_config(pipeline, foreign, tmp_path, caplog):
     out = tmp_path / "out"
     with caplog.at_level(logging.ERROR):
-        code = run_step("sample", *_sample_args(foreign["model_1_epoch"], pipeline.path("preprocess"),
-                                                out), settings=TINY)
+        code = run_step(
+            "sample",
+            *_sample_args(foreign["model_1_epoch"], pipeline.path("preprocess"), out),
+            settings=TINY,
+        )
     assert code == 2
     assert_names(caplog.text, [str(foreign["model_1_epoch"]), "config hash"])
     assert files_in(out) == []
@@ -102,13 +151,25 @@ def test_stale_resume_checkpoint_of_another_config_is_ignored(pipeline, tmp_path
     out.mkdir()
     stale = out / "model.resume.pt"
     data = Dataset(torch.zeros(64, 6), torch.zeros(64, 1))
-    other = Trainer(build_flow(TINY["model"], 6, 1), data, data,
-                    config.validate(ONE_EPOCH)["training"], seed=9, resume_path=stale,
-                    log_path=out / "other.csv", config_hash="another-config", progress=False)
+    other = Trainer(
+        build_flow(TINY["model"], 6, 1),
+        data,
+        data,
+        config.validate(ONE_EPOCH)["training"],
+        seed=9,
+        resume_path=stale,
+        log_path=out / "other.csv",
+        config_hash="another-config",
+        progress=False,
+    )
     other.save_checkpoint()
     with caplog.at_level(logging.INFO):
-        assert run_step("train", *_train_args(pipeline, pipeline.path("preprocess"), out),
-                        settings=TINY) == 0
+        assert (
+            run_step(
+                "train", *_train_args(pipeline, pipeline.path("preprocess"), out), settings=TINY
+            )
+            == 0
+        )
     assert_names(caplog.text, [str(stale), "ignoring", "another configuration"])
     assert "resumed" not in caplog.text
     ours = checkpoint.read(out / "model.pt")["state_dict"]
@@ -129,14 +190,26 @@ def test_unreadable_files_are_named(pipeline, tmp_path, caplog):
     partial_pre = tmp_path / "partial.json"
     partial_pre.write_text(json.dumps({"features": TINY["features"], "margin": 0.05}))
     cases = [
-        ("sample", _sample_args(text_model, pipeline.path("preprocess"), out),
-         [str(text_model), "not a readable checkpoint"]),
-        ("sample", _sample_args(resume_as_model, pipeline.path("preprocess"), out),
-         [str(resume_as_model), "not a hepflows model file", "'state_dict'"]),
-        ("sample", _sample_args(pipeline.path("model"), cut_pre, out),
-         [str(cut_pre), "not valid JSON"]),
-        ("train", _train_args(pipeline, partial_pre, out),
-         [str(partial_pre), "malformed preprocessing parameters", "'low'"]),
+        (
+            "sample",
+            _sample_args(text_model, pipeline.path("preprocess"), out),
+            [str(text_model), "not a readable checkpoint"],
+        ),
+        (
+            "sample",
+            _sample_args(resume_as_model, pipeline.path("preprocess"), out),
+            [str(resume_as_model), "not a hepflows model file", "'state_dict'"],
+        ),
+        (
+            "sample",
+            _sample_args(pipeline.path("model"), cut_pre, out),
+            [str(cut_pre), "not valid JSON"],
+        ),
+        (
+            "train",
+            _train_args(pipeline, partial_pre, out),
+            [str(partial_pre), "malformed preprocessing parameters", "'low'"],
+        ),
     ]
     for step, args, words in cases:
         caplog.clear()
@@ -151,9 +224,19 @@ def test_corrupt_resume_checkpoint_is_named(pipeline, tmp_path, caplog):
     out.mkdir()
     (out / "model.resume.pt").write_bytes(b"PK\x03\x04 cut short")
     with caplog.at_level(logging.ERROR):
-        assert run_step("train", *_train_args(pipeline, pipeline.path("preprocess"), out),
-                        settings=TINY) == 2
-    assert_names(caplog.text, [str(out / "model.resume.pt"), "not a readable checkpoint",
-                               "delete it to start training afresh"])
+        assert (
+            run_step(
+                "train", *_train_args(pipeline, pipeline.path("preprocess"), out), settings=TINY
+            )
+            == 2
+        )
+    assert_names(
+        caplog.text,
+        [
+            str(out / "model.resume.pt"),
+            "not a readable checkpoint",
+            "delete it to start training afresh",
+        ],
+    )
     assert sorted(files_in(out)) == ["model.resume.pt"]  # left for the user to inspect
     shutil.rmtree(out)

@@ -36,8 +36,18 @@ BATCHES_PER_EPOCH = TINY["data"]["events"]["train"] // TINY["training"]["batch_s
 
 
 def _train_args(p: Pipeline, out: Path) -> list[object]:
-    return ["--train", p.path("train"), "--val", p.path("val"), "--preprocess",
-            p.path("preprocess"), "--model", out / "model.pt", "--log", out / "log.csv"]
+    return [
+        "--train",
+        p.path("train"),
+        "--val",
+        p.path("val"),
+        "--preprocess",
+        p.path("preprocess"),
+        "--model",
+        out / "model.pt",
+        "--log",
+        out / "log.csv",
+    ]
 
 
 def _position(resume: Path) -> tuple[int, int] | None:
@@ -79,8 +89,9 @@ def test_sigkill_mid_epoch_then_rerun_gives_identical_weights(pipeline, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     resume = out / "model.resume.pt"
-    process = start_script("train", *_train_args(pipeline, out), settings=TINY,
-                           log=tmp_path / "killed.log")
+    process = start_script(
+        "train", *_train_args(pipeline, out), settings=TINY, log=tmp_path / "killed.log"
+    )
     wait_until(lambda: _epoch_done(resume, out / "log.csv"), process, tmp_path / "killed.log")
     process.kill()
     assert process.wait(timeout=60) == -signal.SIGKILL
@@ -108,8 +119,9 @@ def test_sigterm_saves_exits_143_and_resumes_to_identical_weights(pipeline, tmp_
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 143, log.read_text()
     text = log.read_text()
-    stopped = re.search(r"stopped by signal 15 at epoch (\d+), batch (\d+); checkpoint saved to (\S+)",
-                        text)
+    stopped = re.search(
+        r"stopped by signal 15 at epoch (\d+), batch (\d+); checkpoint saved to (\S+)", text
+    )
     assert stopped, text
     assert "Traceback" not in text
     epoch, batch = _position(resume)
@@ -131,8 +143,16 @@ SAMPLE_EVENTS = 400_000  # 200 chunks: long enough to be caught in the middle
 
 
 def _sample_args(p: Pipeline, out: Path) -> list[object]:
-    return ["--model", p.path("model"), "--preprocess", p.path("preprocess"),
-            "--out", out / "gen.root", "--events", SAMPLE_EVENTS]
+    return [
+        "--model",
+        p.path("model"),
+        "--preprocess",
+        p.path("preprocess"),
+        "--out",
+        out / "gen.root",
+        "--events",
+        SAMPLE_EVENTS,
+    ]
 
 
 def _partial_output(out: Path) -> bool:
@@ -148,8 +168,9 @@ def reference_sample(pipeline, tmp_path_factory) -> Path:
     return out / "gen.root"
 
 
-def test_killed_sampling_leaves_no_output_and_rerun_is_identical(pipeline, reference_sample,
-                                                                 tmp_path):
+def test_killed_sampling_leaves_no_output_and_rerun_is_identical(
+    pipeline, reference_sample, tmp_path
+):
     out = tmp_path / "out"
     out.mkdir()
     log = tmp_path / "killed.log"
@@ -192,19 +213,35 @@ SHARDED = dict(TINY, sampling=dict(TINY["sampling"], shards=4))  # 4 shards of 1
 
 
 def _shard_args(p: Pipeline, out: Path, shard: int) -> list[object]:
-    return ["--model", p.path("model"), "--preprocess", p.path("preprocess"),
-            "--out", out / f"shard_{shard}.root", "--events", SAMPLE_EVENTS, "--shard", shard]
+    return [
+        "--model",
+        p.path("model"),
+        "--preprocess",
+        p.path("preprocess"),
+        "--out",
+        out / f"shard_{shard}.root",
+        "--events",
+        SAMPLE_EVENTS,
+        "--shard",
+        shard,
+    ]
 
 
 def test_killed_shard_rerun_is_identical_and_merge_takes_only_whole_shards(
-    pipeline, reference_sample, tmp_path, caplog,
+    pipeline,
+    reference_sample,
+    tmp_path,
+    caplog,
 ):
     out = tmp_path / "shards"
     out.mkdir()
     log = tmp_path / "killed.log"
     process = start_script("sample", *_shard_args(pipeline, out, 1), settings=SHARDED, log=log)
-    wait_until(lambda: any(p.stat().st_size > 200_000 for p in out.glob(".shard_1.root.*.tmp")),
-               process, log)
+    wait_until(
+        lambda: any(p.stat().st_size > 200_000 for p in out.glob(".shard_1.root.*.tmp")),
+        process,
+        log,
+    )
     process.kill()
     assert process.wait(timeout=60) == -signal.SIGKILL
     assert not (out / "shard_1.root").exists()

@@ -27,8 +27,15 @@ from hepflows.training import MAX_RECOVERIES, Dataset, Diverged, Trainer
 from .conftest import TINY, assert_names, run_step
 
 SETTINGS = {
-    "epochs": 2, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0, "scheduler": "cosine",
-    "patience": None, "grad_clip": 5.0, "max_bad_steps": 3, "device": "cpu",
+    "epochs": 2,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "scheduler": "cosine",
+    "patience": None,
+    "grad_clip": 5.0,
+    "max_bad_steps": 3,
+    "device": "cpu",
 }
 MODEL = {"coupling": "affine", "blocks": 2, "hidden": [16, 16], "permutation": "lu"}
 
@@ -42,34 +49,59 @@ def _data(n: int, seed: int) -> Dataset:
 
 def _trainer(tmp_path: Path, settings: dict = SETTINGS) -> Trainer:
     torch.manual_seed(0)
-    return Trainer(build_flow(MODEL, 3, 1), _data(512, 1), _data(256, 2), settings, seed=4,
-                   resume_path=tmp_path / "run.resume.pt", log_path=tmp_path / "log.csv",
-                   progress=False)
+    return Trainer(
+        build_flow(MODEL, 3, 1),
+        _data(512, 1),
+        _data(256, 2),
+        settings,
+        seed=4,
+        resume_path=tmp_path / "run.resume.pt",
+        log_path=tmp_path / "log.csv",
+        progress=False,
+    )
 
 
 def _finite(module: torch.nn.Module) -> bool:
-    return all(torch.isfinite(t).all() for t in module.state_dict().values()
-               if t.is_floating_point())
+    return all(
+        torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()
+    )
 
 
 def test_real_run_with_overflowing_loss_skips_restores_and_finishes(pipeline, tmp_path, caplog):
     """An unclamped affine scale and a large rate make exp() overflow in a real train step."""
-    settings = dict(TINY, model=dict(TINY["model"], scale_bound=None),
-                    training=dict(TINY["training"], lr=1.0, grad_clip=None, max_bad_steps=3))
+    settings = dict(
+        TINY,
+        model=dict(TINY["model"], scale_bound=None),
+        training=dict(TINY["training"], lr=1.0, grad_clip=None, max_bad_steps=3),
+    )
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO):
-        code = run_step("train", "--train", pipeline.path("train"), "--val", pipeline.path("val"),
-                        "--preprocess", pipeline.path("preprocess"), "--model", out / "model.pt",
-                        "--log", out / "log.csv", settings=settings)
+        code = run_step(
+            "train",
+            "--train",
+            pipeline.path("train"),
+            "--val",
+            pipeline.path("val"),
+            "--preprocess",
+            pipeline.path("preprocess"),
+            "--model",
+            out / "model.pt",
+            "--log",
+            out / "log.csv",
+            settings=settings,
+        )
     assert code == 0
-    assert_names(caplog.text, ["3 non-finite steps in a row", "restored the last checkpoint",
-                               "halved the learning rate"])
+    assert_names(
+        caplog.text,
+        ["3 non-finite steps in a row", "restored the last checkpoint", "halved the learning rate"],
+    )
     with open(out / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == TINY["training"]["epochs"]
     assert int(rows[-1]["skipped_steps"]) >= 3
-    assert all(math.isfinite(float(r["train_nll"])) and math.isfinite(float(r["val_nll"]))
-               for r in rows)
+    assert all(
+        math.isfinite(float(r["train_nll"])) and math.isfinite(float(r["val_nll"])) for r in rows
+    )
     # The first epoch's rate is that of the configured cosine schedule times the halvings.
     assert float(rows[0]["lr"]) < 1.0 * 0.5 * (1 + math.cos(math.pi / 3)) / 2
     flow, _ = checkpoint.load_model(out / "model.pt")
@@ -129,7 +161,7 @@ def test_incurable_fault_ends_in_a_clear_error_not_a_loop(tmp_path, caplog):
         trainer.fit()
     assert_names(str(err.value), ["training diverged", str(trainer.resume_path), "training.lr"])
     scales = [r.args[3] for r in caplog.records if "halved the learning rate" in r.getMessage()]
-    assert scales == [0.5 ** k for k in range(1, MAX_RECOVERIES + 1)], "each restore halves again"
+    assert scales == [0.5**k for k in range(1, MAX_RECOVERIES + 1)], "each restore halves again"
     assert trainer.optimizer.param_groups[0]["lr"] < SETTINGS["lr"] * 0.5 ** (MAX_RECOVERIES - 1)
     assert _finite(trainer.flow)
     # The last good checkpoint (end of epoch 1) is still there to inspect or resume from.
@@ -157,8 +189,16 @@ def _assert_inside(events: dict[str, np.ndarray], pre: preprocess.Preprocessor) 
 def test_a_million_events_of_the_trained_model_lie_inside_the_fitted_range(pipeline, tmp_path):
     flow, meta = checkpoint.load_model(pipeline.path("model"))
     pre = preprocess.Preprocessor.load(pipeline.path("preprocess"))
-    n = sample_to_root(flow, pre, tmp_path / "gen.root", N_EVENTS, seed=11, chunk_size=250_000,
-                       signal_fraction=meta["signal_fraction"], progress=False)
+    n = sample_to_root(
+        flow,
+        pre,
+        tmp_path / "gen.root",
+        N_EVENTS,
+        seed=11,
+        chunk_size=250_000,
+        signal_fraction=meta["signal_fraction"],
+        progress=False,
+    )
     assert n == N_EVENTS
     _assert_inside(read_events(tmp_path / "gen.root", pre.features), pre)
 
@@ -172,15 +212,27 @@ def test_a_million_events_of_a_wild_flow_lie_inside_the_fitted_range(tmp_path):
         for p in flow.parameters():
             p.normal_(0.0, 0.5)
     rng = np.random.default_rng(3)
-    x = np.stack([rng.exponential(40, 2000) + 25, rng.exponential(30, 2000),
-                  rng.normal(120, 30, 2000)], axis=1)
+    x = np.stack(
+        [rng.exponential(40, 2000) + 25, rng.exponential(30, 2000), rng.normal(120, 30, 2000)],
+        axis=1,
+    )
     pre = preprocess.fit(x, features)
-    sample_to_root(flow.eval(), pre, tmp_path / "wild.root", N_EVENTS, seed=2, chunk_size=250_000,
-                   signal_fraction=0.5, progress=False)
+    sample_to_root(
+        flow.eval(),
+        pre,
+        tmp_path / "wild.root",
+        N_EVENTS,
+        seed=2,
+        chunk_size=250_000,
+        signal_fraction=0.5,
+        progress=False,
+    )
     events = read_events(tmp_path / "wild.root", features)
     _assert_inside(events, pre)
     # The test means something only if the samples do reach the edges of the range.
     for i, feature in enumerate(features):
         width = pre.high[i] - pre.low[i]
-        assert events[feature].min() < pre.low[i] + 0.01 * width or \
-            events[feature].max() > pre.high[i] - 0.01 * width, feature
+        assert (
+            events[feature].min() < pre.low[i] + 0.01 * width
+            or events[feature].max() > pre.high[i] - 0.01 * width
+        ), feature

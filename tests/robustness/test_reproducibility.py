@@ -40,9 +40,22 @@ def snakemake_run(tmp_path_factory) -> Path:
     work = copy_workflow(tmp_path_factory.mktemp("snakemake"), {"tiny": TINY})
     env = snakemake_env()
     run = subprocess.run(
-        [sys.executable, "-m", "snakemake", LAYOUT["generated"], LAYOUT["truth"], "--cores", "2",
-         "--configfile", "config/tiny.yaml"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            LAYOUT["generated"],
+            LAYOUT["truth"],
+            "--cores",
+            "2",
+            "--configfile",
+            "config/tiny.yaml",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if run.returncode != 0:
         logs = "\n".join(p.read_text() for p in (work / "results").rglob("*.log"))
@@ -52,11 +65,17 @@ def snakemake_run(tmp_path_factory) -> Path:
 
 def test_two_cores_give_the_same_events_weights_and_metadata(pipeline: Pipeline, snakemake_run):
     for name in EVENT_FILES:
-        ours, reference = read_events(snakemake_run / LAYOUT[name]), read_events(pipeline.path(name))
+        ours, reference = (
+            read_events(snakemake_run / LAYOUT[name]),
+            read_events(pipeline.path(name)),
+        )
         assert ours.keys() == reference.keys(), name
         for key, values in reference.items():
             np.testing.assert_array_equal(ours[key], values, err_msg=f"{name}: {key}")
-        meta, reference_meta = read_metadata(snakemake_run / LAYOUT[name]), read_metadata(pipeline.path(name))
+        meta, reference_meta = (
+            read_metadata(snakemake_run / LAYOUT[name]),
+            read_metadata(pipeline.path(name)),
+        )
         for key in PROVENANCE:
             assert meta[key] == reference_meta[key], (name, key)
         if name != "generated":  # a sharded sample may record its shards; the data files not
@@ -66,8 +85,10 @@ def test_two_cores_give_the_same_events_weights_and_metadata(pipeline: Pipeline,
     # The train job had two threads (Snakemake sets OMP_NUM_THREADS=2) and pinned them to one.
     train_log = (snakemake_run / "results" / "tiny" / "logs" / "train.log").read_text()
     assert "CPU training on 1 thread(s)" in train_log
-    model, reference = (checkpoint.read(snakemake_run / LAYOUT["model"]),
-                        checkpoint.read(pipeline.path("model")))
+    model, reference = (
+        checkpoint.read(snakemake_run / LAYOUT["model"]),
+        checkpoint.read(pipeline.path("model")),
+    )
     for name, tensor in reference["state_dict"].items():
         assert torch.equal(model["state_dict"][name], tensor), name
     assert model["metadata"] == reference["metadata"]
@@ -88,16 +109,18 @@ def _assert_provenance(meta: dict, sections: tuple[str, ...], where: str) -> Non
 def test_every_event_file_and_the_model_record_their_provenance(pipeline):
     for name in ("train", "val", "test", "truth"):
         _assert_provenance(read_metadata(pipeline.path(name)), ("seed", "data"), name)
-    _assert_provenance(read_metadata(pipeline.path("generated")),
-                       (*config.MODEL_SECTIONS, "sampling"), "generated")
+    _assert_provenance(
+        read_metadata(pipeline.path("generated")), (*config.MODEL_SECTIONS, "sampling"), "generated"
+    )
     model = checkpoint.read(pipeline.path("model"))
     _assert_provenance(model["metadata"], config.MODEL_SECTIONS, "model")
 
 
 def test_preprocessing_records_its_provenance(pipeline):
     data = json.loads(pipeline.path("preprocess").read_text())
-    assert data["config_hash"] == config.section_hash(config.validate(TINY),
-                                                      config.PREPROCESS_SECTIONS)
+    assert data["config_hash"] == config.section_hash(
+        config.validate(TINY), config.PREPROCESS_SECTIONS
+    )
     _assert_provenance(data["metadata"], config.PREPROCESS_SECTIONS, "preprocess.json")
 
 
@@ -114,19 +137,28 @@ def test_preprocessing_stores_metadata_it_is_given(pipeline, tmp_path):
 
 
 # -- sampling with other thread counts, network by network ------------------------------------------
-@pytest.mark.parametrize(("coupling", "activation", "dropout"), [
-    ("affine", "silu", 0.0),
-    ("affine", "relu", 0.1),  # the pipeline's TINY config (fused in evaluation)
-    ("rq_autoregressive", "relu", 0.0),
-    ("additive", "relu", 0.0),  # fused too, but its last layer (3 wide) is not split
-    ("affine", "relu", 0.0),  # the default config's networks, on the fused path
-    ("rq_spline", "silu", 0.0),
-    ("quadratic", "silu", 0.0),
-])
+@pytest.mark.parametrize(
+    ("coupling", "activation", "dropout"),
+    [
+        ("affine", "silu", 0.0),
+        ("affine", "relu", 0.1),  # the pipeline's TINY config (fused in evaluation)
+        ("rq_autoregressive", "relu", 0.0),
+        ("additive", "relu", 0.0),  # fused too, but its last layer (3 wide) is not split
+        ("affine", "relu", 0.0),  # the default config's networks, on the fused path
+        ("rq_spline", "silu", 0.0),
+        ("quadratic", "silu", 0.0),
+    ],
+)
 def test_sampling_does_not_depend_on_the_thread_count(coupling, activation, dropout):
     torch.manual_seed(0)
-    model = {"coupling": coupling, "blocks": 2, "hidden": [32], "permutation": "lu",
-             "activation": activation, "dropout": dropout}
+    model = {
+        "coupling": coupling,
+        "blocks": 2,
+        "hidden": [32],
+        "permutation": "lu",
+        "activation": activation,
+        "dropout": dropout,
+    }
     flow = build_flow(model, 6, 1)
     with torch.no_grad():
         for p in flow.parameters():
@@ -140,8 +172,17 @@ def test_sampling_does_not_depend_on_the_thread_count(coupling, activation, drop
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            samples.append(sample_chunk(flow, pre, n_events, seed=1, chunk=0, signal_fraction=0.5,
-                                        device=torch.device("cpu")))
+            samples.append(
+                sample_chunk(
+                    flow,
+                    pre,
+                    n_events,
+                    seed=1,
+                    chunk=0,
+                    signal_fraction=0.5,
+                    device=torch.device("cpu"),
+                )
+            )
     finally:
         torch.set_num_threads(threads)
     for key, values in samples[0].items():

@@ -97,8 +97,12 @@ def _peaks(gen: np.ndarray, real: np.ndarray) -> dict[str, float]:
     g_pos, g_width = peak(gen, edges)
     r_pos, r_width = peak(real, edges)
     return {
-        "gen_position": g_pos, "real_position": r_pos, "position_shift": g_pos / r_pos - 1.0,
-        "gen_width": g_width, "real_width": r_width, "width_ratio": g_width / r_width,
+        "gen_position": g_pos,
+        "real_position": r_pos,
+        "position_shift": g_pos / r_pos - 1.0,
+        "gen_width": g_width,
+        "real_width": r_width,
+        "width_ratio": g_width / r_width,
     }
 
 
@@ -139,7 +143,9 @@ def compare(gen: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]) -> di
     return out
 
 
-def fit_higgs_scale(gen_gev: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]) -> dict[str, float]:
+def fit_higgs_scale(
+    gen_gev: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]
+) -> dict[str, float]:
     """GeV per HIGGS unit for each momentum and mass: the ratio of the medians of both
     processes together, generator (in GeV) over real (in HIGGS units), rounded to 0.1 GeV.
 
@@ -148,6 +154,4 @@ def fit_higgs_scale(gen_gev: Mapping[str, np.ndarray], real: Mapping[str, np.nda
     """
     from hepflows.events.generator import HIGGS_SCALE
 
-    return {
-        f: round(float(np.median(gen_gev[f]) / np.median(real[f])), 1) for f in HIGGS_SCALE
-    }
+    return {f: round(float(np.median(gen_gev[f]) / np.median(real[f])), 1) for f in HIGGS_SCALE}

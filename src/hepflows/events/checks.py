@@ -16,6 +16,7 @@ from hepflows.errors import InputError
 
 __all__ = ["check_finite", "check_labels", "path_text"]
 
+
 def path_text(path: str | Path) -> str:
     """A path as it is named in messages."""
     return os.fspath(path)
@@ -49,4 +50,3 @@ def check_finite(
                 f"{where}: branch {name!r}: {int(bad.sum())} NaN or Inf value(s), the first at "
                 f"entry {first_entry + i} ({a[i].item()!r}); expected finite numbers"
             )
-

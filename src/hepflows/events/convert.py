@@ -119,7 +119,9 @@ class _SplitRule:
 
     def _fractions(self, split: dict[str, Any], outs: list[str]) -> None:
         if sorted(split) != sorted(outs):
-            raise InputError(f"split {sorted(split)} and outputs {sorted(outs)} must name the same splits")
+            raise InputError(
+                f"split {sorted(split)} and outputs {sorted(outs)} must name the same splits"
+            )
         for k, v in split.items():
             if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
                 raise InputError(f"split.{k}: expected a fraction in [0, 1], got {v!r}")
@@ -127,9 +129,7 @@ class _SplitRule:
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise InputError(f"split: fractions {split} sum to {total}, expected 1")
         self.fractions = {k: float(v) for k, v in split.items()}
-        self.description = (
-            "fractions " + json.dumps(self.fractions) + " by a hash of the row index"
-        )
+        self.description = "fractions " + json.dumps(self.fractions) + " by a hash of the row index"
 
     def assign_entries(self, entries: np.ndarray, key: int) -> dict[str, np.ndarray | slice]:
         """Selections of the events with these entry numbers of the file of split key ``key``."""
@@ -206,8 +206,10 @@ class _Router:
     def add_keyed(self, chunk: dict[str, np.ndarray], entries: np.ndarray, key: int) -> None:
         """Route events by their entry numbers in a file of split key ``key`` (no tail split)."""
         if self.rule.test_rows:
-            raise InputError("split: the 'higgs' convention holds back the last rows of one "
-                             "file; give fractions for several input files")
+            raise InputError(
+                "split: the 'higgs' convention holds back the last rows of one "
+                "file; give fractions for several input files"
+            )
         if self.template is None:
             self.template = {k: v[:0] for k, v in chunk.items()}
         for name, sel in self.rule.assign_entries(entries, key).items():
@@ -350,8 +352,12 @@ def convert_root(
             # As for an empty CSV: converting nothing is a mistake in the input, not a result.
             raise InputError(f"{where}: tree {tree!r} has no entries, expected events to convert")
         source = {
-            "source": os.fspath(path), "source_format": "root", "tree": tree,
-            "branch_map": fmap, "label_branch": label_branch, "label_value": label_value,
+            "source": os.fspath(path),
+            "source_format": "root",
+            "tree": tree,
+            "branch_map": fmap,
+            "label_branch": label_branch,
+            "label_value": label_value,
             "limit": limit,
         }
         writers = _writers(outputs, compression, metadata, source)
@@ -374,8 +380,9 @@ def convert_root(
                     ) from exc
                 n = len(raw[needed[0]])
                 chunk = {feat: np.asarray(raw[b], dtype=np.float32) for feat, b in fmap.items()}
-                check_finite({b: chunk[feat] for feat, b in fmap.items()}, list(fmap.values()),
-                              where, first)
+                check_finite(
+                    {b: chunk[feat] for feat, b in fmap.items()}, list(fmap.values()), where, first
+                )
                 if label_branch is not None:
                     lab = np.asarray(raw[label_branch])
                     check_labels(lab, f"{where}: branch {label_branch!r}", first)

@@ -256,7 +256,9 @@ def _cos_sin(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(a), np.sin(a)
 
 
-def _from_pt_eta(pt: np.ndarray, eta: np.ndarray, cos_phi: np.ndarray, sin_phi: np.ndarray) -> np.ndarray:
+def _from_pt_eta(
+    pt: np.ndarray, eta: np.ndarray, cos_phi: np.ndarray, sin_phi: np.ndarray
+) -> np.ndarray:
     """Massless four-momenta (4, ...) from pT [GeV], eta and the direction (cos phi, sin phi)."""
     # One exp instead of cosh and sinh: transcendental functions dominate the cost here.
     e = np.exp(eta)
@@ -282,12 +284,14 @@ def _boost_from_rest(q: np.ndarray, parent: np.ndarray, m_parent: np.ndarray) ->
     pdotq = parent[1] * q[1] + parent[2] * q[2] + parent[3] * q[3]
     inv_m = 1.0 / m_parent
     k = pdotq * inv_m / (e_par + m_parent) + q[0] * inv_m
-    return np.stack([
-        (e_par * q[0] + pdotq) * inv_m,
-        q[1] + k * parent[1],
-        q[2] + k * parent[2],
-        q[3] + k * parent[3],
-    ])
+    return np.stack(
+        [
+            (e_par * q[0] + pdotq) * inv_m,
+            q[1] + k * parent[1],
+            q[2] + k * parent[2],
+            q[3] + k * parent[3],
+        ]
+    )
 
 
 def _two_body(
@@ -445,7 +449,9 @@ def _ttbar_mass_table(channel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         lum += np.trapezoid(np.exp(log_dens - 0.5 * (f1[0] + f2[0]) * np.log(tau)), y, axis=0)
     beta = np.sqrt(np.maximum(1.0 - (2.0 * M_TOP) ** 2 / (tau * s), 0.0))
     dens_log_m = lum * beta / tau * 2.0 * tau  # dN/dln m = dN/dtau * dtau/dln m
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens_log_m[1:] + dens_log_m[:-1]) * np.diff(log_m))])
+    cdf = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (dens_log_m[1:] + dens_log_m[:-1]) * np.diff(log_m))]
+    )
     assert log_bound is not None  # every channel has at least one pair of partons
     return cdf / cdf[-1], log_m, log_bound
 
@@ -530,8 +536,10 @@ def _recoil(
 
 def _w_decays(
     rng: np.random.Generator,
-    w_a: np.ndarray, m_a: np.ndarray,
-    w_b: np.ndarray, m_b: np.ndarray,
+    w_a: np.ndarray,
+    m_a: np.ndarray,
+    w_b: np.ndarray,
+    m_b: np.ndarray,
     p_a_leptonic: float = 0.5,
 ) -> tuple[np.ndarray, ...]:
     """Decay two Ws (4, n) of masses (n,): one to l nu, the other to q q'; the first is the
@@ -666,8 +674,12 @@ def _measure(
     cd, sd = _cos_sin(angle_sigma * gauss[2])
     c, s_ = px / safe, py / safe
     return {
-        "px": px, "py": py, "pt": pt_m, "eta": eta_m,
-        "cos_phi": c * cd - s_ * sd, "sin_phi": s_ * cd + c * sd,
+        "px": px,
+        "py": py,
+        "pt": pt_m,
+        "eta": eta_m,
+        "cos_phi": c * cd - s_ * sd,
+        "sin_phi": s_ * cd + c * sd,
     }
 
 
@@ -692,7 +704,6 @@ def _jet_response(
     semi = (flavour == BOTTOM) & (u_semi < B_SEMILEPTONIC_FRACTION)
     nu = np.where(semi, B_NU_MAX_FRACTION * u_nu, 0.0) if effects["b_semileptonic"] else 0.0
     return kept, kept * (1.0 - nu)
-
 
 
 def _jet_order(
@@ -741,11 +752,17 @@ def _detector(
     # Missing ET: the neutrino, plus what every measured object lost or gained, plus a soft term.
     soft = MET_SOFT_SIGMA * rng.standard_normal((2, n)).astype(np.float32)
     met_x = (
-        partons.neutrino[1] + soft[0] + lep["px"] - lep["pt"] * lep["cos_phi"]
+        partons.neutrino[1]
+        + soft[0]
+        + lep["px"]
+        - lep["pt"] * lep["cos_phi"]
         + (jet_px - jets["pt"] * jets["cos_phi"]).sum(axis=0)
     )
     met_y = (
-        partons.neutrino[2] + soft[1] + lep["py"] - lep["pt"] * lep["sin_phi"]
+        partons.neutrino[2]
+        + soft[1]
+        + lep["py"]
+        - lep["pt"] * lep["sin_phi"]
         + (jet_py - jets["pt"] * jets["sin_phi"]).sum(axis=0)
     )
 
@@ -844,7 +861,9 @@ def reconstruct_masses(
     if TOP_PAIRING == "hadronic":
         first = np.abs(m_w1 - M_TOP) <= np.abs(m_w2 - M_TOP)
     else:
-        first = np.abs(m_w1 - M_TOP) + np.abs(m_l2 - M_TOP) <= np.abs(m_w2 - M_TOP) + np.abs(m_l1 - M_TOP)
+        first = np.abs(m_w1 - M_TOP) + np.abs(m_l2 - M_TOP) <= np.abs(m_w2 - M_TOP) + np.abs(
+            m_l1 - M_TOP
+        )
     bb = c1 + c2
     return {
         "m_jj": m_pairs[best, ev],
@@ -981,7 +1000,9 @@ def _check_args(
 def _effects(effects: Mapping[str, bool] | None) -> dict[str, bool]:
     unknown = set(effects or {}) - set(EFFECTS)
     if unknown:
-        raise InputError(f"generator argument effects: unknown {sorted(unknown)}, expected {list(EFFECTS)}")
+        raise InputError(
+            f"generator argument effects: unknown {sorted(unknown)}, expected {list(EFFECTS)}"
+        )
     return {**EFFECTS, **(effects or {})}
 
 
@@ -1053,7 +1074,10 @@ def generate_to_root(
         raise InputError(f"generator argument chunk_size: expected >= 1, got {chunk_size!r}")
     meta: dict[str, object] = {
         "generator": "hepflows.events.generator",
-        "processes": {"1": "gg -> H0 -> W H+- -> W W h0 -> l nu q q b b", "0": "t tbar -> l nu q q b b"},
+        "processes": {
+            "1": "gg -> H0 -> W H+- -> W W h0 -> l nu q q b b",
+            "0": "t tbar -> l nu q q b b",
+        },
         "sqrt_s_GeV": SQRT_S,
         "seed": int(seed),
         "start": int(start),
@@ -1064,15 +1088,24 @@ def generate_to_root(
         "tree": TREE_NAME,
         **(dict(metadata) if metadata else {}),
     }
-    with EventWriter(path, compression=compression, metadata=meta) as writer, tqdm(
-        total=n_events, unit="event", unit_scale=True, desc="generating", disable=not progress,
-        mininterval=2.0,
-    ) as bar:
+    with (
+        EventWriter(path, compression=compression, metadata=meta) as writer,
+        tqdm(
+            total=n_events,
+            unit="event",
+            unit_scale=True,
+            desc="generating",
+            disable=not progress,
+            mininterval=2.0,
+        ) as bar,
+    ):
         done = 0
         while done < n_events:
             k = min(chunk_size, n_events - done)
             writer.write(
-                generate(k, seed=seed, start=start + done, signal_fraction=signal_fraction, units=units)
+                generate(
+                    k, seed=seed, start=start + done, signal_fraction=signal_fraction, units=units
+                )
             )
             done += k
             bar.update(k)

@@ -36,7 +36,6 @@ CSV_COLUMNS: tuple[str, ...] = (LABEL, *HIGGS_FEATURES)
 CSV_BLOCK_SIZE = 1 << 20
 
 
-
 _NUMBER = re.compile(
     r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\Z", re.IGNORECASE
 )
@@ -163,13 +162,17 @@ def _csv_batches(path: Path) -> Generator[pa.RecordBatch, None, None]:
     try:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=list(CSV_COLUMNS), block_size=CSV_BLOCK_SIZE),
+            read_options=pacsv.ReadOptions(
+                column_names=list(CSV_COLUMNS), block_size=CSV_BLOCK_SIZE
+            ),
             # Empty lines are errors, not skipped: row numbers stay line numbers.
             parse_options=pacsv.ParseOptions(delimiter=",", ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.float32() for c in CSV_COLUMNS},
                 # No token means "missing": every value must be a number (nan/inf included).
-                null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
             ),
         )
         while True:
@@ -244,5 +247,3 @@ def iter_higgs_csv(
         yield flush(n_pending)
     if rows_out == 0:
         raise InputError(f"{where}: empty file, expected HIGGS CSV rows")
-
-

@@ -35,8 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InputFile", "convert_inputs", "file_checksum", "input_entries", "input_paths",
-           "resolve_inputs"]
+__all__ = [
+    "InputFile",
+    "convert_inputs",
+    "file_checksum",
+    "input_entries",
+    "input_paths",
+    "resolve_inputs",
+]
 
 log = logging.getLogger("hepflows")
 
@@ -49,8 +55,9 @@ def input_entries(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     if inputs and data.get("path"):
         from hepflows.errors import InputError
 
-        raise InputError("data.path and data.inputs: give one of them (path is one input's "
-                         "shorthand)")
+        raise InputError(
+            "data.path and data.inputs: give one of them (path is one input's shorthand)"
+        )
     if inputs:
         return [dict(e) for e in inputs]
     if data.get("path"):
@@ -101,13 +108,25 @@ class InputFile:
 
     def record(self) -> dict[str, Any]:
         """The provenance of this file, as stored in the outputs' metadata."""
-        return {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind,
-                "tree": self.tree, "entries": self.entries, "label": self.label,
-                "label_branch": self.label_branch, "weight": self.weight, **self.stats}
+        return {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "tree": self.tree,
+            "entries": self.entries,
+            "label": self.label,
+            "label_branch": self.label_branch,
+            "weight": self.weight,
+            **self.stats,
+        }
 
 
 def resolve_inputs(
-    data: Mapping[str, Any], *, default_tree: str = "events", default_label_branch: str | None = "label"
+    data: Mapping[str, Any],
+    *,
+    default_tree: str = "events",
+    default_label_branch: str | None = "label",
 ) -> list[InputFile]:
     """Expand the patterns of ``data.inputs`` (or ``data.path``) into files, in order."""
     from hepflows.errors import InputError
@@ -128,28 +147,42 @@ def resolve_inputs(
         if label is not None and (isinstance(label, bool) or label not in (0, 1)):
             raise InputError(f"{key} ({pattern}): label must be 0 or 1, got {label!r}")
         weight = e.get("weight")
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                                   or not math.isfinite(weight)):
+        if weight is not None and (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+        ):
             raise InputError(f"{key} ({pattern}): weight must be a finite number, got {weight!r}")
         label_branch = None if label is not None else e.get("label_branch", default_label_branch)
         matches = _expand(pattern)
-        if not matches or (matches == [pattern] and not _GLOB_CHARS & set(pattern)
-                           and not Path(pattern).exists()):
+        if not matches or (
+            matches == [pattern] and not _GLOB_CHARS & set(pattern) and not Path(pattern).exists()
+        ):
             what = "no file matches the pattern" if _GLOB_CHARS & set(pattern) else "no such file"
             raise InputError(f"{key}: {pattern}: {what}")
         for p in matches:
             real = os.path.realpath(p)
             if real in seen:
-                raise InputError(f"{key}: {p} is already an input (as {seen[real]}); each file "
-                                 "may be read once")
+                raise InputError(
+                    f"{key}: {p} is already an input (as {seen[real]}); each file may be read once"
+                )
             seen[real] = p
-            files.append(InputFile(path=p, entry=i, tree=str(e.get("tree") or default_tree),
-                                   label=label, label_branch=label_branch,
-                                   weight=None if weight is None else float(weight)))
+            files.append(
+                InputFile(
+                    path=p,
+                    entry=i,
+                    tree=str(e.get("tree") or default_tree),
+                    label=label,
+                    label_branch=label_branch,
+                    weight=None if weight is None else float(weight),
+                )
+            )
     labelled = {f.label is not None or f.label_branch is not None for f in files}
     if len(labelled) > 1:
-        raise InputError("data.inputs: some inputs have a label (label or label_branch) and "
-                         "others none; give every input one")
+        raise InputError(
+            "data.inputs: some inputs have a label (label or label_branch) and "
+            "others none; give every input one"
+        )
     return files
 
 
@@ -182,8 +215,10 @@ def convert_inputs(
     bmap = dict(branch_map or {})
     unknown = [k for k in bmap if k not in HIGGS_FEATURES]
     if unknown:
-        raise InputError(f"data.branch_map: unknown feature name(s) {unknown}; expected names "
-                         "from hepflows.events.schema.HIGGS_FEATURES")
+        raise InputError(
+            f"data.branch_map: unknown feature name(s) {unknown}; expected names "
+            "from hepflows.events.schema.HIGGS_FEATURES"
+        )
     fmap = {f: bmap.get(f, f) for f in features}
     cut = Selection(selection) if selection else None
     if cut is not None:
@@ -198,12 +233,13 @@ def convert_inputs(
         uses: dict[str, list[str]] = {}
         for feat, b in fmap.items():
             uses.setdefault(b, []).append(
-                f"feature {feat!r}" + (" via data.branch_map" if feat in bmap else ""))
+                f"feature {feat!r}" + (" via data.branch_map" if feat in bmap else "")
+            )
         if f.label_branch is not None:
             uses.setdefault(f.label_branch, []).append("the label (label_branch)")
         if weight_branch is not None:
             uses.setdefault(weight_branch, []).append("the weight (data.weight_branch)")
-        for name in (cut.names if cut else ()):
+        for name in cut.names if cut else ():
             uses.setdefault(name, []).append("data.selection")
         return list(uses), {c: ", ".join(u) for c, u in uses.items()}
 
@@ -218,15 +254,28 @@ def convert_inputs(
             f.entries = int(t.num_entries)
         if f.entries == 0:
             name = "tree" if f.kind == "TTree" else "RNTuple"
-            raise InputError(f"{where}: {name} {f.tree!r} has no entries, expected events to convert")
+            raise InputError(
+                f"{where}: {name} {f.tree!r} has no entries, expected events to convert"
+            )
         f.size = Path(f.path).stat().st_size
         f.sha256 = file_checksum(f.path)
-        log.info("input %s: %s %r, %d entries, %d bytes, sha256 %s", f.path, f.kind, f.tree,
-                 f.entries, f.size, f.sha256)
+        log.info(
+            "input %s: %s %r, %d entries, %d bytes, sha256 %s",
+            f.path,
+            f.kind,
+            f.tree,
+            f.entries,
+            f.size,
+            f.sha256,
+        )
 
     source = {
-        "source_format": "root", "branch_map": fmap, "weight_branch": weight_branch,
-        "selection": selection, "limit": limit, "split_seed": seed,
+        "source_format": "root",
+        "branch_map": fmap,
+        "weight_branch": weight_branch,
+        "selection": selection,
+        "limit": limit,
+        "split_seed": seed,
     }
     writers = _writers(outputs, compression, metadata, source)
 
@@ -234,8 +283,10 @@ def convert_inputs(
         bad = ~np.isfinite(a)
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(f"{where}: {what}: {int(bad.sum())} NaN or Inf value(s), the first at "
-                             f"entry {int(entries[i])} ({a[i].item()!r}); expected finite numbers")
+            raise InputError(
+                f"{where}: {what}: {int(bad.sum())} NaN or Inf value(s), the first at "
+                f"entry {int(entries[i])} ({a[i].item()!r}); expected finite numbers"
+            )
 
     before = after = 0
     with _writers_open(writers), _Router(rule, writers) as router:
@@ -263,8 +314,10 @@ def convert_inputs(
                     except StopIteration:
                         break
                     except Exception as exc:
-                        raise InputError(f"{where}: cannot read {name} after entry {first} "
-                                         f"(truncated or corrupt?): {exc}") from exc
+                        raise InputError(
+                            f"{where}: cannot read {name} after entry {first} "
+                            f"(truncated or corrupt?): {exc}"
+                        ) from exc
                     n = len(raw[cols[0]])
                     entries = np.arange(first, first + n, dtype=np.uint64)
                     if cut is not None:
@@ -274,8 +327,7 @@ def convert_inputs(
                     chunk: dict[str, np.ndarray] = {}
                     for feat, b in fmap.items():
                         chunk[feat] = np.asarray(raw[b], dtype=np.float32)
-                        bad_values(chunk[feat], entries, where,
-                                   f"{word} {b!r} (feature {feat!r})")
+                        bad_values(chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})")
                     m = len(entries)
                     if f.label_branch is not None:
                         lab = np.asarray(raw[f.label_branch])
@@ -285,7 +337,8 @@ def convert_inputs(
                             raise InputError(
                                 f"{where}: {word} {f.label_branch!r} (the label): "
                                 f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
-                                f"{int(entries[i])}, with value {lab[i].item()!r}")
+                                f"{int(entries[i])}, with value {lab[i].item()!r}"
+                            )
                         chunk[LABEL] = lab.astype(np.int8)
                     elif f.label is not None:
                         chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
@@ -297,8 +350,10 @@ def convert_inputs(
                             w = w * wb
                         if not np.isfinite(w).all():
                             i = int(np.argmax(~np.isfinite(w)))
-                            raise InputError(f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
-                                             "is not finite (factor times weight branch)")
+                            raise InputError(
+                                f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
+                                "is not finite (factor times weight branch)"
+                            )
                         chunk[WEIGHT] = w.astype(np.float32)
                         n_neg += int((w < 0).sum())
                         sum_w += float(w.sum())
@@ -311,20 +366,35 @@ def convert_inputs(
                 f.stats.update(sum_weights=sum_w, negative_weights=n_neg)
             before += n_read
             after += n_sel
-            log.info("input %s: %d entries read, %d selected%s", f.path, n_read, n_sel,
-                     f", sum of weights {sum_w:.6g}, {n_neg} negative" if weighted else "")
+            log.info(
+                "input %s: %d entries read, %d selected%s",
+                f.path,
+                n_read,
+                n_sel,
+                f", sum of weights {sum_w:.6g}, {n_neg} negative" if weighted else "",
+            )
         if after == 0:
-            raise InputError(f"data.selection {selection!r}: no event of {before} passes; "
-                             "nothing to convert")
+            raise InputError(
+                f"data.selection {selection!r}: no event of {before} passes; nothing to convert"
+            )
         counts = router.finish()
         rule_text = rule.description.replace(
-            "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)")
+            "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)"
+        )
         for writer in writers.values():
-            writer.metadata.update(inputs=[f.record() for f in files], split_rule=rule_text,
-                              selection_counts={"before": before, "after": after})
+            writer.metadata.update(
+                inputs=[f.record() for f in files],
+                split_rule=rule_text,
+                selection_counts={"before": before, "after": after},
+            )
     if cut is not None:
-        log.info("selection %r: %d of %d events pass (%.2f%%)", selection, after, before,
-                 100.0 * after / before)
+        log.info(
+            "selection %r: %d of %d events pass (%.2f%%)",
+            selection,
+            after,
+            before,
+            100.0 * after / before,
+        )
     return counts
 
 

@@ -26,9 +26,16 @@ from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME, WEIGHT
 from hepflows.events.writer import METADATA_KEY
 
 __all__ = [
-    "branch_names", "check_columns", "count_events", "get_ntuple", "iterate_events",
-    "ntuple_kind", "read_events", "read_metadata",
+    "branch_names",
+    "check_columns",
+    "count_events",
+    "get_ntuple",
+    "iterate_events",
+    "ntuple_kind",
+    "read_events",
+    "read_metadata",
 ]
+
 
 @contextlib.contextmanager
 def open_root(path: str | Path) -> Iterator[Any]:
@@ -49,7 +56,9 @@ def open_root(path: str | Path) -> Iterator[Any]:
     try:
         f = uproot.open(p)
     except Exception as exc:
-        raise InputError(f"{where}: cannot open as a ROOT file (truncated or corrupt?): {exc}") from exc
+        raise InputError(
+            f"{where}: cannot open as a ROOT file (truncated or corrupt?): {exc}"
+        ) from exc
     try:
         end = int(getattr(f.file, "fEND", 0) or 0)
         if end > size:
@@ -164,9 +173,7 @@ def check_branches(t: Any, branches: Sequence[str], where: str) -> None:
     present = list(t.keys(recursive=False))
     missing = [b for b in branches if b not in present]
     if missing:
-        raise InputError(
-            f"{where}: tree {t.name!r} lacks branch(es) {missing}; it has {present}"
-        )
+        raise InputError(f"{where}: tree {t.name!r} lacks branch(es) {missing}; it has {present}")
     jagged, non_numeric = [], []
     for b in branches:
         try:
@@ -235,7 +242,8 @@ def _cast_events(
         out[LABEL] = label.astype(np.int8)
     if with_weight:
         out[WEIGHT] = (
-            np.asarray(raw[WEIGHT], dtype=np.float32) if WEIGHT in raw
+            np.asarray(raw[WEIGHT], dtype=np.float32)
+            if WEIGHT in raw
             else np.ones(n, dtype=np.float32)
         )
         check_finite(out, [WEIGHT], where, first_entry)
@@ -286,7 +294,11 @@ def read_events(
         if start < 0:
             start += t.num_entries
         return _cast_events(
-            raw, feats, with_label=with_label, with_weight=with_weight, where=where,
+            raw,
+            feats,
+            with_label=with_label,
+            with_weight=with_weight,
+            where=where,
             first_entry=max(start, 0),
         )
 
@@ -310,9 +322,7 @@ def iterate_events(
         feats = _resolve_features(features, t, where)
         names = _branches_to_read(t, feats, with_label, with_weight, where)
     first = 0
-    chunks = uproot.iterate(
-        {os.fspath(path): tree}, names, step_size=step_size, library="np"
-    )
+    chunks = uproot.iterate({os.fspath(path): tree}, names, step_size=step_size, library="np")
     while True:
         try:
             raw = next(chunks)
@@ -324,7 +334,11 @@ def iterate_events(
                 f"{exc}"
             ) from exc
         out = _cast_events(
-            raw, feats, with_label=with_label, with_weight=with_weight, where=where,
+            raw,
+            feats,
+            with_label=with_label,
+            with_weight=with_weight,
+            where=where,
             first_entry=first,
         )
         first += len(raw[names[0]])
@@ -356,7 +370,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         except Exception as exc:
             raise InputError(f"{where}: key {METADATA_KEY!r} is not a JSON string: {exc}") from exc
     if not isinstance(meta, dict):
-        raise InputError(f"{where}: key {METADATA_KEY!r} holds {type(meta).__name__}, expected a dict")
+        raise InputError(
+            f"{where}: key {METADATA_KEY!r} holds {type(meta).__name__}, expected a dict"
+        )
     return meta
-
-

@@ -18,10 +18,19 @@ JETS = ("jet1", "jet2", "jet3", "jet4")
 
 #: The 28 features in the column order of the HIGGS CSV (after the leading label).
 HIGGS_FEATURES: tuple[str, ...] = (
-    "lepton_pt", "lepton_eta", "lepton_phi",
-    "met", "met_phi",
+    "lepton_pt",
+    "lepton_eta",
+    "lepton_phi",
+    "met",
+    "met_phi",
     *(f"{jet}_{q}" for jet in JETS for q in ("pt", "eta", "phi", "btag")),
-    "m_jj", "m_jjj", "m_lv", "m_jlv", "m_bb", "m_wbb", "m_wwbb",
+    "m_jj",
+    "m_jjj",
+    "m_lv",
+    "m_jlv",
+    "m_bb",
+    "m_wbb",
+    "m_wwbb",
 )
 
 AZIMUTHS: tuple[str, ...] = ("lepton_phi", "met_phi", *(f"{jet}_phi" for jet in JETS))
@@ -48,8 +57,12 @@ def unit(feature: str) -> str:
 
 
 _PRETTY = {
-    "lepton": r"\ell", "met": r"E_{\mathrm{T}}^{\mathrm{miss}}",
-    "jet1": r"j_1", "jet2": r"j_2", "jet3": r"j_3", "jet4": r"j_4",
+    "lepton": r"\ell",
+    "met": r"E_{\mathrm{T}}^{\mathrm{miss}}",
+    "jet1": r"j_1",
+    "jet2": r"j_2",
+    "jet3": r"j_3",
+    "jet4": r"j_4",
 }
 
 

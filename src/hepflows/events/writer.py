@@ -53,9 +53,7 @@ def _compression(name: str | None) -> Any:
     if name is None:
         return None
     if not isinstance(name, str) or name.lower() not in COMPRESSIONS:
-        raise InputError(
-            f"compression {name!r}: expected one of {sorted(COMPRESSIONS)} or None"
-        )
+        raise InputError(f"compression {name!r}: expected one of {sorted(COMPRESSIONS)} or None")
     cls, level = COMPRESSIONS[name.lower()]
     return cls(level)
 
@@ -270,5 +268,3 @@ def all_or_nothing(writers: Sequence[EventWriter]) -> Iterator[Sequence[EventWri
         for w in published:
             w.path.unlink(missing_ok=True)
         raise
-
-

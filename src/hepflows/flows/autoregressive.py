@@ -49,9 +49,13 @@ class MaskedRQSAutoregressive(Transform):
         self.context_features = context_features
         self.bins = bins
         self.tail_bound = tail_bound
-        self.net = MADE(features, [bins, bins, bins - 1], context_features, hidden, activation, dropout)
+        self.net = MADE(
+            features, [bins, bins, bins - 1], context_features, hidden, activation, dropout
+        )
 
-    def _spline(self, x: Tensor, cond: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _spline(
+        self, x: Tensor, cond: Tensor, context: Tensor | None, inverse: bool
+    ) -> tuple[Tensor, Tensor]:
         if self.context_features and context is None:
             raise ValueError(f"{self.__class__.__name__} needs a context")
         p = self.net(cond, context if self.context_features else None)
@@ -69,7 +73,8 @@ class MaskedRQSAutoregressive(Transform):
         ctx = context if self.context_features else None
         net = self.net
         differentiable = torch.is_grad_enabled() and (
-            z.requires_grad or (ctx is not None and ctx.requires_grad)
+            z.requires_grad
+            or (ctx is not None and ctx.requires_grad)
             or any(p.requires_grad for p in net.parameters())
         )
         if differentiable or (net.training and net._dropout > 0):

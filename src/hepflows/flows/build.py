@@ -47,6 +47,7 @@ __all__ = [
     "build_flow",
 ]
 
+
 def _norm(cfg: Mapping[str, Any], features: int) -> Transform | None:
     if cfg["norm"] == "batchnorm":
         return BatchNormFlow(features, momentum=cfg["batchnorm_momentum"], eps=cfg["batchnorm_eps"])
@@ -56,7 +57,12 @@ def _norm(cfg: Mapping[str, Any], features: int) -> Transform | None:
 
 
 def _coupling(cfg: Mapping[str, Any], mask: torch.Tensor, context_features: int) -> Transform:
-    net = dict(context_features=context_features, hidden=cfg["hidden"], activation=cfg["activation"], dropout=cfg["dropout"])
+    net = dict(
+        context_features=context_features,
+        hidden=cfg["hidden"],
+        activation=cfg["activation"],
+        dropout=cfg["dropout"],
+    )
     kind = cfg["coupling"]
     if kind == "affine":
         return AffineCoupling(mask, scale_bound=cfg["scale_bound"], **net)
@@ -88,8 +94,14 @@ def build_flow(model: Mapping[str, Any] | None, features: int, context_features:
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
         raise ValueError(f"features must be a positive integer, got {features!r}")
     if cfg["coupling"] != "rq_autoregressive" and features < 2:
-        raise ValueError(f"model.coupling: {cfg['coupling']!r} needs at least 2 features, got {features}")
-    if isinstance(context_features, bool) or not isinstance(context_features, int) or context_features < 0:
+        raise ValueError(
+            f"model.coupling: {cfg['coupling']!r} needs at least 2 features, got {features}"
+        )
+    if (
+        isinstance(context_features, bool)
+        or not isinstance(context_features, int)
+        or context_features < 0
+    ):
         raise ValueError(f"context_features must be an integer >= 0, got {context_features!r}")
 
     transforms: list[Transform] = []

@@ -107,7 +107,9 @@ class Coupling(Transform):
         super().__init__()
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.ndim != 1 or mask.all() or not mask.any():
-            raise ValueError("coupling mask must be a vector with both kept and transformed entries")
+            raise ValueError(
+                "coupling mask must be a vector with both kept and transformed entries"
+            )
         self.features = mask.numel()
         self.context_features = context_features
         self.register_buffer("mask", mask)
@@ -277,4 +279,3 @@ class QuadraticCoupling(Coupling):
         knots = pq_knots(params[:, : db * k].view(n, db, k), params[:, db * k :].view(n, db, k + 1))
         out, ladj = piecewise_quadratic_spline(x_b, *knots, self.tail_bound, inverse=inverse)
         return out, ladj.sum(dim=1)
-

@@ -73,7 +73,9 @@ class GaussianMixture(Distribution):
         generator: for the initial means.
     """
 
-    def __init__(self, features: int, components: int = 8, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, features: int, components: int = 8, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.features = features
         self.components = components

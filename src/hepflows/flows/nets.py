@@ -32,7 +32,9 @@ def _activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+        raise ValueError(
+            f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}"
+        ) from None
 
 
 def _fused_path(net: MLP | MADE, x: Tensor) -> bool:
@@ -191,10 +193,14 @@ class MADE(nn.Module):
             offsets.append(offsets[-1] + features * g)
         self.register_buffer(
             "_feature_rows",
-            torch.stack([
-                torch.cat([torch.arange(o + i * g, o + (i + 1) * g) for o, g in zip(offsets, groups)])
-                for i in range(features)
-            ]),
+            torch.stack(
+                [
+                    torch.cat(
+                        [torch.arange(o + i * g, o + (i + 1) * g) for o, g in zip(offsets, groups)]
+                    )
+                    for i in range(features)
+                ]
+            ),
             persistent=False,
         )
 
@@ -207,8 +213,14 @@ class MADE(nn.Module):
         until a parameter changes (or moves).
         """
         linears = [m for m in self.net if isinstance(m, MaskedLinear)]
-        key = (dtype, device, *((m.weight.data_ptr(), m.weight._version, m.bias.data_ptr(), m.bias._version)
-                                for m in linears))
+        key = (
+            dtype,
+            device,
+            *(
+                (m.weight.data_ptr(), m.weight._version, m.bias.data_ptr(), m.bias._version)
+                for m in linears
+            ),
+        )
         cached: tuple[tuple[object, ...], _SweepPlan] | None = getattr(self, "_sweep_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -216,7 +228,9 @@ class MADE(nn.Module):
             weights: list[Tensor] = []
             biases: list[Tensor] = []
             counts: list[list[int]] = []
-            previous: Tensor | None = None  # the input columns keep their order: context, then features 0..d-1
+            previous: Tensor | None = (
+                None  # the input columns keep their order: context, then features 0..d-1
+            )
             for m in linears[:-1]:
                 deg = m.unit_degrees
                 order = torch.argsort(deg, stable=True)
@@ -256,8 +270,11 @@ class MADE(nn.Module):
         weights, biases = self._masked()
         rows = self._feature_rows[feature]
         if _fused_path(self, x):
-            return relu_mlp(self._input(x, context), weights[:-1] + [weights[-1][rows]],
-                            biases[:-1] + [biases[-1][rows]])
+            return relu_mlp(
+                self._input(x, context),
+                weights[:-1] + [weights[-1][rows]],
+                biases[:-1] + [biases[-1][rows]],
+            )
         h = self._input(x, context)
         for module in list(self.net)[:-1]:
             h = module(h)
@@ -326,7 +343,8 @@ class MADESweep:
         widest = max([w.shape[0] for w in self.weights] + [self.out_weights[0].shape[0]])
         self.reuse = reuse = n * widest <= SWEEP_WORKSPACE_ELEMENTS
         self.hidden = [
-            _workspace(2 + i, n, w.shape[0], self.inputs) if reuse
+            _workspace(2 + i, n, w.shape[0], self.inputs)
+            if reuse
             else torch.empty(n, w.shape[0], dtype=dtype, device=device)
             for i, w in enumerate(self.weights)
         ]
@@ -353,7 +371,9 @@ class MADESweep:
                 lo, hi = self.counts[layer][self.done], self.counts[layer][feature]
                 if hi > lo:
                     block = h[:, lo:hi]
-                    torch.addmm(b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block)
+                    torch.addmm(
+                        b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block
+                    )
                     if self.activation is None:
                         block.relu_()
                     else:
@@ -361,5 +381,7 @@ class MADESweep:
                 below, below_width = h, hi
             self.done = feature
             w, b = self.out_weights[feature], self.out_biases[feature]
-            out = _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
+            out = (
+                _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
+            )
             return torch.addmm(b, below[:, :below_width], w[:, :below_width].t(), out=out)

@@ -67,7 +67,9 @@ class LULinear(Transform):
     def __init__(self, features: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.features = features
-        q, _ = torch.linalg.qr(torch.randn(features, features, generator=generator, dtype=torch.float64))
+        q, _ = torch.linalg.qr(
+            torch.randn(features, features, generator=generator, dtype=torch.float64)
+        )
         p, lower, upper = torch.linalg.lu(q)
         s = torch.diagonal(upper)
         self.register_buffer("permutation", p.float())

@@ -47,7 +47,9 @@ def _cumulative_knots(fractions: Tensor, bound: float) -> Tensor:
     # in-place scaling is safe for autograd: cumsum and mul by a number keep no outputs for backward
     inner = torch.cumsum(fractions[..., :-1], dim=-1).mul_(2 * bound).sub_(bound)
     shape = (*fractions.shape[:-1], 1)
-    return torch.cat([fractions.new_full(shape, -bound), inner, fractions.new_full(shape, bound)], dim=-1)
+    return torch.cat(
+        [fractions.new_full(shape, -bound), inner, fractions.new_full(shape, bound)], dim=-1
+    )
 
 
 def _bin_fractions(raw: Tensor, minimum: float) -> Tensor:
@@ -113,7 +115,9 @@ def rq_params_per_feature(bins: int) -> int:
     return 3 * bins - 1
 
 
-def unpack_rq_params(params: Tensor, features: int, bins: int, bound: float) -> tuple[Tensor, Tensor, Tensor]:
+def unpack_rq_params(
+    params: Tensor, features: int, bins: int, bound: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Knots from a conditioner's flat output in block layout.
 
     ``params`` (n, features * (3K - 1)) holds ``[widths (features, K) | heights (features, K) |
@@ -249,7 +253,9 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
         d = params.new_ones(n, 2)
     else:
         raw = params[:, 2 * k_bins :].gather(-1, (k01 - 1).clamp_(0, k_bins - 2))
-        d = _softplus(raw.add_(_softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))).add_(DEFAULT_MIN_DERIVATIVE)
+        d = _softplus(raw.add_(_softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))).add_(
+            DEFAULT_MIN_DERIVATIVE
+        )
         d = torch.where((k01 == 0) | (k01 == k_bins), 1.0, d)
     d0, d1 = d.unbind(-1)
 
@@ -347,7 +353,9 @@ def piecewise_quadratic_spline(
         dc = u - c0
         disc = (wk * v0) ** 2 + 2 * wk * dv * dc
         a = (2 * dc / (wk * v0 + disc.clamp(min=_tiny(disc)).sqrt())).clamp(0, 1)
-        out = (2 * bound * (u0 + a * wk) - bound).clamp(max=bound)  # rounding must not leave [-B, B]
+        out = (2 * bound * (u0 + a * wk) - bound).clamp(
+            max=bound
+        )  # rounding must not leave [-B, B]
     else:
         a = (u - u0) / wk
         out = (2 * bound * (c0 + a * wk * (v0 + 0.5 * a * dv)) - bound).clamp(max=bound)

@@ -116,9 +116,25 @@ GAUSS_RANK_KNOTS = 1001
 
 #: Columns of ``amplification.csv``, in order (the JSON rows have the same keys).
 COLUMNS: tuple[str, ...] = (
-    "feature", "slice", "bins", "n_truth", "n_generated", "d_gen", "d_mc", "pvalue",
-    "n_equiv", "n_equiv_lo", "n_equiv_hi", "lower_bound", "resolution",
-    "worth", "worth_lo", "worth_hi", "n_train", "G", "G_lo",
+    "feature",
+    "slice",
+    "bins",
+    "n_truth",
+    "n_generated",
+    "d_gen",
+    "d_mc",
+    "pvalue",
+    "n_equiv",
+    "n_equiv_lo",
+    "n_equiv_hi",
+    "lower_bound",
+    "resolution",
+    "worth",
+    "worth_lo",
+    "worth_hi",
+    "n_train",
+    "G",
+    "G_lo",
 )
 
 
@@ -139,8 +155,11 @@ class _Events:
         return self.x.shape[0]
 
     def take(self, idx: NDArray[np.intp]) -> _Events:
-        return _Events(self.x[idx], None if self.label is None else self.label[idx],
-                       None if self.w is None else self.w[idx])
+        return _Events(
+            self.x[idx],
+            None if self.label is None else self.label[idx],
+            None if self.w is None else self.w[idx],
+        )
 
     def slice(self, name: str) -> _Events:
         if name == "all":
@@ -178,8 +197,10 @@ def _events(sample: Mapping[str, ArrayLike], features: Sequence[str], name: str)
     if sample.get(WEIGHT) is not None:
         w = np.asarray(sample[WEIGHT], dtype=np.float64).reshape(-1)
         if w.shape != (x.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise InputError(f"{name} events: {WEIGHT!r} must be finite, >= 0, with a positive "
-                             f"sum, of shape ({x.shape[0]},)")
+            raise InputError(
+                f"{name} events: {WEIGHT!r} must be finite, >= 0, with a positive "
+                f"sum, of shape ({x.shape[0]},)"
+            )
         if np.all(w == w[0]):
             w = None
     return _Events(x, label, w)
@@ -223,12 +244,14 @@ def _noncentrality_at(x: float, k: float, q: float) -> float:
     hi = max(1.0, 2.0 * x)
     while _ncx2_cdf(x, k, hi) > q:  # the CDF falls with lam
         hi *= 2.0
-    return float(optimize.brentq(lambda lam: _ncx2_cdf(x, k, lam) - q, 0.0, hi, xtol=1e-9 * hi,
-                                 rtol=1e-10))
+    return float(
+        optimize.brentq(lambda lam: _ncx2_cdf(x, k, lam) - q, 0.0, hi, xtol=1e-9 * hi, rtol=1e-10)
+    )
 
 
-def excess_interval(x: float, k: float, alpha: float = DEFAULT_ALPHA
-                    ) -> tuple[float, float, float, float, float]:
+def excess_interval(
+    x: float, k: float, alpha: float = DEFAULT_ALPHA
+) -> tuple[float, float, float, float, float]:
     """The noncentrality of ``x = d / s``, chi2'(k, lambda) distributed: estimate and interval.
 
     Returns ``(lam_hat, lam_lo, lam_hi, lam_res, pvalue)``: the estimate ``max(x - k, 0)``; the
@@ -247,8 +270,16 @@ def _inv(v: float) -> float:
     return math.inf if v <= 0 else 1.0 / v
 
 
-def _row(feature: str, slice_name: str, p_gen: FloatArray, p_truth: FloatArray, n_gen: float,
-         n_truth: float, n_train: float | None, alpha: float) -> dict[str, Any]:
+def _row(
+    feature: str,
+    slice_name: str,
+    p_gen: FloatArray,
+    p_truth: FloatArray,
+    n_gen: float,
+    n_truth: float,
+    n_train: float | None,
+    alpha: float,
+) -> dict[str, Any]:
     """One (feature, slice) row from the fractions (B,) of the generated sample and the truth."""
     k = float(np.count_nonzero(p_truth > 0) - 1)
     s = 1.0 / n_gen + 1.0 / n_truth
@@ -261,11 +292,25 @@ def _row(feature: str, slice_name: str, p_gen: FloatArray, p_truth: FloatArray, 
     worth = [_inv(_inv(v) + 1.0 / n_gen) for v in (n_equiv, lo, hi)]
     g = [v / n_train if n_train else math.nan for v in (n_equiv, lo)]
     return {
-        "feature": feature, "slice": slice_name, "bins": int(k + 1), "n_truth": n_truth,
-        "n_generated": n_gen, "d_gen": d, "d_mc": k * s, "pvalue": pvalue,
-        "n_equiv": n_equiv, "n_equiv_lo": lo, "n_equiv_hi": hi, "lower_bound": bool(bound),
-        "resolution": res, "worth": worth[0], "worth_lo": worth[1], "worth_hi": worth[2],
-        "n_train": n_train if n_train else math.nan, "G": g[0], "G_lo": g[1],
+        "feature": feature,
+        "slice": slice_name,
+        "bins": int(k + 1),
+        "n_truth": n_truth,
+        "n_generated": n_gen,
+        "d_gen": d,
+        "d_mc": k * s,
+        "pvalue": pvalue,
+        "n_equiv": n_equiv,
+        "n_equiv_lo": lo,
+        "n_equiv_hi": hi,
+        "lower_bound": bool(bound),
+        "resolution": res,
+        "worth": worth[0],
+        "worth_lo": worth[1],
+        "worth_hi": worth[2],
+        "n_train": n_train if n_train else math.nan,
+        "G": g[0],
+        "G_lo": g[1],
     }
 
 
@@ -280,14 +325,15 @@ def _n_bins(requested: int, truth: _Events, gen: _Events) -> int:
     return int(max(MIN_BINS, min(requested, n // MIN_EVENTS_PER_BIN)))
 
 
-def _quantile_cells(truth: _Events, samples: Sequence[_Events], bins: int
-                    ) -> list[FloatArray]:
+def _quantile_cells(truth: _Events, samples: Sequence[_Events], bins: int) -> list[FloatArray]:
     """Per-feature fractions (bins, d) of the truth, then of each sample, on ``T``'s quantile bins."""
     inner = _quantile_inner_edges(truth.x, bins, truth.w)  # (bins - 1, d)
 
     def fractions(ev: _Events) -> FloatArray:
-        idx = np.stack([np.searchsorted(inner[:, j], ev.x[:, j], side="right")
-                        for j in range(ev.x.shape[1])], 1)
+        idx = np.stack(
+            [np.searchsorted(inner[:, j], ev.x[:, j], side="right") for j in range(ev.x.shape[1])],
+            1,
+        )
         return bin_fractions(idx, bins, ev.w)
 
     return [fractions(truth), *(fractions(s) for s in samples)]
@@ -303,8 +349,9 @@ class _GaussRank:
         self.z = stats.norm.ppf(np.clip(probs, eps, 1.0 - eps))
 
     def __call__(self, x: FloatArray) -> FloatArray:
-        return np.stack([np.interp(x[:, j], self.knots[:, j], self.z)
-                         for j in range(x.shape[1])], 1)
+        return np.stack(
+            [np.interp(x[:, j], self.knots[:, j], self.z) for j in range(x.shape[1])], 1
+        )
 
 
 def _split_for_fit(truth: _Events, seed: int) -> tuple[_Events, _Events]:
@@ -319,8 +366,9 @@ def _split_for_fit(truth: _Events, seed: int) -> tuple[_Events, _Events]:
     return truth.take(np.sort(order[:n_fit])), truth.take(np.sort(order[n_fit:]))
 
 
-def _kmeans_cells(fit: _Events, truth: _Events, samples: Sequence[_Events], cells: int,
-                  seed: int) -> list[FloatArray]:
+def _kmeans_cells(
+    fit: _Events, truth: _Events, samples: Sequence[_Events], cells: int, seed: int
+) -> list[FloatArray]:
     """Fractions (cells, 1) of the truth, then of each sample, in k-means cells fitted on ``fit``.
 
     The cells are fitted (MiniBatchKMeans, fixed seed) on ``fit`` (truth events disjoint from
@@ -348,8 +396,12 @@ def _slices(truth: _Events, gen: _Events, slices: Sequence[str]) -> list[str]:
     """The requested slices both samples can provide (only "all" without labels)."""
     if truth.label is None or gen.label is None:
         return [s for s in slices if s == "all"]
-    return [s for s in slices if s == "all"
-            or (np.any(truth.label == SLICE_CLASS[s]) and np.any(gen.label == SLICE_CLASS[s]))]
+    return [
+        s
+        for s in slices
+        if s == "all"
+        or (np.any(truth.label == SLICE_CLASS[s]) and np.any(gen.label == SLICE_CLASS[s]))
+    ]
 
 
 def amplification(
@@ -382,14 +434,15 @@ def amplification(
         t, g = t_all.slice(name), g_all.slice(name)
         n_bins = _n_bins(bins, t, g)
         p_t, p_g = _quantile_cells(t, [g], n_bins)
-        rows += [_row(f, name, p_g[:, j], p_t[:, j], g.size, t.size, n_train, alpha)
-                 for j, f in enumerate(features)]
+        rows += [
+            _row(f, name, p_g[:, j], p_t[:, j], g.size, t.size, n_train, alpha)
+            for j, f in enumerate(features)
+        ]
         if cells is not None:
             fit, rest = _split_for_fit(t, seed + k)
             n_cells = _n_bins(cells, rest, g)
             p_t, p_g = _kmeans_cells(fit, rest, [g], n_cells, seed + k)
-            joint.append(_row(JOINT, name, p_g[:, 0], p_t[:, 0], g.size, rest.size, n_train,
-                              alpha))
+            joint.append(_row(JOINT, name, p_g[:, 0], p_t[:, 0], g.size, rest.size, n_train, alpha))
     return rows + joint
 
 
@@ -402,21 +455,34 @@ def summarize(rows: Sequence[Mapping[str, Any]], alpha: float = DEFAULT_ALPHA) -
     where there are no such rows.  ``n_significant`` cells have a significant excess, against
     ``n_expected = alpha * n_cells`` for a bias-free sample.
     """
+
     def worst(subset: list[Mapping[str, Any]]) -> dict[str, Any] | None:
         if not subset:
             return None
         r = min(subset, key=lambda r: r["n_equiv"])
         lo = min(r["n_equiv_lo"] for r in subset)
         n_train = r["n_train"]
-        return {"feature": r["feature"], "slice": r["slice"], "n_equiv": r["n_equiv"],
-                "lower_bound": r["lower_bound"], "n_equiv_lo": lo, "worth": r["worth"],
-                "G": r["G"], "G_lo": lo / n_train if math.isfinite(n_train) else math.nan}
+        return {
+            "feature": r["feature"],
+            "slice": r["slice"],
+            "n_equiv": r["n_equiv"],
+            "lower_bound": r["lower_bound"],
+            "n_equiv_lo": lo,
+            "worth": r["worth"],
+            "G": r["G"],
+            "G_lo": lo / n_train if math.isfinite(n_train) else math.nan,
+        }
 
     feats = [r for r in rows if r["feature"] != JOINT]
     joints = [r for r in rows if r["feature"] == JOINT]
-    return {"features": worst(feats), "joint": worst(joints),
-            "n_cells": len(rows), "n_significant": sum(not r["lower_bound"] for r in rows),
-            "n_expected": alpha * len(rows), "alpha": alpha}
+    return {
+        "features": worst(feats),
+        "joint": worst(joints),
+        "n_cells": len(rows),
+        "n_significant": sum(not r["lower_bound"] for r in rows),
+        "n_expected": alpha * len(rows),
+        "alpha": alpha,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -455,9 +521,17 @@ def mc_divergence_curve(
         subs = [src.take(rng.choice(len(src), n, replace=False)) for n in use]
         p_t, *p_subs = _quantile_cells(t, subs, n_bins)
         k = (p_t > 0).sum(0) - 1.0  # (d,)
-        d = np.stack([chi2_divergence(p, p_t) / k for p in p_subs]) if subs else np.empty((0, len(features)))
-        out[name] = {"n": np.asarray(use, dtype=np.float64), "d_per_dof": d,
-                     "n_truth": t.size, "independent": mc is not None}
+        d = (
+            np.stack([chi2_divergence(p, p_t) / k for p in p_subs])
+            if subs
+            else np.empty((0, len(features)))
+        )
+        out[name] = {
+            "n": np.asarray(use, dtype=np.float64),
+            "d_per_dof": d,
+            "n_truth": t.size,
+            "independent": mc is not None,
+        }
     return out
 
 
@@ -490,8 +564,9 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def write_amplification(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,
-                        alpha: float = DEFAULT_ALPHA) -> tuple[Path, Path]:
+def write_amplification(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | Path, alpha: float = DEFAULT_ALPHA
+) -> tuple[Path, Path]:
     """Write ``amplification.csv`` (one row per cell, :data:`COLUMNS`) and ``amplification.json``
     (``{"summary": summarize(rows), "rows": rows}``, infinities as null) atomically into
     ``out_dir``; returns both paths."""
@@ -503,8 +578,11 @@ def write_amplification(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,
         writer.writerow([_cell(r[c]) for c in COLUMNS])
     csv_path, json_path = out_dir / "amplification.csv", out_dir / "amplification.json"
     atomic_write_text(csv_path, buf.getvalue())
-    doc = {"summary": summarize(rows, alpha), "columns": list(COLUMNS),
-           "rows": [{c: r[c] for c in COLUMNS} for r in rows]}
+    doc = {
+        "summary": summarize(rows, alpha),
+        "columns": list(COLUMNS),
+        "rows": [{c: r[c] for c in COLUMNS} for r in rows],
+    }
     atomic_write_text(json_path, json.dumps(_jsonable(doc), indent=1) + "\n")
     return csv_path, json_path
 
@@ -526,12 +604,17 @@ def headline(summary: Mapping[str, Any]) -> str:
     0.41 (worst feature)``, with "≥" where a number is a lower bound (no significant excess:
     the flow is as good as MC as far as the truth resolves).
     """
+
     def worth(w: Mapping[str, Any]) -> str:
         return ("≥ " if w["lower_bound"] else "≈ ") + events_text(w["n_equiv"])
 
     def g(w: Mapping[str, Any]) -> str:
         v = w["G"]
-        return "n/a" if v is None or math.isnan(v) else (("≥ " if w["lower_bound"] else "") + f"{v:.3g}")
+        return (
+            "n/a"
+            if v is None or math.isnan(v)
+            else (("≥ " if w["lower_bound"] else "") + f"{v:.3g}")
+        )
 
     feats, joint = summary.get("features"), summary.get("joint")
     parts, gs = [], []
@@ -540,16 +623,20 @@ def headline(summary: Mapping[str, Any]) -> str:
         gs.append(f"{g(joint)} (joint)")
     if feats:
         where = f"{feats['feature']} ({feats['slice']})"
-        parts.append(f"worst feature {where}: {worth(feats)}" if joint
-                     else f"worth {worth(feats)} MC events (worst feature {where})")
+        parts.append(
+            f"worst feature {where}: {worth(feats)}"
+            if joint
+            else f"worth {worth(feats)} MC events (worst feature {where})"
+        )
         gs.append(f"{g(feats)} (worst feature)")
     if not parts:
         return "no amplification rows"
     return ", ".join(parts) + "; G = " + ", ".join(gs)
 
 
-def write_summary_html(rows: Sequence[Mapping[str, Any]], path: str | Path,
-                       alpha: float = DEFAULT_ALPHA) -> Path:
+def write_summary_html(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, alpha: float = DEFAULT_ALPHA
+) -> Path:
     """The amplification's verdict as a small standalone HTML page (atomically): the
     :func:`headline`, then per partition (joint, worst feature) n_equiv, its lower limit, the
     worth of the generated sample and G, and the count of cells with a significant excess."""
@@ -566,31 +653,63 @@ def write_summary_html(rows: Sequence[Mapping[str, Any]], path: str | Path,
             return ""
         return ("&ge; " if bound else "") + esc(events_text(float(v)))
 
-    out = ['<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
-           '<caption style="text-align:left;padding:4px"><b>'
-           + esc(headline(head)) + "</b></caption>",
-           "<tr>" + "".join(f"{th}{h}</th>" for h in (
-               "partition", "worst cell", "n_equiv (MC events)",
-               f"lower limit ({100 * (1 - alpha):g} % CL)", "worth of the generated sample",
-               "G = n_equiv / n_train", "G lower limit")) + "</tr>"]
+    out = [
+        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
+        '<caption style="text-align:left;padding:4px"><b>' + esc(headline(head)) + "</b></caption>",
+        "<tr>"
+        + "".join(
+            f"{th}{h}</th>"
+            for h in (
+                "partition",
+                "worst cell",
+                "n_equiv (MC events)",
+                f"lower limit ({100 * (1 - alpha):g} % CL)",
+                "worth of the generated sample",
+                "G = n_equiv / n_train",
+                "G lower limit",
+            )
+        )
+        + "</tr>",
+    ]
     for key, label in (("joint", "joint (k-means cells)"), ("features", "per feature")):
         w = head[key]
         if not w:
             continue
-        g = "" if w["G"] is None or math.isnan(w["G"]) else ("&ge; " if w["lower_bound"] else "") + f"{w['G']:.3g}"
+        g = (
+            ""
+            if w["G"] is None or math.isnan(w["G"])
+            else ("&ge; " if w["lower_bound"] else "") + f"{w['G']:.3g}"
+        )
         g_lo = "" if w["G_lo"] is None or math.isnan(w["G_lo"]) else f"{w['G_lo']:.3g}"
-        out.append("<tr>" + "".join(f"{td}{c}</td>" for c in (
-            label, esc(f"{w['feature']} ({w['slice']})"), fmt(w["n_equiv"], w["lower_bound"]),
-            fmt(w["n_equiv_lo"]), fmt(w["worth"], w["lower_bound"]), g, g_lo)) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f"{td}{c}</td>"
+                for c in (
+                    label,
+                    esc(f"{w['feature']} ({w['slice']})"),
+                    fmt(w["n_equiv"], w["lower_bound"]),
+                    fmt(w["n_equiv_lo"]),
+                    fmt(w["worth"], w["lower_bound"]),
+                    g,
+                    g_lo,
+                )
+            )
+            + "</tr>"
+        )
     out.append("</table>")
-    note = (f"<p>{head['n_significant']} of {head['n_cells']} cells (feature &times; slice, and "
-            f"the joint partition per slice) show a significant excess at level {alpha:g}, "
-            f"about {head['n_expected']:.1f} expected by chance for a bias-free sample. "
-            f"Truth: {fmt(first.get('n_truth'))} events; generated: "
-            f"{fmt(first.get('n_generated'))}; training: {fmt(first.get('n_train'))}. "
-            "&ge;: no significant excess, the number is what this truth and sample resolve.</p>")
-    doc = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Amplification"
-           "</title></head><body>\n" + "\n".join(out) + "\n" + note + "\n</body></html>\n")
+    note = (
+        f"<p>{head['n_significant']} of {head['n_cells']} cells (feature &times; slice, and "
+        f"the joint partition per slice) show a significant excess at level {alpha:g}, "
+        f"about {head['n_expected']:.1f} expected by chance for a bias-free sample. "
+        f"Truth: {fmt(first.get('n_truth'))} events; generated: "
+        f"{fmt(first.get('n_generated'))}; training: {fmt(first.get('n_train'))}. "
+        "&ge;: no significant excess, the number is what this truth and sample resolve.</p>"
+    )
+    doc = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Amplification'
+        "</title></head><body>\n" + "\n".join(out) + "\n" + note + "\n</body></html>\n"
+    )
     path = Path(path)
     atomic_write_text(path, doc)
     return path
@@ -614,16 +733,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hepflows.validation.amplification",
         description="How many MC events a generated sample is worth (arXiv:2008.06545, "
-                    "arXiv:2509.08048): writes DIR/amplification.{csv,json} and the figure "
-                    "DIR/amplification.{pdf,png}.")
+        "arXiv:2509.08048): writes DIR/amplification.{csv,json} and the figure "
+        "DIR/amplification.{pdf,png}.",
+    )
     parser.add_argument("--truth", type=Path, required=True, help="MC events the flow never saw")
     parser.add_argument("--generated", type=Path, required=True, help="generated events")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--n-train", type=int, default=None, help="training events, for G")
-    parser.add_argument("--train", type=Path, default=None,
-                        help="the training events' file: --n-train is its number of events")
-    parser.add_argument("--features", nargs="+", default=None,
-                        help="features (default: every feature branch of the generated file)")
+    parser.add_argument(
+        "--train",
+        type=Path,
+        default=None,
+        help="the training events' file: --n-train is its number of events",
+    )
+    parser.add_argument(
+        "--features",
+        nargs="+",
+        default=None,
+        help="features (default: every feature branch of the generated file)",
+    )
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS)
     parser.add_argument("--cells", type=int, default=DEFAULT_CELLS, help="0: no joint rows")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
@@ -639,8 +767,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         generated = _read(args.generated, args.features)
         features = [f for f in generated if f not in (LABEL, WEIGHT)]
         truth = _read(args.truth, features)
-        rows = amplification(truth, generated, features, n_train=args.n_train, bins=args.bins,
-                             cells=args.cells or None, alpha=args.alpha, seed=args.seed)
+        rows = amplification(
+            truth,
+            generated,
+            features,
+            n_train=args.n_train,
+            bins=args.bins,
+            cells=args.cells or None,
+            alpha=args.alpha,
+            seed=args.seed,
+        )
     except InputError as exc:
         parser.exit(2, f"error: {exc}\n")
     paths: tuple[Path, ...] = write_amplification(rows, args.out, args.alpha)
@@ -655,9 +791,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("features", "joint"):
         w = head[key]
         if w:
-            log.info("%s: n_equiv %s %.4g (%s, %s), lower bound (level %g) %.4g", key,
-                     ">=" if w["lower_bound"] else "=", w["n_equiv"], w["feature"], w["slice"], 1 - args.alpha,
-                     w["n_equiv_lo"])
+            log.info(
+                "%s: n_equiv %s %.4g (%s, %s), lower bound (level %g) %.4g",
+                key,
+                ">=" if w["lower_bound"] else "=",
+                w["n_equiv"],
+                w["feature"],
+                w["slice"],
+                1 - args.alpha,
+                w["n_equiv_lo"],
+            )
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return 0
 

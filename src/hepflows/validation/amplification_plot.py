@@ -42,15 +42,21 @@ def _crossing(y: float, n_truth: float) -> float:
     return 1.0 / excess if excess > 0 else math.inf
 
 
-def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], curve: Mapping[str, Any] | None,
-           slice_name: str, highlight: int) -> None:
+def _panel(
+    ax: Any,
+    rows: Sequence[Mapping[str, Any]],
+    curve: Mapping[str, Any] | None,
+    slice_name: str,
+    highlight: int,
+) -> None:
     """One slice: MC points, expected curves, the generated lines, the worst crossings."""
     n_truth = float(rows[0]["n_truth"])
     n_gen = float(rows[0]["n_generated"])
     ys = {r["feature"]: r["d_gen"] / (r["bins"] - 1) for r in rows}
     # significant excesses first (smallest worth first), then the lower bounds
-    feats = sorted((r for r in rows if r["feature"] != JOINT),
-                   key=lambda r: (r["lower_bound"], r["worth"]))
+    feats = sorted(
+        (r for r in rows if r["feature"] != JOINT), key=lambda r: (r["lower_bound"], r["worth"])
+    )
     joint = [r for r in rows if r["feature"] == JOINT]
     lo_n = 0.1 * min(n_gen, n_truth)
     hi_n = 20.0 * max(n_gen, n_truth)
@@ -58,43 +64,84 @@ def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], curve: Mapping[str, Any] 
         lo_n = min(lo_n, 0.5 * float(np.min(curve["n"])))
         d = np.asarray(curve["d_per_dof"])
         mean, sd = d.mean(1), d.std(1)
-        ax.errorbar(curve["n"], mean, yerr=sd, fmt="o", color="grey", markersize=4,
-                    capsize=2, label="MC, mean and spread over features", zorder=3)
+        ax.errorbar(
+            curve["n"],
+            mean,
+            yerr=sd,
+            fmt="o",
+            color="grey",
+            markersize=4,
+            capsize=2,
+            label="MC, mean and spread over features",
+            zorder=3,
+        )
         if not curve["independent"]:
             n = np.geomspace(lo_n, 0.99 * n_truth, 200)
-            ax.plot(n, 1 / n - 1 / n_truth, color="grey", linestyle="--", linewidth=1,
-                    label=r"expected, subsample of $T$: $1/n - 1/N_T$")
-    marked = [(r, HIGHLIGHT_COLOURS[i % len(HIGHLIGHT_COLOURS)])
-              for i, r in enumerate(feats[:highlight])] + [(r, JOINT_COLOUR) for r in joint]
+            ax.plot(
+                n,
+                1 / n - 1 / n_truth,
+                color="grey",
+                linestyle="--",
+                linewidth=1,
+                label=r"expected, subsample of $T$: $1/n - 1/N_T$",
+            )
+    marked = [
+        (r, HIGHLIGHT_COLOURS[i % len(HIGHLIGHT_COLOURS)]) for i, r in enumerate(feats[:highlight])
+    ] + [(r, JOINT_COLOUR) for r in joint]
     crossings = [_crossing(ys[r["feature"]], n_truth) for r, _ in marked]
     lo_n = max(1.0, min([lo_n, *(0.5 * c for c in crossings if math.isfinite(c))]))
     n = np.geomspace(lo_n, hi_n, 200)
-    ax.plot(n, 1 / n + 1 / n_truth, color="black", linewidth=1.5,
-            label=r"expected, independent MC: $1/n + 1/N_T$")
+    ax.plot(
+        n,
+        1 / n + 1 / n_truth,
+        color="black",
+        linewidth=1.5,
+        label=r"expected, independent MC: $1/n + 1/N_T$",
+    )
     for r in feats[highlight:]:
         ax.axhline(ys[r["feature"]], color="#9c9ca1", linewidth=0.6, alpha=0.7)
     for (r, colour), n_star in zip(marked, crossings, strict=True):
         y = ys[r["feature"]]
-        name = "joint (k-means cells)" if r["feature"] == JOINT else axis_label(r["feature"],
-                                                                                  units="none")
-        worth = (f"worth $\\geq$ {events_text(r['worth'])}" if r["lower_bound"]
-                 else f"worth ~{events_text(r['worth'])} MC events")
-        ax.axhline(y, color=colour, linewidth=1.4, linestyle="-." if r["feature"] == JOINT
-                   else "-", label=f"{name}: {worth}")
+        name = (
+            "joint (k-means cells)"
+            if r["feature"] == JOINT
+            else axis_label(r["feature"], units="none")
+        )
+        worth = (
+            f"worth $\\geq$ {events_text(r['worth'])}"
+            if r["lower_bound"]
+            else f"worth ~{events_text(r['worth'])} MC events"
+        )
+        ax.axhline(
+            y,
+            color=colour,
+            linewidth=1.4,
+            linestyle="-." if r["feature"] == JOINT else "-",
+            label=f"{name}: {worth}",
+        )
         if math.isfinite(n_star) and not r["lower_bound"]:
             ax.plot([n_star], [y], marker="v", color=colour, markersize=9, zorder=4)
             ax.axvline(n_star, color=colour, linewidth=0.6, linestyle=":")
     ax.axvline(n_gen, color="black", linewidth=0.6, linestyle=":")
-    ax.text(n_gen, 0.04, f" N = {events_text(n_gen)} generated", transform=ax.get_xaxis_transform(),
-            fontsize="x-small", rotation=90, va="bottom", ha="right")
+    ax.text(
+        n_gen,
+        0.04,
+        f" N = {events_text(n_gen)} generated",
+        transform=ax.get_xaxis_transform(),
+        fontsize="x-small",
+        rotation=90,
+        va="bottom",
+        ha="right",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo_n, hi_n)
     y_all = [*ys.values(), 1 / lo_n]
     ax.set_ylim(0.3 / n_truth, 30 * max(y_all))
     ax.set_xlabel(r"MC events $n$")
-    ax.set_title(f"{slice_name}: $N_T$ = {events_text(n_truth)} truth events", fontsize="small",
-                 loc="right")
+    ax.set_title(
+        f"{slice_name}: $N_T$ = {events_text(n_truth)} truth events", fontsize="small", loc="right"
+    )
     ax.legend(loc="upper right", fontsize="xx-small")
 
 
@@ -118,15 +165,22 @@ def plot_amplification(
         raise ValueError("plot_amplification: no rows")
     side, left, gap, bottom = 6.0, 1.2, 0.9, 0.9
     width, height = left + len(slices) * side + (len(slices) - 1) * gap + 0.3, side + bottom + 0.5
-    rects = [((left + i * (side + gap)) / width, bottom / height, side / width, side / height)
-             for i in range(len(slices))]
+    rects = [
+        ((left + i * (side + gap)) / width, bottom / height, side / width, side / height)
+        for i in range(len(slices))
+    ]
     with _atlas_style():
         fig = plt.figure(figsize=(width, height))
         _label(fig, rects[0], loc=0)
         for i, (name, rect) in enumerate(zip(slices, rects, strict=True)):
             ax = fig.add_axes(rect)
-            _panel(ax, [r for r in rows if r["slice"] == name],
-                   None if curves is None else curves.get(name), name, highlight)
+            _panel(
+                ax,
+                [r for r in rows if r["slice"] == name],
+                None if curves is None else curves.get(name),
+                name,
+                highlight,
+            )
             if i == 0:
                 ax.set_ylabel(r"$\chi^2$ divergence per bin from truth, $d\,/\,(B-1)$")
         return save_figure(fig, out_base)

@@ -31,14 +31,21 @@ from hepflows.events.schema import LABEL
 def hanley_mcneil_error(auc: float, n_signal: int, n_background: int) -> float:
     """Standard error of a ROC AUC (Hanley & McNeil 1982, Radiology 143, 29; not on arXiv)."""
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    var = (auc * (1 - auc) + (n_signal - 1) * (q1 - auc**2)
-           + (n_background - 1) * (q2 - auc**2)) / (n_signal * n_background)
+    var = (
+        auc * (1 - auc) + (n_signal - 1) * (q1 - auc**2) + (n_background - 1) * (q2 - auc**2)
+    ) / (n_signal * n_background)
     return math.sqrt(max(var, 0.0))
 
 
 def classifier_closure(
-    x_train: NDArray, y_train: NDArray, x_mc: NDArray, y_mc: NDArray, x_gen: NDArray,
-    y_gen: NDArray, *, seed: int = 0,
+    x_train: NDArray,
+    y_train: NDArray,
+    x_mc: NDArray,
+    y_mc: NDArray,
+    x_gen: NDArray,
+    y_gen: NDArray,
+    *,
+    seed: int = 0,
 ) -> dict:
     """Signal/background classifier trained on MC (``x_train`` (n, d), labels ``y_train`` (n,)).
 
@@ -57,9 +64,12 @@ def classifier_closure(
     diff = auc["generated"] - auc["mc"]
     sigma = math.hypot(err["mc"], err["generated"])
     return {
-        "auc_mc": auc["mc"], "auc_mc_error": err["mc"],
-        "auc_generated": auc["generated"], "auc_generated_error": err["generated"],
-        "difference": diff, "difference_error": sigma,
+        "auc_mc": auc["mc"],
+        "auc_mc_error": err["mc"],
+        "auc_generated": auc["generated"],
+        "auc_generated_error": err["generated"],
+        "difference": diff,
+        "difference_error": sigma,
         "pull": diff / sigma if sigma > 0 else 0.0,
     }
 
@@ -118,7 +128,9 @@ def template_fit(
     for name, events in templates.items():
         bkg, bkg_err = _histogram(events, edges, total)
         model = pyhf.simplemodels.uncorrelated_background(
-            signal=sig.tolist(), bkg=bkg.tolist(), bkg_uncertainty=np.maximum(bkg_err, 1e-3).tolist()
+            signal=sig.tolist(),
+            bkg=bkg.tolist(),
+            bkg_uncertainty=np.maximum(bkg_err, 1e-3).tolist(),
         )
         data = observed.tolist() + model.config.auxdata
         bounds = model.config.suggested_bounds()
@@ -126,14 +138,19 @@ def template_fit(
         mu_hat, mu_err = _fit_mu(data, model, bounds)
         try:
             asimov = pyhf.infer.calculators.generate_asimov_data(
-                0.0, data, model, model.config.suggested_init(), bounds,
+                0.0,
+                data,
+                model,
+                model.config.suggested_init(),
+                bounds,
                 model.config.suggested_fixed(),
             )
             _, sigma_asimov = _fit_mu(asimov, model, bounds)
         except pyhf.exceptions.FailedMinimization:
             sigma_asimov = math.nan
         out[name] = {
-            "spurious_mu": mu_hat, "spurious_mu_error": mu_err,
+            "spurious_mu": mu_hat,
+            "spurious_mu_error": mu_err,
             "spurious_signal_events": mu_hat * float(sig.sum()),
             # Asymptotic median expected CLs limit (Cowan et al. 2011, arXiv:1007.1727):
             # sigma_A * Phi^-1(0.975),
@@ -149,8 +166,15 @@ def _matrix(events: Mapping, features: Sequence[str]) -> NDArray:
     return np.stack([np.asarray(events[f]) for f in features], axis=1)
 
 
-def write_closure(training: Mapping, reference: Mapping, generated: Mapping,
-                  features: Sequence[str], path: Path, *, seed: int) -> None:
+def write_closure(
+    training: Mapping,
+    reference: Mapping,
+    generated: Mapping,
+    features: Sequence[str],
+    path: Path,
+    *,
+    seed: int,
+) -> None:
     """Physics closure table (CSV): classifier AUC on MC vs generated, spurious signal, limit."""
     n = min(len(reference[LABEL]), len(generated[LABEL]))
     mc = {k: v[:n] for k, v in reference.items()}
@@ -158,26 +182,42 @@ def write_closure(training: Mapping, reference: Mapping, generated: Mapping,
     rows = []
     if len(np.unique(training[LABEL])) == 2 and len(np.unique(gen[LABEL])) == 2:
         auc = classifier_closure(
-            _matrix(training, features), training[LABEL], _matrix(mc, features), mc[LABEL],
-            _matrix(gen, features), gen[LABEL], seed=seed,
+            _matrix(training, features),
+            training[LABEL],
+            _matrix(mc, features),
+            mc[LABEL],
+            _matrix(gen, features),
+            gen[LABEL],
+            seed=seed,
         )
         rows += [
             ("signal/background classifier AUC on MC", auc["auc_mc"], auc["auc_mc_error"]),
-            ("signal/background classifier AUC on generated", auc["auc_generated"],
-             auc["auc_generated_error"]),
+            (
+                "signal/background classifier AUC on generated",
+                auc["auc_generated"],
+                auc["auc_generated_error"],
+            ),
             ("AUC generated - MC", auc["difference"], auc["difference_error"]),
         ]
         observable = "m_wwbb" if "m_wwbb" in features else features[-1]
-        background = {name: s[observable][s[LABEL] == 0] for name, s in
-                      (("MC", training), ("generated", gen))}
-        fit = template_fit(mc[observable][mc[LABEL] == 0], mc[observable][mc[LABEL] == 1],
-                           background)
+        background = {
+            name: s[observable][s[LABEL] == 0] for name, s in (("MC", training), ("generated", gen))
+        }
+        fit = template_fit(
+            mc[observable][mc[LABEL] == 0], mc[observable][mc[LABEL] == 1], background
+        )
         for name in background:
             rows += [
-                (f"spurious signal strength, {name} background template ({observable})",
-                 fit[name]["spurious_mu"], fit[name]["spurious_mu_error"]),
-                (f"expected 95% CLs limit on mu, {name} background template ({observable})",
-                 fit[name]["expected_limit_mu"], float("nan")),
+                (
+                    f"spurious signal strength, {name} background template ({observable})",
+                    fit[name]["spurious_mu"],
+                    fit[name]["spurious_mu_error"],
+                ),
+                (
+                    f"expected 95% CLs limit on mu, {name} background template ({observable})",
+                    fit[name]["expected_limit_mu"],
+                    float("nan"),
+                ),
             ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

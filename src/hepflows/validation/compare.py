@@ -23,15 +23,25 @@ from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.validation import null as nl
 
-__all__ = ["CLOSURE_CHECK", "model_summary", "describe_model", "comparison_csv", "comparison_html",
-           "write_comparison"]
+__all__ = [
+    "CLOSURE_CHECK",
+    "model_summary",
+    "describe_model",
+    "comparison_csv",
+    "comparison_html",
+    "write_comparison",
+]
 
 #: The row of ``closure.csv`` that the comparison shows: the physics closure in one number.
 CLOSURE_CHECK = "AUC generated - MC"
 
 #: Per-feature metrics whose count of cells outside the null band is a column of the table.
-COUNTED = {"ks": "KS outside", "chi2_ndf": "chi2/ndf outside", "wasserstein": "W1 outside",
-           "separation_power": "separation outside"}
+COUNTED = {
+    "ks": "KS outside",
+    "chi2_ndf": "chi2/ndf outside",
+    "wasserstein": "W1 outside",
+    "separation_power": "separation outside",
+}
 
 
 def describe_model(cfg: Mapping[str, Any]) -> str:
@@ -59,8 +69,11 @@ def _training(path: Path) -> tuple[int, int | None, float]:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise InputError(f"{path}: not found; run the model's train step first") from None
-    finite = [(float(r["val_nll"]), int(r["epoch"])) for r in rows
-              if r.get("val_nll") not in (None, "") and math.isfinite(float(r["val_nll"]))]
+    finite = [
+        (float(r["val_nll"]), int(r["epoch"]))
+        for r in rows
+        if r.get("val_nll") not in (None, "") and math.isfinite(float(r["val_nll"]))
+    ]
     if not finite:
         return len(rows), None, math.nan
     best, epoch = min(finite)
@@ -88,7 +101,10 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
     epochs, best_epoch, best_val = _training(model_dir / layout.MODEL_FILES["log"])
     verdict = {v["metric"]: v for v in metrics.get("verdict", [])}
     row: dict[str, Any] = {
-        "model": name, "description": description, "epochs": epochs, "best epoch": best_epoch,
+        "model": name,
+        "description": description,
+        "epochs": epochs,
+        "best epoch": best_epoch,
         "best val NLL": best_val,
     }
     for metric, column in COUNTED.items():
@@ -97,9 +113,11 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
         row[column + " expected"] = v["n_expected"] if v else math.nan
     clf = metrics.get("classifier") or {}
     row["classifier AUC"] = clf.get("auc", math.nan)
-    row["AUC interval"] = (f"[{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else "")
+    row["AUC interval"] = f"[{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else ""
     row["MC-vs-MC AUC"] = (clf.get("null") or {}).get("empirical_mean") or math.nan
-    row["sig/bkg AUC gen - MC"], row["closure error"] = _closure(model_dir / layout.MODEL_FILES["closure"])
+    row["sig/bkg AUC gen - MC"], row["closure error"] = _closure(
+        model_dir / layout.MODEL_FILES["closure"]
+    )
     row.update(_amplification(model_dir / layout.MODEL_FILES["amplification"]))
     row["status"] = metrics.get("overall_status", nl.UNKNOWN)
     return row
@@ -125,10 +143,16 @@ def _amplification(path: Path) -> dict[str, str]:
         return ("≥" if w["lower_bound"] else "") + f"{v:.4g}"
 
     feats, joint = summary.get("features"), summary.get("joint")
-    worst = min((w for w in (feats, joint) if w),
-                key=lambda w: math.inf if w["n_equiv"] is None else w["n_equiv"], default=None)
-    return {"n_equiv features": text(feats, "n_equiv"), "n_equiv joint": text(joint, "n_equiv"),
-            "G": text(worst, "G")}
+    worst = min(
+        (w for w in (feats, joint) if w),
+        key=lambda w: math.inf if w["n_equiv"] is None else w["n_equiv"],
+        default=None,
+    )
+    return {
+        "n_equiv features": text(feats, "n_equiv"),
+        "n_equiv joint": text(joint, "n_equiv"),
+        "G": text(worst, "G"),
+    }
 
 
 def _cell(value: Any) -> str:
@@ -154,35 +178,62 @@ def comparison_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows as a standalone HTML table, the status cell coloured like the verdict's."""
     esc = html.escape
-    headers = ["Model", "Description", "Epochs (best)", "Best val NLL",
-               *[c for c in COUNTED.values()], "Classifier AUC", "MC-vs-MC AUC",
-               "sig/bkg AUC gen &minus; MC", "n<sub>equiv</sub>, worst feature",
-               "n<sub>equiv</sub>, joint", "G = n<sub>equiv</sub> / n<sub>train</sub>", "Status"]
+    headers = [
+        "Model",
+        "Description",
+        "Epochs (best)",
+        "Best val NLL",
+        *[c for c in COUNTED.values()],
+        "Classifier AUC",
+        "MC-vs-MC AUC",
+        "sig/bkg AUC gen &minus; MC",
+        "n<sub>equiv</sub>, worst feature",
+        "n<sub>equiv</sub>, joint",
+        "G = n<sub>equiv</sub> / n<sub>train</sub>",
+        "Status",
+    ]
     td = '<td style="border:1px solid #999;padding:4px 8px">'
-    out = ['<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
-           '<caption style="text-align:left;padding:4px">The models of the grid: cells (feature '
-           "&times; slice) outside the MC-vs-MC null band (expected by chance in brackets), the "
-           "classifier two-sample AUC with its bootstrap interval (0.5: indistinguishable) and "
-           "the physics closure; the MC events each model is worth (n<sub>equiv</sub>, &ge;: a "
-           "lower bound) and its amplification G of the training sample.</caption>",
-           "<tr>" + "".join(f'<th style="border:1px solid #999;padding:4px 8px">{h}</th>'
-                            for h in headers) + "</tr>"]
+    out = [
+        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
+        '<caption style="text-align:left;padding:4px">The models of the grid: cells (feature '
+        "&times; slice) outside the MC-vs-MC null band (expected by chance in brackets), the "
+        "classifier two-sample AUC with its bootstrap interval (0.5: indistinguishable) and "
+        "the physics closure; the MC events each model is worth (n<sub>equiv</sub>, &ge;: a "
+        "lower bound) and its amplification G of the training sample.</caption>",
+        "<tr>"
+        + "".join(f'<th style="border:1px solid #999;padding:4px 8px">{h}</th>' for h in headers)
+        + "</tr>",
+    ]
     for r in rows:
         counted = [f"{r[c]} ({r[c + ' expected']:.1f})" if r[c] else "" for c in COUNTED.values()]
-        closure = ("" if math.isnan(r["sig/bkg AUC gen - MC"]) else
-                   f"{r['sig/bkg AUC gen - MC']:+.4f} &plusmn; {r['closure error']:.4f}")
-        cells = [esc(r["model"]), esc(r["description"]),
-                 f"{r['epochs']} ({_cell(r['best epoch'])})", _cell(r["best val NLL"]),
-                 *counted, f"{_cell(r['classifier AUC'])} {r['AUC interval']}",
-                 _cell(r["MC-vs-MC AUC"]), closure,
-                 *(esc(r.get(c, "")).replace("≥", "&ge;") for c in AMPLIFICATION_COLUMNS)]
+        closure = (
+            ""
+            if math.isnan(r["sig/bkg AUC gen - MC"])
+            else f"{r['sig/bkg AUC gen - MC']:+.4f} &plusmn; {r['closure error']:.4f}"
+        )
+        cells = [
+            esc(r["model"]),
+            esc(r["description"]),
+            f"{r['epochs']} ({_cell(r['best epoch'])})",
+            _cell(r["best val NLL"]),
+            *counted,
+            f"{_cell(r['classifier AUC'])} {r['AUC interval']}",
+            _cell(r["MC-vs-MC AUC"]),
+            closure,
+            *(esc(r.get(c, "")).replace("≥", "&ge;") for c in AMPLIFICATION_COLUMNS),
+        ]
         colour = nl.STATUS_COLOURS.get(r["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
-        out.append("<tr>" + "".join(f"{td}{c}</td>" for c in cells)
-                   + f'<td style="border:1px solid #999;padding:4px 8px;background:{colour};'
-                   f'font-weight:bold">{esc(r["status"])}</td></tr>')
+        out.append(
+            "<tr>"
+            + "".join(f"{td}{c}</td>" for c in cells)
+            + f'<td style="border:1px solid #999;padding:4px 8px;background:{colour};'
+            f'font-weight:bold">{esc(r["status"])}</td></tr>'
+        )
     out.append("</table>")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model comparison"
-            "</title></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Model comparison'
+        "</title></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
+    )
 
 
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> None:

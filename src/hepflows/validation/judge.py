@@ -49,7 +49,6 @@ MIN_BINS = 5
 Z95 = float(stats.norm.ppf(0.95))
 
 
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -64,13 +63,13 @@ def pair_metrics(a: Sample, b: Sample, slices: Sequence[str], seed: int) -> dict
     Returns ``{metric: {slice: value}}`` with arrays (d,) for the feature metrics, floats for
     the joint ones, plus ``"chi2"``/``"ndf"`` (d,) and ``"corr"`` (d, d) per slice.
     """
-    out: dict[str, dict] = {k: {} for k in (*FEATURE_METRICS, *JOINT_METRICS, "chi2", "ndf",
-                                            "corr", "kpd_error")}
+    out: dict[str, dict] = {
+        k: {} for k in (*FEATURE_METRICS, *JOINT_METRICS, "chi2", "ndf", "corr", "kpd_error")
+    }
     for s in slices:
         sa, sb = a.slice(s), b.slice(s)
         bins = bins_for(len(sa))
-        out["ks"][s], out["wasserstein"][s] = m.ks_wasserstein_columns(sa.x, sb.x, wa=sa.w,
-                                                                       wb=sb.w)
+        out["ks"][s], out["wasserstein"][s] = m.ks_wasserstein_columns(sa.x, sb.x, wa=sa.w, wb=sb.w)
         chi2, ndf = m.chi2_columns(sa.x, sb.x, bins=bins, wa=sa.w, wb=sb.w)
         with np.errstate(divide="ignore", invalid="ignore"):
             out["chi2_ndf"][s] = np.where(ndf >= 1, chi2 / ndf, np.nan)
@@ -81,8 +80,13 @@ def pair_metrics(a: Sample, b: Sample, slices: Sequence[str], seed: int) -> dict
         )
         out["fpd"][s] = m.frechet_distance(sa.x, sb.x, wx=sa.w, wy=sb.w, normalise=True)
         out["kpd"][s], out["kpd_error"][s] = m.kernel_distance(
-            sa.x, sb.x, wx=sa.w, wy=sb.w, num_batches=KPD_NUM_BATCHES,
-            batch_size=min(KPD_BATCH_SIZE, len(sa), len(sb)), seed=seed,
+            sa.x,
+            sb.x,
+            wx=sa.w,
+            wy=sb.w,
+            num_batches=KPD_NUM_BATCHES,
+            batch_size=min(KPD_BATCH_SIZE, len(sa), len(sb)),
+            seed=seed,
         )
         diff = m.correlation_difference(sa.x, sb.x, wx=sa.w, wy=sb.w)
         out["corr"][s] = diff
@@ -95,8 +99,9 @@ def pair_metrics(a: Sample, b: Sample, slices: Sequence[str], seed: int) -> dict
 # ----------------------------------------------------------------------------------------------
 
 
-def cells(metric: str, result: dict, slices: Sequence[str], features: Sequence[str]
-           ) -> tuple[list[tuple[str, str]], NDArray[np.float64]]:
+def cells(
+    metric: str, result: dict, slices: Sequence[str], features: Sequence[str]
+) -> tuple[list[tuple[str, str]], NDArray[np.float64]]:
     """Flatten one metric of a pair result into (feature, slice) cells and their values."""
     if metric in FEATURE_METRICS:
         keys = [(f, s) for s in slices for f in features]
@@ -118,8 +123,9 @@ def count_status(n_outside: int, edge: float) -> str:
     return nl.RED
 
 
-def judge_metric(metric: str, keys: list[tuple[str, str]], value: NDArray, null: NDArray
-                  ) -> tuple[list[dict], dict]:
+def judge_metric(
+    metric: str, keys: list[tuple[str, str]], value: NDArray, null: NDArray
+) -> tuple[list[dict], dict]:
     """Rows (one per cell) and the verdict row of one metric from its value and null (k, cells).
 
     The verdict colour is the worse of two checks against the null, both built by judging
@@ -137,12 +143,19 @@ def judge_metric(metric: str, keys: list[tuple[str, str]], value: NDArray, null:
     rows = []
     for i, (feature, slc) in enumerate(keys):
         ok = np.isfinite(value[i]) and np.isfinite(edge[i])
-        rows.append({
-            "feature": feature, "slice": slc, "metric": metric,
-            "value": value[i], "null_mean": null_mean[i], "null_p95": edge[i],
-            "ratio": ratios[i] if ok else np.nan, "pvalue": pvals[i] if ok else np.nan,
-            "status": nl.status(ratios[i]) if ok else nl.UNKNOWN,
-        })
+        rows.append(
+            {
+                "feature": feature,
+                "slice": slc,
+                "metric": metric,
+                "value": value[i],
+                "null_mean": null_mean[i],
+                "null_p95": edge[i],
+                "ratio": ratios[i] if ok else np.nan,
+                "pvalue": pvals[i] if ok else np.nan,
+                "status": nl.status(ratios[i]) if ok else nl.UNKNOWN,
+            }
+        )
     tested = np.array([r["status"] != nl.UNKNOWN for r in rows])
     outside = tested & (value > edge)
     count_null, max_null = nl.leave_one_out(null[:, tested])
@@ -150,10 +163,12 @@ def judge_metric(metric: str, keys: list[tuple[str, str]], value: NDArray, null:
     max_edge = float(nl.band_edge(max_null)) if tested.any() else np.nan
     worst = int(np.nanargmax(np.where(tested, ratios, np.nan))) if tested.any() else None
     worst_ratio = float(ratios[worst]) if worst is not None else np.nan
-    status = nl.worst_status([
-        count_status(int(outside.sum()), count_edge),
-        nl.status(float(nl.ratio(worst_ratio, max_edge))) if worst is not None else nl.UNKNOWN,
-    ])
+    status = nl.worst_status(
+        [
+            count_status(int(outside.sum()), count_edge),
+            nl.status(float(nl.ratio(worst_ratio, max_edge))) if worst is not None else nl.UNKNOWN,
+        ]
+    )
     verdict = {
         "metric": metric,
         "n_tested": int(tested.sum()),
@@ -169,8 +184,9 @@ def judge_metric(metric: str, keys: list[tuple[str, str]], value: NDArray, null:
     return rows, verdict
 
 
-def classifier_block(a: Sample, g: Sample, null_pairs: Sequence[tuple[Sample, Sample]],
-                      seed: int) -> tuple[dict, dict, dict]:
+def classifier_block(
+    a: Sample, g: Sample, null_pairs: Sequence[tuple[Sample, Sample]], seed: int
+) -> tuple[dict, dict, dict]:
     """Classifier test on all features plus the label: result, its row and its verdict row."""
 
     def design(s: Sample) -> NDArray:
@@ -179,23 +195,35 @@ def classifier_block(a: Sample, g: Sample, null_pairs: Sequence[tuple[Sample, Sa
 
     res = classifier_two_sample(design(a), design(g), seed=seed, w_ref=a.w, w_test=g.w)
     null_res = [
-        classifier_two_sample(design(p), design(q), seed=seed + 1 + k, n_bootstrap=0,
-                              w_ref=p.w, w_test=q.w)
+        classifier_two_sample(
+            design(p), design(q), seed=seed + 1 + k, n_bootstrap=0, w_ref=p.w, w_test=q.w
+        )
         for k, (p, q) in enumerate(null_pairs)
     ]
     null_aucs = np.array([r["auc"] for r in null_res])
     edge = 0.5 + Z95 * res["sigma_null"]
     r = float(nl.ratio(res["auc"], edge, baseline=0.5))
     row = {
-        "feature": JOINT, "slice": "all", "metric": CLASSIFIER_METRIC, "value": res["auc"],
-        "null_mean": float(null_aucs.mean()) if len(null_aucs) else 0.5, "null_p95": edge,
-        "ratio": r, "pvalue": auc_null_pvalue(res["auc"], res["sigma_null"]),
+        "feature": JOINT,
+        "slice": "all",
+        "metric": CLASSIFIER_METRIC,
+        "value": res["auc"],
+        "null_mean": float(null_aucs.mean()) if len(null_aucs) else 0.5,
+        "null_p95": edge,
+        "ratio": r,
+        "pvalue": auc_null_pvalue(res["auc"], res["sigma_null"]),
         "status": nl.status(r),
     }
     verdict = {
-        "metric": CLASSIFIER_METRIC, "n_tested": 1, "n_outside": int(res["auc"] > edge),
-        "n_expected": 0.05, "n_outside_null_p95": 0.0, "worst_feature": JOINT,
-        "worst_slice": "all", "worst_ratio": r, "worst_ratio_null_p95": 1.0,
+        "metric": CLASSIFIER_METRIC,
+        "n_tested": 1,
+        "n_outside": int(res["auc"] > edge),
+        "n_expected": 0.05,
+        "n_outside_null_p95": 0.0,
+        "worst_feature": JOINT,
+        "worst_slice": "all",
+        "worst_ratio": r,
+        "worst_ratio_null_p95": 1.0,
         "status": nl.status(r),
     }
     result = dict(res)
@@ -205,9 +233,11 @@ def classifier_block(a: Sample, g: Sample, null_pairs: Sequence[tuple[Sample, Sa
         "empirical_auc": null_aucs.tolist(),
         "empirical_mean": float(null_aucs.mean()) if len(null_aucs) else None,
         # a large |z| would mean the analytic band does not describe MC vs MC here
-        "empirical_mean_z": (float((null_aucs.mean() - 0.5) / (res["sigma_null"]
-                                                                / math.sqrt(len(null_aucs))))
-                             if len(null_aucs) else None),
+        "empirical_mean_z": (
+            float((null_aucs.mean() - 0.5) / (res["sigma_null"] / math.sqrt(len(null_aucs))))
+            if len(null_aucs)
+            else None
+        ),
         "roc": [{"fpr": q["fpr"], "tpr": q["tpr"]} for q in null_res],
     }
     return result, row, verdict
@@ -219,6 +249,7 @@ def label_fraction(ref: Sample, gen: Sample) -> dict:
     Uses Kish effective sizes when weighted.  The metrics themselves compare equal class sizes,
     so this is where a wrong signal fraction shows.
     """
+
     def frac(s: Sample) -> tuple[float, float]:
         w = np.ones(len(s)) if s.w is None else s.w
         return float(w[s.label == 1].sum() / w.sum()), m.effective_size(s.w, len(s))
@@ -231,27 +262,28 @@ def label_fraction(ref: Sample, gen: Sample) -> dict:
     return {"reference": fr, "generated": fg, "pvalue": p}
 
 
-
-
-def analytic_pvalues(a: Sample, g: Sample, value: Mapping, features: Sequence[str],
-                     slices: Sequence[str]) -> dict[str, dict]:
+def analytic_pvalues(
+    a: Sample, g: Sample, value: Mapping, features: Sequence[str], slices: Sequence[str]
+) -> dict[str, dict]:
     """Analytic p-values of the value pair (scipy's KS and chi2), beside the empirical ones."""
     analytic: dict[str, dict] = {"ks_pvalue": {}, "chi2": {}}
     for j, f in enumerate(features):
         analytic["ks_pvalue"][f], analytic["chi2"][f] = {}, {}
         for s in slices:
             sa, sg = a.slice(s), g.slice(s)
-            analytic["ks_pvalue"][f][s] = m.ks_test(
-                sa.x[:, j], sg.x[:, j], wa=sa.w, wb=sg.w)[1]
+            analytic["ks_pvalue"][f][s] = m.ks_test(sa.x[:, j], sg.x[:, j], wa=sa.w, wb=sg.w)[1]
             c2, ndf = float(value["chi2"][s][j]), float(value["ndf"][s][j])
-            analytic["chi2"][f][s] = {"chi2": c2, "ndf": ndf,
-                                      "pvalue": float(stats.chi2.sf(c2, ndf)) if ndf >= 1
-                                      else None}
+            analytic["chi2"][f][s] = {
+                "chi2": c2,
+                "ndf": ndf,
+                "pvalue": float(stats.chi2.sf(c2, ndf)) if ndf >= 1 else None,
+            }
     return analytic
 
 
-def jetnet_distances(a: Sample, g: Sample, value: Mapping, slices: Sequence[str], seed: int
-                     ) -> dict[str, dict]:
+def jetnet_distances(
+    a: Sample, g: Sample, value: Mapping, slices: Sequence[str], seed: int
+) -> dict[str, dict]:
     """JetNet's own FPD (extrapolated to infinite size) and the KPD error, per slice.
 
     For comparison with numbers quoted elsewhere; the verdict uses the same-size values.
@@ -261,22 +293,34 @@ def jetnet_distances(a: Sample, g: Sample, value: Mapping, slices: Sequence[str]
         sa, sg = a.slice(s), g.slice(s)
         size = min(len(sa), len(sg))
         with threadpool_limits(limits=1, user_api="blas"):
-            fpd_value, fpd_error = m.fpd(sa.x, sg.x, wx=sa.w, wy=sg.w, min_samples=size // 2,
-                                         max_samples=size, num_batches=10, num_points=5,
-                                         seed=seed)
-        jetnet[s] = {"fpd": fpd_value, "fpd_error": fpd_error, "kpd": value["kpd"][s],
-                     "kpd_error": value["kpd_error"][s]}
+            fpd_value, fpd_error = m.fpd(
+                sa.x,
+                sg.x,
+                wx=sa.w,
+                wy=sg.w,
+                min_samples=size // 2,
+                max_samples=size,
+                num_batches=10,
+                num_points=5,
+                seed=seed,
+            )
+        jetnet[s] = {
+            "fpd": fpd_value,
+            "fpd_error": fpd_error,
+            "kpd": value["kpd"][s],
+            "kpd_error": value["kpd_error"][s],
+        }
     return jetnet
 
 
-def correlation_check(value: Mapping, nulls: Sequence[Mapping], slices: Sequence[str]
-                      ) -> dict[str, dict]:
+def correlation_check(
+    value: Mapping, nulls: Sequence[Mapping], slices: Sequence[str]
+) -> dict[str, dict]:
     """Per slice: the correlation-matrix difference, its null band and the cells outside it."""
     correlation = {}
     for s in slices:
         null_abs = np.abs(np.stack([res["corr"][s] for res in nulls]))
         edge = nl.band_edge(null_abs)
         diff = value["corr"][s]
-        correlation[s] = {"difference": diff, "null_p95_abs": edge,
-                          "outside": np.abs(diff) > edge}
+        correlation[s] = {"difference": diff, "null_p95_abs": edge, "outside": np.abs(diff) > edge}
     return correlation

@@ -158,8 +158,10 @@ def _binned(
         if edges.ndim == 1:
             edges = np.repeat(edges[:, None], d, axis=1)
         if edges.ndim != 2 or edges.shape[1] != d or len(edges) < 3:
-            raise ValueError(f"bin edges must have shape (n_bins + 1,) or (n_bins + 1, {d}) "
-                             f"with n_bins >= 2, got {np.shape(bins)}")
+            raise ValueError(
+                f"bin edges must have shape (n_bins + 1,) or (n_bins + 1, {d}) "
+                f"with n_bins >= 2, got {np.shape(bins)}"
+            )
         if np.any(np.diff(edges, axis=0) <= 0):
             raise ValueError("bin edges must be strictly increasing")
         n_bins = len(edges) - 1

@@ -45,8 +45,12 @@ def _atlas_style() -> Iterator[None]:
         yield
 
 
-def _label(fig: plt.Figure, rect: tuple[float, float, float, float], loc: int | None = None,
-           rlabel: str = "") -> None:
+def _label(
+    fig: plt.Figure,
+    rect: tuple[float, float, float, float],
+    loc: int | None = None,
+    rlabel: str = "",
+) -> None:
     """'hepflows Simulation' at the top left of the axes area ``rect`` (figure fraction).
 
     ``data=False`` makes mplhep add "Simulation"; ``loc=0`` puts the label above the axes.
@@ -60,8 +64,9 @@ def _label(fig: plt.Figure, rect: tuple[float, float, float, float], loc: int | 
     overlay.set_zorder(10)  # drawn over the real axes, whose background would hide the text
     kwargs = {} if loc is None else {"loc": loc}
     # ATLAS style, but the label names this project: the events are not an experiment's.
-    mplhep.label.exp_label(exp="hepflows", ax=overlay, data=False, text=EXPERIMENT_TEXT,
-                           rlabel=rlabel, **kwargs)
+    mplhep.label.exp_label(
+        exp="hepflows", ax=overlay, data=False, text=EXPERIMENT_TEXT, rlabel=rlabel, **kwargs
+    )
 
 
 def save_figure(fig: plt.Figure, out_base: Path) -> tuple[Path, Path]:
@@ -109,8 +114,11 @@ def _nice_width(width: float, up: bool = False) -> float:
     scale = 10.0 ** np.floor(np.log10(width))
     steps = (1.0, 2.0, 2.5, 5.0, 10.0)
     m = width / scale
-    pick = min((s for s in steps if s >= m - 1e-9), default=10.0) if up else \
-        max((s for s in steps if s <= m + 1e-9), default=1.0)
+    pick = (
+        min((s for s in steps if s >= m - 1e-9), default=10.0)
+        if up
+        else max((s for s in steps if s <= m + 1e-9), default=1.0)
+    )
     return float(pick * scale)
 
 
@@ -139,8 +147,11 @@ def feature_binning(x: ArrayLike, labels: ArrayLike | None = None) -> hist.axis.
         lo, hi = float(np.min(x)) - 0.5, float(np.max(x)) + 0.5
     labels = np.zeros(len(x), np.int8) if labels is None else np.asarray(labels)
     inside = (x >= lo) & (x <= hi)
-    widths = [_shortest_interval(x[inside & (labels == c)], CORE_FRACTION)
-              for c in np.unique(labels) if np.count_nonzero(inside & (labels == c)) >= 50]
+    widths = [
+        _shortest_interval(x[inside & (labels == c)], CORE_FRACTION)
+        for c in np.unique(labels)
+        if np.count_nonzero(inside & (labels == c)) >= 50
+    ]
     widths = [w for w in widths if w > 0]
     max_bins = int(np.clip(len(x) // EVENTS_PER_BIN, MIN_BINS, MAX_BINS))
     width = _nice_width(BIN_FRACTION * min(widths)) if widths else (hi - lo) / max_bins
@@ -150,8 +161,9 @@ def feature_binning(x: ArrayLike, labels: ArrayLike | None = None) -> hist.axis.
         width = _nice_width((hi - lo) / MIN_BINS)
     start = np.floor(lo / width) * width
     n = max(1, int(np.ceil((hi - start) / width - 1e-9)))
-    return hist.axis.Regular(n, float(start), float(start + n * width), underflow=True,
-                             overflow=True)
+    return hist.axis.Regular(
+        n, float(start), float(start + n * width), underflow=True, overflow=True
+    )
 
 
 def _plot_range(x: NDArray, log_tail: bool = True) -> tuple[float, float]:
@@ -179,7 +191,9 @@ def _normalised_hist(
 
 
 def null_ratio_band(
-    null_pairs: Sequence[tuple[tuple, tuple]], axis: hist.axis.Regular, cls: int,
+    null_pairs: Sequence[tuple[tuple, tuple]],
+    axis: hist.axis.Regular,
+    cls: int,
     scale: float = 1.0,
 ) -> NDArray | None:
     """Half-width per bin of the MC-vs-MC band of the ratio of one class, or None.
@@ -198,10 +212,12 @@ def null_ratio_band(
         mp, mq = np.asarray(p[1]) == cls, np.asarray(q[1]) == cls
         if not (mp.any() and mq.any()):
             continue
-        hp, _ = _normalised_hist(np.asarray(p[0])[mp], None if p[2] is None else
-                                 np.asarray(p[2])[mp], axis, 1.0)
-        hq, _ = _normalised_hist(np.asarray(q[0])[mq], None if q[2] is None else
-                                 np.asarray(q[2])[mq], axis, 1.0)
+        hp, _ = _normalised_hist(
+            np.asarray(p[0])[mp], None if p[2] is None else np.asarray(p[2])[mp], axis, 1.0
+        )
+        hq, _ = _normalised_hist(
+            np.asarray(q[0])[mq], None if q[2] is None else np.asarray(q[2])[mq], axis, 1.0
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             devs.append(np.where(hp > 0, np.abs(hq * hp.sum() / (hp * hq.sum()) - 1), np.nan))
     if not devs:
@@ -270,8 +286,7 @@ def plot_feature(
     gw = None if generated[2] is None else np.asarray(generated[2])
     axis = feature_binning(rx, rl)
     if bins is not None:
-        axis = hist.axis.Regular(bins, axis.edges[0], axis.edges[-1], underflow=True,
-                                 overflow=True)
+        axis = hist.axis.Regular(bins, axis.edges[0], axis.edges[-1], underflow=True, overflow=True)
     edges = axis.edges
     lo, hi = float(edges[0]), float(edges[-1])
     width = float(edges[1] - edges[0])
@@ -284,10 +299,17 @@ def plot_feature(
 
     with _atlas_style():
         fig = plt.figure(figsize=(8, 6.2 + 1.5 * n_ratio))
-        grid = fig.add_gridspec(1 + n_ratio, 1, height_ratios=(3.4, *([1] * n_ratio)),
-                                hspace=0.07, left=0.15, right=0.96, top=0.95, bottom=0.09)
-        _label(fig, grid[0].get_position(fig).bounds, loc=0,
-               rlabel=f"\u221as = {SQRT_S}")
+        grid = fig.add_gridspec(
+            1 + n_ratio,
+            1,
+            height_ratios=(3.4, *([1] * n_ratio)),
+            hspace=0.07,
+            left=0.15,
+            right=0.96,
+            top=0.95,
+            bottom=0.09,
+        )
+        _label(fig, grid[0].get_position(fig).bounds, loc=0, rlabel=f"\u221as = {SQRT_S}")
         ax = fig.add_subplot(grid[0])
         raxes = [fig.add_subplot(grid[1 + i], sharex=ax) for i in range(n_ratio)]
         for a in (ax, *raxes[:-1]):
@@ -298,8 +320,9 @@ def plot_feature(
             rax = raxes[i]
             mr, mg = rl == cls, gl == cls
             mc, mc_err = _normalised_hist(rx[mr], None if rw is None else rw[mr], axis, total_r)
-            mplhep.histplot(mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8,
-                            label=f"MC {name}")
+            mplhep.histplot(
+                mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8, label=f"MC {name}"
+            )
             ymax = max(ymax, float(np.max(mc + mc_err)))
             if np.any(mc > 0):
                 ymin_pos = min(ymin_pos, float(np.min(mc[mc > 0])))
@@ -308,27 +331,57 @@ def plot_feature(
             # bins where the MC itself says little (>= 30 % error) show no ratio
             sparse = ~(band < MAX_RATIO_ERROR)
             band[sparse] = np.nan
-            rax.stairs(1 + band, edges, baseline=1 - band, fill=True, color="#c8c8c8",
-                       linewidth=0, label="MC stat.")
+            rax.stairs(
+                1 + band,
+                edges,
+                baseline=1 - band,
+                fill=True,
+                color="#c8c8c8",
+                linewidth=0,
+                label="MC stat.",
+            )
             if null_pairs:
                 scale = 1.0 if null_scale is None else float(null_scale.get(cls, 1.0))
                 nb = null_ratio_band(null_pairs, axis, cls, scale)
                 if nb is not None:
                     nb[sparse] = np.nan
-                    rax.stairs(1 + nb, edges, color="#444444", linestyle="--", linewidth=1,
-                               label="MC vs MC 95 %")
+                    rax.stairs(
+                        1 + nb,
+                        edges,
+                        color="#444444",
+                        linestyle="--",
+                        linewidth=1,
+                        label="MC vs MC 95 %",
+                    )
                     rax.stairs(1 - nb, edges, color="#444444", linestyle="--", linewidth=1)
             if mg.any():
-                gen, gen_err = _normalised_hist(gx[mg], None if gw is None else gw[mg], axis,
-                                                total_g)
-                mplhep.histplot(gen, edges, yerr=gen_err, ax=ax, histtype="errorbar",
-                                color=marker, marker="o", markersize=4,
-                                label=f"{model or 'Flow'} {name}")
+                gen, gen_err = _normalised_hist(
+                    gx[mg], None if gw is None else gw[mg], axis, total_g
+                )
+                mplhep.histplot(
+                    gen,
+                    edges,
+                    yerr=gen_err,
+                    ax=ax,
+                    histtype="errorbar",
+                    color=marker,
+                    marker="o",
+                    markersize=4,
+                    label=f"{model or 'Flow'} {name}",
+                )
                 with np.errstate(divide="ignore", invalid="ignore"):
                     r = np.where(sparse, np.nan, gen / mc)
                     r_err = np.where(sparse, np.nan, gen_err / mc)
-                mplhep.histplot(r, edges, yerr=r_err, ax=rax, histtype="errorbar",
-                                color=marker, marker="o", markersize=3)
+                mplhep.histplot(
+                    r,
+                    edges,
+                    yerr=r_err,
+                    ax=rax,
+                    histtype="errorbar",
+                    color=marker,
+                    marker="o",
+                    markersize=3,
+                )
                 ymax = max(ymax, float(np.max(gen + gen_err)))
             rax.axhline(1.0, color="black", linewidth=0.8)
             rax.set_ylim(0.5, 1.5)
@@ -336,10 +389,16 @@ def plot_feature(
             found = _stat_text(stats, name)
             if found is not None:
                 text, colour = found
-                rax.text(0.02, 0.9, text, transform=rax.transAxes, fontsize="x-small",
-                         va="top", ha="left",
-                         bbox={"boxstyle": "round,pad=0.25", "facecolor": colour,
-                               "edgecolor": "none"})
+                rax.text(
+                    0.02,
+                    0.9,
+                    text,
+                    transform=rax.transAxes,
+                    fontsize="x-small",
+                    va="top",
+                    ha="left",
+                    bbox={"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none"},
+                )
             if i == 0:
                 rax.legend(loc="lower right", fontsize="xx-small", ncol=2, frameon=False)
 
@@ -359,14 +418,28 @@ def plot_feature(
         # the folded flow bins, marked where they hold events
         under = float(np.mean(rx < lo)) + float(np.mean(gx < lo))
         over = float(np.mean(rx >= hi)) + float(np.mean(gx >= hi))
-        for flag, x_at, ha, txt in ((under, lo, "left", "$\\leftarrow$ + underflow"),
-                                    (over, hi, "right", "+ overflow $\\rightarrow$")):
+        for flag, x_at, ha, txt in (
+            (under, lo, "left", "$\\leftarrow$ + underflow"),
+            (over, hi, "right", "+ overflow $\\rightarrow$"),
+        ):
             if flag > 0:
-                ax.axvline(x_at + (width if ha == "left" else -width), color="grey",
-                           linestyle=":", linewidth=0.8)
-                ax.text(x_at + (0.2 * width if ha == "left" else -0.2 * width), 0.55,
-                        txt, transform=ax.get_xaxis_transform(), fontsize="xx-small",
-                        rotation=90, ha=ha, va="center", color="grey")
+                ax.axvline(
+                    x_at + (width if ha == "left" else -width),
+                    color="grey",
+                    linestyle=":",
+                    linewidth=0.8,
+                )
+                ax.text(
+                    x_at + (0.2 * width if ha == "left" else -0.2 * width),
+                    0.55,
+                    txt,
+                    transform=ax.get_xaxis_transform(),
+                    fontsize="xx-small",
+                    rotation=90,
+                    ha=ha,
+                    va="center",
+                    color="grey",
+                )
         raxes[-1].set_xlabel(axis_label(feature, units=units))
         return save_figure(fig, out_base)
 
@@ -378,8 +451,11 @@ def plot_feature(
 #: Colour of the "all" slice in the overview (the classes keep :data:`CLASS_STYLE`).
 ALL_STYLE = ("all", "#333333", "#000000")
 #: Feature pairs whose correlation matters for the analysis, compared in 2-D when configured.
-PAIRS_2D: tuple[tuple[str, str], ...] = (("m_bb", "m_wwbb"), ("m_jj", "m_jjj"),
-                                         ("lepton_pt", "met"))
+PAIRS_2D: tuple[tuple[str, str], ...] = (
+    ("m_bb", "m_wwbb"),
+    ("m_jj", "m_jjj"),
+    ("lepton_pt", "met"),
+)
 OVERVIEW_COLUMNS = 6
 OVERVIEW_MAX_BINS = 40
 
@@ -417,16 +493,22 @@ def plot_overview(
     width = left + ncol * panel_w + 0.1
     height = top + nrow * panel_h + 0.35 * len(shown)
     fig = plt.figure(figsize=(width, height))
-    fig.text(left / width, 1 - 0.2 / height, "hepflows", fontweight="bold", fontsize=13,
-             va="top")
-    fig.text((left + 1.05) / width, 1 - 0.2 / height,
-             f"Simulation   \u221as = {SQRT_S}   MC (lines) vs {model or 'Flow'} (markers): "
-             f"{_fmt_n(len(rx))} vs {_fmt_n(len(gx))} events   corner: verdict per feature "
-             "and slice", fontsize=10, fontstyle="italic", va="top")
+    fig.text(left / width, 1 - 0.2 / height, "hepflows", fontweight="bold", fontsize=13, va="top")
+    fig.text(
+        (left + 1.05) / width,
+        1 - 0.2 / height,
+        f"Simulation   \u221as = {SQRT_S}   MC (lines) vs {model or 'Flow'} (markers): "
+        f"{_fmt_n(len(rx))} vs {_fmt_n(len(gx))} events   corner: verdict per feature "
+        "and slice",
+        fontsize=10,
+        fontstyle="italic",
+        va="top",
+    )
     y_cursor = height - top
     for slc in shown:
-        fig.text(left / width, (y_cursor - 0.05) / height, slc, fontsize=11, fontweight="bold",
-                 va="top")
+        fig.text(
+            left / width, (y_cursor - 0.05) / height, slc, fontsize=11, fontweight="bold", va="top"
+        )
         y_cursor -= 0.35
         if slc == "all":
             mr, mg, style = np.ones(len(rl), bool), np.ones(len(gl), bool), ALL_STYLE
@@ -435,15 +517,19 @@ def plot_overview(
             mr, mg, style = rl == c, gl == c, CLASS_STYLE[c]
         for j, f in enumerate(features):
             r, col = divmod(j, ncol)
-            rect = ((left + col * panel_w + 0.12) / width,
-                    (y_cursor - (r + 1) * panel_h + 0.32) / height,
-                    (panel_w - 0.22) / width, (panel_h - 0.42) / height)
+            rect = (
+                (left + col * panel_w + 0.12) / width,
+                (y_cursor - (r + 1) * panel_h + 0.32) / height,
+                (panel_w - 0.22) / width,
+                (panel_h - 0.42) / height,
+            )
             ax = fig.add_axes(rect)
             x_r = rx[mr, j]
             axis = feature_binning(x_r)
             if axis.size > OVERVIEW_MAX_BINS:
-                axis = hist.axis.Regular(OVERVIEW_MAX_BINS, axis.edges[0], axis.edges[-1],
-                                         underflow=True, overflow=True)
+                axis = hist.axis.Regular(
+                    OVERVIEW_MAX_BINS, axis.edges[0], axis.edges[-1], underflow=True, overflow=True
+                )
             edges = axis.edges
             wr = None if rw is None else rw[mr]
             mc, _ = _normalised_hist(x_r, wr, axis, float(len(x_r) if wr is None else wr.sum()))
@@ -451,11 +537,19 @@ def plot_overview(
             if mg.any():
                 x_g = gx[mg, j]
                 wg = None if gw is None else gw[mg]
-                gen, gen_err = _normalised_hist(x_g, wg, axis,
-                                                float(len(x_g) if wg is None else wg.sum()))
+                gen, gen_err = _normalised_hist(
+                    x_g, wg, axis, float(len(x_g) if wg is None else wg.sum())
+                )
                 centres = 0.5 * (edges[1:] + edges[:-1])
-                ax.errorbar(centres, gen, yerr=gen_err, fmt="o", markersize=1.8,
-                            color=style[2], elinewidth=0.6)
+                ax.errorbar(
+                    centres,
+                    gen,
+                    yerr=gen_err,
+                    fmt="o",
+                    markersize=1.8,
+                    color=style[2],
+                    elinewidth=0.6,
+                )
             if unit(f) == "GeV" and not is_peaked(f) and np.any(mc > 0):
                 ax.set_yscale("log")
                 ax.set_ylim(float(np.min(mc[mc > 0])) * 0.3, float(np.max(mc)) * 3)
@@ -467,9 +561,18 @@ def plot_overview(
             ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
             ax.set_xlabel(axis_label(f, units="none"), fontsize=7, labelpad=1)
             status = (statuses or {}).get((f, slc), nl.UNKNOWN)
-            ax.add_patch(plt.Rectangle((0.84, 0.78), 0.16, 0.22, transform=ax.transAxes,
-                                       facecolor=nl.STATUS_COLOURS.get(status, "#dddddd"),
-                                       edgecolor="black", linewidth=0.4, clip_on=False))
+            ax.add_patch(
+                plt.Rectangle(
+                    (0.84, 0.78),
+                    0.16,
+                    0.22,
+                    transform=ax.transAxes,
+                    facecolor=nl.STATUS_COLOURS.get(status, "#dddddd"),
+                    edgecolor="black",
+                    linewidth=0.4,
+                    clip_on=False,
+                )
+            )
         y_cursor -= nrow_slice * panel_h
     return save_figure(fig, out_base)
 
@@ -502,8 +605,9 @@ def plot_2d_comparison(
         clipped = np.column_stack([np.clip(xy[:, k], ex[k][0], ex[k][-1]) for k in range(2)])
         total = float(len(xy) if w is None else w.sum())
         h, _, _ = np.histogram2d(clipped[:, 0], clipped[:, 1], bins=ex, weights=w)
-        v, _, _ = np.histogram2d(clipped[:, 0], clipped[:, 1], bins=ex,
-                                 weights=None if w is None else w * w)
+        v, _, _ = np.histogram2d(
+            clipped[:, 0], clipped[:, 1], bins=ex, weights=None if w is None else w * w
+        )
         return h / total, np.sqrt(v) / total
 
     mc, mc_err = h2(rxy, rw)
@@ -511,8 +615,9 @@ def plot_2d_comparison(
     with np.errstate(divide="ignore", invalid="ignore"):
         pull = np.where((mc > 0) | (gen > 0), (gen - mc) / np.hypot(mc_err, gen_err), np.nan)
     positive = np.concatenate([mc[mc > 0], gen[gen > 0]])
-    norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max())) if len(positive) \
-        else None
+    norm = (
+        LogNorm(vmin=float(positive.min()), vmax=float(positive.max())) if len(positive) else None
+    )
     with _atlas_style():
         fig = plt.figure(figsize=(16, 5.4))
         rects = [(0.06 + 0.325 * i, 0.14, 0.24, 0.74) for i in range(3)]
@@ -524,8 +629,9 @@ def plot_2d_comparison(
             if data is pull:
                 im = ax.pcolormesh(ex[0], ex[1], data.T, cmap="RdBu_r", vmin=-4, vmax=4)
             else:
-                im = ax.pcolormesh(ex[0], ex[1], np.where(data > 0, data, np.nan).T,
-                                   cmap="viridis", norm=norm)
+                im = ax.pcolormesh(
+                    ex[0], ex[1], np.where(data > 0, data, np.nan).T, cmap="viridis", norm=norm
+                )
             images.append(im)
             ax.set_title(title, fontsize="small", loc="right")
             ax.set_xlabel(axis_label(features[0], units=units), fontsize="small")
@@ -539,8 +645,13 @@ def plot_2d_comparison(
         for ax in axes:
             ax.set_xlim(ex[0][0], ex[0][-1])
             ax.set_ylim(ex[1][0], ex[1][-1])
-        fig.text(0.06 + 0.325, 0.95, f"\u221as = {SQRT_S}   MC: {_fmt_n(len(rxy))}, "
-                 f"{model or 'Flow'}: {_fmt_n(len(gxy))} events", fontsize="small")
+        fig.text(
+            0.06 + 0.325,
+            0.95,
+            f"\u221as = {SQRT_S}   MC: {_fmt_n(len(rxy))}, "
+            f"{model or 'Flow'}: {_fmt_n(len(gxy))} events",
+            fontsize="small",
+        )
         return save_figure(fig, out_base)
 
 
@@ -569,19 +680,23 @@ def plot_correlation_difference(
     # for the rotated feature names left and below, a colour bar on the right
     side, margin, gap, bar = max(4.8, 0.3 * d + 1.0), 1.3, 1.4, 1.4
     width, height = margin + k * side + (k - 1) * gap + bar, side + margin + 0.6
-    rects = [((margin + i * (side + gap)) / width, margin / height, side / width, side / height)
-             for i in range(k)]
+    rects = [
+        ((margin + i * (side + gap)) / width, margin / height, side / width, side / height)
+        for i in range(k)
+    ]
     with _atlas_style():
         fig = plt.figure(figsize=(width, height))
         _label(fig, rects[0], loc=0)
         axes = [fig.add_axes(rect) for rect in rects]
-        cax = fig.add_axes(((width - bar + 0.3) / width, margin / height, 0.2 / width,
-                            side / height))
+        cax = fig.add_axes(
+            ((width - bar + 0.3) / width, margin / height, 0.2 / width, side / height)
+        )
         image = None
         for ax, name in zip(axes, slices, strict=True):
             diff = np.asarray(differences[name], dtype=np.float64)
-            image = ax.imshow(diff, cmap="RdBu_r", vmin=-scale, vmax=scale, origin="upper",
-                              aspect="auto")
+            image = ax.imshow(
+                diff, cmap="RdBu_r", vmin=-scale, vmax=scale, origin="upper", aspect="auto"
+            )
             if outside is not None and name in outside:
                 rows, cols = np.nonzero(np.asarray(outside[name]))
                 ax.scatter(cols, rows, s=12, color="black", marker="o")
@@ -595,8 +710,12 @@ def plot_correlation_difference(
         assert image is not None
         bar_axis = fig.colorbar(image, cax=cax, format="%.2f")
         bar_axis.set_label(r"$\Delta$ correlation", fontsize="small")
-        fig.text(margin / width, 0.02, "Dots: entries outside their MC-vs-MC 95 % band",
-                 fontsize="x-small")
+        fig.text(
+            margin / width,
+            0.02,
+            "Dots: entries outside their MC-vs-MC 95 % band",
+            fontsize="x-small",
+        )
         return save_figure(fig, out_base)
 
 
@@ -622,15 +741,27 @@ def plot_roc(
         _label(fig, rect)
         ax = fig.add_axes(rect)
         for i, res in enumerate(null_results):
-            ax.plot(res["fpr"], res["tpr"], color="grey", linewidth=0.8, alpha=0.7,
-                    label="MC vs MC" if i == 0 else None)
+            ax.plot(
+                res["fpr"],
+                res["tpr"],
+                color="grey",
+                linewidth=0.8,
+                alpha=0.7,
+                label="MC vs MC" if i == 0 else None,
+            )
         ax.plot(
-            result["fpr"], result["tpr"], color=CLASS_STYLE[1][2], linewidth=2,
-            label=(f"Flow vs MC: AUC = {result['auc']:.3f}"
-                   f" [{result['auc_lo']:.3f}, {result['auc_hi']:.3f}]"),
+            result["fpr"],
+            result["tpr"],
+            color=CLASS_STYLE[1][2],
+            linewidth=2,
+            label=(
+                f"Flow vs MC: AUC = {result['auc']:.3f}"
+                f" [{result['auc_lo']:.3f}, {result['auc_hi']:.3f}]"
+            ),
         )
-        ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8,
-                label="indistinguishable")
+        ax.plot(
+            [0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8, label="indistinguishable"
+        )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.25)
         ax.set_xlabel("False positive rate (MC called generated)")
@@ -692,20 +823,30 @@ def plot_training_curve(log_csv: Path, out_base: Path) -> tuple[Path, Path]:
         ax.plot(epoch, log["train_nll"], marker="o", markersize=3, label="training")
         ax.plot(epoch, log["val_nll"], marker="s", markersize=3, label="validation")
         if best is not None:
-            ax.axvline(epoch[best], color="grey", linestyle=":", linewidth=1,
-                       label=f"best: epoch {epoch[best]:g}")
+            ax.axvline(
+                epoch[best],
+                color="grey",
+                linestyle=":",
+                linewidth=1,
+                label=f"best: epoch {epoch[best]:g}",
+            )
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Negative log-likelihood per event")
         if "lr" in log and np.all(log["lr"] > 0):
             lax = ax.twinx()
-            lax.plot(epoch, log["lr"], color="black", linewidth=0.8, linestyle="--",
-                     label="learning rate")
+            lax.plot(
+                epoch,
+                log["lr"],
+                color="black",
+                linewidth=0.8,
+                linestyle="--",
+                label="learning rate",
+            )
             lax.set_yscale("log")
             lax.set_ylabel("Learning rate")
             lines = ax.get_legend_handles_labels()
             extra = lax.get_legend_handles_labels()
-            ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper right",
-                      fontsize="small")
+            ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper right", fontsize="small")
         else:
             ax.legend(loc="upper right", fontsize="small")
         return save_figure(fig, out_base)

@@ -31,8 +31,14 @@ from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS
 from hepflows.validation.tables import verdict_html
 
-__all__ = ["config_hash", "read_benchmarks", "training_info", "verdict_sentence", "summary_html",
-           "write_summary"]
+__all__ = [
+    "config_hash",
+    "read_benchmarks",
+    "training_info",
+    "verdict_sentence",
+    "summary_html",
+    "write_summary",
+]
 
 #: The summary's own record is written after it; it is not one of the steps it reports.
 _OWN_STEP = "summary"
@@ -46,8 +52,13 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 def git_commit() -> str:
     """The commit of the checkout holding this package, or "unknown" outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -88,11 +99,19 @@ def training_info(model_dir: str | Path) -> dict[str, Any]:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise InputError(f"{path}: not found; run the model's train step first") from None
-    finite = [(float(r["val_nll"]), int(r["epoch"])) for r in rows
-              if r.get("val_nll") not in (None, "") and math.isfinite(float(r["val_nll"]))]
+    finite = [
+        (float(r["val_nll"]), int(r["epoch"]))
+        for r in rows
+        if r.get("val_nll") not in (None, "") and math.isfinite(float(r["val_nll"]))
+    ]
     best = min(finite) if finite else (math.nan, None)
-    info: dict[str, Any] = {"epochs": len(rows), "best_epoch": best[1], "best_val_nll": best[0],
-                            "device": "unknown", "parameters": None}
+    info: dict[str, Any] = {
+        "epochs": len(rows),
+        "best_epoch": best[1],
+        "best_val_nll": best[0],
+        "device": "unknown",
+        "parameters": None,
+    }
     train_log = model_dir / layout.log("train")
     text = train_log.read_text(errors="replace") if train_log.is_file() else ""
     if m := re.findall(r"hepflows: training on (\S+(?: \([^)]*\))?)", text):
@@ -120,8 +139,10 @@ def verdict_sentence(metrics: Mapping[str, Any]) -> str:
     expected = sum(float(v["n_expected"] or 0.0) for v in rows)
     status = metrics.get("overall_status", nl.UNKNOWN)
     word = "indistinguishable" if status == nl.GREEN else "distinguishable"
-    text = (f"Generated events are {word} from MC: {outside} of {tested} cells outside the "
-            f"MC-vs-MC band ({expected:.1f} expected by chance)")
+    text = (
+        f"Generated events are {word} from MC: {outside} of {tested} cells outside the "
+        f"MC-vs-MC band ({expected:.1f} expected by chance)"
+    )
     clf = metrics.get("classifier")
     if clf:
         text += f", classifier AUC {clf['auc']:.3f} (MC-vs-MC band edge {clf['null']['edge']:.3f})"
@@ -141,12 +162,19 @@ _CELL = 'style="border:1px solid #999;padding:4px 8px;text-align:left"'
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     head = "".join(f"<th {_CELL}>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td {_CELL}>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return (f'<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">'
-            f"<tr>{head}</tr>{body}</table>")
+    return (
+        f'<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">'
+        f"<tr>{head}</tr>{body}</table>"
+    )
 
 
-def summary_html(cfg: Mapping[str, Any], run_dir: str | Path,
-                 models: Sequence[tuple[str | Path, str | None]], *, commit: str | None = None) -> str:
+def summary_html(
+    cfg: Mapping[str, Any],
+    run_dir: str | Path,
+    models: Sequence[tuple[str | Path, str | None]],
+    *,
+    commit: str | None = None,
+) -> str:
     """The summary page of a finished run.
 
     ``models`` lists ``(folder, name)`` per model: the run's folder with name None for a single
@@ -158,9 +186,19 @@ def summary_html(cfg: Mapping[str, Any], run_dir: str | Path,
     events = cfg["data"]["events"]
     parts = [
         f'<h2 style="font-family:sans-serif">Run <code>{esc(str(cfg["run"]))}</code></h2>',
-        _table([[esc(str(cfg["run"])), f"<code>{config_hash(cfg)}</code>", f"<code>{esc(commit)}</code>",
-                 esc(str(cfg["data"]["source"])), f"{events['train']:,}", f"{cfg['sampling']['events']:,}"]],
-               ["Run", "Config hash", "Git commit", "Data", "Training events", "Generated events"]),
+        _table(
+            [
+                [
+                    esc(str(cfg["run"])),
+                    f"<code>{config_hash(cfg)}</code>",
+                    f"<code>{esc(commit)}</code>",
+                    esc(str(cfg["data"]["source"])),
+                    f"{events['train']:,}",
+                    f"{cfg['sampling']['events']:,}",
+                ]
+            ],
+            ["Run", "Config hash", "Git commit", "Data", "Training events", "Generated events"],
+        ),
     ]
     wall: dict[str, tuple[int, float]] = dict(read_benchmarks(run_dir))
     for folder, name in models:
@@ -176,10 +214,26 @@ def summary_html(cfg: Mapping[str, Any], run_dir: str | Path,
         colour = nl.STATUS_COLOURS.get(status, nl.STATUS_COLOURS[nl.UNKNOWN])
         parts += [
             f'<h3 style="font-family:sans-serif">{title}</h3>',
-            _table([[esc(model["coupling"]), str(model["blocks"]), params,
-                     f"{info['epochs']} / {best}", nll, esc(info["device"])]],
-                   ["Coupling", "Blocks", "Parameters", "Epochs (run / best)", "Best val NLL",
-                    "Device"]),
+            _table(
+                [
+                    [
+                        esc(model["coupling"]),
+                        str(model["blocks"]),
+                        params,
+                        f"{info['epochs']} / {best}",
+                        nll,
+                        esc(info["device"]),
+                    ]
+                ],
+                [
+                    "Coupling",
+                    "Blocks",
+                    "Parameters",
+                    "Epochs (run / best)",
+                    "Best val NLL",
+                    "Device",
+                ],
+            ),
             f'<p class="verdict" style="font-family:sans-serif;font-size:16px;padding:6px;'
             f'background:{colour}"><b>{esc(verdict_sentence(metrics))}</b></p>',
             verdict_html(metrics, full_document=False),
@@ -189,17 +243,30 @@ def summary_html(cfg: Mapping[str, Any], run_dir: str | Path,
                 wall[f"{step} ({name})"] = (jobs, s)
     if wall:
         rows = [[esc(step), str(jobs), _fmt_seconds(s)] for step, (jobs, s) in wall.items()]
-        rows.append(["<b>total</b>", str(sum(j for j, _ in wall.values())),
-                     f"<b>{_fmt_seconds(sum(s for _, s in wall.values()))}</b>"])
-        parts += ['<h3 style="font-family:sans-serif">Wall time per step</h3>',
-                  _table(rows, ["Step", "Jobs", "Wall time"])]
+        rows.append(
+            [
+                "<b>total</b>",
+                str(sum(j for j, _ in wall.values())),
+                f"<b>{_fmt_seconds(sum(s for _, s in wall.values()))}</b>",
+            ]
+        )
+        parts += [
+            '<h3 style="font-family:sans-serif">Wall time per step</h3>',
+            _table(rows, ["Step", "Jobs", "Wall time"]),
+        ]
     body = "\n".join(parts)
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Run summary</title>"
-            f"</head><body>\n{body}\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Run summary</title>'
+        f"</head><body>\n{body}\n</body></html>\n"
+    )
 
 
-def write_summary(cfg: Mapping[str, Any], run_dir: str | Path,
-                  models: Sequence[tuple[str | Path, str | None]], out: str | Path) -> Path:
+def write_summary(
+    cfg: Mapping[str, Any],
+    run_dir: str | Path,
+    models: Sequence[tuple[str | Path, str | None]],
+    out: str | Path,
+) -> Path:
     """:func:`summary_html` written atomically to ``out``."""
     atomic_write_text(out, summary_html(cfg, run_dir, models))
     return Path(out)

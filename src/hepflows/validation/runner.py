@@ -129,8 +129,7 @@ def validate_samples(
     # threads, and on a busy machine that makes the metrics several times slower.
     with threadpool_limits(limits=1, user_api="blas"):
         value = pair_metrics(a, g, slices, seed)
-        nulls = [pair_metrics(p, q, slices, seed + 1 + k)
-                 for k, (p, q) in enumerate(null_pairs)]
+        nulls = [pair_metrics(p, q, slices, seed + 1 + k) for k, (p, q) in enumerate(null_pairs)]
     t_metrics = time.perf_counter()
 
     rows: list[dict] = []
@@ -148,7 +147,8 @@ def validate_samples(
     classifier_result = None
     if classifier:
         classifier_result, row, clf_verdict = classifier_block(
-            a, g, null_pairs[: max(0, min(n_null_classifier, n_null))], seed)
+            a, g, null_pairs[: max(0, min(n_null_classifier, n_null))], seed
+        )
         rows.append(row)
         verdict.append(clf_verdict)
     t_classifier = time.perf_counter()
@@ -158,10 +158,12 @@ def validate_samples(
         "schema_version": 1,
         "features": list(features),
         "slices": slices,
-        "settings": _settings(n_null, n_null_classifier if classifier else 0, seed, units,
-                              separate, a, slices),
+        "settings": _settings(
+            n_null, n_null_classifier if classifier else 0, seed, units, separate, a, slices
+        ),
         "sizes": {
-            "reference": len(ref), "generated": len(gen),
+            "reference": len(ref),
+            "generated": len(gen),
             "null_reference": len(extra) if extra is not None else None,
             "compared_per_sample": {name: sizes.get(c, 0) for name, c in SLICE_CLASS.items()},
         },
@@ -179,43 +181,86 @@ def validate_samples(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
-        _write_plots(out_dir / layout.VALIDATION_FILES["plots"], ref, gen, features, units,
-                     correlation, classifier_result, training_log, null_pairs=null_pairs,
-                     sizes=sizes, rows=rows, slices=slices, model=model)
+        _write_plots(
+            out_dir / layout.VALIDATION_FILES["plots"],
+            ref,
+            gen,
+            features,
+            units,
+            correlation,
+            classifier_result,
+            training_log,
+            null_pairs=null_pairs,
+            sizes=sizes,
+            rows=rows,
+            slices=slices,
+            model=model,
+        )
     t_end = time.perf_counter()
-    result["runtime_s"] = {"metrics": t_metrics - t_start, "classifier": t_classifier - t_metrics,
-                           "plots": t_end - t_classifier, "total": t_end - t_start}
+    result["runtime_s"] = {
+        "metrics": t_metrics - t_start,
+        "classifier": t_classifier - t_metrics,
+        "plots": t_end - t_classifier,
+        "total": t_end - t_start,
+    }
     result = jsonable(result)
     write_tables(out_dir, result, rows, verdict)
     return result
 
 
-def _settings(n_null: int, n_null_classifier: int, seed: int, units: str, separate: bool,
-              a: Sample, slices: Sequence[str]) -> dict:
+def _settings(
+    n_null: int,
+    n_null_classifier: int,
+    seed: int,
+    units: str,
+    separate: bool,
+    a: Sample,
+    slices: Sequence[str],
+) -> dict:
     """The settings block of metrics.json: how the value and its null were computed."""
     return {
+        "n_null": n_null,
+        "n_null_classifier": min(n_null_classifier, n_null),
+        "seed": seed,
+        "units": units,
+        "null_method": (
+            "random disjoint splits of the reference + null_reference pool"
+            if separate
+            else "random disjoint splits of the reference MC; generated vs a random half"
+        ),
+        "band": {
+            "quantile": nl.BAND_QUANTILE,
+            "rank": nl.band_rank(n_null),
             "n_null": n_null,
-            "n_null_classifier": min(n_null_classifier, n_null),
-            "seed": seed,
-            "units": units,
-            "null_method": (
-                "random disjoint splits of the reference + null_reference pool" if separate
-                else "random disjoint splits of the reference MC; generated vs a random half"),
-            "band": {"quantile": nl.BAND_QUANTILE, "rank": nl.band_rank(n_null),
-                     "n_null": n_null, "chance_rate": nl.chance_rate(n_null),
-                     "amber_factor": nl.AMBER_FACTOR},
-            "chi2_bins": {s: bins_for(len(a.slice(s))) for s in slices},
-            "kpd": {"degree": 4, "num_batches": KPD_NUM_BATCHES,
-                    "batch_size": min(KPD_BATCH_SIZE, len(a))},
-            "fpd": "Frechet distance of features divided by max |MC|, at the compared sizes",
-        }
+            "chance_rate": nl.chance_rate(n_null),
+            "amber_factor": nl.AMBER_FACTOR,
+        },
+        "chi2_bins": {s: bins_for(len(a.slice(s))) for s in slices},
+        "kpd": {
+            "degree": 4,
+            "num_batches": KPD_NUM_BATCHES,
+            "batch_size": min(KPD_BATCH_SIZE, len(a)),
+        },
+        "fpd": "Frechet distance of features divided by max |MC|, at the compared sizes",
+    }
 
 
-def _write_plots(plot_dir: Path, ref: Sample, gen: Sample, features: Sequence[str],
-                 units: str, correlation: Mapping, classifier_result: Mapping | None,
-                 training_log: Path | None, *, null_pairs: Sequence[tuple[Sample, Sample]] = (),
-                 sizes: Mapping[int, int] | None = None, rows: Sequence[Mapping] = (),
-                 slices: Sequence[str] = (), model: str | None = None) -> None:
+def _write_plots(
+    plot_dir: Path,
+    ref: Sample,
+    gen: Sample,
+    features: Sequence[str],
+    units: str,
+    correlation: Mapping,
+    classifier_result: Mapping | None,
+    training_log: Path | None,
+    *,
+    null_pairs: Sequence[tuple[Sample, Sample]] = (),
+    sizes: Mapping[int, int] | None = None,
+    rows: Sequence[Mapping] = (),
+    slices: Sequence[str] = (),
+    model: str | None = None,
+) -> None:
     """All figures; the feature plots show the full samples, not the compared subsamples.
 
     The ratio panels' MC-vs-MC band comes from the verdict's own null pairs, scaled per class
@@ -238,29 +283,54 @@ def _write_plots(plot_dir: Path, ref: Sample, gen: Sample, features: Sequence[st
         if row["metric"] in FEATURE_METRICS:
             worst.setdefault((row["feature"], row["slice"]), []).append(row["status"])
             if row["metric"] in ("ks", "chi2_ndf"):
-                stats.setdefault(row["feature"], {}).setdefault(row["slice"], {})[
-                    row["metric"]] = (float(row["value"]), row["status"])
+                stats.setdefault(row["feature"], {}).setdefault(row["slice"], {})[row["metric"]] = (
+                    float(row["value"]),
+                    row["status"],
+                )
     for j, f in enumerate(features):
         pairs = [((p.x[:, j], p.label, p.w), (q.x[:, j], q.label, q.w)) for p, q in null_pairs]
-        plots.plot_feature(f, (ref.x[:, j], ref.label, ref.w), (gen.x[:, j], gen.label, gen.w),
-                           plot_dir / f, units=units, null_pairs=pairs, null_scale=scale,
-                           stats=stats.get(f), model=model)
-    plots.plot_overview(features, (ref.x, ref.label, ref.w), (gen.x, gen.label, gen.w),
-                        plot_dir / "overview", model=model, slices=slices or ("all",),
-                        statuses={k: nl.worst_status(v) for k, v in worst.items()})
+        plots.plot_feature(
+            f,
+            (ref.x[:, j], ref.label, ref.w),
+            (gen.x[:, j], gen.label, gen.w),
+            plot_dir / f,
+            units=units,
+            null_pairs=pairs,
+            null_scale=scale,
+            stats=stats.get(f),
+            model=model,
+        )
+    plots.plot_overview(
+        features,
+        (ref.x, ref.label, ref.w),
+        (gen.x, gen.label, gen.w),
+        plot_dir / "overview",
+        model=model,
+        slices=slices or ("all",),
+        statuses={k: nl.worst_status(v) for k, v in worst.items()},
+    )
     for fx, fy in plots.PAIRS_2D:
         if fx in features and fy in features:
             cols = [features.index(fx), features.index(fy)]
-            plots.plot_2d_comparison((fx, fy), (ref.x[:, cols], ref.label, ref.w),
-                                     (gen.x[:, cols], gen.label, gen.w),
-                                     plot_dir / f"2d_{fx}_vs_{fy}", units=units, model=model)
+            plots.plot_2d_comparison(
+                (fx, fy),
+                (ref.x[:, cols], ref.label, ref.w),
+                (gen.x[:, cols], gen.label, gen.w),
+                plot_dir / f"2d_{fx}_vs_{fy}",
+                units=units,
+                model=model,
+            )
     plots.plot_correlation_difference(
-        {s: c["difference"] for s, c in correlation.items()}, features,
+        {s: c["difference"] for s, c in correlation.items()},
+        features,
         plot_dir / "correlation_difference",
         outside={s: c["outside"] for s, c in correlation.items()},
     )
     if classifier_result is not None:
-        plots.plot_roc(classifier_result, plot_dir / "classifier_roc",
-                       null_results=classifier_result["null"]["roc"])
+        plots.plot_roc(
+            classifier_result,
+            plot_dir / "classifier_roc",
+            null_results=classifier_result["null"]["roc"],
+        )
     if training_log is not None:
         plots.plot_training_curve(Path(training_log), plot_dir / "training_curve")

@@ -54,8 +54,10 @@ def load_sample(sample: Mapping, features: Sequence[str], name: str) -> Sample:
     n = len(label)
     for f in features:
         if np.shape(sample[f]) != (n,):
-            raise InputError(f"{name} events: column {f!r} has shape {np.shape(sample[f])}, "
-                             f"but {LABEL!r} has ({n},)")
+            raise InputError(
+                f"{name} events: column {f!r} has shape {np.shape(sample[f])}, "
+                f"but {LABEL!r} has ({n},)"
+            )
     x = np.stack([np.asarray(sample[f], dtype=np.float64) for f in features], axis=1)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -70,8 +72,10 @@ def load_sample(sample: Mapping, features: Sequence[str], name: str) -> Sample:
         if w.shape != (n,):
             raise InputError(f"{name} events: {WEIGHT!r} has shape {w.shape}, expected ({n},)")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise InputError(f"{name} events: {WEIGHT!r} must be finite and >= 0 with a "
-                             "positive sum (negative weights are not supported here)")
+            raise InputError(
+                f"{name} events: {WEIGHT!r} must be finite and >= 0 with a "
+                "positive sum (negative weights are not supported here)"
+            )
         if np.all(w == w[0]):
             w = None
     return Sample(x, label.astype(np.int8), w)
@@ -81,14 +85,15 @@ def concat_samples(a: Sample, b: Sample) -> Sample:
     """Events of ``a`` then ``b``; weights of 1 where one side has none."""
     w = None
     if a.w is not None or b.w is not None:
-        w = np.concatenate([np.ones(len(a)) if a.w is None else a.w,
-                            np.ones(len(b)) if b.w is None else b.w])
+        w = np.concatenate(
+            [np.ones(len(a)) if a.w is None else a.w, np.ones(len(b)) if b.w is None else b.w]
+        )
     return Sample(np.concatenate([a.x, b.x]), np.concatenate([a.label, b.label]), w)
 
 
-
-def draw_value_pair(ref: Sample, gen: Sample, sizes: Mapping[int, int], separate: bool,
-                     rng: np.random.Generator) -> tuple[Sample, Sample]:
+def draw_value_pair(
+    ref: Sample, gen: Sample, sizes: Mapping[int, int], separate: bool, rng: np.random.Generator
+) -> tuple[Sample, Sample]:
     """MC half ``A`` and the generated subsample, ``sizes[c]`` events per class each.
 
     Without a separate null reference, ``A`` is the first part of a random permutation of the
@@ -96,27 +101,30 @@ def draw_value_pair(ref: Sample, gen: Sample, sizes: Mapping[int, int], separate
     """
     ia, ig = [], []
     for c, n_c in sizes.items():
-        ia.append(rng.permutation(ref.class_indices(c))[:n_c] if not separate
-                  else rng.choice(ref.class_indices(c), n_c, replace=False))
+        ia.append(
+            rng.permutation(ref.class_indices(c))[:n_c]
+            if not separate
+            else rng.choice(ref.class_indices(c), n_c, replace=False)
+        )
         ig.append(rng.choice(gen.class_indices(c), n_c, replace=False))
     return ref.take(np.concatenate(ia)), gen.take(np.concatenate(ig))
 
 
-def draw_null_pair(pool: Sample, sizes: Mapping[int, int], rng: np.random.Generator
-                    ) -> tuple[Sample, Sample]:
+def draw_null_pair(
+    pool: Sample, sizes: Mapping[int, int], rng: np.random.Generator
+) -> tuple[Sample, Sample]:
     """Two disjoint random subsets of the MC pool with ``sizes[c]`` events per class each."""
     ia, ib = [], []
     for c, n_c in sizes.items():
         perm = rng.permutation(pool.class_indices(c))
         ia.append(perm[:n_c])
-        ib.append(perm[n_c:2 * n_c])
+        ib.append(perm[n_c : 2 * n_c])
     return pool.take(np.concatenate(ia)), pool.take(np.concatenate(ib))
 
 
-
-
-def compared_sizes(ref: Sample, gen: Sample, pool: Sample, separate: bool
-                   ) -> tuple[dict[int, int], list[str]]:
+def compared_sizes(
+    ref: Sample, gen: Sample, pool: Sample, separate: bool
+) -> tuple[dict[int, int], list[str]]:
     """Events per class in each compared sample, and the slices that have any.
 
     ``n_c = min(#generated_c, #reference_c // 2)``, or with a separate null reference
@@ -126,8 +134,11 @@ def compared_sizes(ref: Sample, gen: Sample, pool: Sample, separate: bool
     sizes: dict[int, int] = {}
     for c in (0, 1):
         n_ref = len(ref.class_indices(c))
-        n_c = min(len(gen.class_indices(c)), n_ref if separate else n_ref // 2,
-                  len(pool.class_indices(c)) // 2)
+        n_c = min(
+            len(gen.class_indices(c)),
+            n_ref if separate else n_ref // 2,
+            len(pool.class_indices(c)) // 2,
+        )
         if n_c > 0:
             sizes[c] = n_c
     slices = [s for s in SLICES if s == "all" or SLICE_CLASS[s] in sizes]

@@ -22,13 +22,29 @@ from hepflows.validation.judge import (
     METRIC_TITLES,
 )
 
-CSV_COLUMNS = ("feature", "slice", "metric", "value", "null_mean", "null_p95", "ratio",
-               "pvalue", "status")
-VERDICT_COLUMNS = ("metric", "n_tested", "n_outside", "n_expected", "n_outside_null_p95",
-                   "worst_feature", "worst_slice", "worst_ratio", "worst_ratio_null_p95",
-                   "status")
-
-
+CSV_COLUMNS = (
+    "feature",
+    "slice",
+    "metric",
+    "value",
+    "null_mean",
+    "null_p95",
+    "ratio",
+    "pvalue",
+    "status",
+)
+VERDICT_COLUMNS = (
+    "metric",
+    "n_tested",
+    "n_outside",
+    "n_expected",
+    "n_outside_null_p95",
+    "worst_feature",
+    "worst_slice",
+    "worst_ratio",
+    "worst_ratio_null_p95",
+    "status",
+)
 
 
 def jsonable(obj: Any) -> Any:
@@ -66,8 +82,6 @@ def csv_text(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-
-
 def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
     """The verdict as an HTML table with green/amber/red status cells.
 
@@ -78,15 +92,24 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
     band = metrics["settings"]["band"]
     lines = [
         '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
-        "<caption style=\"text-align:left;padding:4px\">Cells (feature &times; slice) outside "
+        '<caption style="text-align:left;padding:4px">Cells (feature &times; slice) outside '
         f"the MC-vs-MC null band (edge: rank {band['rank']} of {band['n_null']} null values; "
         f"chance rate {100 * band['chance_rate']:.1f} %). Overall: "
         f"<b>{esc(metrics['overall_status'])}</b></caption>",
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<th style="border:1px solid #999;padding:4px 8px">{h}</th>'
-            for h in ("Metric", "Outside band", "Expected by chance", "Null 95 % of count",
-                      "Worst cell", "Worst ratio", "Status")
-        ) + "</tr>",
+            for h in (
+                "Metric",
+                "Outside band",
+                "Expected by chance",
+                "Null 95 % of count",
+                "Worst cell",
+                "Worst ratio",
+                "Status",
+            )
+        )
+        + "</tr>",
     ]
     for v in metrics["verdict"]:
         worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
@@ -100,8 +123,8 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
             _fmt_num(v["worst_ratio"], 2),
         ]
         lines.append(
-            "<tr>" + "".join(f'<td style="border:1px solid #999;padding:4px 8px">{c}</td>'
-                             for c in cells)
+            "<tr>"
+            + "".join(f'<td style="border:1px solid #999;padding:4px 8px">{c}</td>' for c in cells)
             + f'<td style="border:1px solid #999;padding:4px 8px;background:{colour};'
             f'font-weight:bold">{esc(v["status"])}</td></tr>'
         )
@@ -109,18 +132,24 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
     notes = []
     clf = metrics.get("classifier")
     if clf:
-        notes.append(f"Classifier ROC AUC {clf['auc']:.3f} (95 % bootstrap interval "
-                     f"{clf['auc_lo']:.3f}-{clf['auc_hi']:.3f}); 0.5 means indistinguishable, "
-                     f"null band edge {clf['null']['edge']:.3f}.")
+        notes.append(
+            f"Classifier ROC AUC {clf['auc']:.3f} (95 % bootstrap interval "
+            f"{clf['auc_lo']:.3f}-{clf['auc_hi']:.3f}); 0.5 means indistinguishable, "
+            f"null band edge {clf['null']['edge']:.3f}."
+        )
     lf = metrics.get("label_fraction")
     if lf:
-        notes.append(f"Signal fraction: MC {lf['reference']:.3f}, generated "
-                     f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g}).")
-    body = "\n".join(lines + [f"<p style=\"font-family:sans-serif\">{esc(n)}</p>" for n in notes])
+        notes.append(
+            f"Signal fraction: MC {lf['reference']:.3f}, generated "
+            f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g})."
+        )
+    body = "\n".join(lines + [f'<p style="font-family:sans-serif">{esc(n)}</p>' for n in notes])
     if not full_document:
         return body
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Validation verdict"
-            f"</title></head><body>\n{body}\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Validation verdict'
+        f"</title></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def _fmt_num(v: float | None, digits: int) -> str:
@@ -133,25 +162,33 @@ def _fmt_num(v: float | None, digits: int) -> str:
 
 def verdict_rst(metrics: Mapping) -> str:
     """The verdict as a reStructuredText list-table (status as text), e.g. for captions."""
-    out = [".. list-table:: Verdict: cells outside the MC-vs-MC null band",
-           "   :header-rows: 1", "",
-           "   * - Metric", "     - Outside band", "     - Expected by chance",
-           "     - Worst cell", "     - Worst ratio", "     - Status"]
+    out = [
+        ".. list-table:: Verdict: cells outside the MC-vs-MC null band",
+        "   :header-rows: 1",
+        "",
+        "   * - Metric",
+        "     - Outside band",
+        "     - Expected by chance",
+        "     - Worst cell",
+        "     - Worst ratio",
+        "     - Status",
+    ]
     for v in metrics["verdict"]:
         worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
-        out += [f"   * - {METRIC_TITLES.get(v['metric'], v['metric'])}",
-                f"     - {v['n_outside']} / {v['n_tested']}",
-                f"     - {_fmt_num(v['n_expected'], 1)}",
-                f"     - {worst}",
-                f"     - {_fmt_num(v['worst_ratio'], 2)}",
-                f"     - **{v['status']}**"]
+        out += [
+            f"   * - {METRIC_TITLES.get(v['metric'], v['metric'])}",
+            f"     - {v['n_outside']} / {v['n_tested']}",
+            f"     - {_fmt_num(v['n_expected'], 1)}",
+            f"     - {worst}",
+            f"     - {_fmt_num(v['worst_ratio'], 2)}",
+            f"     - **{v['status']}**",
+        ]
     return "\n".join(out) + "\n"
 
 
-
-
-def write_tables(out_dir: Path, result: Mapping, rows: Sequence[Mapping],
-                 verdict: Sequence[Mapping]) -> None:
+def write_tables(
+    out_dir: Path, result: Mapping, rows: Sequence[Mapping], verdict: Sequence[Mapping]
+) -> None:
     """metrics.json, metrics.csv, verdict.csv and verdict.html into ``out_dir``, each atomically
     (names from :data:`hepflows.layout.VALIDATION_FILES`)."""
     names = layout.VALIDATION_FILES

@@ -152,6 +152,9 @@ def test_every_model_has_its_own_outputs_and_a_row_in_the_comparison(grid_run):
             assert re.fullmatch(r"≥?\d[\d.e+-]*", r[column]), (column, r[column])
         assert float(r["n_equiv features"].lstrip("≥")) > 0
     assert "n<sub>equiv</sub>, joint" in (run / "comparison" / "models.html").read_text()
+    # and the same side by side as a figure, in both formats
+    for ext in ("png", "pdf"):
+        assert (run / "comparison" / f"models.{ext}").stat().st_size > 1000, ext
     html = (run / "comparison" / "models.html").read_text()
     assert "<table" in html and all(f">{name}<" in html for name in GRID)
     # each model was trained with its own settings: the spline's rate is 3x the base's all along

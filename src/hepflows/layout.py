@@ -35,6 +35,9 @@ RUN_FILES: dict[str, str] = {
     "comparison": "comparison",
     "comparison_table": "comparison/models.csv",
     "comparison_html": "comparison/models.html",
+    "comparison_figure": "comparison/models",  # .png and .pdf
+    "comparison_png": "comparison/models.png",
+    "comparison_pdf": "comparison/models.pdf",
     "toys": "toys/figure7",  # .png and .pdf: the seed study's 2-D toys
     "toys_png": "toys/figure7.png",
     "toys_pdf": "toys/figure7.pdf",
@@ -89,7 +92,7 @@ VALIDATION_FILES: dict[str, str] = {
 #: File names inside a comparison folder (``compare --out-dir``).
 COMPARISON_FILES: dict[str, str] = {
     key: RUN_FILES[key].removeprefix("comparison/")
-    for key in ("comparison_table", "comparison_html")
+    for key in ("comparison_table", "comparison_html", "comparison_figure")
 }
 
 

@@ -18,6 +18,12 @@ if GRID:
                 caption="../report/comparison.rst",
                 category="1. Verdict",
             ),
+            figure=report(
+                run_path("comparison_png"),
+                caption="../report/comparison_figure.rst",
+                category="1. Verdict",
+            ),
+            figure_pdf=run_path("comparison_pdf"),
         params:
             script=script("compare"),
             settings=settings("models", *MODEL_SECTIONS),

@@ -237,7 +237,11 @@ def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> None:
-    """Write ``models.csv`` and ``models.html`` into ``out_dir`` (each appears only when complete)."""
+    """Write ``models.csv``, ``models.html`` and the figure ``models.{png,pdf}`` into
+    ``out_dir`` (each appears only when complete)."""
+    from hepflows.validation.compare_plot import plot_comparison
+
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / layout.COMPARISON_FILES["comparison_table"], comparison_csv(rows))
     atomic_write_text(out_dir / layout.COMPARISON_FILES["comparison_html"], comparison_html(rows))
+    plot_comparison(rows, out_dir / layout.COMPARISON_FILES["comparison_figure"])

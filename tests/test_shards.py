@@ -275,8 +275,10 @@ def test_sharded_dag(tmp_path):
         "validate": 1,
         "generate_truth": 1,
         "amplification": 1,
+        "toys": 1,
+        "summary": 1,
         "all": 1,
-        "total": 23,
+        "total": 25,
     }
     # Validation reads an equal share of the chosen shards, in the order given.
     block = result.stdout.split("rule merge_validation_sample:")[1].split("\n\n")[0]

@@ -188,6 +188,10 @@ def test_every_job_was_a_completed_slurm_job(runs):
         "merge_samples": 1,
         "merge_validation_sample": 1,
         "validate": 1,
+        "generate_truth": 1,
+        "amplification": 1,
+        "toys": 1,
+        "summary": 1,
     }
     submitted = _submitted(runs)
     rules = [rule for rule, _, _ in submitted]

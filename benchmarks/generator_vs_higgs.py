@@ -40,14 +40,14 @@ sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 from hepflows.events.calibration import (  # noqa: E402
     CALIBRATION_FEATURES,
-    MASSES,
-    fit_higgs_scale,
-    PEAK_POSITION_TOLERANCE,
-    PEAK_WIDTH_TOLERANCE,
     KS_FEATURE_TARGET,
     KS_MEDIAN_TARGET,
+    MASSES,
+    PEAK_POSITION_TOLERANCE,
+    PEAK_WIDTH_TOLERANCE,
     PROCESSES,
     compare,
+    fit_higgs_scale,
     read_real,
 )
 from hepflows.events.generator import EFFECTS, HIGGS_SIGNAL_FRACTION, generate  # noqa: E402

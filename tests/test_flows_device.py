@@ -13,11 +13,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_flows import LAYERS, context_for, inputs, per_sample_logdet, randomize
 
 from hepflows.flows import build_flow
 from hepflows.sampling import precision_context, resolve_precision, sample_chunk
 from hepflows.training import Dataset, Interrupted, Trainer, fast_path_default
-from test_flows import LAYERS, context_for, inputs, per_sample_logdet, randomize
 
 DEVICE = torch.device(os.environ.get("HEPFLOWS_TEST_DEVICE", "cpu"))
 if DEVICE.type == "cuda" and not torch.cuda.is_available():

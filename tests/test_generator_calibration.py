@@ -15,7 +15,6 @@ from hepflows.events import calibration as cal
 from hepflows.events.generator import HIGGS_SIGNAL_FRACTION, generate
 from hepflows.events.schema import LABEL
 
-
 REAL = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "higgs" / "higgs_real_subset.csv.gz"
 )

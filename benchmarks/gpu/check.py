@@ -413,7 +413,7 @@ def arch_models() -> dict[str, tuple[dict, int]]:
     import yaml
 
     out = {}
-    for name, conditional in (("seed-paper", False), ("best", True)):
+    for name in ("seed-paper", "best"):
         cfg = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
         out[name] = (cfg["model"], 1 if cfg["training"].get("conditional", True) else 0)
     return out

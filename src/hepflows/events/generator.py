@@ -422,7 +422,7 @@ _TTBAR_CHANNELS = {"gg": (("g", "g"),), "qqbar": (("q", "qbar"), ("qbar", "q"))}
 _LOG_BOUND_MARGIN = 0.02
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ttbar_mass_table(channel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative distribution of the t tbar mass m on a grid, for 'gg' or 'qqbar'.
 

@@ -250,7 +250,7 @@ class MADE(nn.Module):
         self._sweep_cache = (key, plan)
         return plan
 
-    def sweep(self, x: Tensor, context: Tensor | None) -> "MADESweep":
+    def sweep(self, x: Tensor, context: Tensor | None) -> MADESweep:
         """A feature-by-feature evaluation for the sequential inverse; see :class:`MADESweep`."""
         return MADESweep(self, x, context)
 

@@ -62,7 +62,7 @@ def _read_json(path: Path) -> dict:
         raise InputError(f"{path}: not valid JSON ({err})") from None
 
 
-def _training(path: Path) -> tuple[int, int | None, float]:
+def read_training_log(path: Path) -> tuple[int, int | None, float]:
     """(epochs run, best epoch, best validation NLL) from a training log."""
     try:
         with path.open(newline="") as f:
@@ -98,7 +98,7 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
     """
     model_dir = Path(model_dir)
     metrics = _read_json(model_dir / layout.MODEL_FILES["metrics"])
-    epochs, best_epoch, best_val = _training(model_dir / layout.MODEL_FILES["log"])
+    epochs, best_epoch, best_val = read_training_log(model_dir / layout.MODEL_FILES["log"])
     verdict = {v["metric"]: v for v in metrics.get("verdict", [])}
     row: dict[str, Any] = {
         "model": name,

@@ -92,23 +92,14 @@ def read_benchmarks(folder: str | Path) -> dict[str, tuple[int, float]]:
 def training_info(model_dir: str | Path) -> dict[str, Any]:
     """Epochs run, best epoch and best validation NLL from ``model/training_log.csv``; device
     and parameter count from the train step's log, where there is one."""
+    from hepflows.validation.compare import read_training_log
+
     model_dir = Path(model_dir)
-    path = model_dir / layout.MODEL_FILES["log"]
-    try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; run the model's train step first") from None
-    finite = [
-        (float(r["val_nll"]), int(r["epoch"]))
-        for r in rows
-        if r.get("val_nll") not in (None, "") and math.isfinite(float(r["val_nll"]))
-    ]
-    best = min(finite) if finite else (math.nan, None)
+    epochs, best_epoch, best_val = read_training_log(model_dir / layout.MODEL_FILES["log"])
     info: dict[str, Any] = {
-        "epochs": len(rows),
-        "best_epoch": best[1],
-        "best_val_nll": best[0],
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "best_val_nll": best_val,
         "device": "unknown",
         "parameters": None,
     }

@@ -19,6 +19,7 @@ __all__ = [
     "ACTIVATIONS",
     "BASES",
     "COUPLINGS",
+    "FAMILIES",
     "MASKS",
     "MODEL_DEFAULTS",
     "NORMS",
@@ -34,9 +35,13 @@ COUPLINGS = ("affine", "additive", "quadratic", "rq_spline", "rq_autoregressive"
 PERMUTATIONS = ("reverse", "random", "lu", "none")
 NORMS = ("batchnorm", "actnorm", "none")
 BASES = ("normal", "gmm")
+#: Model families: ``flow`` (the transforms below), ``made_mog`` (an autoregressive Gaussian
+#: mixture), ``flow_matching`` (a continuous flow trained by conditional flow matching).
+FAMILIES = ("flow", "made_mog", "flow_matching")
 
 #: Every key of the ``model:`` block with its default.
 MODEL_DEFAULTS: dict[str, Any] = {
+    "family": "flow",  # one of FAMILIES
     "coupling": "affine",  # one of COUPLINGS
     "blocks": 20,  # (norm, permutation, coupling) blocks
     "hidden": [512, 512],  # conditioner MLP (or MADE) hidden widths
@@ -119,6 +124,7 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg = copy.deepcopy(MODEL_DEFAULTS)
     cfg.update(copy.deepcopy(dict(model)))
 
+    cfg["family"] = _choice("family", cfg["family"], FAMILIES)
     cfg["coupling"] = _choice("coupling", cfg["coupling"], COUPLINGS)
     cfg["blocks"] = _integer("blocks", cfg["blocks"], 1)
     hidden = cfg["hidden"]

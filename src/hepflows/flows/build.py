@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from ..model_config import (
     BASES,
     COUPLINGS,
@@ -91,6 +92,9 @@ def build_flow(model: Mapping[str, Any] | None, features: int, context_features:
         context_features: the number of context columns (the pipeline passes 1: the label).
     """
     cfg = check_model_config(model)
+    if cfg["family"] != "flow":
+        # the other families are built by their own modules (made_mog, flow_matching)
+        raise InputError(f"model.family: {cfg['family']!r} cannot be built yet")
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
         raise ValueError(f"features must be a positive integer, got {features!r}")
     if cfg["coupling"] != "rq_autoregressive" and features < 2:

@@ -159,7 +159,10 @@ def test_layer_inverse_and_logdet(name: str, context_features: int) -> None:
     assert torch.allclose(ld_inv, per_sample_logdet(layer.inverse, z, ctx), atol=1e-8, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["affine-half-0", "rq_spline", "quadratic", "rq_autoregressive"])
+@pytest.mark.parametrize(
+    "name",
+    ["affine-half-0", "rq_spline", "quadratic", "rq_autoregressive", "rq_autoregressive-residual"],
+)
 def test_layer_uses_context(name: str) -> None:
     layer = randomize(LAYERS[name](2).double())
     x = inputs()
@@ -169,7 +172,15 @@ def test_layer_uses_context(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["affine-half-0", "additive", "quadratic", "rq_spline", "rq_autoregressive"]
+    "name",
+    [
+        "affine-half-0",
+        "additive",
+        "quadratic",
+        "rq_spline",
+        "rq_autoregressive",
+        "rq_autoregressive-residual",
+    ],
 )
 def test_zero_initialised_conditioner_is_identity(name: str) -> None:
     layer = LAYERS[name](2).double()

@@ -119,6 +119,9 @@ LAYERS = {
     "rq_autoregressive": lambda c: MaskedRQSAutoregressive(
         D, c, hidden=[24, 24], bins=5, tail_bound=2.0
     ),
+    "rq_autoregressive-residual": lambda c: MaskedRQSAutoregressive(
+        D, c, hidden=[24, 24], bins=5, tail_bound=2.0, residual=True
+    ),
     "reverse": lambda c: Permutation.reverse(D),
     "random": lambda c: Permutation.random(D, torch.Generator().manual_seed(3)),
     "lu": lambda c: LULinear(D, torch.Generator().manual_seed(4)),
@@ -156,7 +159,10 @@ def test_layer_inverse_and_logdet(name: str, context_features: int) -> None:
     assert torch.allclose(ld_inv, per_sample_logdet(layer.inverse, z, ctx), atol=1e-8, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["affine-half-0", "rq_spline", "quadratic", "rq_autoregressive"])
+@pytest.mark.parametrize(
+    "name",
+    ["affine-half-0", "rq_spline", "quadratic", "rq_autoregressive", "rq_autoregressive-residual"],
+)
 def test_layer_uses_context(name: str) -> None:
     layer = randomize(LAYERS[name](2).double())
     x = inputs()
@@ -166,7 +172,15 @@ def test_layer_uses_context(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["affine-half-0", "additive", "quadratic", "rq_spline", "rq_autoregressive"]
+    "name",
+    [
+        "affine-half-0",
+        "additive",
+        "quadratic",
+        "rq_spline",
+        "rq_autoregressive",
+        "rq_autoregressive-residual",
+    ],
 )
 def test_zero_initialised_conditioner_is_identity(name: str) -> None:
     layer = LAYERS[name](2).double()
@@ -282,6 +296,68 @@ def test_made_is_autoregressive() -> None:
     assert torch.tril(dep, -1).sum() > 0
     jc = jacobian(lambda ci: net(x, ci[None])[0], ctx[0])
     assert (jc.abs() > 0).any()
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_residual_made_is_autoregressive(activation: str) -> None:
+    net = _random_made(
+        MADE(5, [3, 2], context_features=2, hidden=[20, 20], activation=activation, residual=True)
+    ).double()
+    assert not net._fusable  # the fused kernel has no residual connections: the plain layers
+    x, ctx = inputs(n=1), context_for(2, n=1)
+    jac = jacobian(lambda xi: net(xi[None], ctx)[0], x[0])  # (5 * 3 + 5 * 2, 5)
+    per_feature = torch.cat([jac[:15].view(5, 3, 5), jac[15:].view(5, 2, 5)], dim=1)
+    dep = per_feature.abs().sum(1) > 0  # dep[i, j]: params of feature i depend on x_j
+    assert not torch.triu(dep).any()
+    if activation == "tanh":  # no dead units: every earlier feature is seen
+        assert torch.equal(dep, torch.ones(5, 5, dtype=torch.bool).tril(-1))
+    else:
+        assert torch.tril(dep, -1).sum() > 0
+    jc = jacobian(lambda ci: net(x, ci[None])[0], ctx[0])
+    assert (jc.abs() > 0).any()
+
+
+def test_residual_made_needs_equal_widths() -> None:
+    with pytest.raises(ValueError, match=r"model.hidden: residual .* \[16, 8\]"):
+        MADE(4, 3, hidden=[16, 8], residual=True)
+    with pytest.raises(ValueError, match="model.hidden: residual"):
+        MADE(4, 3, hidden=[], residual=True)
+
+
+@pytest.mark.parametrize("context", [0, 2])
+def test_residual_autoregressive_round_trip_and_logdet(context: int) -> None:
+    layer = MaskedRQSAutoregressive(
+        D, context, hidden=[16, 16], bins=6, tail_bound=3.0, residual=True
+    )
+    _random_made(layer.net.double(), seed=8, scale=0.3)
+    x, ctx = inputs(n=40), context_for(context, n=40)
+    z, ld = layer(x, ctx)
+    assert (z - x).abs().max() > 1e-2
+    with torch.no_grad():
+        back, ld_back = layer.inverse(z, ctx)  # the sweep
+    assert torch.allclose(back, x, atol=1e-6, rtol=0)
+    assert torch.allclose(ld_back, -ld, atol=1e-6, rtol=0)
+    assert torch.allclose(
+        ld[:6], per_sample_logdet(layer, x[:6], None if ctx is None else ctx[:6]), atol=1e-8, rtol=0
+    )
+
+
+def test_residual_flow_sampling_is_reproducible_from_a_seed() -> None:
+    torch.manual_seed(0)
+    model = {"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16, 16], "bins": 4}
+    flow = build_flow(dict(model, residual=True, norm="none"), 4, 1)
+    for t in flow.transforms:
+        if isinstance(t, MaskedRQSAutoregressive):
+            _random_made(t.net, seed=5, scale=0.2)
+    flow.eval()
+    ctx = torch.ones(100, 1)
+    with torch.no_grad():
+        a, lp = flow.sample_and_log_prob(100, ctx, generator=torch.Generator().manual_seed(1))
+        b = flow.sample(100, ctx, generator=torch.Generator().manual_seed(1))
+        c = flow.sample(100, ctx, generator=torch.Generator().manual_seed(2))
+        assert torch.allclose(flow.log_prob(a, ctx), lp, atol=1e-4, rtol=0)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.isfinite(a).all()
 
 
 # ----------------------------------------------------------------------------- distributions
@@ -509,6 +585,9 @@ def test_check_model_config_fills_defaults() -> None:
         ({"tail_bound": 0.0}, "tail_bound"),
         ({"base": "uniform"}, "base"),
         ({"base_components": 0}, "base_components"),
+        ({"residual": "yes"}, "residual"),
+        ({"residual": True}, "residual"),  # the default coupling (affine) has no MADE
+        ({"residual": True, "coupling": "rq_autoregressive", "hidden": [64, 32]}, "hidden"),
     ],
 )
 def test_check_model_config_errors_name_the_key(bad: dict, key: str) -> None:
@@ -539,18 +618,23 @@ def _random_made(made: MADE, seed: int = 4, scale: float = 0.4) -> MADE:
 
 
 @pytest.mark.parametrize(
-    ("hidden", "activation", "context"),
+    ("hidden", "activation", "context", "residual"),
     [
-        ([20, 13], "relu", 2),  # two layers, widths not a multiple of d - 1
-        ([7], "tanh", 0),  # one layer, not the fused path
-        ([3, 3], "relu", 1),  # narrower than d - 1: some degrees have no units
-        ([], "relu", 2),  # no hidden layer: the last layer reads the inputs
+        ([20, 13], "relu", 2, False),  # two layers, widths not a multiple of d - 1
+        ([7], "tanh", 0, False),  # one layer, not the fused path
+        ([3, 3], "relu", 1, False),  # narrower than d - 1: some degrees have no units
+        ([], "relu", 2, False),  # no hidden layer: the last layer reads the inputs
+        ([13, 13], "relu", 2, True),  # two residual blocks
+        ([7], "tanh", 0, True),  # one block, another activation
+        ([3, 3, 3], "relu", 1, True),  # narrower than d - 1
     ],
 )
-def test_made_sweep_gives_the_full_networks_parameters(hidden, activation, context) -> None:
+def test_made_sweep_gives_the_full_networks_parameters(
+    hidden, activation, context, residual
+) -> None:
     d, groups = 6, [3, 3, 2]
     made = _random_made(
-        MADE(d, groups, context, hidden=hidden, activation=activation).double()
+        MADE(d, groups, context, hidden=hidden, activation=activation, residual=residual).double()
     ).eval()
     x, ctx = inputs(n=30, d=d), context_for(context, n=30)
     with torch.no_grad():
@@ -565,13 +649,17 @@ def test_made_sweep_gives_the_full_networks_parameters(hidden, activation, conte
             sweep.params(0)
 
 
+@pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("context", [0, 2])
 @pytest.mark.parametrize("bins", [1, 5])
 def test_autoregressive_sweep_inverse_equals_the_differentiable_one(
-    context: int, bins: int
+    context: int, bins: int, residual: bool
 ) -> None:
+    hidden = [24, 24] if residual else [24, 17]
     layer = randomize(
-        MaskedRQSAutoregressive(D, context, hidden=[24, 17], bins=bins, tail_bound=2.0)
+        MaskedRQSAutoregressive(
+            D, context, hidden=hidden, bins=bins, tail_bound=2.0, residual=residual
+        )
     ).double()
     layer.eval()
     x, ctx = inputs(n=200), context_for(context, n=200)

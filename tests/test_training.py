@@ -77,8 +77,13 @@ class StopAfter(Trainer):
         return super()._step(x, context)
 
 
-def test_interrupted_run_resumes_to_identical_weights(tmp_path):
-    reference = make_trainer(tmp_path, name="ref")
+@pytest.mark.parametrize(
+    "settings",
+    [SETTINGS, dict(SETTINGS, warmup_epochs=1.5, ema=0.9)],
+    ids=["plain", "warmup-ema"],
+)
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, settings):
+    reference = make_trainer(tmp_path, settings, name="ref")
     reference.fit()
     torch.manual_seed(0)
     flow = build_flow(MODEL, 3, 1)
@@ -86,7 +91,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
         flow,
         correlated(1024, 1),
         correlated(512, 2),
-        SETTINGS,
+        settings,
         seed=5,
         resume_path=tmp_path / "cut.resume.pt",
         log_path=tmp_path / "cut.csv",
@@ -95,16 +100,73 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     stopped.stop_at = 11  # mid-epoch 2 (8 batches an epoch)
     with pytest.raises(Interrupted, match="checkpoint saved"):
         stopped.fit()
-    resumed = make_trainer(tmp_path, name="cut")
+    resumed = make_trainer(tmp_path, settings, name="cut")
     torch.manual_seed(123)  # a different global RNG: the checkpoint must restore it
     assert resumed.try_resume()
     assert (resumed.state.epoch, resumed.state.batch) == (1, 3)
     resumed.fit()
-    for (name, a), b in zip(
-        reference.flow.state_dict().items(), resumed.flow.state_dict().values()
-    ):
+    for ref, res in [(reference.flow, resumed.flow), (reference.evaluated, resumed.evaluated)]:
+        for (name, a), b in zip(ref.state_dict().items(), res.state_dict().values()):
+            assert torch.equal(a, b), name
+    assert reference.state.history == [
+        dict(row, seconds=ref["seconds"])
+        for row, ref in zip(resumed.state.history, reference.state.history)
+    ]
+    for (name, a), b in zip(reference.state.best_state.items(), resumed.state.best_state.values()):
         assert torch.equal(a, b), name
-    assert reference.state.history[-1]["val_nll"] == resumed.state.history[-1]["val_nll"]
+
+
+def test_warmup_ramps_the_rate_then_follows_the_cosine(tmp_path):
+    settings = dict(SETTINGS, warmup_epochs=0.5)  # 8 batches an epoch: 4 warm-up steps
+    trainer = make_trainer(tmp_path, settings)
+    rates = []
+    for _ in range(3 * 8):
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    lr = settings["lr"]
+    assert rates[:5] == pytest.approx([lr / 4, lr / 2, 3 * lr / 4, lr, lr], rel=1e-12)
+    after = rates[4:]
+    assert all(a > b for a, b in zip(after, after[1:]))  # the cosine over the 20 steps left
+    assert after[10] == pytest.approx(lr / 2, rel=1e-12)
+    # no warm-up: the same rates as before the key existed (torch's cosine schedule)
+    plain = make_trainer(tmp_path, dict(SETTINGS, warmup_epochs=0), name="plain")
+    assert isinstance(plain.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    with pytest.raises(ValueError, match="training.warmup_epochs: expected"):
+        make_trainer(tmp_path, dict(SETTINGS, warmup_epochs=3), name="bad")
+
+
+def test_ema_is_validated_and_kept_and_lags_the_weights(tmp_path):
+    trainer = make_trainer(tmp_path, dict(SETTINGS, ema=0.95))
+    state = trainer.fit()
+    live = dict(trainer.flow.named_parameters())
+    averaged = dict(trainer.ema.flow.named_parameters())
+    assert any(not torch.equal(live[k], averaged[k]) for k in live)
+    assert state.history[-1]["val_nll"] == mean_nll(trainer.ema.flow, trainer.val_data)
+    best = state.best_state
+    if state.best_epoch == state.epoch:
+        assert all(torch.equal(best[k], v) for k, v in trainer.ema.flow.state_dict().items())
+    with pytest.raises(ValueError, match=r"training.ema: expected null or a decay in \(0, 1\)"):
+        make_trainer(tmp_path, dict(SETTINGS, ema=1.0), name="bad")
+
+
+def test_a_skipped_fast_step_leaves_the_average_alone(tmp_path):
+    trainer = make_trainer(tmp_path, dict(SETTINGS, ema=0.9))
+    trainer.fast = True
+    trainer._scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    trainer.state.batch = 1  # not the first step (which takes the weights as they are)
+    x, context = trainer.train_data.batch(torch.arange(128))
+    before = [p.clone() for p in trainer.ema.flow.parameters()]
+    _, ok = trainer._fast_step(x * math.nan, context)
+    assert not ok
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.ema.flow.parameters()))
+    _, ok = trainer._fast_step(x, context)
+    assert ok
+    moved = [not torch.equal(a, b) for a, b in zip(before, trainer.ema.flow.parameters())]
+    assert any(moved)
+    # decay 0.9: a tenth of the way to the new weights
+    for a, b, live in zip(before, trainer.ema.flow.parameters(), trainer.flow.parameters()):
+        assert torch.allclose(b, a + 0.1 * (live - a), atol=1e-6)
 
 
 def test_non_finite_steps_are_skipped_and_recovered(tmp_path, caplog):

@@ -55,6 +55,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "scale_bound": 3.0,  # affine log-scale soft clamp B*tanh(s/B); null = unbounded
     "bins": 8,  # spline bins K
     "tail_bound": 5.0,  # splines act on [-B, B], identity outside
+    "residual": False,  # rq_autoregressive: residual MADE conditioners (equal hidden widths)
     "base": "normal",  # one of BASES
     "base_components": 8,  # mixture components for base: gmm
 }
@@ -151,6 +152,12 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg["tail_bound"] = _number(
         "tail_bound", cfg["tail_bound"], 0.0, float("inf"), open_low=True, open_high=True
     )
+    if not isinstance(cfg["residual"], bool):
+        raise _fail("residual", "true or false", cfg["residual"])
+    if cfg["residual"] and cfg["coupling"] != "rq_autoregressive":
+        raise _fail("residual", "false unless coupling is rq_autoregressive", True)
+    if cfg["residual"] and len(set(cfg["hidden"])) != 1:
+        raise _fail("hidden", "one or more equal widths with residual: true", cfg["hidden"])
     cfg["base"] = _choice("base", cfg["base"], BASES)
     cfg["base_components"] = _integer("base_components", cfg["base_components"], 1)
     return cfg

@@ -25,10 +25,16 @@ buffers are put back with ``torch.where``.  The host reads the losses and the sk
 restores the last checkpoint after ``max_bad_steps`` in a row, as the plain path does, only
 detected up to :data:`CHECK_EVERY` steps later.  The data already lives on the training
 device (the datasets are built there) and Adam is the fused kernel on both paths.
+
+**Warm-up and weight averaging.**  ``warmup_epochs`` ramps the learning rate linearly from
+``lr / steps`` to ``lr`` over its first optimiser steps before the ``scheduler`` takes over for
+the rest (:func:`lr_factor`).  ``ema`` keeps an exponential moving average of the weights
+(:class:`WeightAverage`), which the validation NLL, early stopping and the saved model use.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -144,6 +150,65 @@ class State:
     recoveries: int = 0  # restores after non-finite steps since the last finished epoch
 
 
+def lr_factor(step: int, warmup: int, total: int, cosine: bool) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) over ``training.lr``.
+
+    A linear warm-up over the first ``warmup`` steps, ``(step + 1) / warmup``, so that the first
+    step takes ``lr / warmup`` and step ``warmup - 1`` the full rate; then, with ``cosine``, the
+    half cosine ``(1 + cos(pi t / T)) / 2`` over the remaining ``T = total - warmup`` steps
+    (``t = step - warmup``, held at ``T`` past the end), else 1.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if not cosine:
+        return 1.0
+    span = max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
+class WeightAverage:
+    """An exponential moving average of a flow's weights, updated after every optimiser step.
+
+    ``theta_ema <- theta_ema + (1 - beta) (theta - theta_ema)`` with the decay ``beta``; the
+    buffers (normalisation statistics) are copied.  The average of the iterates is a better
+    estimate than the last of them (Polyak & Juditsky, "Acceleration of Stochastic Approximation
+    by Averaging", SIAM J. Control Optim. 30, 1992); its exponential form is what diffusion
+    models are trained and sampled with (Ho et al., "Denoising Diffusion Probabilistic Models",
+    arXiv:2006.11239).
+
+    ``flow`` is the averaged copy (no gradients).  An update decided on the device (``ok``, a
+    0-d bool tensor: the step was taken) moves it by ``1 - beta`` where ``ok`` and by 0 where
+    not, without a host synchronisation.
+
+    Arguments:
+        source: the trained flow.
+        decay: ``beta`` in (0, 1).
+    """
+
+    def __init__(self, source: Flow, decay: float) -> None:
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+            raise InputError(f"training.ema: expected null or a decay in (0, 1), got {decay!r}")
+        self.decay = float(decay)
+        self.source = source
+        self.flow = copy.deepcopy(source).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, first: bool = False, ok: torch.Tensor | None = None) -> None:
+        """Average in the source's weights; ``first``: take them as they are (the first step,
+        after which data-dependent initialisations such as ActNorm's have been made)."""
+        live: list[torch.Tensor] = list(self.source.parameters())
+        averaged: list[torch.Tensor] = list(self.flow.parameters())
+        fraction = 1.0 if first else 1.0 - self.decay
+        weight = torch.full((), fraction, dtype=averaged[0].dtype, device=averaged[0].device)
+        if ok is not None:
+            weight = torch.where(ok, weight, 0.0)
+        steps = torch._foreach_sub(live, averaged)
+        torch._foreach_mul_(steps, weight)
+        torch._foreach_add_(averaged, list(steps))
+        for mine, theirs in zip(self.flow.buffers(), self.source.buffers()):
+            mine.copy_(theirs)
+
+
 def _seeded_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The batch order of an epoch: a function of (seed, epoch) only, so resuming replays it."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -203,6 +268,8 @@ class Trainer:
             flow.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"], fused=True
         )
         self.scheduler = self._make_scheduler()
+        ema = settings.get("ema")
+        self.ema = None if ema is None else WeightAverage(flow, ema)
         self.state = State()
         self._stop_signal: int | None = None
         self._checkpoint_is_ours = False  # the file at resume_path was written by this run
@@ -214,10 +281,41 @@ class Trainer:
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, ok) not yet read
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        if self.settings["scheduler"] == "cosine":
-            total = self.settings["epochs"] * self.batches_per_epoch
+        total = self.settings["epochs"] * self.batches_per_epoch
+        cosine = self.settings["scheduler"] == "cosine"
+        warmup = self._warmup_steps()
+        if warmup > 0:
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: lr_factor(step, warmup, total, cosine)
+            )
+        if cosine:
             return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(total, 1))
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
+
+    def _warmup_steps(self) -> int:
+        """``training.warmup_epochs`` in optimiser steps (a positive fraction: at least one)."""
+        epochs = self.settings.get("warmup_epochs", 0)
+        if (
+            isinstance(epochs, bool)
+            or not isinstance(epochs, (int, float))
+            or not 0 <= epochs < self.settings["epochs"]
+        ):
+            raise InputError(
+                "training.warmup_epochs: expected a number >= 0 and below training.epochs "
+                f"({self.settings['epochs']}), got {epochs!r}"
+            )
+        return math.ceil(epochs * self.batches_per_epoch)
+
+    def _average(self, ok: torch.Tensor | None = None) -> None:
+        """Move the weight average (if any) after an optimiser step; see :class:`WeightAverage`."""
+        if self.ema is not None:
+            first = self.state.epoch == 0 and self.state.batch == 0
+            self.ema.update(first, ok)
+
+    @property
+    def evaluated(self) -> Flow:
+        """The flow that is validated and kept as the best: the weight average when there is one."""
+        return self.flow if self.ema is None else self.ema.flow
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -228,6 +326,7 @@ class Trainer:
                 "model_state": self.flow.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "ema_state": None if self.ema is None else self.ema.flow.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "state": self.state.__dict__,
@@ -260,6 +359,8 @@ class Trainer:
         self.flow.load_state_dict(data["model_state"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
+        if self.ema is not None:
+            self.ema.flow.load_state_dict(data["ema_state"])
         torch.set_rng_state(data["rng_cpu"])
         if data.get("rng_cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(data["rng_cuda"])
@@ -424,6 +525,7 @@ class Trainer:
         with torch.no_grad():
             for buffer, value in zip(buffers, saved):
                 buffer.copy_(torch.where(ok, buffer, value))
+        self._average(ok)  # a skipped step leaves the average alone too
         return loss.detach(), ok
 
     def _step(
@@ -454,6 +556,7 @@ class Trainer:
             return None
         self.optimizer.step()
         self.scheduler.step()
+        self._average()
         return loss.item()
 
     @staticmethod
@@ -502,7 +605,7 @@ class Trainer:
     def _finish_epoch(self, seconds: float) -> dict:
         state = self.state
         train_nll = state.epoch_loss_sum / max(state.epoch_loss_count, 1)
-        val_nll = mean_nll(self.flow, self.val_data)
+        val_nll = mean_nll(self.evaluated, self.val_data)
         state.epoch += 1
         row = {
             "epoch": state.epoch,
@@ -516,7 +619,7 @@ class Trainer:
         if val_nll < state.best_val:
             state.best_val, state.best_epoch = val_nll, state.epoch
             state.best_state = {
-                k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()
+                k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()
             }
             state.epochs_without_improvement = 0
         else:

@@ -30,6 +30,8 @@ class MaskedRQSAutoregressive(Transform):
         dropout: dropout in the MADE.
         bins: ``K``.
         tail_bound: ``B``.
+        residual: a residual MADE (Durkan et al., "Neural Spline Flows", arXiv:1906.04032; see
+            :class:`~hepflows.flows.nets.MADE`), ``hidden`` all of one width.
     """
 
     sequential_inverse = True
@@ -43,6 +45,7 @@ class MaskedRQSAutoregressive(Transform):
         dropout: float = 0.0,
         bins: int = 8,
         tail_bound: float = 5.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.features = features
@@ -50,7 +53,13 @@ class MaskedRQSAutoregressive(Transform):
         self.bins = bins
         self.tail_bound = tail_bound
         self.net = MADE(
-            features, [bins, bins, bins - 1], context_features, hidden, activation, dropout
+            features,
+            [bins, bins, bins - 1],
+            context_features,
+            hidden,
+            activation,
+            dropout,
+            residual=residual,
         )
 
     def _spline(

@@ -132,6 +132,7 @@ def build_flow(model: Mapping[str, Any] | None, features: int, context_features:
                     dropout=cfg["dropout"],
                     bins=cfg["bins"],
                     tail_bound=cfg["tail_bound"],
+                    residual=cfg["residual"],
                 )
             )
         else:

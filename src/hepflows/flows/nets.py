@@ -1,4 +1,5 @@
-"""Conditioner networks: a plain MLP for couplings and a masked MLP (MADE) for autoregression.
+"""Conditioner networks: a plain MLP for couplings and a masked MLP (MADE) for autoregression,
+plain or with residual blocks.
 
 Both end in a zero-initialised linear layer, so that every transform they parametrise starts as
 the identity (or as whatever the transform maps zero parameters to) and a deep stack trains from
@@ -14,9 +15,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..errors import InputError
 from .fused import _workspace, relu_mlp
 
-__all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MADE", "MADESweep"]
+__all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MaskedResidualBlock", "MADE", "MADESweep"]
 
 #: Activation names accepted by the config, mapped to their module constructors.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -113,20 +115,64 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
+class MaskedResidualBlock(nn.Module):
+    """``h + W2 act(W1 act(h))`` on hidden units ``h`` (n, width), both products masked.
+
+    The residual block of the residual MADE of Durkan et al., "Neural Spline Flows"
+    (arXiv:1906.04032), as in nflows' ``ResidualMADE``: both masks connect units of the same
+    degrees (``mask[o, i] = deg[o] >= deg[i]``), so a unit of the sum still sees only the inputs of
+    degree <= its own and the network stays autoregressive. Dropout comes after the second
+    activation; the second product starts near zero (uniform in +-1e-3, as in nflows), so that
+    every block starts close to the identity.
+
+    Arguments:
+        mask: the (width, width) hidden-to-hidden mask.
+        activation: one of :data:`ACTIVATIONS`.
+        dropout: dropout probability.
+    """
+
+    def __init__(self, mask: Tensor, activation: str = "relu", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.first = MaskedLinear(mask)
+        self.second = MaskedLinear(mask)
+        self.activation = _activation(activation)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        nn.init.uniform_(self.second.weight, -1e-3, 1e-3)
+        nn.init.uniform_(self.second.bias, -1e-3, 1e-3)
+
+    def forward(self, h: Tensor) -> Tensor:
+        t = self.first(self.activation(h))
+        return h + self.second(self.dropout(self.activation(t)))
+
+
+class _SweepStep(NamedTuple):
+    """One hidden buffer of a :class:`MADESweep`: ``act?(W @ source + b [+ skip])``, or
+    ``act(source)`` when there is no linear layer."""
+
+    linear: MaskedLinear | None
+    #: the buffer it reads: an earlier step's index, or -1 for the inputs
+    source: int
+    #: an earlier step's buffer added to the product (a residual connection), or None
+    skip: int | None
+    activate: bool
+
+
 class _SweepPlan(NamedTuple):
     """A :class:`MADE`'s masked weights with the hidden units sorted by degree (see
     :meth:`MADE._sweep_weights`)."""
 
-    #: per hidden layer its (out, in) weight in degree order
-    weights: list[Tensor]
-    #: per hidden layer its bias in degree order
-    biases: list[Tensor]
+    #: per step (:meth:`MADE._sweep_steps`) its (out, in) weight in degree order, or None
+    weights: list[Tensor | None]
+    #: per step its bias in degree order, or None
+    biases: list[Tensor | None]
     #: per feature its (rows, in) weight of the last layer, the columns in degree order
     out_weights: list[Tensor]
     #: per feature its bias rows of the last layer
     out_biases: list[Tensor]
-    #: ``counts[l][k]``: the units of degree <= k of hidden layer ``l``, k = 0..d
+    #: ``counts[l][k]``: the units of degree <= k of step ``l``'s buffer, k = 0..d
     counts: list[list[int]]
+    #: the steps themselves
+    steps: list[_SweepStep]
 
 
 class MADE(nn.Module):
@@ -141,6 +187,12 @@ class MADE(nn.Module):
     ``[group 0 (d * g0) | group 1 (d * g1) | ...]``; the same layout as a coupling conditioner's,
     so the same unpacking serves both.
 
+    With ``residual`` the network is the residual MADE of "Neural Spline Flows" (Durkan et al.,
+    arXiv:1906.04032): a masked layer from the inputs to ``width`` units, then one
+    :class:`MaskedResidualBlock` per entry of ``hidden`` (all equal to ``width``: the sum needs
+    one set of degrees), then the masked output layer, which reads the last sum without an
+    activation.
+
     Arguments:
         features: ``d``.
         groups: parameters per feature, per block (an int: one block).
@@ -148,6 +200,7 @@ class MADE(nn.Module):
         hidden: hidden widths.
         activation: one of :data:`ACTIVATIONS`.
         dropout: dropout after each hidden activation.
+        residual: residual blocks instead of a plain stack.
     """
 
     _feature_rows: Tensor
@@ -160,8 +213,14 @@ class MADE(nn.Module):
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
         dropout: float = 0.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        if residual and (not hidden or len(set(hidden)) != 1):
+            raise InputError(
+                "model.hidden: residual conditioners need one or more hidden layers of equal "
+                f"widths, got {list(hidden)}"
+            )
         groups = [groups] if isinstance(groups, int) else list(groups)
         self.features = features
         self.groups = groups
@@ -170,14 +229,24 @@ class MADE(nn.Module):
         in_deg = torch.cat([torch.zeros(context_features), torch.arange(1, features + 1)])
         layers: list[nn.Module] = []
         prev = in_deg
-        for h in hidden:
+        for h in hidden[:1] if residual else hidden:
             deg = torch.arange(h) % max(1, features - 1) + 1
             hidden_layer = MaskedLinear((deg[:, None] >= prev[None, :]).float())
             hidden_layer.register_buffer("unit_degrees", deg, persistent=False)
-            layers += [hidden_layer, _activation(activation)]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+            layers.append(hidden_layer)
+            if not residual:
+                layers.append(_activation(activation))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
             prev = deg
+        if residual:
+            for _ in hidden:
+                block = MaskedResidualBlock(
+                    (prev[:, None] >= prev[None, :]).float(), activation, dropout
+                )
+                for m in (block.first, block.second):
+                    m.register_buffer("unit_degrees", prev, persistent=False)
+                layers.append(block)
         # the outputs of feature i have degree i + 1 and see strictly lower degrees
         out_deg = torch.cat([torch.arange(1, features + 1).repeat_interleave(g) for g in groups])
         last = MaskedLinear((out_deg[:, None] > prev[None, :]).float())
@@ -185,7 +254,10 @@ class MADE(nn.Module):
         nn.init.zeros_(last.bias)
         layers.append(last)
         self.net = nn.Sequential(*layers)
-        self._fusable = activation == "relu"
+        self.residual = residual
+        self._activation_name = activation
+        # the fused kernel chains plain products: a residual network takes the plain layers
+        self._fusable = activation == "relu" and not residual
         self._dropout = dropout
         # rows of the last layer that give feature i's parameters, one group after another
         offsets = [0]
@@ -204,15 +276,38 @@ class MADE(nn.Module):
             persistent=False,
         )
 
+    def _sweep_steps(self) -> list[_SweepStep]:
+        """The hidden buffers that :class:`MADESweep` fills, in order.
+
+        Plain: one per hidden layer, ``act(W h + b)``. Residual: the input layer's ``h0``, then
+        per block ``act(h)``, ``act(W1 act(h) + b1)`` and the new sum ``W2 (...) + b2 + h``; the
+        output layer reads the last buffer.
+        """
+        if not self.residual:
+            hidden = [m for m in self.net if isinstance(m, MaskedLinear)][:-1]
+            return [_SweepStep(m, i - 1, None, True) for i, m in enumerate(hidden)]
+        first = self.net[0]
+        assert isinstance(first, MaskedLinear)
+        steps = [_SweepStep(first, -1, None, False)]
+        for block in list(self.net)[1:-1]:
+            assert isinstance(block, MaskedResidualBlock)
+            total = len(steps) - 1  # the running sum's buffer
+            steps += [
+                _SweepStep(None, total, None, True),
+                _SweepStep(block.first, total + 1, None, True),
+                _SweepStep(block.second, total + 2, total, False),
+            ]
+        return steps
+
     def _sweep_weights(self, dtype: torch.dtype, device: torch.device) -> _SweepPlan:
         """The masked weights with the hidden units sorted by degree, for :class:`MADESweep`.
 
-        Per hidden layer its (out, in) weight and bias in degree order; for the last layer one
-        (rows, in) weight and bias per feature (its rows of the output, the columns in degree
-        order); ``counts[l][k]`` the units of degree <= k of hidden layer ``l``, k = 0..d. Cached
-        until a parameter changes (or moves).
+        Per step (:meth:`_sweep_steps`) its (out, in) weight and bias in degree order; for the
+        last layer one (rows, in) weight and bias per feature (its rows of the output, the
+        columns in degree order); ``counts[l][k]`` the units of degree <= k of step ``l``'s
+        buffer, k = 0..d. Cached until a parameter changes (or moves).
         """
-        linears = [m for m in self.net if isinstance(m, MaskedLinear)]
+        linears = [m for m in self.modules() if isinstance(m, MaskedLinear)]
         key = (
             dtype,
             device,
@@ -224,29 +319,41 @@ class MADE(nn.Module):
         cached: tuple[tuple[object, ...], _SweepPlan] | None = getattr(self, "_sweep_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
+        steps = self._sweep_steps()
         with torch.no_grad():
-            weights: list[Tensor] = []
-            biases: list[Tensor] = []
+            weights: list[Tensor | None] = []
+            biases: list[Tensor | None] = []
             counts: list[list[int]] = []
-            previous: Tensor | None = (
-                None  # the input columns keep their order: context, then features 0..d-1
-            )
-            for m in linears[:-1]:
+            # per step the degree order of its units; the input columns keep their order
+            # (context, then features 0..d-1)
+            orders: list[Tensor] = []
+            for step in steps:
+                previous = None if step.source < 0 else orders[step.source]
+                m = step.linear
+                if m is None:  # an activation: the units and their order of its source
+                    assert previous is not None
+                    weights.append(None)
+                    biases.append(None)
+                    counts.append(counts[step.source])
+                    orders.append(previous)
+                    continue
                 deg = m.unit_degrees
                 order = torch.argsort(deg, stable=True)
                 w = (m.weight * m.mask)[order]
                 weights.append((w if previous is None else w[:, previous]).to(dtype).contiguous())
                 biases.append(m.bias[order].to(dtype).contiguous())
                 counts.append([int((deg <= k).sum()) for k in range(self.features + 1)])
-                previous = order
-            last = linears[-1]
+                orders.append(order)
+            previous = orders[-1] if orders else None
+            last = self.net[-1]
+            assert isinstance(last, MaskedLinear)
             w = last.weight * last.mask
             w = (w if previous is None else w[:, previous]).to(dtype)
             b = last.bias.to(dtype)
             rows = self._feature_rows.to(device)
             out_weights = [w[r].contiguous() for r in rows]
             out_biases = [b[r].contiguous() for r in rows]
-        plan = _SweepPlan(weights, biases, out_weights, out_biases, counts)
+        plan = _SweepPlan(weights, biases, out_weights, out_biases, counts, steps)
         self._sweep_cache = (key, plan)
         return plan
 
@@ -306,6 +413,11 @@ class MADESweep:
     hidden layers instead of ``d``. The units are sorted by degree, so that the units of degree
     <= ``k`` are a prefix of each layer and every product reads and writes contiguous columns.
 
+    A residual MADE is swept the same way, one buffer per step of :meth:`MADE._sweep_steps`
+    (``h0``, then per block ``act(h)``, the block's first product and the new sum): every buffer's
+    units share the degrees of ``h0``, so the units of degree ``k`` of the sum are final once
+    those of the block are.
+
     The same products as the full network, without the masked-out zeros: only the blocking of
     the sums (and so the last bits of rounding) may differ. Gradient-free only (the hidden
     layers are written in place): :meth:`MADE.feature_params` is the differentiable way.
@@ -327,8 +439,9 @@ class MADESweep:
         self.made = made
         self.features = d
         self.context_columns = c
-        # the layout is MaskedLinear, activation, [Dropout,] ...: net[1] is the activation
-        self.activation = None if made._fusable or len(made.net) == 1 else made.net[1]
+        self.activation = (
+            None if made._activation_name == "relu" else _activation(made._activation_name)
+        )
         # under autocast the products run in its type (as the plain layers would), explicitly
         autocast = torch.is_autocast_enabled(device.type)
         dtype = torch.get_autocast_dtype(device.type) if autocast else x.dtype
@@ -336,17 +449,19 @@ class MADESweep:
         plan = made._sweep_weights(dtype, device)
         self.weights, self.biases, self.counts = plan.weights, plan.biases, plan.counts
         self.out_weights, self.out_biases = plan.out_weights, plan.out_biases
+        self.steps = plan.steps
         # the features' columns are read only once fixed: no need to clear them
         self.inputs = torch.empty(n, c + d, dtype=dtype, device=device)
         if context is not None:
             self.inputs[:, :c] = context
-        widest = max([w.shape[0] for w in self.weights] + [self.out_weights[0].shape[0]])
+        widths = [count[-1] for count in self.counts]
+        widest = max([*widths, self.out_weights[0].shape[0]])
         self.reuse = reuse = n * widest <= SWEEP_WORKSPACE_ELEMENTS
         self.hidden = [
-            _workspace(2 + i, n, w.shape[0], self.inputs)
+            _workspace(2 + i, n, width, self.inputs)
             if reuse
-            else torch.empty(n, w.shape[0], dtype=dtype, device=device)
-            for i, w in enumerate(self.weights)
+            else torch.empty(n, width, dtype=dtype, device=device)
+            for i, width in enumerate(widths)
         ]
         self.done = 0  # hidden units of degree <= done are computed
 
@@ -366,22 +481,36 @@ class MADESweep:
             raise ValueError(f"feature {feature} is behind the sweep (at {self.done})")
         n = self.inputs.shape[0]
         with torch.autocast(self.inputs.device.type, enabled=False):
-            below, below_width = self.inputs, self.context_columns + feature
-            for layer, (w, b, h) in enumerate(zip(self.weights, self.biases, self.hidden)):
+            for layer, h in enumerate(self.hidden):
                 lo, hi = self.counts[layer][self.done], self.counts[layer][feature]
                 if hi > lo:
-                    block = h[:, lo:hi]
-                    torch.addmm(
-                        b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block
-                    )
-                    if self.activation is None:
-                        block.relu_()
-                    else:
-                        block.copy_(self.activation(block))
-                below, below_width = h, hi
+                    self._compute(layer, feature, h[:, lo:hi], lo, hi)
             self.done = feature
+            below, below_width = self._buffer(len(self.hidden) - 1, feature)
             w, b = self.out_weights[feature], self.out_biases[feature]
             out = (
                 _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
             )
             return torch.addmm(b, below[:, :below_width], w[:, :below_width].t(), out=out)
+
+    def _buffer(self, index: int, feature: int) -> tuple[Tensor, int]:
+        """Step ``index``'s buffer (-1: the inputs) and its columns final for ``feature``."""
+        if index < 0:
+            return self.inputs, self.context_columns + feature
+        return self.hidden[index], self.counts[index][feature]
+
+    def _compute(self, layer: int, feature: int, block: Tensor, lo: int, hi: int) -> None:
+        """Units ``lo:hi`` of step ``layer`` into ``block``, from the final columns it reads."""
+        step, w, b = self.steps[layer], self.weights[layer], self.biases[layer]
+        below, below_width = self._buffer(step.source, feature)
+        if w is None or b is None:
+            block.copy_(below[:, lo:hi])
+        else:
+            torch.addmm(b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block)
+        if step.skip is not None:
+            block.add_(self.hidden[step.skip][:, lo:hi])
+        if step.activate:
+            if self.activation is None:
+                block.relu_()
+            else:
+                block.copy_(self.activation(block))

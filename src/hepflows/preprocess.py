@@ -23,9 +23,11 @@ a standard normal and a resonance of the signal is spread over the whole latent 
 the half of it the mixture's CDF gives it.  The methods whose result depends on the table take
 the events' ``labels`` (n,); with one table (the mixture) they may be omitted, and every label
 uses it.  The widened range, the point masses and the standardisation stay common to both
-processes.  Parameters are saved as JSON with the feature names and the config hash they were
-fitted with, and loading checks both; a ``metadata`` record (package version, git commit,
-seed, ...) travels with them for provenance.
+processes.
+
+Parameters are saved as JSON with the feature names and the config hash they were fitted with,
+and loading checks both; a ``metadata`` record (package version, git commit, seed, ...) travels
+with them for provenance.
 """
 
 from __future__ import annotations

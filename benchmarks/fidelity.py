@@ -93,14 +93,15 @@ def test_nll(run_dir: Path) -> tuple[float, float]:
     )
     events = read_events(run_dir / "data" / "test.root", pre.features)
     x = np.stack([events[f] for f in pre.features], 1)
-    y = torch.from_numpy(pre.forward(x).astype(np.float32))
+    labels = events[LABEL]
+    y = torch.from_numpy(pre.forward(x, labels).astype(np.float32))
     context = (
-        torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1)
+        torch.from_numpy(labels.astype(np.float32)).unsqueeze(1)
         if meta["context_features"]
         else None
     )
     nll = mean_nll(flow, Dataset(y, context))
-    return nll, nll - float(pre.log_abs_det(pre.dequantize(x)).mean())
+    return nll, nll - float(pre.log_abs_det(pre.dequantize(x), labels).mean())
 
 
 def closure_auc(run_dir: Path, features: list[str], seed: int) -> tuple[float, float, float]:

@@ -308,3 +308,53 @@ def test_validation_events_outside_the_fitted_range_are_left_out(steps, tmp_path
         clipped = cli._dataset(str(tmp_path / "val.root"), pre, True, "cpu")
     assert len(kept.x) == n - natural - 1 and len(clipped.x) == n
     assert f"{natural + 1} events outside the fitted range left out" in caplog.text
+
+
+def test_per_process_preprocessing_needs_a_conditional_flow(steps, tmp_path, caplog):
+    from hepflows.cli import main
+
+    d, settings, _ = steps
+    own = dict(settings, preprocess={"transform": "quantile", "per_process": True})
+    plain = dict(own, training=dict(settings["training"], conditional=False))
+    pre = tmp_path / "pre.json"
+
+    def step(name: str, config: dict, *args) -> int:
+        return main([name, "--quiet", "--settings", json.dumps(config), *map(str, args)])
+
+    with caplog.at_level("ERROR"):
+        assert step("preprocess", plain, "--train", d / "train.root", "--out", pre) == 2
+        assert "preprocess.per_process" in caplog.text and "training.conditional" in caplog.text
+        assert not pre.exists()
+        assert step("preprocess", own, "--train", d / "train.root", "--out", pre) == 0
+        assert json.loads(pre.read_text())["per_process"] is True
+        caplog.clear()
+        # a grid model may turn the conditioning off after the shared preprocessing
+        args = ("--train", d / "train.root", "--val", d / "val.root", "--preprocess", pre)
+        model = tmp_path / "m.pt"
+        assert step("train", plain, *args, "--model", model, "--log", tmp_path / "log.csv") == 2
+        assert "training.conditional" in caplog.text and not model.exists()
+
+
+@pytest.mark.slow
+def test_hepflows_run_with_quantiles_per_process(tiny_settings, tmp_path):
+    import yaml
+
+    from hepflows import checkpoint
+    from hepflows.cli import main
+    from hepflows.preprocess import Preprocessor
+
+    cfg = dict(tiny_settings, preprocess={"transform": "quantile", "quantiles": 32})
+    cfg["preprocess"]["per_process"] = True
+    cfg["validation"] = dict(cfg["validation"], amplification={"enabled": False})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", "--config", str(path), "--results", str(tmp_path), "--quiet"]) == 0
+    run = tmp_path / "tiny"
+    pre = Preprocessor.load(run / "preprocess.json")
+    assert pre.per_process and pre.knots.shape == (2, len(pre.features), 32)
+    assert checkpoint.read(run / "model" / "model.pt")["context_features"] == 1
+    events = read_events(run / "samples" / "generated.root", pre.features)
+    x = np.stack([events[f] for f in pre.features], 1)
+    assert set(np.unique(events["label"])) == {0, 1} and len(x) == cfg["sampling"]["events"]
+    assert np.isfinite(x).all() and ((x >= pre.low) & (x <= pre.high)).all()
+    assert (run / "validation" / "metrics.json").exists()

@@ -1,6 +1,8 @@
 """The feature transforms (min-max -> logit or quantile -> standardise): exact inverse, bounded
 samples, checks."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -166,3 +168,128 @@ def test_malformed_quantile_parameters_are_named(events):
         preprocess.Preprocessor.from_dict(data, source="pre.json")
     with pytest.raises(InputError, match="transform"):
         preprocess.Preprocessor.from_dict(dict(data, transform="box-cox"), source="pre.json")
+
+
+# -- quantile tables fitted per process (preprocess.per_process) ----------------------------------
+@pytest.fixture
+def processes():
+    """Events (n, 3) and labels (n,): the signal's m_bb a narrow peak on a broad background."""
+    rng = np.random.default_rng(6)
+    n = 6000
+    labels = (rng.random(n) < 0.4).astype(np.int8)
+    peak = np.where(rng.random(n) < 0.8, rng.normal(125, 3, n), rng.uniform(20, 400, n))
+    m_bb = np.where(labels == 1, peak, rng.exponential(60, n) + 20)
+    shifted = rng.normal(0, 1, n) + 1.5 * labels
+    return np.stack([m_bb, shifted, rng.uniform(-2.5, 2.5, n)], 1), labels
+
+
+def test_per_process_round_trip_is_exact(processes):
+    x, labels = processes
+    pre = preprocess.fit(x, FEATURES, transform="quantile", labels=labels, per_process=True)
+    assert pre.per_process and pre.knots.shape == (2, 3, 128)
+    y = pre.forward(x, labels)
+    np.testing.assert_allclose(pre.inverse(y, labels), x, rtol=1e-6, atol=1e-6)
+    far = np.random.default_rng(1).normal(0, 30, size=x.shape)  # any latent lands in range
+    back = pre.inverse(far, labels)
+    assert ((back >= pre.low) & (back <= pre.high)).all()
+
+
+def test_per_process_marginals_are_standard_normal_for_each_process(processes):
+    from scipy import stats
+
+    x, labels = processes
+    kwargs = {"transform": "quantile", "quantiles": 64, "labels": labels}
+    own = preprocess.fit(x, FEATURES, per_process=True, **kwargs)
+    y = own.forward(x, labels)
+    for p in (0, 1):
+        for j in range(len(FEATURES)):
+            assert stats.kstest(y[labels == p, j], "norm").statistic < 0.03, (p, FEATURES[j])
+    # the mixture's CDF spreads the signal's m_bb peak over a part of the latent line only
+    mixture = preprocess.fit(x, FEATURES, **kwargs).forward(x)
+    assert stats.kstest(mixture[labels == 1, 0], "norm").statistic > 0.2
+    inside = (labels == 1) & (np.abs(x[:, 0] - 125) < 6)
+    assert np.ptp(y[inside, 0]) > 1.5 * np.ptp(mixture[inside, 0])
+
+
+def test_each_event_goes_through_its_own_label_table(processes):
+    x, labels = processes
+    pre = preprocess.fit(x, FEATURES, transform="quantile", labels=labels, per_process=True)
+    y = pre.forward(x, labels)
+    signal = labels == 1
+    for p, rows in ((1, signal), (0, ~signal)):
+        alone = replace(pre, knots=pre.knots[p])  # that table as the only one
+        np.testing.assert_array_equal(y[rows], alone.forward(x[rows]))
+        np.testing.assert_array_equal(pre.inverse(y, labels)[rows], alone.inverse(y[rows]))
+    swapped = pre.forward(x, 1 - labels)
+    assert np.abs(swapped - y)[:, :2].min(axis=1).mean() > 0.1  # the label changes the output
+    with pytest.raises(ValueError, match="labels"):
+        pre.forward(x)
+    with pytest.raises(ValueError, match=r"labels \[2\]"):
+        pre.inverse(y, np.full(len(y), 2))
+
+
+def test_without_per_process_every_output_is_unchanged_by_labels(processes):
+    x, labels = processes
+    y = np.random.default_rng(2).normal(size=x.shape)
+    for transform in ("logit", "quantile"):
+        plain = preprocess.fit(x, FEATURES, transform=transform)
+        given = preprocess.fit(x, FEATURES, transform=transform, labels=labels)
+        assert given.to_dict() == plain.to_dict() and "per_process" not in plain.to_dict()
+        assert not given.per_process
+        for method, arg in (("forward", x), ("inverse", y), ("log_abs_det", x)):
+            want = getattr(plain, method)(arg).tobytes()
+            assert getattr(given, method)(arg, labels).tobytes() == want, (transform, method)
+            assert getattr(given, method)(arg, 1 - labels).tobytes() == want, (transform, method)
+
+
+def test_per_process_log_abs_det_matches_numerical_jacobian(processes):
+    x, labels = processes
+    pre = preprocess.fit(x, FEATURES, transform="quantile", labels=labels, per_process=True)
+    rows = np.r_[np.flatnonzero(labels == 0)[:4], np.flatnonzero(labels == 1)[:4]]
+    x, labels = x[rows] + 1e-3, labels[rows]  # off the knots, where the slope jumps
+    eps = 1e-6
+    forward = pre.forward(x + eps, labels) - pre.forward(x - eps, labels)
+    numeric = np.log(forward / (2 * eps)).sum(axis=1)
+    np.testing.assert_allclose(pre.log_abs_det(x, labels), numeric, rtol=1e-6)
+    assert not np.allclose(pre.log_abs_det(x, 1 - labels), numeric, rtol=1e-3)
+
+
+def test_per_process_save_load_and_old_files(tmp_path, processes):
+    x, labels = processes
+    pre = preprocess.fit(x, FEATURES, transform="quantile", labels=labels, per_process=True)
+    pre.save(tmp_path / "pre.json")
+    back = preprocess.Preprocessor.load(tmp_path / "pre.json", features=FEATURES)
+    assert back.per_process and back.to_dict()["per_process"] is True
+    np.testing.assert_array_equal(back.forward(x, labels), pre.forward(x, labels))
+    # a file written before per_process existed: one (d, K) table and no such key
+    old = preprocess.fit(x, FEATURES, transform="quantile").to_dict()
+    old.pop("per_process", None)
+    loaded = preprocess.Preprocessor.from_dict(old)
+    assert not loaded.per_process and loaded.knots.shape == (3, 128)
+    with pytest.raises(InputError, match=r"pre\.json.*'knots' must be \(2, 3, K\)"):
+        preprocess.Preprocessor.from_dict(dict(old, per_process=True), source="pre.json")
+    with pytest.raises(InputError, match=r"pre\.json.*'per_process'.*'logit'"):
+        logit = preprocess.fit(x, FEATURES).to_dict()
+        preprocess.Preprocessor.from_dict(dict(logit, per_process=True), source="pre.json")
+
+
+def test_per_process_errors_are_named(processes):
+    x, labels = processes
+    with pytest.raises(InputError, match=r"preprocess\.per_process.*transform quantile"):
+        preprocess.fit(x, FEATURES, labels=labels, per_process=True)
+    few = labels.copy()
+    few[np.flatnonzero(labels == 1)[50:]] = 0  # 50 signal events for 64 knots
+    with pytest.raises(InputError, match=r"train\.root: 50 signal event.*at least.*= 64"):
+        preprocess.fit(
+            x,
+            FEATURES,
+            transform="quantile",
+            quantiles=64,
+            labels=few,
+            per_process=True,
+            source="train.root",
+        )
+    with pytest.raises(InputError, match=r"labels \[3\]"):
+        preprocess.fit(
+            x, FEATURES, transform="quantile", labels=np.full(len(x), 3), per_process=True
+        )

@@ -213,9 +213,13 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     """Fit min-max (with margin) -> logit -> standardise on the training events."""
     from hepflows import config, preprocess
     from hepflows.events.reader import read_events
+    from hepflows.events.schema import LABEL
 
     cfg = _settings(args)
     features = _features(cfg)
+    per_process = cfg["preprocess"]["per_process"]
+    if per_process:
+        _check_per_process_is_conditional(cfg["training"]["conditional"])
     events = read_events(args.train, features)
     x = _matrix(events, features)
     pre = preprocess.fit(
@@ -224,6 +228,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         margin=cfg["preprocess"]["margin"],
         transform=cfg["preprocess"]["transform"],
         quantiles=cfg["preprocess"]["quantiles"],
+        labels=events[LABEL],
+        per_process=per_process,
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train),
         metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
@@ -253,6 +259,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         features=features,
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
     )
+    if pre.per_process:
+        _check_per_process_is_conditional(settings["conditional"])
     device = training.select_device(settings["device"])
     log.info(
         "training on %s%s",
@@ -786,7 +794,7 @@ def _dataset(
         else:
             log.warning("%s: values outside the fitted range were clipped: %s", path, named)
     weight = _training_weights(path, events.get(WEIGHT))
-    x = pre.forward(matrix).astype(np.float32)
+    x = pre.forward(matrix, events[LABEL]).astype(np.float32)
     context = None
     if conditional:
         context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1).to(device)
@@ -795,6 +803,15 @@ def _dataset(
         context,
         None if weight is None else torch.from_numpy(weight).to(device),
     )
+
+
+def _check_per_process_is_conditional(conditional: bool) -> None:
+    """Quantile tables fitted per process need the label at generation: a conditional flow."""
+    if not conditional:
+        raise InputError(
+            "key preprocess.per_process: one quantile table per process needs a flow "
+            "conditioned on the process label, expected training.conditional true"
+        )
 
 
 def _training_weights(path: str, w: Any) -> Any:

@@ -14,15 +14,26 @@ events' CDF, piecewise linear between ``quantiles`` knots (``low`` and ``high`` 
 points): each marginal becomes close to a standard normal, and a narrow mass peak is spread
 over as much of the latent space as the events it holds, instead of a sliver of it.  The inverse
 clamps nothing: ``sigmoid`` lands inside (0, 1), so every sample maps back inside the widened
-range.  Parameters are saved as JSON with the feature names and the config hash they were
-fitted with, and loading checks both; a ``metadata`` record (package version, git commit,
-seed, ...) travels with them for provenance.
+range.
+
+``per_process=True`` (with ``"quantile"``) fits one table of knots per process, on the events
+of that label alone, for a flow conditioned on the label: event ``i`` of label ``c_i`` maps as
+``Phi^-1(F_{c_i}(x_i))``, so each process's marginals, not only their mixture's, start close to
+a standard normal and a resonance of the signal is spread over the whole latent line instead of
+the half of it the mixture's CDF gives it.  The methods whose result depends on the table take
+the events' ``labels`` (n,); with one table (the mixture) they may be omitted, and every label
+uses it.  The widened range, the point masses and the standardisation stay common to both
+processes.
+
+Parameters are saved as JSON with the feature names and the config hash they were fitted with,
+and loading checks both; a ``metadata`` record (package version, git commit, seed, ...) travels
+with them for provenance.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +46,8 @@ from hepflows.errors import InputError
 
 #: Out-of-range inputs are clipped this far inside (0, 1) before the logit.
 _CLIP = 1e-7
+#: The process labels, which are also the indices of the per-process tables.
+PROCESSES = {0: "background", 1: "signal"}
 
 
 @dataclass(frozen=True)
@@ -54,48 +67,90 @@ class Preprocessor:
     spikes: dict = field(default_factory=dict)
     #: ``"logit"`` or ``"quantile"`` (see the module docstring).
     transform: str = "logit"
-    #: with ``"quantile"``: the CDF's knots (d, K), increasing from ``low`` to ``high`` ...
+    #: with ``"quantile"``: the CDF's knots, increasing from ``low`` to ``high``: (d, K), one
+    #: table for every event, or (P, d, K) fitted per process, table ``p`` for label ``p`` ...
     knots: np.ndarray | None = None
-    #: ... and its values there (K,), increasing from 0 to 1.
+    #: ... and its values there (K,), increasing from 0 to 1, the same for every table.
     levels: np.ndarray | None = None
 
+    @property
+    def per_process(self) -> bool:
+        """Whether the quantile transform has one table per process label."""
+        return self.knots is not None and self.knots.ndim == 3
+
     def _quantile_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """The quantile transform's knots (d, K) and levels (K,)."""
+        """The quantile transform's knots (d, K) or (P, d, K) and levels (K,)."""
         if self.knots is None or self.levels is None:
             raise ValueError("the quantile transform needs its knots and levels")
         return self.knots, self.levels
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Physical values (n, d) -> standardised latent values (n, d), float64."""
-        x = self.dequantize(np.asarray(x, np.float64))
-        return (self._unbounded(x) - self.mean) / self.std
+    def _tables(
+        self, n: int, labels: np.ndarray | None
+    ) -> list[tuple[slice | np.ndarray, np.ndarray]]:
+        """Each table's knots (d, K) with the rows of the ``n`` events it maps.
 
-    def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Standardised latent values (n, d) -> physical values (n, d) inside [low, high], float64."""
+        One table maps every row (``labels`` is not needed); per process, table ``p`` maps the
+        events of label ``p``.
+        """
+        knots, _ = self._quantile_tables()
+        if knots.ndim == 2:
+            return [(slice(None), knots)]
+        if labels is None:
+            raise ValueError("the per-process quantile tables need the events' labels")
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"expected labels of shape ({n},), got {labels.shape}")
+        unknown = ~np.isin(labels, np.arange(len(knots)))
+        if unknown.any():
+            raise ValueError(
+                f"labels {np.unique(labels[unknown]).tolist()}: no quantile table for them, "
+                f"expected labels in {list(range(len(knots)))}"
+            )
+        return [(labels == p, table) for p, table in enumerate(knots)]
+
+    def _by_table(
+        self,
+        x: np.ndarray,
+        labels: np.ndarray | None,
+        column: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """``column(x[:, j], knots[j])`` for every feature ``j`` (n, d), each event with the
+        knots of its label's table."""
+        out = np.empty_like(x)
+        for rows, knots in self._tables(len(x), labels):
+            out[rows] = np.column_stack(
+                [column(x[rows, j], knots[j]) for j in range(len(self.features))]
+            )
+        return out
+
+    def forward(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Physical values (n, d) of events with ``labels`` (n,) -> standardised latent values
+        (n, d), float64."""
+        x = self.dequantize(np.asarray(x, np.float64))
+        return (self._unbounded(x, labels) - self.mean) / self.std
+
+    def inverse(self, y: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Standardised latent values (n, d) of events with ``labels`` (n,) -> physical values
+        (n, d) inside [low, high], float64."""
         x2 = np.asarray(y, np.float64) * self.std + self.mean
         if self.transform == "quantile":
-            u = special.ndtr(x2)
-            knots, levels = self._quantile_tables()
+            _, levels = self._quantile_tables()
             return self.snap(
-                np.column_stack(
-                    [np.interp(u[:, j], levels, knots[j]) for j in range(len(self.features))]
-                )
+                self._by_table(special.ndtr(x2), labels, lambda u, k: np.interp(u, levels, k))
             )
         x1 = 0.5 * (1.0 + np.tanh(0.5 * x2))  # sigmoid without overflow warnings
         return self.snap(self.low + x1 * (self.high - self.low))
 
-    def _cdf(self, x: np.ndarray) -> np.ndarray:
+    def _cdf(self, x: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """The piecewise-linear CDF of each feature (n, d), clipped inside (0, 1)."""
-        knots, levels = self._quantile_tables()
-        u = np.column_stack(
-            [np.interp(x[:, j], knots[j], levels) for j in range(len(self.features))]
-        )
+        _, levels = self._quantile_tables()
+        u = self._by_table(x, labels, lambda v, k: np.interp(v, k, levels))
         return np.clip(u, _CLIP, 1 - _CLIP)
 
-    def _unbounded(self, x: np.ndarray) -> np.ndarray:
+    def _unbounded(self, x: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """logit((x - low) / (high - low)) or Phi^-1(F(x)), before standardising."""
         if self.transform == "quantile":
-            return special.ndtri(self._cdf(x))
+            return special.ndtri(self._cdf(x, labels))
         x1 = np.clip((x - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
         return np.log(x1) - np.log1p(-x1)
 
@@ -130,16 +185,14 @@ class Preprocessor:
             x[inside, j] = rng.choice(spike["values"], size=int(inside.sum()), p=spike["weights"])
         return x
 
-    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        """log|det dy/dx| per event (n,), to turn a density of y into one of x."""
+    def log_abs_det(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """log|det dy/dx| per event (n,) of events with ``labels`` (n,), to turn a density of y
+        into one of x."""
         x = np.asarray(x, np.float64)
         if self.transform == "quantile":
             # dy/dx = F'(x) / phi(y): the slope of the knot segment over the normal density
-            knots, _ = self._quantile_tables()
-            slope = np.column_stack(
-                [self._segment_slope(x[:, j], knots[j]) for j in range(len(self.features))]
-            )
-            z = self._unbounded(x)
+            slope = self._by_table(x, labels, self._segment_slope)
+            z = self._unbounded(x, labels)
             per_feature = np.log(slope) + 0.5 * z**2 + 0.5 * np.log(2 * np.pi) - np.log(self.std)
             return per_feature.sum(axis=1)
         x1 = np.clip((x - self.low) / (self.high - self.low), _CLIP, 1 - _CLIP)
@@ -153,7 +206,10 @@ class Preprocessor:
         return (levels[k + 1] - levels[k]) / (knots[k + 1] - knots[k])
 
     def outside_mask(self, x: np.ndarray) -> np.ndarray:
-        """Which values (n, d) of ``x`` lie outside the widened range (and would be clipped)."""
+        """Which values (n, d) of ``x`` lie outside the widened range (and would be clipped).
+
+        The range is common to every process (each table spans it), so no labels are needed.
+        """
         x = np.asarray(x)
         return (x <= self.low) | (x >= self.high)
 
@@ -181,6 +237,8 @@ class Preprocessor:
                 if self.transform == "quantile"
                 else {}
             ),
+            # written only when true, so that files with one table are as before
+            **({"per_process": True} if self.per_process else {}),
         }
 
     @classmethod
@@ -212,21 +270,30 @@ class Preprocessor:
                 f"{source}: 'spikes' must map fitted features to {{{', '.join(sorted(keys))}}}"
             )
         transform = data.get("transform", "logit")
+        per_process = data.get("per_process", False)  # absent from files with one table
         knots = levels = None
+        if per_process not in (True, False):
+            raise InputError(f"{source}: 'per_process' is {per_process!r}, expected true or false")
+        if per_process and transform != "quantile":
+            raise InputError(
+                f"{source}: 'per_process' is true with transform {transform!r}, expected 'quantile'"
+            )
         if transform == "quantile":
             try:
                 knots = np.asarray(data["knots"], np.float64)
                 levels = np.asarray(data["levels"], np.float64)
             except (KeyError, TypeError, ValueError) as err:
                 raise InputError(f"{source}: malformed quantile knots ({err!r})") from None
+            tables = (len(PROCESSES),) if per_process else ()
             if (
                 levels.ndim != 1
-                or knots.shape != (len(features), len(levels))
-                or np.any(np.diff(knots, axis=1) <= 0)
+                or knots.shape != (*tables, len(features), len(levels))
+                or np.any(np.diff(knots, axis=-1) <= 0)
                 or np.any(np.diff(levels) <= 0)
             ):
+                expected = ", ".join(map(str, (*tables, len(features), "K")))
                 raise InputError(
-                    f"{source}: 'knots' must be ({len(features)}, K) and 'levels' (K,), both "
+                    f"{source}: 'knots' must be ({expected}) and 'levels' (K,), both "
                     f"increasing; got {knots.shape} and {levels.shape}"
                 )
         elif transform != "logit":
@@ -289,6 +356,8 @@ def fit(
     spike_fraction: float | None = 0.01,
     transform: str = "logit",
     quantiles: int = 128,
+    labels: np.ndarray | None = None,
+    per_process: bool = False,
 ) -> Preprocessor:
     """Fit the transform on training events ``x`` (n, d) in the order of ``features``.
 
@@ -296,7 +365,9 @@ def fit(
     parameters.  A value held by more than ``spike_fraction`` of the events is a point mass
     (see :meth:`Preprocessor.dequantize`); None turns the search off.  ``transform`` is
     ``"logit"`` or ``"quantile"`` (with ``quantiles`` knots of the CDF, the widened range's
-    ends included).
+    ends included).  ``per_process`` fits the quantile knots of each process on its own events,
+    told apart by ``labels`` (n,) (0 background, 1 signal); the range, point masses and
+    standardisation are fitted on all events.
     """
     if transform not in ("logit", "quantile"):
         raise ValueError(f"transform: expected 'logit' or 'quantile', got {transform!r}")
@@ -331,13 +402,54 @@ def fit(
         config_hash,
         spikes=spikes,
     )
+    if per_process:
+        labels = _process_labels(labels, len(x), transform, quantiles, source)
     if transform == "quantile":
-        knots, levels = _cdf_knots(partial.dequantize(x), partial.low, partial.high, quantiles)
+        spread = partial.dequantize(x)
+        if per_process:
+            tables = [
+                _cdf_knots(spread[labels == p], partial.low, partial.high, quantiles)
+                for p in PROCESSES
+            ]
+            knots, levels = np.stack([k for k, _ in tables]), tables[0][1]
+        else:
+            knots, levels = _cdf_knots(spread, partial.low, partial.high, quantiles)
         partial = replace(partial, transform=transform, knots=knots, levels=levels)
-    latent = partial.forward(x)
+    latent = partial.forward(x, labels)
     return replace(
         partial, mean=latent.mean(axis=0), std=latent.std(axis=0), metadata=dict(metadata or {})
     )
+
+
+def _process_labels(
+    labels: np.ndarray | None, n: int, transform: str, quantiles: int, source: str
+) -> np.ndarray:
+    """The labels (n,) of the training events, checked for a fit per process."""
+    if transform != "quantile":
+        raise InputError(
+            f"key preprocess.per_process: one table per process needs transform quantile, "
+            f"got transform {transform!r}"
+        )
+    if labels is None:
+        raise ValueError("per_process needs the training events' labels")
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"expected labels of shape ({n},), got {labels.shape}")
+    unknown = ~np.isin(labels, list(PROCESSES))
+    if unknown.any():
+        raise InputError(
+            f"{source}: labels {np.unique(labels[unknown]).tolist()}, expected "
+            f"{list(PROCESSES)} for a preprocessing fitted per process"
+        )
+    for p, name in PROCESSES.items():
+        count = int((labels == p).sum())
+        if count < quantiles:
+            raise InputError(
+                f"{source}: {count} {name} event(s) (label {p}), expected at least "
+                f"preprocess.quantiles = {quantiles} to fit its own quantile knots "
+                "(key preprocess.per_process)"
+            )
+    return labels
 
 
 def _cdf_knots(

@@ -197,7 +197,7 @@ def _to_events(
     preprocessor: Preprocessor, y: np.ndarray, labels: np.ndarray | None
 ) -> dict[str, np.ndarray]:
     """Preprocessed events (n, d) and labels -> {feature: float32 (n,), "label": int8 (n,)}."""
-    x = preprocessor.inverse(y).astype(np.float32)
+    x = preprocessor.inverse(y, labels).astype(np.float32)
     events = {name: x[:, i] for i, name in enumerate(preprocessor.features)}
     if labels is not None:
         events[LABEL] = labels

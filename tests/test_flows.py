@@ -509,6 +509,9 @@ def test_check_model_config_fills_defaults() -> None:
         ({"tail_bound": 0.0}, "tail_bound"),
         ({"base": "uniform"}, "base"),
         ({"base_components": 0}, "base_components"),
+        ({"components": 0}, "components"),
+        ({"family": "made_mog", "hidden": [16, 32]}, "hidden"),
+        ({"family": "made_mog", "hidden": []}, "hidden"),
     ],
 )
 def test_check_model_config_errors_name_the_key(bad: dict, key: str) -> None:

@@ -222,3 +222,19 @@ def test_hepflows_run_with_the_family_writes_events_and_a_verdict(tmp_path, tiny
     assert "verdict" in (run / "validation" / "verdict.html").read_text().lower()
     stored = checkpoint.read(run / "model" / "model.pt")
     assert stored["model"]["family"] == "made_mog" and math.isfinite(stored["val_nll"])
+
+
+@pytest.mark.parametrize("context_features", [0, 1])
+def test_one_feature_integrates_to_one_and_samples_it(context_features: int) -> None:
+    """With one feature only the context (or nothing) sets the mixture."""
+    torch.manual_seed(8)
+    model = randomised(build_flow(MODEL, 1, context_features).double())
+    grid = torch.linspace(-30, 30, 60001, dtype=torch.float64)[:, None]
+    context = torch.ones(len(grid), context_features, dtype=torch.float64)
+    with torch.no_grad():
+        density = model.log_prob(grid, context if context_features else None).exp()
+    assert density.sum().item() * 1e-3 == pytest.approx(1.0, abs=1e-6)
+    x = model.sample(3000, context[:3000] if context_features else None)
+    with torch.no_grad():
+        u = mixture_cdf(model, x, context[:3000] if context_features else None)
+    assert stats.kstest(u[:, 0].numpy(), "uniform").pvalue > 1e-3

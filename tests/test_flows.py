@@ -588,6 +588,9 @@ def test_check_model_config_fills_defaults() -> None:
         ({"residual": "yes"}, "residual"),
         ({"residual": True}, "residual"),  # the default coupling (affine) has no MADE
         ({"residual": True, "coupling": "rq_autoregressive", "hidden": [64, 32]}, "hidden"),
+        ({"components": 0}, "components"),
+        ({"family": "made_mog", "hidden": [16, 32]}, "hidden"),
+        ({"family": "made_mog", "hidden": []}, "hidden"),
     ],
 )
 def test_check_model_config_errors_name_the_key(bad: dict, key: str) -> None:

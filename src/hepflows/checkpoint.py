@@ -17,7 +17,7 @@ from hepflows.atomic import atomic_path
 from hepflows.errors import InputError
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.model import DensityModel
 
 
 def save(path: str | Path, payload: Mapping[str, Any]) -> None:
@@ -46,7 +46,7 @@ def load_model(
     preprocess_hash: str | None = None,
     config_hash: str | None = None,
     device: torch.device | str = "cpu",
-) -> tuple[Flow, dict[str, Any]]:
+) -> tuple[DensityModel, dict[str, Any]]:
     """Rebuild the flow stored at ``path`` in eval mode; returns ``(flow, metadata)``.
 
     ``features``, ``preprocess_hash`` and ``config_hash``, when given, must equal those the

@@ -43,8 +43,10 @@ FAMILIES = ("flow", "made_mog", "flow_matching")
 MODEL_DEFAULTS: dict[str, Any] = {
     "family": "flow",  # one of FAMILIES
     "coupling": "affine",  # one of COUPLINGS
-    "blocks": 20,  # (norm, permutation, coupling) blocks
-    "hidden": [512, 512],  # conditioner MLP (or MADE) hidden widths
+    "blocks": 20,  # (norm, permutation, coupling) blocks; made_mog: residual blocks
+    # conditioner MLP (or MADE) hidden widths; made_mog: the equal widths of the masked layers
+    # of each residual block (their count is the layers per block)
+    "hidden": [512, 512],
     "activation": "relu",  # one of ACTIVATIONS
     "dropout": 0.0,  # in the conditioner networks
     "mask": "half",  # one of MASKS (couplings only)
@@ -58,6 +60,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "residual": False,  # rq_autoregressive: residual MADE conditioners (equal hidden widths)
     "base": "normal",  # one of BASES
     "base_components": 8,  # mixture components for base: gmm
+    # family made_mog: Gaussian components per feature (Gavranovic and Kersevan used 32)
+    "components": 10,
 }
 
 
@@ -160,4 +164,8 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
         raise _fail("hidden", "one or more equal widths with residual: true", cfg["hidden"])
     cfg["base"] = _choice("base", cfg["base"], BASES)
     cfg["base_components"] = _integer("base_components", cfg["base_components"], 1)
+    cfg["components"] = _integer("components", cfg["components"], 1)
+    if cfg["family"] == "made_mog" and (not cfg["hidden"] or len(set(cfg["hidden"])) != 1):
+        # a residual block adds its output to its input: every masked layer has one width
+        raise _fail("hidden", "for family made_mog a non-empty list of equal widths", hidden)
     return cfg

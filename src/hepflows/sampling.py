@@ -41,7 +41,7 @@ from hepflows.preprocess import Preprocessor
 from hepflows.training import fast_path_default
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.model import DensityModel
 
 __all__ = [
     "PRECISIONS",
@@ -99,7 +99,7 @@ def precision_context(
 
 @overload
 def _draw(
-    flow: Flow,
+    flow: DensityModel,
     n: int,
     *,
     seed: int,
@@ -113,7 +113,7 @@ def _draw(
 
 @overload
 def _draw(
-    flow: Flow,
+    flow: DensityModel,
     n: int,
     *,
     seed: int,
@@ -126,7 +126,7 @@ def _draw(
 
 
 def _draw(
-    flow: Flow,
+    flow: DensityModel,
     n: int,
     *,
     seed: int,
@@ -206,7 +206,7 @@ def _to_events(
 
 @torch.no_grad()
 def sample_chunk(
-    flow: Flow,
+    flow: DensityModel,
     preprocessor: Preprocessor,
     n: int,
     *,
@@ -292,7 +292,7 @@ class _WriterThread:
 
 
 def sample_to_root(
-    flow: Flow,
+    flow: DensityModel,
     preprocessor: Preprocessor,
     path: str | Path,
     n_events: int,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.model import DensityModel
 
 __all__ = [
     "swiss_roll",
@@ -63,7 +63,7 @@ TOYS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def train_toy(
-    flow: Flow,
+    flow: DensityModel,
     data: np.ndarray,
     *,
     steps: int = 2000,
@@ -97,7 +97,7 @@ def train_toy(
 
 @torch.no_grad()
 def evaluate_toy(
-    flow: Flow, *, grid: int = 200, samples: int = 20000, seed: int = 0
+    flow: DensityModel, *, grid: int = 200, samples: int = 20000, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Density of a trained 2-D flow on a ``grid x grid`` mesh of :data:`TOY_RANGE` and a sample.
 
@@ -146,7 +146,7 @@ def plot_toy_comparison(results: Mapping[str, Mapping[str, Any]], path: str | Pa
         for m, name in enumerate(models):
             res = entry[name]
             if isinstance(res, torch.nn.Module):
-                res = evaluate_toy(cast("Flow", res))
+                res = evaluate_toy(cast("DensityModel", res))
             ax_d, ax_s = axes[row, 1 + 2 * m], axes[row, 2 + 2 * m]
             ax_d.imshow(
                 res["density"],

@@ -56,7 +56,7 @@ from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.model import DensityModel
 
 #: What ``signal.signal`` takes and returns: a handler, SIG_DFL/SIG_IGN, or None.
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
@@ -125,7 +125,7 @@ class Dataset:
 
 
 def _nll(
-    flow: Flow, x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None
+    flow: DensityModel, x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None
 ) -> torch.Tensor:
     """Mean (weighted, weights of mean 1 over the data set) negative log-likelihood of a batch."""
     log_prob = flow.log_prob(x, context)
@@ -215,7 +215,7 @@ def _seeded_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_nll(flow: Flow, data: Dataset, *, batch_size: int = 16384) -> float:
+def mean_nll(flow: DensityModel, data: Dataset, *, batch_size: int = 16384) -> float:
     """Mean negative log-likelihood per event (nats) in eval mode."""
     was_training = flow.training
     flow.eval()
@@ -239,7 +239,7 @@ class Trainer:
 
     def __init__(
         self,
-        flow: Flow,
+        flow: DensityModel,
         train: Dataset,
         val: Dataset,
         settings: Mapping[str, Any],

@@ -3,7 +3,8 @@
 Every transform maps data ``x`` (n, d) to latent ``z`` (n, d) in ``forward`` and returns
 ``(z, log|det dz/dx|)`` with the log-determinant of shape (n,); ``inverse`` maps back and returns
 ``(x, log|det dx/dz|)``. An optional ``context`` (n, c) conditions couplings and autoregressive
-layers. :func:`build_flow` builds a flow from the config's ``model:`` block.
+layers. :func:`build_flow` builds a model from the config's ``model:`` block: a flow, or another
+family (:class:`MADEMoG`) behind the same :class:`DensityModel` interface.
 """
 
 from .autoregressive import MaskedRQSAutoregressive
@@ -27,6 +28,8 @@ from .coupling import (
     coupling_mask,
 )
 from .distributions import GaussianMixture, StandardNormal
+from .made_mog import MADEMoG, ResidualMADE
+from .model import DensityModel
 from .nets import ACTIVATIONS, MADE, MLP, MaskedLinear
 from .normalization import ActNorm, BatchNormFlow
 from .permutations import LULinear, Permutation
@@ -46,16 +49,19 @@ __all__ = [
     "BatchNormFlow",
     "Composite",
     "Coupling",
+    "DensityModel",
     "Flow",
     "GaussianMixture",
     "LULinear",
     "MADE",
+    "MADEMoG",
     "MLP",
     "MaskedLinear",
     "MaskedRQSAutoregressive",
     "Permutation",
     "QuadraticCoupling",
     "RQSplineCoupling",
+    "ResidualMADE",
     "StandardNormal",
     "Transform",
     "build_flow",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .distributions import Distribution
+from .model import DensityModel
 
 __all__ = ["CPU_TILE_ROWS", "CPU_SEQUENTIAL_TILE_ROWS", "Transform", "Composite", "Flow"]
 
@@ -87,7 +88,7 @@ class Composite(Transform):
         return z, total
 
 
-class Flow(nn.Module):
+class Flow(DensityModel):
     """A normalizing flow: ``log p(x) = log p_base(T(x)) + log|det dT/dx|``.
 
     Arguments:

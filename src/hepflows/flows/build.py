@@ -35,6 +35,8 @@ from .coupling import (
     coupling_mask,
 )
 from .distributions import Distribution, GaussianMixture, StandardNormal
+from .made_mog import MADEMoG
+from .model import DensityModel
 from .normalization import ActNorm, BatchNormFlow
 from .permutations import LULinear, Permutation
 
@@ -74,8 +76,34 @@ def _coupling(cfg: Mapping[str, Any], mask: torch.Tensor, context_features: int)
     return RQSplineCoupling(mask, bins=cfg["bins"], tail_bound=cfg["tail_bound"], **net)
 
 
-def build_flow(model: Mapping[str, Any] | None, features: int, context_features: int = 0) -> Flow:
-    """Build the flow described by a ``model:`` block (validated by :func:`check_model_config`).
+def _made_mog(cfg: Mapping[str, Any], features: int, context_features: int) -> MADEMoG:
+    """Family ``made_mog``: ``blocks`` residual blocks of ``len(hidden)`` masked layers of width
+    ``hidden[0]`` (the widths are equal), ``components`` Gaussians per feature."""
+    for name, value, minimum in (
+        ("features", features, 1),
+        ("context_features", context_features, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return MADEMoG(
+        features,
+        context_features,
+        components=cfg["components"],
+        width=cfg["hidden"][0],
+        blocks=cfg["blocks"],
+        layers=len(cfg["hidden"]),
+        activation=cfg["activation"],
+        dropout=cfg["dropout"],
+    )
+
+
+def build_flow(
+    model: Mapping[str, Any] | None, features: int, context_features: int = 0
+) -> DensityModel:
+    """Build the model described by a ``model:`` block (validated by :func:`check_model_config`).
+
+    Family ``flow`` (the default) is a :class:`Flow`, described below; family ``made_mog`` a
+    :class:`~hepflows.flows.made_mog.MADEMoG` (see :func:`_made_mog`).
 
     Each block is ``[norm], [permutation], coupling`` in the data -> latent direction.
 
@@ -92,6 +120,8 @@ def build_flow(model: Mapping[str, Any] | None, features: int, context_features:
         context_features: the number of context columns (the pipeline passes 1: the label).
     """
     cfg = check_model_config(model)
+    if cfg["family"] == "made_mog":
+        return _made_mog(cfg, features, context_features)
     if cfg["family"] != "flow":
         # the other families are built by their own modules (made_mog, flow_matching)
         raise InputError(f"model.family: {cfg['family']!r} cannot be built yet")

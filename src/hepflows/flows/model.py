@@ -1,0 +1,43 @@
+"""The interface every model family implements: a conditional density that can be sampled.
+
+Training, sampling, checkpoints and the benchmarks call a model through these methods only, so a
+:class:`~hepflows.flows.base.Flow` and the other families (:class:`~hepflows.flows.made_mog.MADEMoG`)
+are interchangeable wherever :func:`~hepflows.flows.build_flow` hands one out.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DensityModel"]
+
+
+class DensityModel(nn.Module):
+    """A density ``p(x | c)`` over events ``x`` (n, d) given a context ``c`` (n, c).
+
+    Attributes:
+        features: the event dimension ``d``.
+        context_features: the number of context columns (0 for an unconditional model).
+    """
+
+    features: int
+    context_features: int = 0
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-density of events ``x`` (n, d) given ``context`` (n, c); shape (n,)."""
+        raise NotImplementedError
+
+    def sample(
+        self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Draw ``n`` events (n, d), one per context row; the same generator state gives the
+        same events."""
+        raise NotImplementedError
+
+    def sample_and_log_prob(
+        self, n: int, context: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` events (n, d) and their log-density (n,)."""
+        x = self.sample(n, context, generator=generator)
+        return x, self.log_prob(x, context)

@@ -185,7 +185,7 @@ class WeightAverage:
         decay: ``beta`` in (0, 1).
     """
 
-    def __init__(self, source: Flow, decay: float) -> None:
+    def __init__(self, source: DensityModel, decay: float) -> None:
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
             raise InputError(f"training.ema: expected null or a decay in (0, 1), got {decay!r}")
         self.decay = float(decay)
@@ -313,7 +313,7 @@ class Trainer:
             self.ema.update(first, ok)
 
     @property
-    def evaluated(self) -> Flow:
+    def evaluated(self) -> DensityModel:
         """The flow that is validated and kept as the best: the weight average when there is one."""
         return self.flow if self.ema is None else self.ema.flow
 

@@ -17,7 +17,7 @@ from hepflows.atomic import atomic_path
 from hepflows.errors import InputError
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.base import DensityModel as Flow
 
 
 def save(path: str | Path, payload: Mapping[str, Any]) -> None:

@@ -41,7 +41,7 @@ from hepflows.preprocess import Preprocessor
 from hepflows.training import fast_path_default
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.base import DensityModel as Flow
 
 __all__ = [
     "PRECISIONS",

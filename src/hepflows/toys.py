@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from hepflows.flows.base import Flow
+    from hepflows.flows.base import DensityModel as Flow
 
 __all__ = [
     "swiss_roll",

@@ -3,11 +3,12 @@
 Every transform maps data ``x`` (n, d) to latent ``z`` (n, d) in ``forward`` and returns
 ``(z, log|det dz/dx|)`` with the log-determinant of shape (n,); ``inverse`` maps back and returns
 ``(x, log|det dx/dz|)``. An optional ``context`` (n, c) conditions couplings and autoregressive
-layers. :func:`build_flow` builds a flow from the config's ``model:`` block.
+layers. :class:`FlowMatching` is the continuous flow of ``model.family: flow_matching``.
+:func:`build_flow` builds either from the config's ``model:`` block.
 """
 
 from .autoregressive import MaskedRQSAutoregressive
-from .base import Composite, Flow, Transform
+from .base import Composite, DensityModel, Flow, Transform
 from .build import (
     BASES,
     COUPLINGS,
@@ -27,6 +28,7 @@ from .coupling import (
     coupling_mask,
 )
 from .distributions import GaussianMixture, StandardNormal
+from .flow_matching import SOLVERS, FlowMatching, VelocityField
 from .nets import ACTIVATIONS, MADE, MLP, MaskedLinear
 from .normalization import ActNorm, BatchNormFlow
 from .permutations import LULinear, Permutation
@@ -46,7 +48,9 @@ __all__ = [
     "BatchNormFlow",
     "Composite",
     "Coupling",
+    "DensityModel",
     "Flow",
+    "FlowMatching",
     "GaussianMixture",
     "LULinear",
     "MADE",
@@ -56,8 +60,10 @@ __all__ = [
     "Permutation",
     "QuadraticCoupling",
     "RQSplineCoupling",
+    "SOLVERS",
     "StandardNormal",
     "Transform",
+    "VelocityField",
     "build_flow",
     "check_model_config",
     "coupling_mask",

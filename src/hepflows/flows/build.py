@@ -26,7 +26,7 @@ from ..model_config import (
     check_model_config,
 )
 from .autoregressive import MaskedRQSAutoregressive
-from .base import Flow, Transform
+from .base import DensityModel, Flow, Transform
 from .coupling import (
     AdditiveCoupling,
     AffineCoupling,
@@ -35,6 +35,7 @@ from .coupling import (
     coupling_mask,
 )
 from .distributions import Distribution, GaussianMixture, StandardNormal
+from .flow_matching import FlowMatching
 from .normalization import ActNorm, BatchNormFlow
 from .permutations import LULinear, Permutation
 
@@ -74,8 +75,27 @@ def _coupling(cfg: Mapping[str, Any], mask: torch.Tensor, context_features: int)
     return RQSplineCoupling(mask, bins=cfg["bins"], tail_bound=cfg["tail_bound"], **net)
 
 
-def build_flow(model: Mapping[str, Any] | None, features: int, context_features: int = 0) -> Flow:
+def _flow_matching(cfg: Mapping[str, Any], features: int, context_features: int) -> FlowMatching:
+    return FlowMatching(
+        features,
+        context_features,
+        hidden=cfg["hidden"],
+        activation=cfg["activation"],
+        dropout=cfg["dropout"],
+        sigma_min=cfg["sigma_min"],
+        solver=cfg["ode_solver"],
+        steps=cfg["ode_steps"],
+    )
+
+
+def build_flow(
+    model: Mapping[str, Any] | None, features: int, context_features: int = 0
+) -> DensityModel:
     """Build the flow described by a ``model:`` block (validated by :func:`check_model_config`).
+
+    ``family: flow_matching`` builds a :class:`~hepflows.flows.flow_matching.FlowMatching`
+    from ``hidden``, ``activation``, ``dropout``, ``sigma_min``, ``ode_solver`` and
+    ``ode_steps``; the rest of this docstring is about ``family: flow``.
 
     Each block is ``[norm], [permutation], coupling`` in the data -> latent direction.
 
@@ -92,21 +112,23 @@ def build_flow(model: Mapping[str, Any] | None, features: int, context_features:
         context_features: the number of context columns (the pipeline passes 1: the label).
     """
     cfg = check_model_config(model)
-    if cfg["family"] != "flow":
-        # the other families are built by their own modules (made_mog, flow_matching)
-        raise InputError(f"model.family: {cfg['family']!r} cannot be built yet")
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
         raise ValueError(f"features must be a positive integer, got {features!r}")
-    if cfg["coupling"] != "rq_autoregressive" and features < 2:
-        raise ValueError(
-            f"model.coupling: {cfg['coupling']!r} needs at least 2 features, got {features}"
-        )
     if (
         isinstance(context_features, bool)
         or not isinstance(context_features, int)
         or context_features < 0
     ):
         raise ValueError(f"context_features must be an integer >= 0, got {context_features!r}")
+    if cfg["family"] == "flow_matching":
+        return _flow_matching(cfg, features, context_features)
+    if cfg["family"] != "flow":
+        # the other families are built by their own modules (made_mog, flow_matching)
+        raise InputError(f"model.family: {cfg['family']!r} cannot be built yet")
+    if cfg["coupling"] != "rq_autoregressive" and features < 2:
+        raise ValueError(
+            f"model.coupling: {cfg['coupling']!r} needs at least 2 features, got {features}"
+        )
 
     transforms: list[Transform] = []
     order = torch.arange(features)  # original feature index at each current position

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from hepflows.model_config import ODE_SOLVERS
 from hepflows.training import Dataset, Trainer, loss_name, validation_loss
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHIFT = 3.0  # the toy's label moves its first feature by this much
 
@@ -222,7 +226,8 @@ def test_build_flow_and_the_model_keys():
     assert check_model_config({})["ode_solver"] == "midpoint"
 
 
-def test_the_trainer_minimises_the_cfm_loss_and_validates_on_it(tmp_path):
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_trainer_minimises_the_cfm_loss_and_validates_on_it(tmp_path, fast):
     torch.manual_seed(0)
     flow = build_flow({"family": "flow_matching", "hidden": [16]}, 2, 1)
     x, c = toy(1024, seed=0)
@@ -248,6 +253,7 @@ def test_the_trainer_minimises_the_cfm_loss_and_validates_on_it(tmp_path):
         resume_path=tmp_path / "resume.pt",
         log_path=tmp_path / "log.csv",
         progress=False,
+        fast=fast,
     )
     state = trainer.fit()
     assert loss_name(flow) == "CFM loss"
@@ -255,7 +261,7 @@ def test_the_trainer_minimises_the_cfm_loss_and_validates_on_it(tmp_path):
     assert state.history[-1]["train_nll"] < before
 
 
-def test_hepflows_run_with_flow_matching(tmp_path):
+def test_hepflows_run_with_flow_matching(tmp_path, monkeypatch):
     settings = {
         "run": "cfm",
         "seed": 2,
@@ -283,3 +289,10 @@ def test_hepflows_run_with_flow_matching(tmp_path):
     flow, meta = checkpoint.load_model(run / "model" / "model.pt")
     assert isinstance(flow, FlowMatching) and meta["model"]["family"] == "flow_matching"
     assert math.isfinite(meta["val_nll"])
+    # the fidelity benchmark's test NLL of this family: on a seeded subset of the test split
+    spec = importlib.util.spec_from_file_location("fidelity", ROOT / "benchmarks" / "fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    monkeypatch.setattr(fidelity, "CFM_NLL_EVENTS", 100)
+    nll, physical, subset = fidelity.test_nll(run)
+    assert subset == 100 and math.isfinite(nll) and math.isfinite(physical)

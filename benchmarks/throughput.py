@@ -139,6 +139,8 @@ class Subject:
     module: nn.Module
     log_prob: Callable[[Tensor], Tensor]
     sample: Callable[[int], Tensor]  # under no_grad, in eval mode
+    #: the training loss of a batch where it is not the NLL (a flow-matching model's)
+    loss: Callable[[Tensor], Tensor] | None = None
 
     @property
     def parameters(self) -> int:
@@ -362,7 +364,7 @@ def train_step(subject: Subject, x: Tensor) -> Callable[[], None]:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = -subject.log_prob(x).mean()
+        loss = -subject.log_prob(x).mean() if subject.loss is None else subject.loss(x)
         loss.backward()
         optimizer.step()
 
@@ -659,6 +661,9 @@ def measure_config(path: Path, args: argparse.Namespace, device: torch.device) -
     n = args.sample_events
     cs = torch.randint(0, 2, (n, context), device=device).float() if context else None
     subject = Subject("hepflows", flow, lambda v: flow.log_prob(v, c), lambda m: flow.sample(m, cs))
+    training_loss = getattr(flow, "training_loss", None)
+    if training_loss is not None:  # flow matching: trained on its CFM loss, not the NLL
+        subject.loss = lambda v: training_loss(v, c)
     tasks = {"train": train_step(subject, x), "sample": sample_task(subject, n)}
     seconds = interleaved(tasks, max(3, args.rounds // 2), 1, device)
     return {
@@ -995,8 +1000,12 @@ def configs_section(args: argparse.Namespace, device: torch.device) -> list[dict
             continue
         configs.append(found)
         m = found["model"]
+        if m.get("family") == "flow_matching":  # FLOPs of one of the solver's evaluations
+            shape = f"flow_matching, {m.get('ode_solver', 'midpoint')} x {m.get('ode_steps', 32)}"
+        else:
+            shape = f"{m.get('coupling', 'affine')}, {m.get('blocks', 20)} blocks"
         print(
-            f"  {found['config']} ({m.get('coupling', 'affine')}, {m.get('blocks', 20)} blocks, "
+            f"  {found['config']} ({shape}, "
             f"hidden {m.get('hidden', [512, 512])}, {_si(found['params'])} params, "
             f"{_si(found['flops'])} FLOPs/event): train {_num(found['train'])} ev/s, "
             f"sample {_num(found['sample'])} ev/s"

@@ -12,6 +12,7 @@ from torch.autograd.functional import jacobian
 from hepflows.flows import (
     COUPLINGS,
     MODEL_DEFAULTS,
+    SOLVERS,
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
@@ -29,6 +30,7 @@ from hepflows.flows import (
     coupling_mask,
 )
 from hepflows.flows.nets import MADE, MLP
+from hepflows.model_config import ODE_SOLVERS
 
 torch.set_num_threads(1)
 
@@ -591,11 +593,19 @@ def test_check_model_config_fills_defaults() -> None:
         ({"components": 0}, "components"),
         ({"family": "made_mog", "hidden": [16, 32]}, "hidden"),
         ({"family": "made_mog", "hidden": []}, "hidden"),
+        ({"ode_solver": "dopri5"}, "ode_solver"),
+        ({"ode_steps": 0}, "ode_steps"),
+        ({"sigma_min": 1.0}, "sigma_min"),
     ],
 )
 def test_check_model_config_errors_name_the_key(bad: dict, key: str) -> None:
     with pytest.raises(ValueError, match=rf"^model\.{key}: "):
         check_model_config(bad)
+
+
+def test_the_config_names_the_solvers_the_flow_matching_module_has() -> None:
+    assert set(ODE_SOLVERS) == set(SOLVERS)
+    assert MODEL_DEFAULTS["ode_solver"] in SOLVERS
 
 
 def test_check_model_config_message_lists_choices() -> None:

@@ -42,7 +42,7 @@ def test_build_flow_makes_the_family_and_validates_its_keys() -> None:
         check_model_config(dict(MODEL, components=0))
     with pytest.raises(ValueError, match=r"^model\.hidden: expected for family made_mog"):
         check_model_config(dict(MODEL, hidden=[16, 32]))
-    with pytest.raises(ValueError, match="features must be an integer >= 1"):
+    with pytest.raises(ValueError, match="features must be a positive integer"):
         build_flow(MODEL, 0)
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "MASKS",
     "MODEL_DEFAULTS",
     "NORMS",
+    "ODE_SOLVERS",
     "PERMUTATIONS",
     "check_model_config",
 ]
@@ -38,6 +39,8 @@ BASES = ("normal", "gmm")
 #: Model families: ``flow`` (the transforms below), ``made_mog`` (an autoregressive Gaussian
 #: mixture), ``flow_matching`` (a continuous flow trained by conditional flow matching).
 FAMILIES = ("flow", "made_mog", "flow_matching")
+#: Fixed-step ODE solvers of ``flow_matching`` (:data:`hepflows.flows.flow_matching.SOLVERS`).
+ODE_SOLVERS = ("euler", "midpoint", "rk4")
 
 #: Every key of the ``model:`` block with its default.
 MODEL_DEFAULTS: dict[str, Any] = {
@@ -62,6 +65,10 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "base_components": 8,  # mixture components for base: gmm
     # family made_mog: Gaussian components per feature (Gavranovic and Kersevan used 32)
     "components": 10,
+    # family flow_matching only (hidden, activation, dropout: the velocity MLP)
+    "ode_solver": "midpoint",  # one of ODE_SOLVERS, for sampling and densities
+    "ode_steps": 32,  # fixed solver steps from noise (t = 0) to data (t = 1)
+    "sigma_min": 1e-4,  # width of the conditional path at the data end
 }
 
 
@@ -168,4 +175,7 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
     if cfg["family"] == "made_mog" and (not cfg["hidden"] or len(set(cfg["hidden"])) != 1):
         # a residual block adds its output to its input: every masked layer has one width
         raise _fail("hidden", "for family made_mog a non-empty list of equal widths", hidden)
+    cfg["ode_solver"] = _choice("ode_solver", cfg["ode_solver"], ODE_SOLVERS)
+    cfg["ode_steps"] = _integer("ode_steps", cfg["ode_steps"], 1)
+    cfg["sigma_min"] = _number("sigma_min", cfg["sigma_min"], 0.0, 1.0, open_high=True)
     return cfg

@@ -4,7 +4,8 @@ Every transform maps data ``x`` (n, d) to latent ``z`` (n, d) in ``forward`` and
 ``(z, log|det dz/dx|)`` with the log-determinant of shape (n,); ``inverse`` maps back and returns
 ``(x, log|det dx/dz|)``. An optional ``context`` (n, c) conditions couplings and autoregressive
 layers. :func:`build_flow` builds a model from the config's ``model:`` block: a flow, or another
-family (:class:`MADEMoG`) behind the same :class:`DensityModel` interface.
+family (:class:`MADEMoG`, the continuous :class:`FlowMatching`) behind the same
+:class:`DensityModel` interface.
 """
 
 from .autoregressive import MaskedRQSAutoregressive
@@ -28,6 +29,7 @@ from .coupling import (
     coupling_mask,
 )
 from .distributions import GaussianMixture, StandardNormal
+from .flow_matching import SOLVERS, FlowMatching, VelocityField
 from .made_mog import MADEMoG, ResidualMADE
 from .model import DensityModel
 from .nets import ACTIVATIONS, MADE, MLP, MaskedLinear
@@ -51,6 +53,7 @@ __all__ = [
     "Coupling",
     "DensityModel",
     "Flow",
+    "FlowMatching",
     "GaussianMixture",
     "LULinear",
     "MADE",
@@ -62,8 +65,10 @@ __all__ = [
     "QuadraticCoupling",
     "RQSplineCoupling",
     "ResidualMADE",
+    "SOLVERS",
     "StandardNormal",
     "Transform",
+    "VelocityField",
     "build_flow",
     "check_model_config",
     "coupling_mask",

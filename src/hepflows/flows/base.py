@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from .distributions import Distribution
 from .model import DensityModel
 
-__all__ = ["CPU_TILE_ROWS", "CPU_SEQUENTIAL_TILE_ROWS", "Transform", "Composite", "Flow"]
+__all__ = [
+    "CPU_TILE_ROWS",
+    "CPU_SEQUENTIAL_TILE_ROWS",
+    "Transform",
+    "Composite",
+    "DensityModel",
+    "Flow",
+]
 
 #: Events per tile of the gradient-free CPU passes (hidden activations of 4 MB at width 512).
 CPU_TILE_ROWS = 2048
@@ -115,21 +122,6 @@ class Flow(DensityModel):
                     f"transform {t.__class__.__name__} has {t.features} features, "
                     f"the base distribution {self.features}"
                 )
-
-    def _check(self, x: Tensor | None, context: Tensor | None, n: int | None = None) -> None:
-        if x is not None and (x.ndim != 2 or x.shape[1] != self.features):
-            raise ValueError(f"expected events of shape (n, {self.features}), got {tuple(x.shape)}")
-        if context is None:
-            if self.context_features:
-                raise ValueError(f"this flow needs a context of {self.context_features} columns")
-            return
-        if context.ndim != 2 or context.shape[1] != self.context_features:
-            raise ValueError(
-                f"expected context of shape (n, {self.context_features}), got {tuple(context.shape)}"
-            )
-        rows = x.shape[0] if x is not None else n
-        if context.shape[0] != rows:
-            raise ValueError(f"context has {context.shape[0]} rows, expected {rows}")
 
     def _tile_rows(self, n: int, device: torch.device, inverse: bool = False) -> int | None:
         """Rows per tile for a pass over ``n`` events, or None to run them in one piece."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
 from ..model_config import (
     BASES,
     COUPLINGS,
@@ -35,6 +34,7 @@ from .coupling import (
     coupling_mask,
 )
 from .distributions import Distribution, GaussianMixture, StandardNormal
+from .flow_matching import FlowMatching
 from .made_mog import MADEMoG
 from .model import DensityModel
 from .normalization import ActNorm, BatchNormFlow
@@ -79,12 +79,6 @@ def _coupling(cfg: Mapping[str, Any], mask: torch.Tensor, context_features: int)
 def _made_mog(cfg: Mapping[str, Any], features: int, context_features: int) -> MADEMoG:
     """Family ``made_mog``: ``blocks`` residual blocks of ``len(hidden)`` masked layers of width
     ``hidden[0]`` (the widths are equal), ``components`` Gaussians per feature."""
-    for name, value, minimum in (
-        ("features", features, 1),
-        ("context_features", context_features, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return MADEMoG(
         features,
         context_features,
@@ -97,13 +91,28 @@ def _made_mog(cfg: Mapping[str, Any], features: int, context_features: int) -> M
     )
 
 
+def _flow_matching(cfg: Mapping[str, Any], features: int, context_features: int) -> FlowMatching:
+    return FlowMatching(
+        features,
+        context_features,
+        hidden=cfg["hidden"],
+        activation=cfg["activation"],
+        dropout=cfg["dropout"],
+        sigma_min=cfg["sigma_min"],
+        solver=cfg["ode_solver"],
+        steps=cfg["ode_steps"],
+    )
+
+
 def build_flow(
     model: Mapping[str, Any] | None, features: int, context_features: int = 0
 ) -> DensityModel:
     """Build the model described by a ``model:`` block (validated by :func:`check_model_config`).
 
     Family ``flow`` (the default) is a :class:`Flow`, described below; family ``made_mog`` a
-    :class:`~hepflows.flows.made_mog.MADEMoG` (see :func:`_made_mog`).
+    :class:`~hepflows.flows.made_mog.MADEMoG` (see :func:`_made_mog`); family
+    ``flow_matching`` a :class:`~hepflows.flows.flow_matching.FlowMatching` from ``hidden``,
+    ``activation``, ``dropout``, ``sigma_min``, ``ode_solver`` and ``ode_steps``.
 
     Each block is ``[norm], [permutation], coupling`` in the data -> latent direction.
 
@@ -120,23 +129,22 @@ def build_flow(
         context_features: the number of context columns (the pipeline passes 1: the label).
     """
     cfg = check_model_config(model)
-    if cfg["family"] == "made_mog":
-        return _made_mog(cfg, features, context_features)
-    if cfg["family"] != "flow":
-        # the other families are built by their own modules (made_mog, flow_matching)
-        raise InputError(f"model.family: {cfg['family']!r} cannot be built yet")
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
         raise ValueError(f"features must be a positive integer, got {features!r}")
-    if cfg["coupling"] != "rq_autoregressive" and features < 2:
-        raise ValueError(
-            f"model.coupling: {cfg['coupling']!r} needs at least 2 features, got {features}"
-        )
     if (
         isinstance(context_features, bool)
         or not isinstance(context_features, int)
         or context_features < 0
     ):
         raise ValueError(f"context_features must be an integer >= 0, got {context_features!r}")
+    if cfg["family"] == "made_mog":
+        return _made_mog(cfg, features, context_features)
+    if cfg["family"] == "flow_matching":
+        return _flow_matching(cfg, features, context_features)
+    if cfg["coupling"] != "rq_autoregressive" and features < 2:
+        raise ValueError(
+            f"model.coupling: {cfg['coupling']!r} needs at least 2 features, got {features}"
+        )
 
     transforms: list[Transform] = []
     order = torch.arange(features)  # original feature index at each current position

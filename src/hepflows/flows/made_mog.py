@@ -294,24 +294,14 @@ class MADEMoG(DensityModel):
         logits, mu, raw = params.split(self.components, dim=-1)
         return F.log_softmax(logits, dim=-1), mu, F.softplus(raw) + self.min_scale
 
-    def _check(self, x: Tensor | None, context: Tensor | None, n: int) -> Tensor | None:
+    def _context(self, x: Tensor | None, context: Tensor | None, n: int) -> Tensor | None:
         """The context the network reads (None when unconditional), after the shape checks."""
-        if x is not None and (x.ndim != 2 or x.shape[1] != self.features):
-            raise ValueError(f"expected events of shape (n, {self.features}), got {tuple(x.shape)}")
-        if not self.context_features:
-            return None
-        if context is None:
-            raise ValueError(f"this model needs a context of {self.context_features} columns")
-        if context.shape != (n, self.context_features):
-            raise ValueError(
-                f"expected context of shape ({n}, {self.context_features}), "
-                f"got {tuple(context.shape)}"
-            )
-        return context
+        self._check(x, context, n)
+        return context if self.context_features else None
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``log p(x | c)`` (n,) for events ``x`` (n, d): one network pass."""
-        context = self._check(x, context, x.shape[0])
+        context = self._context(x, context, x.shape[0])
         log_pi, mu, sigma = self._mixture(self.net(x, context))
         z = (x.to(mu.dtype)[..., None] - mu) / sigma
         log_normal = -0.5 * z.square() - sigma.log() - 0.5 * math.log(2 * math.pi)
@@ -329,7 +319,7 @@ class MADEMoG(DensityModel):
         (:class:`ResidualMADESweep`). The network runs in float32 outside any autocast: its
         products are the small ones of one pass, and a mixture's means need float32.
         """
-        context = self._check(None, context, n)
+        context = self._context(None, context, n)
         param = self.net.last.weight
         device, dtype = param.device, param.dtype
         u = torch.rand(n, self.features, generator=generator, device=device, dtype=dtype)

@@ -24,6 +24,21 @@ class DensityModel(nn.Module):
     features: int
     context_features: int = 0
 
+    def _check(self, x: Tensor | None, context: Tensor | None, n: int | None = None) -> None:
+        if x is not None and (x.ndim != 2 or x.shape[1] != self.features):
+            raise ValueError(f"expected events of shape (n, {self.features}), got {tuple(x.shape)}")
+        if context is None:
+            if self.context_features:
+                raise ValueError(f"this flow needs a context of {self.context_features} columns")
+            return
+        if context.ndim != 2 or context.shape[1] != self.context_features:
+            raise ValueError(
+                f"expected context of shape (n, {self.context_features}), got {tuple(context.shape)}"
+            )
+        rows = x.shape[0] if x is not None else n
+        if context.shape[0] != rows:
+            raise ValueError(f"context has {context.shape[0]} rows, expected {rows}")
+
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Log-density of events ``x`` (n, d) given ``context`` (n, c); shape (n,)."""
         raise NotImplementedError

@@ -193,3 +193,18 @@ def test_dag_refuses_refine_with_shards(tmp_path):
     result = _dry_run(tmp_path, sharded)
     assert result.returncode != 0
     assert "refine.enabled" in result.stdout + result.stderr
+
+
+def test_null_pairs_of_a_weighted_sample_carry_its_weights_per_class():
+    from hepflows.validation.runner import weighted_like
+    from hepflows.validation.samples import Sample
+
+    rng = np.random.default_rng(0)
+    label = np.repeat(np.array([0, 1], np.int8), 50)
+    g = Sample(rng.normal(size=(100, 2)), label, np.concatenate([np.ones(50), np.arange(1, 51)]))
+    q = Sample(rng.normal(size=(100, 2)), label[::-1].copy(), None)
+    w = weighted_like(q, g, rng).w
+    assert w is not None
+    for c in (0, 1):
+        assert sorted(w[q.label == c]) == sorted(g.w[g.label == c])
+    assert kish(w) == pytest.approx(kish(g.w))

@@ -208,3 +208,19 @@ def test_null_pairs_of_a_weighted_sample_carry_its_weights_per_class():
     for c in (0, 1):
         assert sorted(w[q.label == c]) == sorted(g.w[g.label == c])
     assert kish(w) == pytest.approx(kish(g.w))
+
+
+def test_mc_weights_enter_the_classifier():
+    """MC N(0, 1) weighted by exp(0.5 x - 1/8) per feature is N(0.5, 1): a generated N(0.5, 1)
+    then needs (almost) no weights, unlike against the unweighted MC."""
+    settings = dict(SETTINGS, max_iter=100, min_samples_leaf=50)
+    mc = _gaussians(6000, 0.0, 1.0, 1)
+    mc["weight"] = np.exp(0.5 * mc["a"] - 0.125) * np.exp(0.5 * mc["b"] - 0.125)
+    draw, sample = _gaussians(6000, 0.5, 1.0, 2), _gaussians(3000, 0.5, 1.0, 3)
+    w, record = refine(mc, draw, sample, ["a", "b"], settings, seed=0)
+    unweighted = dict(mc)
+    unweighted.pop("weight")
+    w0, _ = refine(unweighted, draw, sample, ["a", "b"], settings, seed=0)
+    assert record["fit"]["mc_weighted"]
+    assert kish(w) > 0.85 * len(w) > kish(w0), (kish(w), kish(w0))
+    assert abs(np.average(sample["a"], weights=w0)) < 0.15  # unweighted MC: pulled to 0

@@ -417,7 +417,9 @@ def cmd_refine(args: argparse.Namespace) -> None:
     features = list(_features(cfg))
     settings = cfg["refine"]
     labelled = _has_label(args.draw)
-    mc = read_events(args.mc, features, entry_stop=settings["mc_events"])
+    mc = read_events(
+        args.mc, features, entry_stop=settings["mc_events"], with_weight=_has_weight(args.mc)
+    )
     draw = read_events(args.draw, features, with_label=labelled)
     sample = read_events(args.generated, features, with_label=labelled)
     log.info(

@@ -15,8 +15,9 @@ reweights the generated density to the MC one.  ``x`` is the event's features pl
 label (as in the validation's classifier test), so a label-dependent mismodelling is seen.
 The weights are normalised to mean 1 per process (label): a flow conditioned on the label
 generates each process at the signal fraction asked of it (``sampling.signal_fraction``), and
-the weights should correct shapes within a process, not move events between processes (with
-balanced class weights the classifier's odds carry no such normalisation either).  Weights are
+the weights should correct shapes within a process, not move events between processes; and
+at a given label the classifier's odds hold the ratio of the MC's and the draw's fractions of
+that process, a constant per process that this normalisation removes.  Weights are
 then clipped at ``clip`` (the fraction clipped is reported) and normalised again; a weighted
 sample of ``N`` events is worth its Kish effective size ``ESS = (sum w)^2 / sum w^2 <= N``.
 
@@ -92,12 +93,15 @@ def design(events: Mapping[str, NDArray], features: Sequence[str]) -> NDArray[np
     return np.column_stack([*(np.asarray(events[f], np.float64) for f in features), label])
 
 
-def balanced_weights(y: NDArray) -> NDArray[np.float64]:
-    """Per-event weights (n,) giving both classes of ``y`` (0/1) the same total, mean 1."""
-    w = np.ones(len(y))
+def balanced_weights(y: NDArray, w: NDArray | None = None) -> NDArray[np.float64]:
+    """Event weights ``w`` (n,) (default 1) scaled so both classes of ``y`` (0/1) have the same
+    total, mean 1."""
+    out = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64).copy()
     for c in (0, 1):
-        w[y == c] = len(y) / (2.0 * max(int((y == c).sum()), 1))
-    return w
+        total = out[y == c].sum()
+        if total > 0:
+            out[y == c] *= len(y) / (2.0 * total)
+    return out
 
 
 def calibration_error(p: NDArray, y: NDArray, w: NDArray, bins: int = CALIBRATION_BINS) -> float:
@@ -121,13 +125,15 @@ def fit_reweighter(
     x_gen: NDArray[np.float64],
     *,
     seed: int,
+    w_mc: NDArray | None = None,
     calibration_fraction: float = 0.25,
     max_iter: int = 200,
     learning_rate: float = 0.1,
     max_leaf_nodes: int = 31,
     min_samples_leaf: int = 100,
 ) -> tuple[Reweighter, dict[str, Any]]:
-    """Fit the classifier on MC ``x_mc`` (n1, k) vs generated ``x_gen`` (n2, k), then calibrate.
+    """Fit the classifier on MC ``x_mc`` (n1, k) (event weights ``w_mc`` (n1,), >= 0) vs
+    generated ``x_gen`` (n2, k), then calibrate.
 
     Returns the :class:`Reweighter` and its record: sizes, iterations, held-out AUC and the
     calibration error before and after Platt scaling (on the check half of the held-out part).
@@ -139,11 +145,14 @@ def fit_reweighter(
 
     x = np.concatenate([x_mc, x_gen])
     y = np.concatenate([np.ones(len(x_mc), np.int8), np.zeros(len(x_gen), np.int8)])
-    x_fit, x_hold, y_fit, y_hold = train_test_split(
-        x, y, test_size=calibration_fraction, random_state=seed, stratify=y
+    w = np.ones(len(y))
+    if w_mc is not None:
+        w[: len(x_mc)] = w_mc
+    x_fit, x_hold, y_fit, y_hold, w_fit, w_hold = train_test_split(
+        x, y, w, test_size=calibration_fraction, random_state=seed, stratify=y
     )
-    x_cal, x_chk, y_cal, y_chk = train_test_split(
-        x_hold, y_hold, test_size=0.5, random_state=seed + 1, stratify=y_hold
+    x_cal, x_chk, y_cal, y_chk, w_cal, w_chk = train_test_split(
+        x_hold, y_hold, w_hold, test_size=0.5, random_state=seed + 1, stratify=y_hold
     )
     model = HistGradientBoostingClassifier(
         max_iter=max_iter,
@@ -154,12 +163,14 @@ def fit_reweighter(
         n_iter_no_change=10,
         random_state=seed,
     )
-    model.fit(x_fit, y_fit, sample_weight=balanced_weights(y_fit))
+    model.fit(x_fit, y_fit, sample_weight=balanced_weights(y_fit, w_fit))
     uncalibrated = Reweighter(model, 1.0, 0.0)
     platt = LogisticRegression(C=1e6)
-    platt.fit(uncalibrated.raw_logit(x_cal)[:, None], y_cal, sample_weight=balanced_weights(y_cal))
+    platt.fit(
+        uncalibrated.raw_logit(x_cal)[:, None], y_cal, sample_weight=balanced_weights(y_cal, w_cal)
+    )
     reweighter = Reweighter(model, float(platt.coef_[0, 0]), float(platt.intercept_[0]))
-    w_chk = balanced_weights(y_chk)
+    w_chk = balanced_weights(y_chk, w_chk)
 
     def ece(r: Reweighter) -> float:
         return calibration_error(1.0 / (1.0 + np.exp(-r.log_odds(x_chk))), y_chk, w_chk)
@@ -167,6 +178,7 @@ def fit_reweighter(
     record = {
         "classifier": "sklearn HistGradientBoostingClassifier (log-loss), classes balanced",
         "n_mc": int(len(x_mc)),
+        "mc_weighted": w_mc is not None,
         "n_generated": int(len(x_gen)),
         "n_fit": int(len(y_fit)),
         "n_calibration": int(len(y_cal)),
@@ -228,7 +240,8 @@ def refine(
 ) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Weights (n,) of the ``sample``'s events from a classifier of ``mc`` vs ``draw``.
 
-    ``mc``, ``draw`` and ``sample`` are event dicts (feature -> (n,), optional ``label``);
+    ``mc``, ``draw`` and ``sample`` are event dicts (feature -> (n,), optional ``label``; the
+    MC's optional ``weight`` enters the fit);
     ``settings`` is the config's ``refine`` block.  Returns the weights and the step's record
     (the classifier's and the weights').
     """
@@ -240,12 +253,16 @@ def refine(
     if labelled != (LABEL in sample):
         raise InputError("refine: the draw and the sample must both have labels or neither")
     mc = dict(mc)
+    w_mc = mc.get(WEIGHT)
+    if w_mc is not None and (np.any(w_mc < 0) or not np.all(np.isfinite(w_mc))):
+        raise InputError("refine: the MC's 'weight' branch must be finite and >= 0")
     if not labelled:  # an unconditional flow: one process, the MC's labels ignored
         mc.pop(LABEL, None)
     reweighter, record = fit_reweighter(
         design(mc, features),
         design(draw, features),
         seed=seed,
+        w_mc=w_mc,
         calibration_fraction=settings["calibration_fraction"],
         max_iter=settings["max_iter"],
         learning_rate=settings["learning_rate"],

@@ -240,7 +240,7 @@ def refine_html(
     clf_raw, clf_rew = raw.get("classifier"), reweighted.get("classifier")
     if clf_raw and clf_rew:
         lines.append(
-            f"<tr><td {td}>Classifier ROC AUC</td><td {td}>{clf_raw['auc']:.4f}</td>"
+            f"<tr><td {td}>Classifier ROC AUC, value</td><td {td}>{clf_raw['auc']:.4f}</td>"
             f"<td {td}>{clf_rew['auc']:.4f}</td></tr>"
         )
     if n_equiv is not None:

@@ -31,6 +31,7 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/amplification.smk"
 include: "workflow/rules/compare.smk"
@@ -43,6 +44,7 @@ RUN_OUTPUTS = [
     *per_model(model_path("curve_png")),
     *sample_outputs(),
     *amplification_outputs(),
+    *refine_outputs(),
     *([run_path("comparison_html")] if GRID else []),
     run_path("toys_png"),
 ]

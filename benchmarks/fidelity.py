@@ -9,7 +9,10 @@ two-sample AUC with its bootstrap interval next to its MC-vs-MC null, and the si
 classifier closure (its AUC on generated events minus its AUC on MC), and the amplification:
 how many MC events the flow is worth (``n_equiv``, the smallest over features x slices and over
 the joint k-means partition, with its interval or as a lower bound; ``G = n_equiv / n_train``;
-:mod:`hepflows.validation.amplification`, arXiv:2008.06545, arXiv:2509.08048).
+:mod:`hepflows.validation.amplification`, arXiv:2008.06545, arXiv:2509.08048).  A run with
+``refine.enabled`` (classifier reweighting, :mod:`hepflows.refine`) adds the reweighted
+sample's columns: its Kish effective size, KS cells outside, C2ST AUC and n_equiv (its N the
+effective size); other rows show "-" there.
 
     python benchmarks/fidelity.py config/config.yaml config/best.yaml --data generator
     python benchmarks/fidelity.py config/config.yaml config/best.yaml --data higgs
@@ -154,10 +157,18 @@ TRUTH_EVENTS = 1_000_000
 TRUTH_START = 10**9
 
 
-def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str]) -> list[dict]:
-    """Amplification rows of the run's generated sample, written with their figure to
-    ``run_dir/amplification`` (its MC points: an independent generator sample, or for
-    ``--data higgs`` subsamples of the test split)."""
+def amplification_rows(
+    run_dir: Path,
+    cfg: dict,
+    data: str,
+    features: list[str],
+    sample: str = "generated.root",
+    folder: str = "amplification",
+) -> list[dict]:
+    """Amplification rows of the run's generated sample ``samples/<sample>`` (weighted: its
+    Kish effective size is its N), written with their figure to ``run_dir/<folder>`` (its MC
+    points: an independent generator sample, or for ``--data higgs`` subsamples of the test
+    split)."""
     from hepflows.events.generator import generate
     from hepflows.events.io import count_events, read_events
     from hepflows.events.schema import LABEL
@@ -169,7 +180,10 @@ def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str])
     from hepflows.validation.amplification_plot import plot_amplification
 
     labelled = bool(cfg["training"]["conditional"])
-    generated = read_events(run_dir / "samples" / "generated.root", features, with_label=labelled)
+    path = run_dir / "samples" / sample
+    generated = read_events(
+        path, features, with_label=labelled, with_weight=sample != "generated.root"
+    )
 
     def stream(n: int, start: int) -> dict:
         return generate(
@@ -204,7 +218,7 @@ def amplification_rows(run_dir: Path, cfg: dict, data: str, features: list[str])
         n_train=count_events(run_dir / "data" / "train.root"),
         seed=cfg["seed"],
     )
-    out = run_dir / "amplification"
+    out = run_dir / folder
     write_amplification(rows, out)
     n_max = len(truth[LABEL]) // 2 if mc is None else len(mc[LABEL])
     sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
@@ -235,6 +249,32 @@ def g_cell(rows: list[dict]) -> str:
 def outside(verdict: dict) -> str:
     """'cells outside the band / cells tested (expected by chance)'."""
     return f"{verdict['n_outside']}/{verdict['n_tested']} (exp {verdict['n_expected']:.1f})"
+
+
+def reweighted_columns(run_dir: Path, cfg: dict, data: str, features: list[str]) -> dict:
+    """The refine step's columns (config ``refine.enabled``): the reweighted sample's C2ST AUC,
+    KS cells outside the band, Kish effective size and n_equiv; empty without refine."""
+    path = run_dir / "validation" / "reweighted" / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text())
+    verdict = {v["metric"]: v for v in metrics["verdict"]}
+    clf = metrics.get("classifier") or {}
+    weights = json.loads((run_dir / "samples" / "refine.json").read_text())["weights"]
+    amp = amplification_rows(
+        run_dir, cfg, data, features, "refined.root", "amplification_reweighted"
+    )
+    return {
+        "ESS / N (reweighted)": f"{weights['ess']:.3g} / {weights['events']}",
+        "KS outside (reweighted)": outside(verdict["ks"]),
+        "C2ST AUC (reweighted)": (
+            f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else "n/a"
+        ),
+        "n_equiv (joint, reweighted)": n_equiv_cell([r for r in amp if r["feature"] == "joint"]),
+        "n_equiv (features x slices, reweighted)": n_equiv_cell(
+            [r for r in amp if r["feature"] != "joint"]
+        ),
+    }
 
 
 def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
@@ -299,6 +339,7 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "n_equiv (features x slices)": n_equiv_cell([r for r in amp if r["feature"] != "joint"]),
         "n_equiv (joint)": n_equiv_cell([r for r in amp if r["feature"] == "joint"]),
         "G": g_cell(amp),
+        **reweighted_columns(run_dir, cfg, data, features),
     }
 
 
@@ -312,11 +353,11 @@ def main() -> None:
     if args.data == "higgs" and not HIGGS.exists():
         sys.exit(f"real HIGGS subset not found at {HIGGS}")
     rows = [row(c, args.data, args.out, args.quiet) for c in args.configs]
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(c for r in rows for c in r))  # runs without refine: "-"
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for r in rows:
-        print("| " + " | ".join(str(r[c]) for c in columns) + " |")
+        print("| " + " | ".join(str(r.get(c, "-")) for c in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     data = cfg["data"]
     meta = _metadata(cfg, ("seed", "data"), source="generator")
     args.truth_events = cfg["validation"]["amplification"]["truth_events"]
+    args.refine_events = cfg["refine"]["mc_events"]
     for split, path, start, n, shard in _generate_jobs(args, data):
         log.info(
             "generating %d %s events (events %d..%d of seed %d%s) -> %s",
@@ -135,6 +136,8 @@ def _generate_jobs(
     for split in ("train", "val", "test"):
         starts[split] = start
         start += data["events"][split]
+    if getattr(args, "refine", None) is not None:
+        return [_refine_job(args, start)]
     if getattr(args, "truth", None) is not None:
         if any((args.train, args.val, args.test, args.split, args.out)) or args.shard is not None:
             raise InputError("generate --truth: give only --truth (the truth is one file)")
@@ -156,6 +159,20 @@ def _generate_jobs(
         raise InputError("generate --shard: give --split and --out (and not --train/--val/--test)")
     lo, hi = shard_range(data["events"][args.split], data["shards"], args.shard, key="data.shards")
     return [(args.split, args.out, starts[args.split] + lo, hi - lo, args.shard)]
+
+
+def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int, int, None]:
+    """``generate --refine``: the refine classifier's MC, a range beyond the splits and truth."""
+    from hepflows.refine import REFINE_START
+
+    if any((args.train, args.val, args.test, args.split, args.out, args.truth)) or args.shard:
+        raise InputError("generate --refine: give only --refine (the refine MC is one file)")
+    if max(n_splits, TRUTH_START + args.truth_events) > REFINE_START:
+        raise InputError(
+            f"keys data.events, validation.amplification.truth_events: the splits or the truth "
+            f"reach the refine MC's range, which starts at event {REFINE_START}"
+        )
+    return ("refine", args.refine, REFINE_START, args.refine_events, None)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -327,6 +344,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
     pre = Preprocessor.load(args.preprocess, features=_features(cfg))
     total = args.events or sampling["events"]
     chunk_size = sampling["chunk_size"]
+    # the refine classifier's draw: its own chunks, far beyond every sample's
+    first_chunk = 0
+    if args.refine_draw:
+        from hepflows.refine import REFINE_FIRST_CHUNK
+
+        if args.shard is not None:
+            raise InputError("sample --refine-draw: the draw is one file, give no --shard")
+        total, first_chunk = cfg["refine"]["generated_events"], REFINE_FIRST_CHUNK
     # Shard k is a whole range of chunks, and chunk c is seeded by (seed, c) alone: the shards
     # together are exactly the unsharded sample, and any shard can be rerun on its own.
     start, stop = 0, total
@@ -366,6 +391,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "n_events": stop - start,
         "precision": precision,
     }
+    if args.refine_draw:
+        extra["first_chunk"] = first_chunk
     if args.shard is not None:
         extra.update(shard=args.shard, shards=sampling["shards"])
     sample_to_root(
@@ -375,13 +402,74 @@ def cmd_sample(args: argparse.Namespace) -> None:
         stop - start,
         seed=cfg["seed"],
         chunk_size=chunk_size,
-        first_chunk=start // chunk_size,
+        first_chunk=first_chunk + start // chunk_size,
         signal_fraction=fraction,
         compression=compression,
         device=device,
         metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
         progress=not args.quiet,
         precision=precision,
+    )
+
+
+def cmd_refine(args: argparse.Namespace) -> None:
+    """Weight each generated event by a classifier of MC vs a separate draw of the model:
+    samples/refined.root (the events plus a ``weight`` branch) and its record refine.json."""
+    from hepflows import config
+    from hepflows.atomic import atomic_write_text
+    from hepflows.events.reader import read_events
+    from hepflows.events.writer import write_events
+    from hepflows.refine import disjointness, refine, with_weights
+
+    cfg = _settings(args)
+    features = list(_features(cfg))
+    settings = cfg["refine"]
+    labelled = _has_label(args.draw)
+    mc = read_events(
+        args.mc, features, entry_stop=settings["mc_events"], with_weight=_has_weight(args.mc)
+    )
+    draw = read_events(args.draw, features, with_label=labelled)
+    sample = read_events(args.generated, features, with_label=labelled)
+    log.info(
+        "refine: classifier of %d MC (%s) vs %d generated (%s) events; weighting %d events of %s",
+        len(mc[features[0]]),
+        args.mc,
+        len(draw[features[0]]),
+        args.draw,
+        len(sample[features[0]]),
+        args.generated,
+    )
+    weights, record = refine(mc, draw, sample, features, settings, seed=cfg["seed"])
+    record.update(
+        disjoint=disjointness(cfg["data"]["source"], len(mc[features[0]])),
+        mc=str(args.mc),
+        draw=str(args.draw),
+        generated=str(args.generated),
+        settings=settings,
+    )
+    compression = cfg["sampling"]["compression"]
+    meta = _metadata(
+        cfg, (*config.MODEL_SECTIONS, "sampling", "refine"), refined=str(args.generated)
+    )
+    write_events(
+        args.out,
+        with_weights(sample, weights),
+        compression=None if compression == "none" else compression,
+        metadata=meta,
+    )
+    atomic_write_text(args.report, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    fit, w = record["fit"], record["weights"]
+    log.info(
+        "refine: held-out AUC %.4f, calibration error %.4f -> %.4f; ESS %.0f of %d events, "
+        "%.3f%% clipped at %g -> %s",
+        fit["auc_check"],
+        fit["ece_uncalibrated"],
+        fit["ece_calibrated"],
+        w["ess"],
+        w["events"],
+        100 * w["fraction_clipped"],
+        w["clip"],
+        args.out,
     )
 
 
@@ -448,6 +536,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
     )
+    if args.reweighted:
+        _validate_reweighted(args, cfg, reference, labelled)
     if args.train:
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
         write_closure(
@@ -458,6 +548,52 @@ def cmd_validate(args: argparse.Namespace) -> None:
             Path(args.out_dir) / layout.VALIDATION_FILES["closure"],
             seed=cfg["seed"],
         )
+
+
+def _validate_reweighted(
+    args: argparse.Namespace, cfg: dict[str, Any], reference: dict, labelled: bool
+) -> None:
+    """The reweighted verdict (refine): the same events with their weights, against the same
+    MC, into ``<out-dir>/reweighted/``; then the raw and reweighted verdicts side by side."""
+    import numpy as np
+
+    from hepflows.events.reader import read_events
+    from hepflows.events.schema import LABEL
+    from hepflows.validation.runner import validate_samples
+    from hepflows.validation.tables import write_refine_comparison
+
+    if not args.refine_report:
+        raise InputError("validate --reweighted: give --refine-report (refine's refine.json)")
+    features = _features(cfg)
+    settings = cfg["validation"]
+    out = Path(args.out_dir)
+    reweighted = read_events(
+        args.reweighted,
+        features,
+        with_label=labelled,
+        with_weight=True,
+        entry_stop=settings["max_events"],
+    )
+    if not labelled:
+        reweighted[LABEL] = np.zeros(len(reweighted[features[0]]), np.int8)
+    log.info("validating the reweighted sample %s", args.reweighted)
+    result = validate_samples(
+        reference,
+        reweighted,
+        features,
+        out / layout.VALIDATION_FILES["reweighted"],
+        n_null=settings["n_null"],
+        seed=cfg["seed"],
+        units=cfg["data"]["units"],
+        classifier=settings["classifier"],
+        plots=False,
+    )
+    raw = json.loads((out / layout.VALIDATION_FILES["metrics"]).read_text())
+    report = json.loads(Path(args.refine_report).read_text())
+    path = write_refine_comparison(
+        out / layout.VALIDATION_FILES["refine_comparison"], raw, result, report
+    )
+    log.info("raw and reweighted verdicts: %s -> %s", result["overall_status"], path)
 
 
 def _has_weight(path: str) -> bool:
@@ -621,6 +757,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     truth = paths["truth"] if data_step == "generate" else paths["test"]
     if amplify and data_step == "generate":
         steps.append(["generate", "--truth", truth])
+    refine = cfg["refine"]["enabled"]
+    # the refine classifier's MC: another disjoint range of the generator, or the training split
+    refine_mc = paths["refine_mc"] if data_step == "generate" else paths["train"]
+    if refine and data_step == "generate":
+        steps.append(["generate", "--refine", refine_mc])
     grid = config.model_names(cfg)
     # a run without a grid is one model, in the run's own folder (name None)
     models: list[str | None] = list(grid) if grid else [None]
@@ -674,6 +815,9 @@ def cmd_run(args: argparse.Namespace) -> None:
                 own["validation"],
             ],
         ]
+        if refine:
+            steps[-1:-1] = _refine_steps(variant, own, paths, refine_mc)
+            steps[-1] += ["--reweighted", own["refined"], "--refine-report", own["refine_report"]]
         if amplify:
             steps.append(
                 [
@@ -686,6 +830,20 @@ def cmd_run(args: argparse.Namespace) -> None:
                     paths["train"],
                     "--out-dir",
                     own["validation"],
+                ]
+            )
+        if amplify and refine:
+            steps.append(
+                [
+                    "amplification",
+                    "--truth",
+                    truth,
+                    "--generated",
+                    own["refined"],
+                    "--train",
+                    paths["train"],
+                    "--out-dir",
+                    own["reweighted"],
                 ]
             )
     if grid:
@@ -714,6 +872,52 @@ def cmd_run(args: argparse.Namespace) -> None:
         _run_step(step, [*step[:1], *common, *map(str, step[1:])], root, grid)
 
 
+def _refine_steps(
+    variant: list[str], own: dict[str, Path], paths: dict[str, Path], refine_mc: Path
+) -> list[list[Any]]:
+    """:func:`cmd_run`'s refine steps of one model: the classifier's draw, then the weights."""
+    return [
+        [
+            "sample",
+            *variant,
+            "--refine-draw",
+            "--model",
+            own["model"],
+            "--preprocess",
+            paths["preprocess"],
+            "--out",
+            own["refine_draw"],
+        ],
+        [
+            "refine",
+            *variant,
+            "--mc",
+            refine_mc,
+            "--draw",
+            own["refine_draw"],
+            "--generated",
+            own["generated"],
+            "--out",
+            own["refined"],
+            "--report",
+            own["refine_report"],
+        ],
+    ]
+
+
+def _step_name(step: list) -> str:
+    """The layout's name of a :func:`cmd_run` step (a subcommand serves several steps)."""
+    if step[0] == "generate" and "--truth" in step:
+        return "generate_truth"
+    if step[0] == "generate" and "--refine" in step:
+        return "generate_refine"
+    if step[0] == "sample" and "--refine-draw" in step:
+        return "sample_refine"
+    if step[0] == "amplification" and Path(str(step[-1])).name == "reweighted":
+        return "amplification_reweighted"
+    return str(step[0])
+
+
 def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> None:
     """One step of :func:`cmd_run`, with the log and benchmark record Snakemake would write
     (``logs/<step>.log``, ``benchmarks/<step>.tsv``: wall seconds, for the summary)."""
@@ -721,7 +925,7 @@ def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> N
 
     from hepflows.atomic import atomic_write_text
 
-    name = "generate_truth" if step[0] == "generate" and "--truth" in step else step[0]
+    name = _step_name(step)
     folder = root
     if layout.STEPS[name].per_model and grid:  # a grid model's step: under its folder
         folder = Path(
@@ -871,6 +1075,13 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                     f"events from event {TRUTH_START}) to this file"
                 },
             ),
+            (
+                "--refine",
+                {
+                    "help": "write only the refine classifier's MC (refine.mc_events events "
+                    "from event 2e9) to this file"
+                },
+            ),
         ],
     ),
     "ingest": (
@@ -904,12 +1115,37 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
             ("--preprocess", {"required": True}),
             ("--out", {"required": True}),
             ("--events", {"type": int, "help": "override sampling.events"}),
+            (
+                "--refine-draw",
+                {
+                    "action": "store_true",
+                    "help": "the refine classifier's separate draw: refine.generated_events "
+                    "events from chunk 2^31 on, not the sample",
+                },
+            ),
             ("--shard", {"type": int, "help": "write only shard K of sampling.shards (0-based)"}),
             ("--device", {"help": "override sampling.device"}),
             (
                 "--precision",
                 {"choices": ["auto", "float32", "bf16"], "help": "override sampling.precision"},
             ),
+        ],
+    ),
+    "refine": (
+        cmd_refine,
+        [
+            (
+                "--mc",
+                {
+                    "required": True,
+                    "help": "the classifier's MC: generate --refine's file, or the training "
+                    "split of ingested data",
+                },
+            ),
+            ("--draw", {"required": True, "help": "sample --refine-draw's file"}),
+            ("--generated", {"required": True, "help": "the sample to weight"}),
+            ("--out", {"required": True, "help": "the weighted sample (refined.root)"}),
+            ("--report", {"required": True, "help": "the step's record (refine.json)"}),
         ],
     ),
     "merge": (
@@ -934,6 +1170,14 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
             ("--generated", {"required": True}),
             ("--train", {"help": "MC training events: adds the physics closure table closure.csv"}),
             ("--out-dir", {"required": True}),
+            (
+                "--reweighted",
+                {
+                    "help": "refine's weighted sample (refined.root): adds the reweighted "
+                    "verdict (reweighted/) and refine.html"
+                },
+            ),
+            ("--refine-report", {"help": "with --reweighted: refine's record (refine.json)"}),
         ],
     ),
     "amplification": (

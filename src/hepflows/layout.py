@@ -28,6 +28,7 @@ RUN_FILES: dict[str, str] = {
     "val": "data/val.root",
     "test": "data/test.root",
     "truth": "data/truth.root",  # generator data: the amplification's truth, a disjoint range
+    "refine_mc": "data/refine.root",  # generator data: the refine classifier's MC, another range
     "data_split": "data/{split}.root",
     "data_shards": "data/shards",
     "data_shard": "data/shards/{split}_{shard}.root",
@@ -55,6 +56,9 @@ MODEL_FILES: dict[str, str] = {
     "sample_shards": "samples/shards",
     "sample_shard": "samples/shards/shard_{shard}.root",
     "validation_sample": "samples/validation.root",
+    "refine_draw": "samples/refine_draw.root",  # refine: the classifier's own draw of the model
+    "refined": "samples/refined.root",  # refine: the generated events with a weight branch
+    "refine_report": "samples/refine.json",  # refine: the classifier, its calibration, the weights
     "validation": "validation",
     "metrics": "validation/metrics.json",
     "metrics_table": "validation/metrics.csv",
@@ -68,6 +72,10 @@ MODEL_FILES: dict[str, str] = {
     "amplification_plot": "validation/amplification",  # .png and .pdf
     "amplification_png": "validation/amplification.png",
     "amplification_pdf": "validation/amplification.pdf",
+    "reweighted": "validation/reweighted",  # refine: the reweighted sample's validation folder
+    "reweighted_metrics": "validation/reweighted/metrics.json",
+    "reweighted_amplification": "validation/reweighted/amplification.json",
+    "refine_comparison": "validation/refine.html",  # refine: raw and reweighted side by side
 }
 
 #: File names inside a validation folder (``validate --out-dir``), as its runner writes them.
@@ -86,6 +94,8 @@ VALIDATION_FILES: dict[str, str] = {
         "amplification_plot",
         "amplification_png",
         "amplification_pdf",
+        "reweighted",
+        "refine_comparison",
     )
 }
 
@@ -115,12 +125,18 @@ STEPS: dict[str, Step] = {
     "preprocess": Step("scripts/preprocess.py", "envs/data.yaml", "hepflows.preprocess"),
     "train": Step("scripts/train.py", "envs/train.yaml", "hepflows.training", True),
     "sample": Step("scripts/sample.py", "envs/train.yaml", "hepflows.sampling", True),
+    "generate_refine": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
+    "sample_refine": Step("scripts/sample.py", "envs/train.yaml", "hepflows.sampling", True),
+    "refine": Step("scripts/refine.py", "envs/validate.yaml", "hepflows.refine", True),
     "merge_samples": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "merge_validation_sample": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "validate": Step(
         "scripts/validate.py", "envs/validate.yaml", "hepflows.validation.runner", True
     ),
     "amplification": Step(
+        "scripts/amplification.py", "envs/validate.yaml", "hepflows.validation.amplification", True
+    ),
+    "amplification_reweighted": Step(
         "scripts/amplification.py", "envs/validate.yaml", "hepflows.validation.amplification", True
     ),
     "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.validation.compare"),

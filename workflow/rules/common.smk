@@ -128,3 +128,67 @@ def validate_settings():
     cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation"))
     cfg["validation"].pop("amplification", None)
     return json.dumps(cfg, sort_keys=True)
+
+
+# The refine step (refine.smk) and what validate is given of it.
+REFINE = config["refine"]["enabled"]
+REFINE_MC = run_path("refine_mc") if config["data"]["source"] == "generator" else run_path("train")
+
+
+def check_refine():
+    """Raise WorkflowError naming the key when refine cannot run as configured."""
+    if REFINE and SAMPLE_SHARDS > 1:
+        raise WorkflowError(
+            "invalid configuration: key refine.enabled: needs sampling.shards 1 (the raw and "
+            f"the reweighted verdicts must judge the same events; got {SAMPLE_SHARDS} shards)"
+        )
+
+
+def refine_draw_settings(wildcards):
+    """What the classifier's draw depends on: the sample's sections and its own size."""
+    cfg = json.loads(sample_settings(wildcards))
+    cfg["refine"] = {"generated_events": config["refine"]["generated_events"]}
+    return json.dumps(cfg, sort_keys=True)
+
+
+def refine_mc_settings():
+    """What the refine MC depends on: the generate step's sections, its size and the truth's
+    (whose range it must not reach)."""
+    cfg = json.loads(truth_settings())
+    cfg["refine"] = {"mc_events": config["refine"]["mc_events"]}
+    return json.dumps(cfg, sort_keys=True)
+
+
+def refine_outputs():
+    """Every model's weighted sample and its amplification, when refine.enabled."""
+    if not REFINE:
+        return []
+    keys = ["refined", *(["reweighted_amplification"] if AMPLIFICATION["enabled"] else [])]
+    return [path for key in keys for path in per_model(model_path(key))]
+
+
+# What validate is given of the refine step (nothing when it is off).
+REFINE_VALIDATE_INPUTS = (
+    {"reweighted": model_path("refined"), "refine_report": model_path("refine_report")}
+    if REFINE
+    else {}
+)
+REFINE_VALIDATE_OUTPUTS = (
+    {
+        "reweighted": model_path("reweighted_metrics"),
+        "refine_comparison": report(
+            model_path("refine_comparison"),
+            caption="../report/refine.rst",
+            category="1. Verdict",
+            **BY_MODEL,
+        ),
+    }
+    if REFINE
+    else {}
+)
+
+
+def refine_validate_arguments(wildcards, input):
+    return (
+        f" --reweighted {input.reweighted} --refine-report {input.refine_report}" if REFINE else ""
+    )

@@ -9,6 +9,7 @@ rule validate:
         reference=run_path("test"),
         generated=validation_sample(),
         train=run_path("train"),
+        **REFINE_VALIDATE_INPUTS,
     output:
         metrics=model_path("metrics"),
         table=report(
@@ -37,10 +38,12 @@ rule validate:
             **BY_MODEL,
             labels={"figure": "{name}"},
         ),
+        **REFINE_VALIDATE_OUTPUTS,
     params:
         script=script("validate"),
         settings=validate_settings(),
         out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
+        refine=refine_validate_arguments,
     threads: 4  # capped at --cores by Snakemake
     log:
         model_log("validate"),
@@ -51,4 +54,4 @@ rule validate:
     shell:
         "python {params.script} --settings {params.settings:q}"
         " --reference {input.reference} --generated {input.generated} --train {input.train}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir}{params.refine} > {log} 2>&1"

@@ -3,7 +3,8 @@
 :func:`write_summary` reads a finished run's folder (layout of :mod:`hepflows.layout`) and writes
 ``summary.html``: the run name and the hash of its validated config, the git commit, per model
 its coupling, blocks and parameters, training events, epochs run and best epoch, the device,
-the verdict sentence and the coloured verdict table, and the wall time of every step from the
+the verdict sentence and the coloured verdict table (beside it the reweighted verdict, when
+the refine step ran), and the wall time of every step from the
 Snakemake benchmark records ``benchmarks/*.tsv`` (``hepflows run`` writes the same records).
 
 Only the standard library and the validation's table code: the step runs in the validate env.
@@ -29,7 +30,7 @@ from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS
-from hepflows.validation.tables import verdict_html
+from hepflows.validation.tables import refine_html, verdict_html
 
 __all__ = [
     "config_hash",
@@ -119,6 +120,30 @@ def _read_metrics(path: Path) -> dict:
         raise InputError(f"{path}: not found; run the model's validate step first") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
+
+
+def _refine_section(folder: Path, metrics: Mapping[str, Any]) -> list[str]:
+    """The raw and reweighted verdicts side by side, when the model's refine step ran."""
+    files = layout.MODEL_FILES
+    reweighted = folder / files["reweighted_metrics"]
+    if not reweighted.is_file():
+        return []
+    report = json.loads((folder / files["refine_report"]).read_text())
+    n_equiv = None
+    raw_amp, rew_amp = folder / files["amplification"], folder / files["reweighted_amplification"]
+    if raw_amp.is_file() and rew_amp.is_file():
+        from hepflows.validation.amplification import headline
+
+        n_equiv = (
+            headline(json.loads(raw_amp.read_text())["summary"]),
+            headline(json.loads(rew_amp.read_text())["summary"]),
+        )
+    return [
+        '<h4 style="font-family:sans-serif">Refine: raw and reweighted</h4>',
+        refine_html(
+            metrics, _read_metrics(reweighted), report, n_equiv=n_equiv, full_document=False
+        ),
+    ]
 
 
 def verdict_sentence(metrics: Mapping[str, Any]) -> str:
@@ -228,6 +253,7 @@ def summary_html(
             f'<p class="verdict" style="font-family:sans-serif;font-size:16px;padding:6px;'
             f'background:{colour}"><b>{esc(verdict_sentence(metrics))}</b></p>',
             verdict_html(metrics, full_document=False),
+            *_refine_section(folder, metrics),
         ]
         if name is not None:  # a grid model's own steps, under its folder
             for step, (jobs, s) in read_benchmarks(folder).items():

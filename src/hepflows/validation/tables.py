@@ -196,3 +196,84 @@ def write_tables(
     atomic_write_text(out_dir / names["metrics_table"], csv_text(rows, CSV_COLUMNS))
     atomic_write_text(out_dir / names["verdict_table"], csv_text(verdict, VERDICT_COLUMNS))
     atomic_write_text(out_dir / names["verdict"], verdict_html(result))
+
+
+def refine_html(
+    raw: Mapping,
+    reweighted: Mapping,
+    report: Mapping,
+    *,
+    n_equiv: tuple[str, str] | None = None,
+    full_document: bool = True,
+) -> str:
+    """The raw and reweighted verdicts side by side (the refine step), as an HTML table.
+
+    ``raw`` and ``reweighted`` are metrics.json dicts of the same events without and with the
+    refine weights, against the same MC; ``report`` is refine.json (the classifier and the
+    weights); ``n_equiv`` the amplification's headline of each, when measured.
+    """
+    esc = html.escape
+    td = 'style="border:1px solid #999;padding:4px 8px"'
+
+    def status_cell(v: Mapping) -> str:
+        colour = nl.STATUS_COLOURS.get(v["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
+        return (
+            f'<td {td[:-1]};background:{colour};font-weight:bold">'
+            f"{v['n_outside']} / {v['n_tested']} {esc(v['status'])}</td>"
+        )
+
+    other = {v["metric"]: v for v in reweighted["verdict"]}
+    lines = [
+        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
+        '<caption style="text-align:left;padding:4px">Raw and reweighted (refine) verdicts: '
+        "cells outside the MC-vs-MC band. Overall: raw "
+        f"<b>{esc(raw['overall_status'])}</b>, reweighted "
+        f"<b>{esc(reweighted['overall_status'])}</b></caption>",
+        "<tr>" + "".join(f"<th {td}>{h}</th>" for h in ("Metric", "Raw", "Reweighted")) + "</tr>",
+    ]
+    for v in raw["verdict"]:
+        if v["metric"] in other:
+            lines.append(
+                f"<tr><td {td}>{esc(METRIC_TITLES.get(v['metric'], v['metric']))}</td>"
+                f"{status_cell(v)}{status_cell(other[v['metric']])}</tr>"
+            )
+    clf_raw, clf_rew = raw.get("classifier"), reweighted.get("classifier")
+    if clf_raw and clf_rew:
+        lines.append(
+            f"<tr><td {td}>Classifier ROC AUC, value</td><td {td}>{clf_raw['auc']:.4f}</td>"
+            f"<td {td}>{clf_rew['auc']:.4f}</td></tr>"
+        )
+    if n_equiv is not None:
+        lines.append(
+            f"<tr><td {td}>n_equiv (amplification)</td><td {td}>{esc(n_equiv[0])}</td>"
+            f"<td {td}>{esc(n_equiv[1])}</td></tr>"
+        )
+    lines.append("</table>")
+    fit, w = report["fit"], report["weights"]
+    compared = reweighted["sizes"]["generated"]
+    notes = [
+        f"Weights of the {w['events']} generated events: Kish effective sample size "
+        f"{w['ess']:.0f} ({100 * w['ess'] / max(w['events'], 1):.1f} %), "
+        f"{100 * w['fraction_clipped']:.3f} % clipped at {w['clip']:g} (largest before the "
+        f"clip {w['max_before_clip']:.3g}); the reweighted verdict compares {compared} of them, "
+        "each null pair's generated side carrying the same weights.",
+        f"Refine classifier: {fit['n_mc']} MC vs {fit['n_generated']} generated events, "
+        f"held-out AUC {fit['auc_check']:.4f}, calibration error {fit['ece_uncalibrated']:.4f} "
+        f"before and {fit['ece_calibrated']:.4f} after Platt scaling.",
+        str(report["disjoint"]),
+    ]
+    body = "\n".join(lines + [f'<p style="font-family:sans-serif">{esc(n)}</p>' for n in notes])
+    if not full_document:
+        return body
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Raw and reweighted verdicts'
+        f"</title></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_refine_comparison(
+    path: str | Path, raw: Mapping, reweighted: Mapping, report: Mapping
+) -> Path:
+    """:func:`refine_html` written atomically to ``path``."""
+    atomic_write_text(path, refine_html(raw, reweighted, report))
+    return Path(path)

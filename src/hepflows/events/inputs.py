@@ -25,6 +25,7 @@ library: the Snakefile expands the patterns with :func:`input_paths` while parsi
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
@@ -198,7 +199,7 @@ def convert_inputs(
     split: Mapping[str, Any] | None = None,
     limit: int | None = None,
     step_size: int = 100_000,
-    compression: str | None = "zlib",
+    compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
@@ -207,6 +208,7 @@ def convert_inputs(
 
     from hepflows.errors import InputError
     from hepflows.events.convert import _Router, _SplitRule, _writers, split_key
+    from hepflows.events.prefetch import prefetch
     from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
     from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
     from hepflows.events.selection import Selection
@@ -306,61 +308,67 @@ def convert_inputs(
                 kind, word = ntuple_kind(t)
                 name = f"{'tree' if kind == 'TTree' else 'RNTuple'} {f.tree!r}"
                 cols, _ = columns(f)
-                chunks = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
-                first = 0
-                while first < stop:
-                    try:
-                        raw = next(chunks)
-                    except StopIteration:
-                        break
-                    except Exception as exc:
-                        raise InputError(
-                            f"{where}: cannot read {name} after entry {first} "
-                            f"(truncated or corrupt?): {exc}"
-                        ) from exc
-                    n = len(raw[cols[0]])
-                    entries = np.arange(first, first + n, dtype=np.uint64)
-                    if cut is not None:
-                        keep = cut.mask(raw, n, where)
-                        raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
-                        entries = entries[keep]
-                    chunk: dict[str, np.ndarray] = {}
-                    for feat, b in fmap.items():
-                        chunk[feat] = np.asarray(raw[b], dtype=np.float32)
-                        bad_values(chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})")
-                    m = len(entries)
-                    if f.label_branch is not None:
-                        lab = np.asarray(raw[f.label_branch])
-                        bad = (lab != 0) & (lab != 1)
-                        if bad.any():
-                            i = int(np.argmax(bad))
+                # uproot reads and decompresses the next chunk in a thread meanwhile.
+                reading = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
+                with contextlib.closing(prefetch(reading, depth=2)) as chunks:
+                    first = 0
+                    while first < stop:
+                        try:
+                            raw = next(chunks)
+                        except StopIteration:
+                            break
+                        except Exception as exc:
                             raise InputError(
-                                f"{where}: {word} {f.label_branch!r} (the label): "
-                                f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
-                                f"{int(entries[i])}, with value {lab[i].item()!r}"
+                                f"{where}: cannot read {name} after entry {first} "
+                                f"(truncated or corrupt?): {exc}"
+                            ) from exc
+                        n = len(raw[cols[0]])
+                        entries = np.arange(first, first + n, dtype=np.uint64)
+                        if cut is not None:
+                            keep = np.flatnonzero(cut.mask(raw, n, where))
+                            raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
+                            entries = entries[keep]
+                        chunk: dict[str, np.ndarray] = {}
+                        for feat, b in fmap.items():
+                            chunk[feat] = np.asarray(raw[b], dtype=np.float32)
+                            bad_values(
+                                chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})"
                             )
-                        chunk[LABEL] = lab.astype(np.int8)
-                    elif f.label is not None:
-                        chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
-                    if weighted:
-                        w = np.full(m, 1.0 if f.weight is None else f.weight)
-                        if weight_branch is not None:
-                            wb = np.asarray(raw[weight_branch], dtype=np.float64)
-                            bad_values(wb, entries, where, f"{word} {weight_branch!r} (the weight)")
-                            w = w * wb
-                        if not np.isfinite(w).all():
-                            i = int(np.argmax(~np.isfinite(w)))
-                            raise InputError(
-                                f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
-                                "is not finite (factor times weight branch)"
-                            )
-                        chunk[WEIGHT] = w.astype(np.float32)
-                        n_neg += int((w < 0).sum())
-                        sum_w += float(w.sum())
-                    router.add_keyed(chunk, entries, key)
-                    n_read += n
-                    n_sel += m
-                    first += n
+                        m = len(entries)
+                        if f.label_branch is not None:
+                            lab = np.asarray(raw[f.label_branch])
+                            bad = (lab != 0) & (lab != 1)
+                            if bad.any():
+                                i = int(np.argmax(bad))
+                                raise InputError(
+                                    f"{where}: {word} {f.label_branch!r} (the label): "
+                                    f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
+                                    f"{int(entries[i])}, with value {lab[i].item()!r}"
+                                )
+                            chunk[LABEL] = lab.astype(np.int8)
+                        elif f.label is not None:
+                            chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
+                        if weighted:
+                            w = np.full(m, 1.0 if f.weight is None else f.weight)
+                            if weight_branch is not None:
+                                wb = np.asarray(raw[weight_branch], dtype=np.float64)
+                                bad_values(
+                                    wb, entries, where, f"{word} {weight_branch!r} (the weight)"
+                                )
+                                w = w * wb
+                            if not np.isfinite(w).all():
+                                i = int(np.argmax(~np.isfinite(w)))
+                                raise InputError(
+                                    f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
+                                    "is not finite (factor times weight branch)"
+                                )
+                            chunk[WEIGHT] = w.astype(np.float32)
+                            n_neg += int((w < 0).sum())
+                            sum_w += float(w.sum())
+                        router.add_keyed(chunk, entries, key)
+                        n_read += n
+                        n_sel += m
+                        first += n
             f.stats = {"read": n_read, "selected": n_sel}
             if weighted:
                 f.stats.update(sum_weights=sum_w, negative_weights=n_neg)

@@ -16,8 +16,10 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
    number (:func:`hepflows.events.convert.split_key`): the splits do not depend on the order of
    the files, on chunking or on the selection.
 3. **Provenance.**  Every output file's metadata lists each input file (path, size, SHA-256,
-   TTree or RNTuple, entries read and selected, label, weight factor, sum of weights, negative
-   weights) and the selection's counts before and after.
+   TTree or RNTuple, entries read and selected, label, weight factor, sum of weights and of
+   their squares, the Kish effective sample size ``input_effective_size``, negative weights),
+   the selection's counts before and after and, when weighted, ``input_effective_size`` of
+   all the selected events together.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
 library: the Snakefile expands the patterns with :func:`input_paths` while parsing.
@@ -42,6 +44,7 @@ __all__ = [
     "file_checksum",
     "input_entries",
     "input_paths",
+    "kish_size",
     "resolve_inputs",
 ]
 
@@ -89,6 +92,13 @@ def file_checksum(path: str | Path, block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+def kish_size(sum_weights: float, sum_weights_squared: float) -> float:
+    """Kish effective sample size ``(sum w)^2 / sum w^2`` from the two sums, for weights
+    streamed chunk by chunk (:func:`hepflows.validation.metrics.effective_size` is the same
+    for an array in memory); 0 without events."""
+    return sum_weights**2 / sum_weights_squared if sum_weights_squared > 0 else 0.0
 
 
 @dataclass
@@ -291,6 +301,7 @@ def convert_inputs(
             )
 
     before = after = 0
+    total_w = total_w2 = 0.0
     with _writers_open(writers), _Router(rule, writers) as router:
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
@@ -301,7 +312,7 @@ def convert_inputs(
             where = f.path
             key = split_key(seed, f.sha256)
             n_read = n_sel = n_neg = 0
-            sum_w = 0.0
+            sum_w = sum_w2 = 0.0
             stop = f.entries if limit is None else min(limit, f.entries)
             with open_root(f.path) as rf:
                 t = get_ntuple(rf, f.tree, where)
@@ -365,13 +376,21 @@ def convert_inputs(
                             chunk[WEIGHT] = w.astype(np.float32)
                             n_neg += int((w < 0).sum())
                             sum_w += float(w.sum())
+                            sum_w2 += float(np.square(w).sum())
                         router.add_keyed(chunk, entries, key)
                         n_read += n
                         n_sel += m
                         first += n
             f.stats = {"read": n_read, "selected": n_sel}
             if weighted:
-                f.stats.update(sum_weights=sum_w, negative_weights=n_neg)
+                f.stats.update(
+                    sum_weights=sum_w,
+                    sum_weights_squared=sum_w2,
+                    input_effective_size=kish_size(sum_w, sum_w2),
+                    negative_weights=n_neg,
+                )
+                total_w += sum_w
+                total_w2 += sum_w2
             before += n_read
             after += n_sel
             log.info(
@@ -379,7 +398,10 @@ def convert_inputs(
                 f.path,
                 n_read,
                 n_sel,
-                f", sum of weights {sum_w:.6g}, {n_neg} negative" if weighted else "",
+                f", sum of weights {sum_w:.6g}, {n_neg} negative, effective sample size (Kish) "
+                f"{kish_size(sum_w, sum_w2):.0f}"
+                if weighted
+                else "",
             )
         if after == 0:
             raise InputError(
@@ -395,6 +417,8 @@ def convert_inputs(
                 split_rule=rule_text,
                 selection_counts={"before": before, "after": after},
             )
+            if weighted:
+                writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)
     if cut is not None:
         log.info(
             "selection %r: %d of %d events pass (%.2f%%)",

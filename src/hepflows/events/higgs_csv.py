@@ -35,8 +35,8 @@ CSV_COLUMNS: tuple[str, ...] = (LABEL, *HIGGS_FEATURES)
 #: 150 MB file: 1 MiB blocks parse twice as fast as 16 MiB ones (they stay in the CPU caches).
 CSV_BLOCK_SIZE = 1 << 20
 
-#: Bytes of text read and parsed in one call (its blocks in parallel), ~25k rows of the original
-#: HIGGS.csv; the tables are joined into chunks of ``chunk_rows``.
+#: Bytes of text read and parsed in one call, ~25k rows of the original HIGGS.csv; the tables
+#: are joined into chunks of ``chunk_rows``.
 CSV_SLAB_SIZE = 16 << 20
 
 #: Chunks parsed ahead of the consumer (memory: this many chunks more in flight).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Ingest benchmark: HIGGS CSV, TTree and RNTuple -> train/val/test ROOT files, against pandas.
 
-    python benchmarks/ingest.py --rows 1000000 --repeat 3
+    python benchmarks/ingest.py --rows 2e6 --repeat 3
 
 Makes a HIGGS-format CSV (29 numbers a row, no header) from the project's generator in HIGGS
 units, written once into a temporary folder, and the same rows as a ROOT TTree and a ROOT

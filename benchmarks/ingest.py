@@ -1,22 +1,28 @@
 #!/usr/bin/env python
-"""Ingest benchmark: HIGGS CSV -> train/val/test ROOT files, against pandas.read_csv.
+"""Ingest benchmark: HIGGS CSV, TTree and RNTuple -> train/val/test ROOT files, against pandas.
 
-    python benchmarks/ingest.py --rows 2000000
+    python benchmarks/ingest.py --rows 2e6 --repeat 3
 
 Makes a HIGGS-format CSV (29 numbers a row, no header) from the project's generator in HIGGS
-units, written once into a temporary folder, then measures, each in a fresh process:
+units, written once into a temporary folder, and the same rows as a ROOT TTree and a ROOT
+RNTuple (``events``: 28 float32 features and an int8 ``label``, LZ4), then measures, each in a
+fresh process:
 
-* ``convert_higgs_csv``: the streaming conversion into three ROOT files (zlib-compressed
-  unless ``--compression`` says otherwise);
-* ``pandas.read_csv`` (C engine, the usual way to load HIGGS) and, for reference, pandas with
-  its pyarrow engine: both load the whole table into memory and write nothing;
+* ``convert_higgs_csv``: the streaming conversion of the CSV into three ROOT files
+  (LZ4-compressed unless ``--compression`` says otherwise);
+* ``convert_inputs``: the same for the TTree and for the RNTuple (``data.inputs``, one file);
+* ``pandas.read_csv`` of the CSV (C engine, the usual way to load HIGGS) and, for reference,
+  pandas with its pyarrow engine: both load the whole table into memory and write nothing;
 * the same processes doing nothing but their imports, so the memory of the work can be told
   from that of the libraries.
 
-Speed is rows per second of the work alone (imports excluded); peak memory is the peak resident
-set size of the process, from ``resource.getrusage(RUSAGE_CHILDREN)`` read by a probe process
-whose only child is the measured one.  Ratios are ours / pandas: above 1 means faster, below 1
-less memory.  The conversion's memory stays flat with the file size; pandas' grows with it.
+Speed is rows per second of the work alone (imports excluded), from the fastest of
+``--repeat`` rounds (the tasks interleaved in each round, so that a shared machine's load
+falls on all of them alike); CPU is the process time of that run, every thread together.
+Peak memory is the peak resident set size of the process (the largest over the rounds), from
+``resource.getrusage(RUSAGE_CHILDREN)`` read by a probe process whose only child is the
+measured one.  Ratios are ours / pandas: above 1 means faster, below 1 less memory.  The
+conversions' memory stays flat with the file size; pandas' grows with it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
 SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
+CSV_NAME = "higgs_like.csv"
+NTUPLE_NAMES = {
+    "convert-ttree": "higgs_like_ttree.root",
+    "convert-rntuple": "higgs_like_rntuple.root",
+}
 
 
 # -- the CSV ---------------------------------------------------------------------------------------
@@ -61,43 +72,84 @@ def make_csv(path: Path, rows: int, *, seed: int = 2014, chunk: int = 200_000) -
     return time.perf_counter() - start
 
 
-# -- the measured work, run in a child process -----------------------------------------------------
-def work(task: str, csv: Path, out: Path, chunk_rows: int, compression: str | None) -> dict:
-    """Do one task and return {"rows", "seconds"}; imports happen before the clock starts."""
-    if task == "convert":
-        from hepflows.events.io import convert_higgs_csv
+def make_ntuples(csv: Path, ttree: Path, rntuple: Path) -> float:
+    """Write the CSV's rows as a TTree and as an RNTuple, both ``events``; returns the seconds."""
+    import uproot
 
-        start = time.perf_counter()
-        outputs = {k: out / f"{k}.root" for k in SPLIT}
+    from hepflows.events.higgs_csv import iter_higgs_csv
+
+    start = time.perf_counter()
+    with uproot.recreate(ttree, compression=uproot.LZ4(4)) as ft:
+        with uproot.recreate(rntuple, compression=uproot.LZ4(4)) as fr:
+            tree = ntuple = None
+            for chunk in iter_higgs_csv(csv, chunk_rows=200_000):
+                if tree is None:
+                    types = {k: v.dtype for k, v in chunk.items()}
+                    tree, ntuple = ft.mktree("events", types), fr.mkrntuple("events", types)
+                tree.extend(chunk)
+                ntuple.extend(chunk)
+    return time.perf_counter() - start
+
+
+# -- the measured work, run in a child process -----------------------------------------------------
+def work(task: str, work_dir: Path, chunk_rows: int, compression: str | None) -> dict:
+    """Do one task and return {"rows", "seconds", "cpu_seconds"}; imports happen before the
+    clock starts."""
+    csv, out = work_dir / CSV_NAME, work_dir / "out"
+    outputs = {k: out / f"{k}.root" for k in SPLIT}
+    if task == "convert":
+        from hepflows.events.convert import convert_higgs_csv
+
+        start, cpu = time.perf_counter(), time.process_time()
         counts = convert_higgs_csv(
             csv, outputs, split=SPLIT, chunk_rows=chunk_rows, compression=compression
+        )
+        rows = sum(counts.values())
+    elif task in ("convert-ttree", "convert-rntuple"):
+        from hepflows.events.inputs import InputFile, convert_inputs
+        from hepflows.events.schema import HIGGS_FEATURES, LABEL
+
+        path = work_dir / NTUPLE_NAMES[task]
+        start, cpu = time.perf_counter(), time.process_time()
+        source = InputFile(str(path), 0, "events", None, LABEL, None)
+        counts = convert_inputs(
+            [source],
+            outputs,
+            features=HIGGS_FEATURES,
+            seed=2014,
+            split=SPLIT,
+            step_size=chunk_rows,
+            compression=compression,
         )
         rows = sum(counts.values())
     elif task in ("pandas", "pandas-pyarrow"):
         import pandas as pd
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         engine = "pyarrow" if task == "pandas-pyarrow" else "c"
         rows = len(pd.read_csv(csv, header=None, engine=engine))
     elif task == "import-convert":
-        import hepflows.events.io  # noqa: F401
+        import hepflows.events.convert  # noqa: F401
+        import hepflows.events.inputs  # noqa: F401
 
-        start, rows = time.perf_counter(), 0
+        start, cpu, rows = time.perf_counter(), time.process_time(), 0
     elif task == "import-pandas":
         import pandas  # noqa: F401
 
-        start, rows = time.perf_counter(), 0
+        start, cpu, rows = time.perf_counter(), time.process_time(), 0
     else:
         raise SystemExit(f"unknown task {task!r}")
-    return {"rows": rows, "seconds": time.perf_counter() - start}
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+    }
 
 
-def _args(csv: Path, out: Path, chunk_rows: int, compression: str | None) -> list[str]:
+def _args(work_dir: Path, chunk_rows: int, compression: str | None) -> list[str]:
     return [
-        "--csv",
-        str(csv),
-        "--out",
-        str(out),
+        "--dir",
+        str(work_dir),
         "--chunk-rows",
         str(chunk_rows),
         "--compression",
@@ -105,10 +157,10 @@ def _args(csv: Path, out: Path, chunk_rows: int, compression: str | None) -> lis
     ]
 
 
-def probe(task: str, csv: Path, out: Path, chunk_rows: int, compression: str | None) -> dict:
+def probe(task: str, work_dir: Path, chunk_rows: int, compression: str | None) -> dict:
     """Run ``task`` in a child and add its peak RSS (MB): this process has no other child, so
     getrusage(RUSAGE_CHILDREN) is that child's alone."""
-    cmd = [sys.executable, str(HERE), "--worker", task, *_args(csv, out, chunk_rows, compression)]
+    cmd = [sys.executable, str(HERE), "--worker", task, *_args(work_dir, chunk_rows, compression)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     if done.returncode:
         raise SystemExit(f"{task} failed:\n{done.stderr}")
@@ -118,13 +170,20 @@ def probe(task: str, csv: Path, out: Path, chunk_rows: int, compression: str | N
     return result
 
 
-def measure(task: str, csv: Path, out: Path, chunk_rows: int, compression: str | None) -> dict:
+def measure(task: str, work_dir: Path, chunk_rows: int, compression: str | None) -> dict:
     """Start a fresh probe process for ``task`` and return what it found."""
-    cmd = [sys.executable, str(HERE), "--probe", task, *_args(csv, out, chunk_rows, compression)]
+    cmd = [sys.executable, str(HERE), "--probe", task, *_args(work_dir, chunk_rows, compression)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     if done.returncode:
         raise SystemExit(f"probe of {task} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def best_of(runs: list[dict]) -> dict:
+    """The fastest run of a task, with the largest peak memory of all its runs."""
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return best
 
 
 def _env() -> dict:
@@ -136,15 +195,17 @@ def _env() -> dict:
 # -- command line ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=float, default=2e6, help="rows of the CSV (default 2e6)")
+    parser.add_argument("--rows", type=float, default=1e6, help="rows of the CSV (default 1e6)")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows per conversion chunk")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every task (default 3)")
     parser.add_argument(
         "--compression",
-        default="zlib",
-        help="compression of the ROOT outputs: zlib (default), lz4, zstd, lzma, None",
+        default="lz4",
+        help="compression of the ROOT outputs: lz4 (default, that of ingest), zlib, zstd, lzma, "
+        "None",
     )
     parser.add_argument(
-        "--workdir", type=Path, help="keep the CSV and outputs here (default: a temp dir)"
+        "--workdir", type=Path, help="keep the inputs and outputs here (default: a temp dir)"
     )
     parser.add_argument(
         "--no-pyarrow-engine", action="store_true", help="skip pandas' pyarrow engine"
@@ -152,11 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     # Internal: the probe and worker processes.
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     compression = None if args.compression == "None" else args.compression
-    common = (args.csv, args.out, args.chunk_rows, compression)
+    common = (args.dir, args.chunk_rows, compression)
 
     if args.worker:
         print(json.dumps(work(args.worker, *common)))
@@ -167,50 +227,72 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(SRC))
     rows = int(args.rows)
+    tasks = [
+        "convert",
+        "convert-ttree",
+        "convert-rntuple",
+        "pandas",
+        *([] if args.no_pyarrow_engine else ["pandas-pyarrow"]),
+        "import-convert",
+        "import-pandas",
+    ]
+    runs: dict[str, list[dict]] = {t: [] for t in tasks}
     with tempfile.TemporaryDirectory(prefix="hepflows-ingest-") as tmp:
         work_dir = args.workdir or Path(tmp)
         work_dir.mkdir(parents=True, exist_ok=True)
-        csv, out = work_dir / "higgs_like.csv", work_dir / "out"
+        csv = work_dir / CSV_NAME
         seconds = make_csv(csv, rows)
         size = csv.stat().st_size
         print(
             f"CSV: {rows:,} rows, {size / 1e6:.1f} MB ({size / rows:.0f} bytes/row), "
             f"generated and written in {seconds:.1f} s"
         )
-        tasks = [
-            "convert",
-            "pandas",
-            *([] if args.no_pyarrow_engine else ["pandas-pyarrow"]),
-            "import-convert",
-            "import-pandas",
-        ]
-        res = {t: measure(t, csv, out, args.chunk_rows, compression) for t in tasks}
+        ntuples = [work_dir / NTUPLE_NAMES[t] for t in ("convert-ttree", "convert-rntuple")]
+        seconds = make_ntuples(csv, *ntuples)
+        print(
+            "TTree, RNTuple (LZ4): "
+            + ", ".join(f"{p.stat().st_size / 1e6:.1f} MB" for p in ntuples)
+            + f", written in {seconds:.1f} s"
+        )
+        for _ in range(args.repeat):
+            for t in tasks:
+                runs[t].append(measure(t, work_dir, *common[1:]))
+    res = {t: best_of(r) for t, r in runs.items()}
 
     def rate(t: str) -> float:
         return res[t]["rows"] / res[t]["seconds"]
 
     names = {
-        "convert": f"convert_higgs_csv -> 3 ROOT ({compression})",
+        "convert": f"convert_higgs_csv: CSV -> 3 ROOT ({compression})",
+        "convert-ttree": f"convert_inputs: TTree -> 3 ROOT ({compression})",
+        "convert-rntuple": f"convert_inputs: RNTuple -> 3 ROOT ({compression})",
         "pandas": "pandas.read_csv (C engine)",
         "pandas-pyarrow": "pandas.read_csv (pyarrow engine)",
     }
-    print(f"\n{'':36s} {'rows/s':>10s} {'seconds':>8s} {'peak RSS':>10s}")
+    print(
+        f"\nbest of {args.repeat}, load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPU(s) at the end"
+    )
+    header = f"{'':46s} {'rows/s':>9s} {'seconds':>8s} {'CPU s':>6s} {'peak RSS':>9s}"
+    print(f"{header} {'vs pandas.read_csv':>19s}")
     for t, name in names.items():
         if t in res:
+            r = res[t]
             print(
-                f"{name:36s} {rate(t):10.3g} {res[t]['seconds']:8.2f} {res[t]['peak_rss_mb']:7.0f} MB"
+                f"{name:46s} {rate(t):9.3g} {r['seconds']:8.2f} {r['cpu_seconds']:6.2f} "
+                f"{r['peak_rss_mb']:6.0f} MB {'x' + format(rate(t) / rate('pandas'), '.2f'):>19s}"
             )
     for t in ("import-convert", "import-pandas"):
-        print(
-            f"{'  (imports only: ' + t[7:] + ')':36s} {'':10s} {'':8s} {res[t]['peak_rss_mb']:7.0f} MB"
-        )
+        label = "  (imports only: " + t[7:] + ")"
+        print(f"{label:46s} {'':9s} {'':8s} {'':6s} {res[t]['peak_rss_mb']:6.0f} MB")
     print("\nratios, ours / pandas:")
-    for t in ("pandas", "pandas-pyarrow"):
-        if t in res:
-            print(
-                f"  vs {names[t]:32s} speed x{rate('convert') / rate(t):.2f}, "
-                f"peak memory x{res['convert']['peak_rss_mb'] / res[t]['peak_rss_mb']:.2f}"
-            )
+    for ours in ("convert", "convert-ttree", "convert-rntuple"):
+        for t in ("pandas", "pandas-pyarrow"):
+            if t in res:
+                print(
+                    f"  {ours:16s} vs {names[t]:32s} speed x{rate(ours) / rate(t):.2f}, "
+                    f"peak memory x{res[ours]['peak_rss_mb'] / res[t]['peak_rss_mb']:.2f}"
+                )
     return 0
 
 

@@ -130,6 +130,7 @@ def test_inputs_counts_labels_weights_splits_provenance(ntuples, tmp_path, caplo
             "n": int(keep.sum()),
             "label": int(name.startswith("signal")),
             "w": (factor * cols["gen_weight"][keep].astype(np.float64)).astype(np.float32),
+            "w64": factor * cols["gen_weight"][keep].astype(np.float64),
             "met": cols["missing_energy"][keep].astype(np.float32),
         }
     assert len(every["label"]) == sum(e["n"] for e in expected.values())
@@ -158,6 +159,10 @@ def test_inputs_counts_labels_weights_splits_provenance(ntuples, tmp_path, caplo
         assert r["kind"] == ("RNTuple" if name.startswith("signal") else "TTree")
         assert (r["entries"], r["selected"]) == (len(truth[name]["m_bb"]), expected[name]["n"])
         assert r["negative_weights"] == int((expected[name]["w"] < 0).sum())
+        w = expected[name]["w64"]
+        assert r["input_effective_size"] == pytest.approx(w.sum() ** 2 / (w**2).sum())
+    w = np.concatenate([e["w64"] for e in expected.values()])
+    assert meta["input_effective_size"] == pytest.approx(w.sum() ** 2 / (w**2).sum())
     assert meta["selection_counts"] == {"before": 2200, "after": n}
     assert meta["branch_map"] == {"lepton_pt": "lepton_pt", "met": "missing_energy", "m_bb": "m_bb"}
     assert f"selection {SELECTION!r}: {n} of 2200 events pass" in caplog.text

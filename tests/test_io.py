@@ -290,6 +290,58 @@ def test_csv_errors_name_file_row_and_column(tmp_path, csv_lines):
             assert word in str(info.value), (path.name, word, str(info.value))
 
 
+def test_csv_slabs_change_neither_rows_nor_errors(tmp_path, monkeypatch, events, csv_lines):
+    """Slabs of 997 bytes (rows cut across them, several slabs per chunk) read the same rows and
+    name the same places as the default slab."""
+    from hepflows.events import higgs_csv
+
+    monkeypatch.setattr(higgs_csv, "CSV_SLAB_SIZE", 997)
+    path = _write(tmp_path / "h.csv.gz", csv_lines)
+    chunks = list(io.iter_higgs_csv(path, chunk_rows=70))
+    assert [len(c[LABEL]) for c in chunks] == [70, 70, 70, 70, 20]
+    got = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    _assert_events_equal(got, {k: v[:300] for k, v in events.items()}, (*HIGGS_FEATURES, LABEL))
+    (tmp_path / "bad").mkdir()
+    for path, words in _bad_csvs(tmp_path / "bad", csv_lines):
+        with pytest.raises(InputError) as info:
+            list(io.iter_higgs_csv(path, chunk_rows=50))
+        for word in words:
+            assert word in str(info.value), (path.name, word, str(info.value))
+
+
+def test_prefetch_keeps_order_raises_in_place_and_stops_when_closed():
+    import threading
+
+    from hepflows.events.prefetch import prefetch
+
+    def items():
+        yield from range(5)
+        raise ValueError("broken after 5")
+
+    got = []
+    with pytest.raises(ValueError, match="broken after 5"):
+        for x in prefetch(items(), depth=2):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    reader = prefetch(endless(), depth=3, name="test-prefetch")
+    assert [next(reader) for _ in range(4)] == [0, 1, 2, 3]
+    reader.close()
+    assert closed.is_set()
+    assert not any(t.name == "test-prefetch" for t in threading.enumerate())
+
+
 def test_truncated_gzip_names_the_last_complete_row(tmp_path, csv_lines):
     data = gzip.compress(("\n".join(csv_lines) + "\n").encode())
     path = tmp_path / "t.csv.gz"

@@ -287,6 +287,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     conditional = settings["conditional"]
     train = _dataset(args.train, pre, conditional, device)
     val = _dataset(args.val, pre, conditional, device, drop_outside=True)
+    signal_fraction = _signal_fraction(args.train, train) if conditional else None
     torch.manual_seed(cfg["seed"])
     flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
     log.info(
@@ -309,7 +310,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     trainer.try_resume()
     state = trainer.fit()
-    signal_fraction = float(train.context.mean().item()) if conditional else None
     checkpoint.save(
         out,
         {
@@ -329,6 +329,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.plot:
         plot_training_curve(Path(args.log), Path(args.plot))
     trainer.resume_path.unlink(missing_ok=True)
+
+
+def _signal_fraction(path: str, train: Any) -> float:
+    """The training data's (weighted) signal fraction, checked before training starts."""
+    from hepflows.sampling import training_signal_fraction
+
+    weight = None if train.weight is None else train.weight.cpu().numpy()
+    return training_signal_fraction(train.context[:, 0].cpu().numpy(), weight, path)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -625,12 +633,13 @@ def _check_validation_weights(path: str, events: dict) -> None:
             "classifier test) needs weights >= 0. Training takes negative weights; validate "
             "against a reference without them (e.g. a sample with only positive weights)"
         )
-    w64 = w.astype(np.float64)
+    from hepflows.validation.metrics import effective_size
+
     log.info(
         "%s: weighted MC, %d events, effective sample size (Kish) %.0f",
         path,
         len(w),
-        w64.sum() ** 2 / float((w64 * w64).sum()),
+        effective_size(w.astype(np.float64), len(w)),
     )
 
 
@@ -1035,7 +1044,9 @@ def _training_weights(path: str, w: Any) -> Any:
             f"{path}: branch 'weight': the weights sum to {total:g}; the weighted "
             "likelihood needs a positive total"
         )
-    ess = total**2 / float((w * w).sum())
+    from hepflows.validation.metrics import effective_size
+
+    ess = effective_size(w, len(w))
     log.info(
         "%s: weighted events: %d, effective sample size (Kish) %.0f, %d negative weight(s) "
         "(%.2f%%)",

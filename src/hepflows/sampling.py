@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hepflows.errors import InputError
 from hepflows.events.schema import LABEL
 from hepflows.preprocess import Preprocessor
 from hepflows.training import fast_path_default
@@ -48,6 +49,7 @@ __all__ = [
     "QUEUE_CHUNKS",
     "chunk_seed",
     "chunk_labels",
+    "training_signal_fraction",
     "resolve_precision",
     "precision_context",
     "sample_chunk",
@@ -67,6 +69,34 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return int(
         np.random.SeedSequence([seed, chunk]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1
     )
+
+
+def training_signal_fraction(
+    label: np.ndarray, weight: np.ndarray | None = None, where: str = "training data"
+) -> float:
+    """The signal fraction of the training data, ``sampling.signal_fraction: null``'s value.
+
+    Unweighted, the fraction of events with label 1; with event weights ``w`` (n,), the
+    weighted fraction ``sum(w[label == 1]) / sum(w)``, the signal share of the cross-section
+    the flow learns.  Negative weights (NLO) are counted with their sign; each process's sum
+    of weights must be positive (a process of negative total is no probability), else an
+    InputError naming ``where``.  ``label`` (n,) holds 0/1.
+    """
+    label = np.asarray(label).reshape(-1)
+    if weight is None:
+        return float(np.mean(label == 1))
+    w = np.asarray(weight, dtype=np.float64).reshape(-1)
+    processes = {"signal": label == 1, "background": label == 0}
+    sums = {name: float(w[events].sum()) for name, events in processes.items()}
+    bad = [name for name, events in processes.items() if events.any() and not sums[name] > 0]
+    if bad:
+        raise InputError(
+            f"{where}: the weights of the {' and the '.join(bad)} events sum to "
+            + " and ".join(f"{sums[name]:g}" for name in bad)
+            + "; the weighted signal fraction needs a positive sum of weights per process "
+            "(too many negative weights?); or set sampling.signal_fraction"
+        )
+    return sums["signal"] / (sums["signal"] + sums["background"])
 
 
 def chunk_labels(n: int, signal_fraction: float, seed: int, chunk: int) -> np.ndarray:

@@ -131,33 +131,39 @@ class _SplitRule:
         self.fractions = {k: float(v) for k, v in split.items()}
         self.description = "fractions " + json.dumps(self.fractions) + " by a hash of the row index"
 
+    def _select(self, u: np.ndarray) -> dict[str, np.ndarray]:
+        """Indices (ascending) of the rows whose uniform number ``u`` (n,) falls in each split.
+
+        Indices, not boolean masks: the chunk's ~30 columns are then gathered with ``take``,
+        an order of magnitude faster than boolean indexing of a random mask.
+        """
+        edges = np.cumsum(list(self.fractions.values()))
+        edges[-1] = 2.0  # every u < 1 lands somewhere despite rounding
+        which = np.searchsorted(edges, u, side="right").astype(np.uint8)
+        return {name: np.flatnonzero(which == i) for i, name in enumerate(self.fractions)}
+
     def assign_entries(self, entries: np.ndarray, key: int) -> dict[str, np.ndarray | slice]:
         """Selections of the events with these entry numbers of the file of split key ``key``."""
         if len(self.fractions) == 1:
             return {next(iter(self.fractions)): slice(None)}
-        u = _uniform_from_index(entries, key)
-        edges = np.cumsum(list(self.fractions.values()))
-        edges[-1] = 2.0
-        which = np.searchsorted(edges, u, side="right")
-        return {name: which == i for i, name in enumerate(self.fractions)}
+        return dict(self._select(_uniform_from_index(entries, key)))
 
     def assign(self, first_row: int, n: int) -> dict[str, np.ndarray | slice]:
         """Row selections for rows first_row .. first_row + n - 1 (0-based) of the hashed part."""
         if len(self.fractions) == 1:
             return {next(iter(self.fractions)): slice(None)}
-        u = _uniform_from_index(np.arange(first_row, first_row + n, dtype=np.uint64))
-        edges = np.cumsum(list(self.fractions.values()))
-        edges[-1] = 2.0  # every u < 1 lands somewhere despite rounding
-        which = np.searchsorted(edges, u, side="right")
-        return {name: which == i for i, name in enumerate(self.fractions)}
+        return dict(
+            self._select(_uniform_from_index(np.arange(first_row, first_row + n, dtype=np.uint64)))
+        )
 
 
 class _Router:
     """Deal chunks of events to writers by a split rule, holding back the last ``test_rows``
     rows for the tail split (the HIGGS convention) in a bounded FIFO.
 
-    Writes run in one background thread, in order: ROOT compression (zlib releases the GIL)
-    then overlaps with CSV parsing (pyarrow releases it too).  At most
+    Writes run in one background thread, in order: ROOT compression (the compressors release
+    the GIL) then overlaps with the reader thread's parsing (pyarrow and uproot's decompression
+    release it too, see :mod:`hepflows.events.prefetch`) and the routing here.  At most
     :attr:`MAX_PENDING` writes wait at a time, so memory stays bounded.  Use as a context
     manager: leaving it waits for the thread, and re-raises the first failed write.
     """
@@ -273,7 +279,7 @@ def convert_higgs_csv(
     split: Mapping[str, Any] | str,
     limit: int | None = None,
     chunk_rows: int = 100_000,
-    compression: str | None = "zlib",
+    compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
 ) -> dict[str, int]:
     """Convert a HIGGS CSV into one ROOT event file per split, in one streaming pass.
@@ -286,8 +292,11 @@ def convert_higgs_csv(
     ``limit`` reads only the first rows.  Returns the rows written per split.
 
     All outputs appear together or, on any error, none of them.  Memory stays at a few chunks
-    (12 MB of arrays per 100k rows; writes of earlier chunks overlap the parsing of later ones)
-    plus, for the ``"higgs"`` split, the held-back test rows (58 MB for 500k).
+    (12 MB of arrays per 100k rows; a reader thread parses the next chunks while earlier ones
+    are routed and written) plus, for the ``"higgs"`` split, the held-back test rows (58 MB for
+    500k).  ``compression``: one of :data:`~hepflows.events.writer.COMPRESSIONS` or None; LZ4,
+    the default, keeps up with the parsing (ZLIB, 15% smaller files, runs at a third of the
+    speed).
     """
     rule = _SplitRule(split, list(outputs))
     source = {"source": os.fspath(path), "source_format": "higgs_csv", "limit": limit}
@@ -309,7 +318,7 @@ def convert_root(
     split: Mapping[str, Any] | str | None = None,
     limit: int | None = None,
     step_size: int | str = 100_000,
-    compression: str | None = "zlib",
+    compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
 ) -> dict[str, int]:
     """Convert a ROOT ntuple into the project's event files, one per split, chunk by chunk.

@@ -23,17 +23,24 @@ import pyarrow.csv as pacsv
 
 from hepflows.errors import InputError
 from hepflows.events.checks import path_text as _where
+from hepflows.events.prefetch import prefetch
 from hepflows.events.schema import HIGGS_FEATURES, LABEL
 
-__all__ = ["CSV_BLOCK_SIZE", "CSV_COLUMNS", "iter_higgs_csv"]
+__all__ = ["CSV_BLOCK_SIZE", "CSV_COLUMNS", "PREFETCH_CHUNKS", "iter_higgs_csv"]
 
 #: Columns of the HIGGS CSV.
 CSV_COLUMNS: tuple[str, ...] = (LABEL, *HIGGS_FEATURES)
 
 #: Bytes of text pyarrow parses at a time, ~1500 rows of the original HIGGS.csv.  Measured on a
-#: 150 MB file: 1 MiB blocks parse twice as fast as 16 MiB ones (they stay in the CPU caches),
-#: and memory in flight stays a few MB; batches are joined into chunks of ``chunk_rows``.
+#: 150 MB file: 1 MiB blocks parse twice as fast as 16 MiB ones (they stay in the CPU caches).
 CSV_BLOCK_SIZE = 1 << 20
+
+#: Bytes of text read and parsed in one call, ~25k rows of the original HIGGS.csv; the tables
+#: are joined into chunks of ``chunk_rows``.
+CSV_SLAB_SIZE = 16 << 20
+
+#: Chunks parsed ahead of the consumer (memory: this many chunks more in flight).
+PREFETCH_CHUNKS = 2
 
 
 _NUMBER = re.compile(
@@ -150,38 +157,80 @@ def _check_csv_chunk(chunk: dict[str, np.ndarray], path: Path, first_row: int) -
         )
 
 
-def _writable(a: np.ndarray) -> np.ndarray:
-    """pyarrow hands out read-only views of its buffers; callers get ordinary arrays."""
-    return a if a.flags.writeable else a.copy()
+def _float32_column(table: pa.Table, i: int) -> np.ndarray:
+    """Column ``i`` of a table of float32 columns without nulls, as one new array (n,).
+
+    Read from the Arrow buffers: ``to_numpy`` imports pandas on its first call (0.4 s of CPU
+    and 50 MB, a third of the conversion of 400k rows).  The copy is what callers own.
+    """
+    parts = [
+        np.frombuffer(c.buffers()[1], dtype=np.float32, count=len(c), offset=c.offset * 4)
+        for c in table.column(i).chunks
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
 
-def _csv_batches(path: Path) -> Generator[pa.RecordBatch, None, None]:
-    """pyarrow record batches of the CSV, float32 columns; the first exception propagates."""
+def _slabs(stream: pa.NativeFile) -> Generator[memoryview, None, None]:
+    """The text of ``stream`` in pieces of at most :data:`CSV_SLAB_SIZE` bytes, each ending at
+    a line end (the last where the text ends).
+
+    Every piece is a view of one buffer, read into again once the caller asks for the next:
+    fresh memory for each slab costs a quarter more CPU (page faults) and doubles the resident
+    size.  A line longer than the buffer (not a HIGGS row) is handed on cut, for the parser to
+    refuse by its row.
+    """
+    buf = bytearray(CSV_SLAB_SIZE)
+    view = memoryview(buf)
+    kept = 0  # bytes of an unfinished line at the front of the buffer
+    while True:
+        got = stream.readinto(view[kept:])
+        end = kept + got
+        if got == 0:
+            if kept:
+                yield view[:kept]
+            return
+        cut = buf.rfind(b"\n", 0, end) + 1
+        if cut == 0:  # no line end yet
+            if end < len(buf):
+                kept = end
+                continue
+            cut = end
+        yield view[:cut]
+        view[: end - cut] = view[cut:end]
+        kept = end - cut
+
+
+def _csv_tables(path: Path) -> Generator[pa.Table, None, None]:
+    """pyarrow tables of the CSV, a slab of text each, float32 columns; the first exception
+    propagates.
+
+    Each slab is parsed by one ``pyarrow.csv.read_csv`` call, with the GIL released
+    throughout: the streaming reader (``open_csv``) takes the GIL back after every block, and
+    with the router and the writer thread beside it each take can wait for the interpreter's
+    switch interval.  One thread per slab: the overlap comes from the reader, router and writer
+    threads; Arrow's pool on top of them measured slower on a loaded 2-core machine.
+    """
     compression = "gzip" if _is_gzip(path) else None
-    stream = pa.input_stream(os.fspath(path), compression=compression)
-    try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(
-                column_names=list(CSV_COLUMNS), block_size=CSV_BLOCK_SIZE
-            ),
-            # Empty lines are errors, not skipped: row numbers stay line numbers.
-            parse_options=pacsv.ParseOptions(delimiter=",", ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.float32() for c in CSV_COLUMNS},
-                # No token means "missing": every value must be a number (nan/inf included).
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        while True:
-            try:
-                yield reader.read_next_batch()
-            except StopIteration:
-                return
-    finally:
-        stream.close()
+    read_options = pacsv.ReadOptions(
+        column_names=list(CSV_COLUMNS), block_size=CSV_BLOCK_SIZE, use_threads=False
+    )
+    # Empty lines are errors, not skipped: row numbers stay line numbers.
+    parse_options = pacsv.ParseOptions(delimiter=",", ignore_empty_lines=False)
+    convert_options = pacsv.ConvertOptions(
+        column_types={c: pa.float32() for c in CSV_COLUMNS},
+        # No token means "missing": every value must be a number (nan/inf included).
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    with pa.input_stream(os.fspath(path), compression=compression) as stream:
+        for slab in _slabs(stream):
+            yield pacsv.read_csv(
+                pa.py_buffer(slab),
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
 
 
 def iter_higgs_csv(
@@ -190,8 +239,10 @@ def iter_higgs_csv(
     """Stream a HIGGS CSV (plain or gzip, by content) in chunks of ``chunk_rows`` rows.
 
     Yields ``{"label": int8 (n,), feature: float32 (n,) for the 28 features}``; the last chunk
-    may be shorter.  At most ``limit`` rows are read.  Memory holds about one chunk plus
-    pyarrow's blocks in flight.  Raises InputError for a missing or empty file, a row without
+    may be shorter.  At most ``limit`` rows are read.  A reader thread parses up to
+    :data:`PREFETCH_CHUNKS` chunks ahead (:func:`~hepflows.events.prefetch.prefetch`), so
+    memory holds about that many chunks more than the caller keeps, plus pyarrow's blocks in
+    flight.  Raises InputError for a missing or empty file, a row without
     29 values, a token that is not a number, NaN or Inf, labels other than 0/1, and a
     truncated or corrupt gzip stream, naming the row (1-based) and column.
     """
@@ -207,20 +258,26 @@ def iter_higgs_csv(
         raise InputError(f"{where}: not a regular file")
     if p.stat().st_size == 0:
         raise InputError(f"{where}: empty file, expected HIGGS CSV rows")
+    # Parsing, the arrays and their checks run in a reader thread, a chunk ahead of the caller.
+    yield from prefetch(_chunks(p, chunk_rows, limit), depth=PREFETCH_CHUNKS)
 
-    pending: list[pa.RecordBatch] = []
+
+def _chunks(p: Path, chunk_rows: int, limit: int | None) -> Iterator[dict[str, np.ndarray]]:
+    """The chunks of :func:`iter_higgs_csv`, made in the calling thread."""
+    where = _where(p)
+    pending: list[pa.Table] = []
     n_pending = 0
     rows_read = 0  # rows pyarrow has parsed without error
     rows_out = 0  # rows yielded
-    batches = _csv_batches(p)
+    tables = _csv_tables(p)
 
     def flush(n: int) -> dict[str, np.ndarray]:
         nonlocal pending, n_pending, rows_out
-        table = pa.Table.from_batches(pending)
+        table = pa.concat_tables(pending)
         head, rest = table.slice(0, n), table.slice(n)
-        pending = rest.to_batches() if rest.num_rows else []
+        pending = [rest] if rest.num_rows else []
         n_pending = rest.num_rows
-        chunk = {c: _writable(head.column(i).to_numpy()) for i, c in enumerate(CSV_COLUMNS)}
+        chunk = {c: _float32_column(head, i) for i, c in enumerate(CSV_COLUMNS)}
         _check_csv_chunk(chunk, p, rows_out + 1)
         chunk[LABEL] = chunk[LABEL].astype(np.int8)
         rows_out += n
@@ -228,21 +285,21 @@ def iter_higgs_csv(
 
     while limit is None or rows_read < limit:
         try:
-            batch = next(batches)
+            table = next(tables)
         except StopIteration:
             break
         except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
             if rows_read == 0 and "Empty CSV file" in str(exc):
                 raise InputError(f"{where}: empty file, expected HIGGS CSV rows") from exc
             raise _csv_error(p, rows_read, exc) from exc
-        if limit is not None and rows_read + batch.num_rows > limit:
-            batch = batch.slice(0, limit - rows_read)
-        rows_read += batch.num_rows
-        pending.append(batch)
-        n_pending += batch.num_rows
+        if limit is not None and rows_read + table.num_rows > limit:
+            table = table.slice(0, limit - rows_read)
+        rows_read += table.num_rows
+        pending.append(table)
+        n_pending += table.num_rows
         while n_pending >= chunk_rows:
             yield flush(chunk_rows)
-    batches.close()
+    tables.close()
     if n_pending:
         yield flush(n_pending)
     if rows_out == 0:

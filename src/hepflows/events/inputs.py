@@ -16,8 +16,10 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
    number (:func:`hepflows.events.convert.split_key`): the splits do not depend on the order of
    the files, on chunking or on the selection.
 3. **Provenance.**  Every output file's metadata lists each input file (path, size, SHA-256,
-   TTree or RNTuple, entries read and selected, label, weight factor, sum of weights, negative
-   weights) and the selection's counts before and after.
+   TTree or RNTuple, entries read and selected, label, weight factor, sum of weights and of
+   their squares, the Kish effective sample size ``input_effective_size``, negative weights),
+   the selection's counts before and after and, when weighted, ``input_effective_size`` of
+   all the selected events together.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
 library: the Snakefile expands the patterns with :func:`input_paths` while parsing.
@@ -25,6 +27,7 @@ library: the Snakefile expands the patterns with :func:`input_paths` while parsi
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
@@ -41,6 +44,7 @@ __all__ = [
     "file_checksum",
     "input_entries",
     "input_paths",
+    "kish_size",
     "resolve_inputs",
 ]
 
@@ -88,6 +92,13 @@ def file_checksum(path: str | Path, block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+def kish_size(sum_weights: float, sum_weights_squared: float) -> float:
+    """Kish effective sample size ``(sum w)^2 / sum w^2`` from the two sums, for weights
+    streamed chunk by chunk (:func:`hepflows.validation.metrics.effective_size` is the same
+    for an array in memory); 0 without events."""
+    return sum_weights**2 / sum_weights_squared if sum_weights_squared > 0 else 0.0
 
 
 @dataclass
@@ -198,7 +209,7 @@ def convert_inputs(
     split: Mapping[str, Any] | None = None,
     limit: int | None = None,
     step_size: int = 100_000,
-    compression: str | None = "zlib",
+    compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
@@ -207,6 +218,7 @@ def convert_inputs(
 
     from hepflows.errors import InputError
     from hepflows.events.convert import _Router, _SplitRule, _writers, split_key
+    from hepflows.events.prefetch import prefetch
     from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
     from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
     from hepflows.events.selection import Selection
@@ -289,6 +301,7 @@ def convert_inputs(
             )
 
     before = after = 0
+    total_w = total_w2 = 0.0
     with _writers_open(writers), _Router(rule, writers) as router:
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
@@ -299,71 +312,85 @@ def convert_inputs(
             where = f.path
             key = split_key(seed, f.sha256)
             n_read = n_sel = n_neg = 0
-            sum_w = 0.0
+            sum_w = sum_w2 = 0.0
             stop = f.entries if limit is None else min(limit, f.entries)
             with open_root(f.path) as rf:
                 t = get_ntuple(rf, f.tree, where)
                 kind, word = ntuple_kind(t)
                 name = f"{'tree' if kind == 'TTree' else 'RNTuple'} {f.tree!r}"
                 cols, _ = columns(f)
-                chunks = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
-                first = 0
-                while first < stop:
-                    try:
-                        raw = next(chunks)
-                    except StopIteration:
-                        break
-                    except Exception as exc:
-                        raise InputError(
-                            f"{where}: cannot read {name} after entry {first} "
-                            f"(truncated or corrupt?): {exc}"
-                        ) from exc
-                    n = len(raw[cols[0]])
-                    entries = np.arange(first, first + n, dtype=np.uint64)
-                    if cut is not None:
-                        keep = cut.mask(raw, n, where)
-                        raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
-                        entries = entries[keep]
-                    chunk: dict[str, np.ndarray] = {}
-                    for feat, b in fmap.items():
-                        chunk[feat] = np.asarray(raw[b], dtype=np.float32)
-                        bad_values(chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})")
-                    m = len(entries)
-                    if f.label_branch is not None:
-                        lab = np.asarray(raw[f.label_branch])
-                        bad = (lab != 0) & (lab != 1)
-                        if bad.any():
-                            i = int(np.argmax(bad))
+                # uproot reads and decompresses the next chunk in a thread meanwhile.
+                reading = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
+                with contextlib.closing(prefetch(reading, depth=2)) as chunks:
+                    first = 0
+                    while first < stop:
+                        try:
+                            raw = next(chunks)
+                        except StopIteration:
+                            break
+                        except Exception as exc:
                             raise InputError(
-                                f"{where}: {word} {f.label_branch!r} (the label): "
-                                f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
-                                f"{int(entries[i])}, with value {lab[i].item()!r}"
+                                f"{where}: cannot read {name} after entry {first} "
+                                f"(truncated or corrupt?): {exc}"
+                            ) from exc
+                        n = len(raw[cols[0]])
+                        entries = np.arange(first, first + n, dtype=np.uint64)
+                        if cut is not None:
+                            keep = np.flatnonzero(cut.mask(raw, n, where))
+                            raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
+                            entries = entries[keep]
+                        chunk: dict[str, np.ndarray] = {}
+                        for feat, b in fmap.items():
+                            chunk[feat] = np.asarray(raw[b], dtype=np.float32)
+                            bad_values(
+                                chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})"
                             )
-                        chunk[LABEL] = lab.astype(np.int8)
-                    elif f.label is not None:
-                        chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
-                    if weighted:
-                        w = np.full(m, 1.0 if f.weight is None else f.weight)
-                        if weight_branch is not None:
-                            wb = np.asarray(raw[weight_branch], dtype=np.float64)
-                            bad_values(wb, entries, where, f"{word} {weight_branch!r} (the weight)")
-                            w = w * wb
-                        if not np.isfinite(w).all():
-                            i = int(np.argmax(~np.isfinite(w)))
-                            raise InputError(
-                                f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
-                                "is not finite (factor times weight branch)"
-                            )
-                        chunk[WEIGHT] = w.astype(np.float32)
-                        n_neg += int((w < 0).sum())
-                        sum_w += float(w.sum())
-                    router.add_keyed(chunk, entries, key)
-                    n_read += n
-                    n_sel += m
-                    first += n
+                        m = len(entries)
+                        if f.label_branch is not None:
+                            lab = np.asarray(raw[f.label_branch])
+                            bad = (lab != 0) & (lab != 1)
+                            if bad.any():
+                                i = int(np.argmax(bad))
+                                raise InputError(
+                                    f"{where}: {word} {f.label_branch!r} (the label): "
+                                    f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
+                                    f"{int(entries[i])}, with value {lab[i].item()!r}"
+                                )
+                            chunk[LABEL] = lab.astype(np.int8)
+                        elif f.label is not None:
+                            chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
+                        if weighted:
+                            w = np.full(m, 1.0 if f.weight is None else f.weight)
+                            if weight_branch is not None:
+                                wb = np.asarray(raw[weight_branch], dtype=np.float64)
+                                bad_values(
+                                    wb, entries, where, f"{word} {weight_branch!r} (the weight)"
+                                )
+                                w = w * wb
+                            if not np.isfinite(w).all():
+                                i = int(np.argmax(~np.isfinite(w)))
+                                raise InputError(
+                                    f"{where}: weight {w[i]!r} at entry {int(entries[i])} "
+                                    "is not finite (factor times weight branch)"
+                                )
+                            chunk[WEIGHT] = w.astype(np.float32)
+                            n_neg += int((w < 0).sum())
+                            sum_w += float(w.sum())
+                            sum_w2 += float(np.square(w).sum())
+                        router.add_keyed(chunk, entries, key)
+                        n_read += n
+                        n_sel += m
+                        first += n
             f.stats = {"read": n_read, "selected": n_sel}
             if weighted:
-                f.stats.update(sum_weights=sum_w, negative_weights=n_neg)
+                f.stats.update(
+                    sum_weights=sum_w,
+                    sum_weights_squared=sum_w2,
+                    input_effective_size=kish_size(sum_w, sum_w2),
+                    negative_weights=n_neg,
+                )
+                total_w += sum_w
+                total_w2 += sum_w2
             before += n_read
             after += n_sel
             log.info(
@@ -371,7 +398,10 @@ def convert_inputs(
                 f.path,
                 n_read,
                 n_sel,
-                f", sum of weights {sum_w:.6g}, {n_neg} negative" if weighted else "",
+                f", sum of weights {sum_w:.6g}, {n_neg} negative, effective sample size (Kish) "
+                f"{kish_size(sum_w, sum_w2):.0f}"
+                if weighted
+                else "",
             )
         if after == 0:
             raise InputError(
@@ -387,6 +417,8 @@ def convert_inputs(
                 split_rule=rule_text,
                 selection_counts={"before": before, "after": after},
             )
+            if weighted:
+                writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)
     if cut is not None:
         log.info(
             "selection %r: %d of %d events pass (%.2f%%)",

@@ -262,6 +262,25 @@ def label_fraction(ref: Sample, gen: Sample) -> dict:
     return {"reference": fr, "generated": fg, "pvalue": p}
 
 
+def input_weights(ref: Sample) -> dict:
+    """The weights of the input events (the held-out MC, ``reference``): their count, sum and
+    Kish effective sample size, overall and per class; ``weighted`` False when they carry no
+    weights or equal ones (the effective size is then the count)."""
+
+    def summary(s: Sample) -> dict:
+        if len(s) == 0:
+            return {"events": 0, "sum_weights": 0.0, "kish_effective_size": 0.0}
+        total = float(len(s)) if s.w is None else float(s.w.sum())
+        return {
+            "events": len(s),
+            "sum_weights": total,
+            "kish_effective_size": m.effective_size(s.w, len(s)),
+        }
+
+    per_slice = {name: summary(ref.slice(name)) for name in ("all", "signal", "background")}
+    return {"sample": "reference", "weighted": ref.w is not None, **per_slice}
+
+
 def analytic_pvalues(
     a: Sample, g: Sample, value: Mapping, features: Sequence[str], slices: Sequence[str]
 ) -> dict[str, dict]:

@@ -143,6 +143,14 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
             f"Signal fraction: MC {lf['reference']:.3f}, generated "
             f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g})."
         )
+    iw = metrics.get("input_weights")
+    if iw and iw.get("weighted"):
+        notes.append(
+            f"Input (held-out MC) weights: {iw['all']['events']} events, Kish effective sample "
+            f"size {iw['all']['kish_effective_size']:.0f} (signal "
+            f"{iw['signal']['kish_effective_size']:.0f}, background "
+            f"{iw['background']['kish_effective_size']:.0f})."
+        )
     body = "\n".join(lines + [f'<p style="font-family:sans-serif">{esc(n)}</p>' for n in notes])
     if not full_document:
         return body

@@ -304,7 +304,14 @@ class MADESweep:
     units of the layer below) and feature ``k``'s rows of the last layer. Over the ``d`` passes
     every hidden unit is computed once: the sequential inverse costs one network pass in the
     hidden layers instead of ``d``. The units are sorted by degree, so that the units of degree
-    <= ``k`` are a prefix of each layer and every product reads and writes contiguous columns.
+    <= ``k`` are a prefix of each layer.
+
+    Layout: every activation is held unit-major, ``(units, n)``, one row per unit (and per input
+    column and output parameter) with the events along it. A pass then writes whole contiguous
+    rows (event-major, its units would be a strided block of columns, which the product writes
+    through a temporary and a copy), and the parameters it returns are rows, so that the spline
+    that reads them reduces over bins across rows, vectorised along the events (see
+    :func:`~hepflows.flows.splines.rq_inverse_one`).
 
     The same products as the full network, without the masked-out zeros: only the blocking of
     the sums (and so the last bits of rounding) may differ. Gradient-free only (the hidden
@@ -314,7 +321,8 @@ class MADESweep:
 
         sweep = made.sweep(x, context)       # x: (n, d), only its shape and type are used
         for k in range(d):
-            p = sweep.params(k)              # (n, sum(groups)) for feature k, valid until
+            p = sweep.params(k)              # (n, sum(groups)) for feature k, a transposed
+                                             # view of (sum(groups), n) rows, valid until
                                              # the next call (it may be a reused buffer)
             sweep.fix(k, value_k)            # (n,) or (n, 1): feature k, final
         x = sweep.values                     # (n, d): the fixed features
@@ -336,43 +344,43 @@ class MADESweep:
         plan = made._sweep_weights(dtype, device)
         self.weights, self.biases, self.counts = plan.weights, plan.biases, plan.counts
         self.out_weights, self.out_biases = plan.out_weights, plan.out_biases
-        # the features' columns are read only once fixed: no need to clear them
-        self.inputs = torch.empty(n, c + d, dtype=dtype, device=device)
+        self.out_bias_columns = [b[:, None] for b in plan.out_biases]
+        # unit-major inputs: the context rows, then one row per feature (read only once fixed:
+        # no need to clear them)
+        self.inputs = torch.empty(c + d, n, dtype=dtype, device=device)
         if context is not None:
-            self.inputs[:, :c] = context
+            self.inputs[:c] = context.t()
         widest = max([w.shape[0] for w in self.weights] + [self.out_weights[0].shape[0]])
         self.reuse = reuse = n * widest <= SWEEP_WORKSPACE_ELEMENTS
         self.hidden = [
-            _workspace(2 + i, n, w.shape[0], self.inputs)
-            if reuse
-            else torch.empty(n, w.shape[0], dtype=dtype, device=device)
-            for i, w in enumerate(self.weights)
+            _unit_rows(2 + i, w.shape[0], n, self.inputs, reuse) for i, w in enumerate(self.weights)
         ]
         self.done = 0  # hidden units of degree <= done are computed
 
     @property
     def values(self) -> Tensor:
-        """(n, d): the features fixed so far (zeros where not yet fixed), in the sweep's type."""
-        return self.inputs[:, self.context_columns :]
+        """(n, d): the features fixed so far (zeros where not yet fixed), in the sweep's type; a
+        transposed view of the sweep's (d, n) rows."""
+        return self.inputs[self.context_columns :].t()
 
     def fix(self, feature: int, value: Tensor) -> None:
         """Set feature ``feature`` (final from now on: its dependants will read it)."""
-        column = self.context_columns + feature
-        self.inputs[:, column : column + 1] = value.reshape(-1, 1)
+        self.inputs[self.context_columns + feature] = value.reshape(-1)
 
     def params(self, feature: int) -> Tensor:
-        """The parameters of ``feature`` (n, sum(groups)); features ``< feature`` must be fixed."""
+        """The parameters of ``feature`` (n, sum(groups)), the transposed view of contiguous
+        (sum(groups), n) rows; features ``< feature`` must be fixed."""
         if feature < self.done:
             raise ValueError(f"feature {feature} is behind the sweep (at {self.done})")
-        n = self.inputs.shape[0]
+        n = self.inputs.shape[1]
         with torch.autocast(self.inputs.device.type, enabled=False):
             below, below_width = self.inputs, self.context_columns + feature
             for layer, (w, b, h) in enumerate(zip(self.weights, self.biases, self.hidden)):
                 lo, hi = self.counts[layer][self.done], self.counts[layer][feature]
                 if hi > lo:
-                    block = h[:, lo:hi]
+                    block = h[lo:hi]
                     torch.addmm(
-                        b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block
+                        b[lo:hi, None], w[lo:hi, :below_width], below[:below_width], out=block
                     )
                     if self.activation is None:
                         block.relu_()
@@ -380,8 +388,17 @@ class MADESweep:
                         block.copy_(self.activation(block))
                 below, below_width = h, hi
             self.done = feature
-            w, b = self.out_weights[feature], self.out_biases[feature]
-            out = (
-                _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
+            w = self.out_weights[feature]
+            out = _unit_rows(2 + len(self.hidden), w.shape[0], n, self.inputs, self.reuse)
+            torch.addmm(
+                self.out_bias_columns[feature], w[:, :below_width], below[:below_width], out=out
             )
-            return torch.addmm(b, below[:, :below_width], w[:, :below_width].t(), out=out)
+            return out.t()
+
+
+def _unit_rows(slot: int, units: int, n: int, like: Tensor, reuse: bool) -> Tensor:
+    """A (units, n) buffer: this thread's reusable workspace ``slot`` when ``reuse``, else fresh."""
+    if not reuse:
+        return torch.empty(units, n, dtype=like.dtype, device=like.device)
+    # the workspace is a contiguous (n, units) block: the same memory viewed as (units, n)
+    return _workspace(slot, n, units, like).view(units, n)

@@ -4,7 +4,13 @@
 For each architecture (the seed study's affine model and an RQ-spline model) the three libraries
 build the same flow: blocks of (batch-norm, reverse permutation, coupling with a half mask), the
 same conditioner widths and the same masks, trained with the same optimiser (Adam, fused where
-torch has it). Every rate is the median over rounds in which the libraries take turns (the order
+torch has it). The third architecture is the best-fidelity model's (``config/best.yaml``, without
+its context column): blocks of (reverse permutation, masked autoregressive RQ spline), no
+normalisation; zuko builds it as its NSF (a MAF of RQ splines, whose order reverses from block to
+block), nflows as reversals and ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform`` with a
+plain (non-residual) MADE. All three MADEs have the same hidden widths and cycle the hidden
+degrees through 1..d-1; the peers' inverses run the whole network once per feature, hepflows'
+computes each hidden unit once (``MADESweep``). Every rate is the median over rounds in which the libraries take turns (the order
 reversed every other round), after warm-up, so that a load that drifts during the run reaches
 them alike; the dense float32 matrix product that bounds them (batch x width x width, the
 conditioners' main product) is timed in the same rounds.
@@ -79,17 +85,23 @@ SECTIONS = ("table", "nll", "configs", "curve")
 # ----------------------------------------------------------------------------- architectures
 @dataclass(frozen=True)
 class Arch:
-    """One benchmarked architecture: blocks of (batch-norm, reverse permutation, coupling)."""
+    """One benchmarked architecture: blocks of ([norm,] reverse permutation, coupling or
+    autoregressive layer)."""
 
     key: str
     title: str
-    coupling: str  # "affine" or "rq_spline"
+    coupling: str  # "affine", "rq_spline" or "rq_autoregressive"
     blocks: int
     hidden: tuple[int, ...]
     bins: int = 8
     tail_bound: float = 5.0
     features: int = 18
     batch: int = 1024
+    norm: str = "batchnorm"  # or "none"
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.coupling == "rq_autoregressive"
 
     def model_block(self) -> dict:
         """The hepflows ``model:`` block of this architecture."""
@@ -99,23 +111,46 @@ class Arch:
             "hidden": list(self.hidden),
             "mask": "half",
             "permutation": "reverse",
-            "norm": "batchnorm",
+            "norm": self.norm,
             "scale_bound": None,
             "bins": self.bins,
             "tail_bound": self.tail_bound,
         }
 
 
+ARCHS = ("seed", "spline", "autoregressive")
+
+
 def architectures(quick: bool) -> list[Arch]:
-    """The seed study's affine model and the RQ-spline model (tiny versions with ``quick``)."""
+    """The seed study's affine model, the RQ-spline model and the best-fidelity autoregressive
+    model (tiny versions with ``quick``)."""
     if quick:
         return [
             Arch("seed", "affine 2x(32,32) [quick]", "affine", 2, (32, 32), batch=256),
             Arch("spline", "RQ spline 2x(16,16) [quick]", "rq_spline", 2, (16, 16), batch=256),
+            Arch(
+                "autoregressive",
+                "RQ autoregressive 2x(16,16) [quick]",
+                "rq_autoregressive",
+                2,
+                (16, 16),
+                bins=4,
+                batch=256,
+                norm="none",
+            ),
         ]
     return [
         Arch("seed", "seed: affine, 20 blocks, 2x512", "affine", 20, (512, 512)),
         Arch("spline", "RQ spline, 8 bins, 10 blocks, 2x256", "rq_spline", 10, (256, 256)),
+        Arch(
+            "autoregressive",
+            "RQ autoregr., 16 bins, 5 blocks, 2x256",
+            "rq_autoregressive",
+            5,
+            (256, 256),
+            bins=16,
+            norm="none",
+        ),
     ]
 
 
@@ -223,6 +258,18 @@ def build_zuko(arch: Arch, device: torch.device) -> Subject:
             return BatchNormTransform(self)
 
     d = arch.features
+    if arch.autoregressive:
+        # zuko's NSF: a MAF of RQ splines on [-B, B], the order reversed from block to block
+        nsf = zuko.flows.MAF(
+            d,
+            0,
+            transforms=arch.blocks,
+            univariate=partial(MonotonicRQSTransform, bound=arch.tail_bound),
+            shapes=[(arch.bins,), (arch.bins,), (arch.bins - 1,)],
+            hidden_features=arch.hidden,
+            activation=nn.ReLU,
+        ).to(device)
+        return Subject("zuko", nsf, lambda x: nsf().log_prob(x), lambda n: nsf().sample((n,)))
     if arch.coupling == "affine":
         univariate, shapes = MonotonicAffineTransform, ((), ())
     else:
@@ -257,6 +304,7 @@ def build_nflows(arch: Arch, device: torch.device) -> Subject:
         AffineCouplingTransform,
         BatchNorm,
         CompositeTransform,
+        MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
         PiecewiseRationalQuadraticCouplingTransform,
         ReversePermutation,
     )
@@ -279,6 +327,25 @@ def build_nflows(arch: Arch, device: torch.device) -> Subject:
 
     d = arch.features
     blocks: list[nn.Module] = []
+    if arch.autoregressive:
+        if len(set(arch.hidden)) != 1:
+            raise ValueError(f"nflows' MADE has one hidden width, got {arch.hidden}")
+        for _ in range(arch.blocks):
+            # a plain MADE: the input layer and len(hidden) - 1 feed-forward blocks, ReLU
+            blocks += [
+                ReversePermutation(d),
+                MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+                    d,
+                    arch.hidden[0],
+                    num_bins=arch.bins,
+                    tails="linear",
+                    tail_bound=arch.tail_bound,
+                    num_blocks=len(arch.hidden) - 1,
+                    use_residual_blocks=False,
+                ),
+            ]
+        flow = NFlow(CompositeTransform(blocks), StandardNormal([d])).to(device)
+        return Subject("nflows", flow, flow.log_prob, flow.sample)
     for mask in coupling_masks(arch):
         transformed = (~mask).int()  # nflows: > 0 marks the transformed features
         if arch.coupling == "affine":
@@ -796,7 +863,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CPU threads for every library (default: OMP_NUM_THREADS, else 2)",
     )
     p.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
-    p.add_argument("--archs", nargs="+", default=["seed", "spline"], choices=["seed", "spline"])
+    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument(
         "--precision",
         default="auto",

@@ -654,7 +654,9 @@ def test_made_sweep_gives_the_full_networks_parameters(
         full = made(x, ctx)
         sweep = made.sweep(x, ctx)
         for k in range(d):
-            p = sweep.params(k).clone()
+            p = sweep.params(k)
+            assert p.t().is_contiguous()  # parameter rows: the spline reads them in place
+            p = p.clone()
             assert torch.allclose(p, full[:, made._feature_rows[k]], atol=1e-12, rtol=0), k
             sweep.fix(k, x[:, k])
         assert torch.equal(sweep.values, x)

@@ -291,10 +291,15 @@ def test_affine_coupling_flow_matches_zuko_realnvp(context: int) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("bins", [1, 2, K])
+@pytest.mark.parametrize("bins", [1, 2, K, 16])
 def test_one_feature_inverse_equals_the_general_spline(dtype: torch.dtype, bins: int) -> None:
     # the autoregressive inverse's one-feature spline, from raw parameters, against unpacking the
-    # same parameters and the general inverse: at and next to every knot, at +-B, in the tails
+    # same parameters and the general inverse: at and next to every knot, at +-B, in the tails.
+    # It sums the softmax over the bins in another order, so its knots may differ in the last
+    # bit; the inverse amplifies that by |dx/dy| (up to ~1e3 here), and its log-determinant,
+    # near a knot where the slope changes fast, by more: x is compared to a tolerance scaled by
+    # |dx/dy|, and in float32 both inverses are held to the float64 evaluation of the same
+    # inputs, ours no less accurate than the general one
     n = 40
     g = torch.Generator().manual_seed(11)
     params = (torch.randn(n, 3 * bins - 1, generator=g, dtype=torch.float64) * 3.0).to(dtype)
@@ -306,11 +311,27 @@ def test_one_feature_inverse_equals_the_general_spline(dtype: torch.dtype, bins:
     m = y.shape[1]
     rows = params.repeat_interleave(m, dim=0)
     x, ladj = rq_inverse_one(y.reshape(-1), rows, bins, B)
-    knots = [k.expand(n, m, bins + 1) for k in (kx, ky, kd)]
-    x_ref, ladj_ref = rational_quadratic_spline(y, *knots, inverse=True)
+    x, ladj = x.view(n, m), ladj.view(n, m)
+
+    def general(params: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        knots = [k.expand(n, m, bins + 1) for k in unpack_rq_params(params, 1, bins, B)]
+        return rational_quadratic_spline(y, *knots, inverse=True)
+
+    x_ref, ladj_ref = general(params, y)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
+    conditioning = 1 + ladj_ref.double().exp()  # 1 + |dx/dy|
     assert torch.isfinite(x).all() and torch.isfinite(ladj).all()
-    assert torch.allclose(x.view(n, m), x_ref, atol=tol, rtol=0)
-    assert torch.allclose(ladj.view(n, m), ladj_ref, atol=100 * tol, rtol=tol)
+    assert ((x - x_ref).abs() <= tol * conditioning).all()
+    if dtype == torch.float64:
+        # a last-bit change of a knot moves log|dx/dy| by up to ~1e-5 where the slope at the
+        # knot is near its floor; everywhere else by rounding
+        assert torch.allclose(ladj, ladj_ref, atol=1e-4, rtol=0)
+        assert (ladj - ladj_ref).abs().mean() < 1e-8
+    else:
+        x_64, ladj_64 = general(params.double(), y.double())
+        for ours, theirs, exact in ((x, x_ref, x_64), (ladj, ladj_ref, ladj_64)):
+            error, error_ref = (ours - exact).abs(), (theirs - exact).abs()
+            assert error.max() <= 2 * error_ref.max() + tol
+            assert error.mean() <= 2 * error_ref.mean() + tol
     tails = y.abs() > B
-    assert torch.equal(x.view(n, m)[tails], y[tails]) and (ladj.view(n, m)[tails] == 0).all()
+    assert torch.equal(x[tails], y[tails]) and (ladj[tails] == 0).all()

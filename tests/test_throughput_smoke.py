@@ -45,7 +45,7 @@ def _finite(*values: float) -> bool:
 def test_table_has_every_library_and_architecture(throughput, run) -> None:
     report, text, _ = run
     libraries = ["hepflows"] + [lib for lib in ("zuko", "nflows") if lib not in report["skipped"]]
-    assert [a["arch"]["key"] for a in report["archs"]] == ["seed", "spline"]
+    assert [a["arch"]["key"] for a in report["archs"]] == ["seed", "spline", "autoregressive"]
     for arch in report["archs"]:
         assert [r["library"] for r in arch["rows"]] == libraries
         assert arch["flops"] > 0 and _finite(arch["gemm_gflops"])
@@ -78,6 +78,13 @@ def test_nll_of_fast_path_and_memory_curve_are_printed(run) -> None:
     assert "fast path" in text and "bfloat16" in text
     assert report["curve"] and all(_finite(p["seconds"], p["peak_mb"]) for p in report["curve"])
     assert json_path.exists()
+
+
+def test_autoregressive_peers_have_the_same_parameters(run) -> None:
+    # the same MADEs (widths, outputs per feature, biases) and no other parameters: alike models
+    report, _, _ = run
+    arch = next(a for a in report["archs"] if a["arch"]["key"] == "autoregressive")
+    assert len({row["params"] for row in arch["rows"]}) == 1
 
 
 def test_flop_count_is_analytic(throughput) -> None:

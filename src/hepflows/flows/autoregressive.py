@@ -91,17 +91,19 @@ class MaskedRQSAutoregressive(Transform):
         # pass k fixes feature k from the features before it; the MADE sweep computes each
         # hidden unit once (see MADESweep), and feature k's parameters in pass k are those the
         # forward pass would compute from the returned x, so its log-determinant is exact
+        # feature-major (d, n) copies of z and x: every pass reads and writes contiguous rows
         sweep = net.sweep(z, ctx)
-        x = torch.empty_like(z)
+        z_rows = z.t().contiguous()
+        x_rows = torch.empty_like(z_rows)
         ladj = z.new_zeros(z.shape[0])
         for k in range(self.features):
             p = sweep.params(k)
-            p = p if p.dtype == z.dtype else p.to(z.dtype)
-            x_k, ladj_k = rq_inverse_one(z[:, k], p, self.bins, self.tail_bound)
-            x[:, k] = x_k
+            p = p if p.dtype == z.dtype else p.t().to(z.dtype).t()  # keep the row layout
+            x_k, ladj_k = rq_inverse_one(z_rows[k], p, self.bins, self.tail_bound)
+            x_rows[k] = x_k
             sweep.fix(k, x_k)
             ladj += ladj_k
-        return x, ladj
+        return x_rows.t().contiguous(), ladj
 
     def _inverse_by_passes(self, z: Tensor, ctx: Tensor | None) -> tuple[Tensor, Tensor]:
         # differentiable: pass k runs the network (its last layer for feature k's rows only) and

@@ -411,7 +411,14 @@ class MADESweep:
     units of the layer below) and feature ``k``'s rows of the last layer. Over the ``d`` passes
     every hidden unit is computed once: the sequential inverse costs one network pass in the
     hidden layers instead of ``d``. The units are sorted by degree, so that the units of degree
-    <= ``k`` are a prefix of each layer and every product reads and writes contiguous columns.
+    <= ``k`` are a prefix of each layer.
+
+    Layout: every activation is held unit-major, ``(units, n)``, one row per unit (and per input
+    column and output parameter) with the events along it. A pass then writes whole contiguous
+    rows (event-major, its units would be a strided block of columns, which the product writes
+    through a temporary and a copy), and the parameters it returns are rows, so that the spline
+    that reads them reduces over bins across rows, vectorised along the events (see
+    :func:`~hepflows.flows.splines.rq_inverse_one`).
 
     A residual MADE is swept the same way, one buffer per step of :meth:`MADE._sweep_steps`
     (``h0``, then per block ``act(h)``, the block's first product and the new sum): every buffer's
@@ -426,7 +433,8 @@ class MADESweep:
 
         sweep = made.sweep(x, context)       # x: (n, d), only its shape and type are used
         for k in range(d):
-            p = sweep.params(k)              # (n, sum(groups)) for feature k, valid until
+            p = sweep.params(k)              # (n, sum(groups)) for feature k, a transposed
+                                             # view of (sum(groups), n) rows, valid until
                                              # the next call (it may be a reused buffer)
             sweep.fix(k, value_k)            # (n,) or (n, 1): feature k, final
         x = sweep.values                     # (n, d): the fixed features
@@ -449,68 +457,78 @@ class MADESweep:
         plan = made._sweep_weights(dtype, device)
         self.weights, self.biases, self.counts = plan.weights, plan.biases, plan.counts
         self.out_weights, self.out_biases = plan.out_weights, plan.out_biases
+        self.out_bias_columns = [b[:, None] for b in plan.out_biases]
         self.steps = plan.steps
-        # the features' columns are read only once fixed: no need to clear them
-        self.inputs = torch.empty(n, c + d, dtype=dtype, device=device)
+        # unit-major inputs: the context rows, then one row per feature (read only once fixed:
+        # no need to clear them)
+        self.inputs = torch.empty(c + d, n, dtype=dtype, device=device)
         if context is not None:
-            self.inputs[:, :c] = context
+            self.inputs[:c] = context.t()
         widths = [count[-1] for count in self.counts]
         widest = max([*widths, self.out_weights[0].shape[0]])
         self.reuse = reuse = n * widest <= SWEEP_WORKSPACE_ELEMENTS
         self.hidden = [
-            _workspace(2 + i, n, width, self.inputs)
-            if reuse
-            else torch.empty(n, width, dtype=dtype, device=device)
-            for i, width in enumerate(widths)
+            _unit_rows(2 + i, width, n, self.inputs, reuse) for i, width in enumerate(widths)
         ]
         self.done = 0  # hidden units of degree <= done are computed
 
     @property
     def values(self) -> Tensor:
-        """(n, d): the features fixed so far (zeros where not yet fixed), in the sweep's type."""
-        return self.inputs[:, self.context_columns :]
+        """(n, d): the features fixed so far (zeros where not yet fixed), in the sweep's type; a
+        transposed view of the sweep's (d, n) rows."""
+        return self.inputs[self.context_columns :].t()
 
     def fix(self, feature: int, value: Tensor) -> None:
         """Set feature ``feature`` (final from now on: its dependants will read it)."""
-        column = self.context_columns + feature
-        self.inputs[:, column : column + 1] = value.reshape(-1, 1)
+        self.inputs[self.context_columns + feature] = value.reshape(-1)
 
     def params(self, feature: int) -> Tensor:
-        """The parameters of ``feature`` (n, sum(groups)); features ``< feature`` must be fixed."""
+        """The parameters of ``feature`` (n, sum(groups)), the transposed view of contiguous
+        (sum(groups), n) rows; features ``< feature`` must be fixed."""
         if feature < self.done:
             raise ValueError(f"feature {feature} is behind the sweep (at {self.done})")
-        n = self.inputs.shape[0]
+        n = self.inputs.shape[1]
         with torch.autocast(self.inputs.device.type, enabled=False):
             for layer, h in enumerate(self.hidden):
                 lo, hi = self.counts[layer][self.done], self.counts[layer][feature]
                 if hi > lo:
-                    self._compute(layer, feature, h[:, lo:hi], lo, hi)
+                    self._compute(layer, feature, h[lo:hi], lo, hi)
             self.done = feature
             below, below_width = self._buffer(len(self.hidden) - 1, feature)
-            w, b = self.out_weights[feature], self.out_biases[feature]
-            out = (
-                _workspace(2 + len(self.hidden), n, w.shape[0], self.inputs) if self.reuse else None
+            w = self.out_weights[feature]
+            out = _unit_rows(2 + len(self.hidden), w.shape[0], n, self.inputs, self.reuse)
+            torch.addmm(
+                self.out_bias_columns[feature], w[:, :below_width], below[:below_width], out=out
             )
-            return torch.addmm(b, below[:, :below_width], w[:, :below_width].t(), out=out)
+            return out.t()
 
     def _buffer(self, index: int, feature: int) -> tuple[Tensor, int]:
-        """Step ``index``'s buffer (-1: the inputs) and its columns final for ``feature``."""
+        """Step ``index``'s (units, n) buffer (-1: the inputs) and its rows final for ``feature``."""
         if index < 0:
             return self.inputs, self.context_columns + feature
         return self.hidden[index], self.counts[index][feature]
 
     def _compute(self, layer: int, feature: int, block: Tensor, lo: int, hi: int) -> None:
-        """Units ``lo:hi`` of step ``layer`` into ``block``, from the final columns it reads."""
+        """Units ``lo:hi`` of step ``layer`` into ``block`` (their rows), from the final rows it
+        reads."""
         step, w, b = self.steps[layer], self.weights[layer], self.biases[layer]
         below, below_width = self._buffer(step.source, feature)
         if w is None or b is None:
-            block.copy_(below[:, lo:hi])
+            block.copy_(below[lo:hi])
         else:
-            torch.addmm(b[lo:hi], below[:, :below_width], w[lo:hi, :below_width].t(), out=block)
+            torch.addmm(b[lo:hi, None], w[lo:hi, :below_width], below[:below_width], out=block)
         if step.skip is not None:
-            block.add_(self.hidden[step.skip][:, lo:hi])
+            block.add_(self.hidden[step.skip][lo:hi])
         if step.activate:
             if self.activation is None:
                 block.relu_()
             else:
                 block.copy_(self.activation(block))
+
+
+def _unit_rows(slot: int, units: int, n: int, like: Tensor, reuse: bool) -> Tensor:
+    """A (units, n) buffer: this thread's reusable workspace ``slot`` when ``reuse``, else fresh."""
+    if not reuse:
+        return torch.empty(units, n, dtype=like.dtype, device=like.device)
+    # the workspace is a contiguous (n, units) block: the same memory viewed as (units, n)
+    return _workspace(slot, n, units, like).view(units, n)

@@ -217,10 +217,13 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
 
     Equal to :func:`unpack_rq_params` with one feature followed by
     :func:`rational_quadratic_spline` (``inverse=True``), the same arithmetic, but made for the
-    sequential inverse of an autoregressive layer, which calls it once per feature on a column:
-    widths and heights share one softmax and cumulative sum written into one knot tensor, one
-    gather takes both ends of the bin in x and y, and the derivative softplus is evaluated at
-    the bin's two ends only instead of at every knot.
+    sequential inverse of an autoregressive layer, which calls it once per feature on a column.
+    It works parameter-major: on ``params.t()``, one row of ``n`` events per parameter, so that
+    the softmax, the cumulative sum and the bin search over the ``K`` bins are operations between
+    rows, vectorised along the events (event-major, each reduces over a few strided values per
+    event, several times slower on a CPU); the derivative softplus is evaluated at the bin's two
+    ends only instead of at every knot. Pass parameters whose transpose is contiguous (as
+    :meth:`~hepflows.flows.nets.MADESweep.params` returns them) to avoid a transposing copy.
 
     Arguments:
         y: (n,) spline outputs.
@@ -232,32 +235,40 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
         ``x`` (n,) and log|dx/dy| (n,).
     """
     n, k_bins = y.shape[0], bins
-    wh = params[:, : 2 * k_bins].view(n, 2, k_bins)
-    fractions = _bin_fractions(wh, DEFAULT_MIN_BIN_WIDTH)
-    knots = params.new_empty(n, 2, k_bins + 1)
-    knots[..., 0] = -bound
-    knots[..., k_bins] = bound
-    inner = knots[..., 1:k_bins]
-    torch.cumsum(fractions[..., :-1], dim=-1, out=inner)
-    inner.mul_(2 * bound).sub_(bound)
+    rows = params.t().contiguous()  # a view when params is a transposed (3K - 1, n) block
+    # bin fractions of the widths and heights together: the softmax of _bin_fractions, in place
+    fractions = rows[: 2 * k_bins].view(2, k_bins, n)
+    fractions = torch.sub(fractions, fractions.amax(dim=1, keepdim=True)).exp_()
+    fractions.div_(fractions.sum(dim=1, keepdim=True))
+    fractions.mul_(1 - DEFAULT_MIN_BIN_WIDTH * k_bins).add_(DEFAULT_MIN_BIN_WIDTH)
+    # knots [x; y] (2, K + 1, n): the running sum of the fractions, scaled to [-B, B]; added row
+    # by row in cumsum's order (torch's cumsum over a leading dimension is not vectorised)
+    knots = params.new_empty(2, k_bins + 1, n)
+    knots[:, 0] = -bound
+    knots[:, k_bins] = bound
+    if k_bins > 1:
+        knots[:, 1] = fractions[:, 0]
+        for j in range(1, k_bins - 1):
+            torch.add(knots[:, j], fractions[:, j], out=knots[:, j + 1])
+        knots[:, 1:k_bins].mul_(2 * bound).sub_(bound)
 
     inside = (y >= -bound) & (y <= bound)
     ys = torch.where(inside, y, -bound)
-    k = (ys[:, None] >= knots[:, 1, 1:k_bins]).sum(dim=-1, keepdim=True)  # (n, 1)
-    k01 = torch.cat([k, k + 1], dim=-1)  # (n, 2)
-    ends = knots.gather(-1, k01[:, None, :].expand(n, 2, 2))  # [[x0, x1], [y0, y1]]
-    x0, x1, y0, y1 = ends.view(n, 4).unbind(-1)
+    k = (ys >= knots[1, 1:k_bins]).sum(dim=0)  # (n,): the bin, interior knots <= y
+    k01 = torch.stack([k, k + 1])  # (2, n)
+    ends = knots.gather(1, k01.expand(2, 2, n))  # [[x0, x1], [y0, y1]]
+    x0, x1, y0, y1 = ends.view(4, n).unbind(0)
     # knot derivatives: 1 at both ends of the interval, a floored softplus of the raw value at
     # interior knot j (raw index j - 1) inside
     if k_bins == 1:
-        d = params.new_ones(n, 2)
+        d = params.new_ones(2, n)
     else:
-        raw = params[:, 2 * k_bins :].gather(-1, (k01 - 1).clamp_(0, k_bins - 2))
+        raw = rows[2 * k_bins :].gather(0, (k01 - 1).clamp_(0, k_bins - 2))
         d = _softplus(raw.add_(_softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))).add_(
             DEFAULT_MIN_DERIVATIVE
         )
         d = torch.where((k01 == 0) | (k01 == k_bins), 1.0, d)
-    d0, d1 = d.unbind(-1)
+    d0, d1 = d.unbind(0)
 
     w = x1 - x0
     h = y1 - y0

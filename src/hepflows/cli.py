@@ -22,6 +22,7 @@ from typing import Any
 
 from hepflows import layout
 from hepflows.errors import InputError, Interrupted
+from hepflows.model_config import model_kind
 
 log = logging.getLogger("hepflows")
 
@@ -292,7 +293,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
     log.info(
         "model: %s, %d parameters",
-        cfg["model"]["coupling"],
+        model_kind(cfg["model"]),
         sum(p.numel() for p in flow.parameters()),
     )
     model_hash = config.section_hash(cfg, config.MODEL_SECTIONS)
@@ -325,9 +326,11 @@ def cmd_train(args: argparse.Namespace) -> None:
             "metadata": _metadata(cfg, config.MODEL_SECTIONS),
         },
     )
-    log.info("best epoch %d, validation NLL %.4f -> %s", state.best_epoch, state.best_val, out)
+    loss = training.loss_name(flow)
+    log.info("best epoch %d, validation %s %.4f -> %s", state.best_epoch, loss, state.best_val, out)
     if args.plot:
-        plot_training_curve(Path(args.log), Path(args.plot))
+        label = "Negative log-likelihood per event" if loss == "NLL" else f"{loss} per event"
+        plot_training_curve(Path(args.log), Path(args.plot), label)
     trainer.resume_path.unlink(missing_ok=True)
 
 

@@ -158,7 +158,8 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
             else f"{source}: key model: {err}"
         ) from None
     coupling = config["model"]["coupling"]
-    if coupling != "rq_autoregressive" and len(features) < 2:
+    flow = config["model"]["family"] == "flow"
+    if flow and coupling != "rq_autoregressive" and len(features) < 2:
         # A coupling transforms one part of the features given the other: it cannot be built
         # on one feature, and the train step would find out only after the data steps ran.
         raise InputError(

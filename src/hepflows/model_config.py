@@ -26,6 +26,7 @@ __all__ = [
     "ODE_SOLVERS",
     "PERMUTATIONS",
     "check_model_config",
+    "model_kind",
 ]
 
 #: Conditioner activations (:data:`hepflows.flows.nets.ACTIVATIONS` holds their modules).
@@ -179,3 +180,13 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg["ode_steps"] = _integer("ode_steps", cfg["ode_steps"], 1)
     cfg["sigma_min"] = _number("sigma_min", cfg["sigma_min"], 0.0, 1.0, open_high=True)
     return cfg
+
+
+def model_kind(model: Mapping[str, Any]) -> str:
+    """What a validated ``model:`` block builds, in a few words: the coupling of a flow, or the
+    family with its own defining setting (``made_mog, 32 components``)."""
+    if model["family"] == "made_mog":
+        return f"made_mog, {model['components']} components"
+    if model["family"] == "flow_matching":
+        return f"flow_matching, {model['ode_solver']} x {model['ode_steps']} steps"
+    return str(model["coupling"])

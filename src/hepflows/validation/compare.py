@@ -21,6 +21,7 @@ from typing import Any
 from hepflows import layout
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
+from hepflows.model_config import model_kind
 from hepflows.validation import null as nl
 
 __all__ = [
@@ -47,8 +48,14 @@ COUNTED = {
 def describe_model(cfg: Mapping[str, Any]) -> str:
     """A short description of a validated config's model and training, for the table."""
     model, training = cfg["model"], cfg["training"]
-    text = f"{model['coupling']}, {model['blocks']} blocks, {'x'.join(map(str, model['hidden']))}"
-    if model["coupling"] in ("rq_spline", "rq_autoregressive", "quadratic"):
+    text = f"{model_kind(model)}, {model['blocks']} blocks, {'x'.join(map(str, model['hidden']))}"
+    if model["family"] == "flow_matching":
+        text = f"{model_kind(model)}, {'x'.join(map(str, model['hidden']))}"
+    elif model["family"] == "flow" and model["coupling"] in (
+        "rq_spline",
+        "rq_autoregressive",
+        "quadratic",
+    ):
         text += f", {model['bins']} bins"
     return text + f"; lr {training['lr']:g}, batch {training['batch_size']}"
 

@@ -805,8 +805,11 @@ def read_training_log(log_csv: Path) -> dict[str, NDArray]:
     return {c: np.asarray(v) for c, v in columns.items()}
 
 
-def plot_training_curve(log_csv: Path, out_base: Path) -> tuple[Path, Path]:
-    """Training and validation NLL per epoch (and the learning rate, if logged).
+def plot_training_curve(
+    log_csv: Path, out_base: Path, loss: str = "Negative log-likelihood per event"
+) -> tuple[Path, Path]:
+    """Training and validation loss per epoch (and the learning rate, if logged): the NLL, or
+    what ``loss`` names (the flow-matching loss of that family).
 
     Writes ``out_base``.pdf and .png; the epoch of the best validation NLL is marked, since
     that is the model the pipeline keeps.
@@ -831,7 +834,7 @@ def plot_training_curve(log_csv: Path, out_base: Path) -> tuple[Path, Path]:
                 label=f"best: epoch {epoch[best]:g}",
             )
         ax.set_xlabel("Epoch")
-        ax.set_ylabel("Negative log-likelihood per event")
+        ax.set_ylabel(loss)
         if "lr" in log and np.all(log["lr"] > 0):
             lax = ax.twinx()
             lax.plot(

@@ -28,6 +28,7 @@ from hepflows import config as hconfig
 from hepflows import layout
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
+from hepflows.model_config import model_kind
 from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS
 from hepflows.validation.tables import refine_html, verdict_html
@@ -233,7 +234,7 @@ def summary_html(
             _table(
                 [
                     [
-                        esc(model["coupling"]),
+                        esc(model_kind(model)),
                         str(model["blocks"]),
                         params,
                         f"{info['epochs']} / {best}",

@@ -312,3 +312,50 @@ def test_asynchronous_sampling_of_a_broken_model_leaves_no_file(tmp_path, sample
             fast=True,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+#: the other model families and the residual conditioners, tiny
+FAMILIES = {
+    "made_mog": {"family": "made_mog", "blocks": 1, "hidden": [16, 16], "components": 3},
+    "flow_matching": {"family": "flow_matching", "hidden": [16, 16], "ode_steps": 4},
+    "residual_ar": {
+        "coupling": "rq_autoregressive",
+        "blocks": 2,
+        "hidden": [16, 16],
+        "residual": True,
+        "bins": 4,
+        "norm": "none",
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_families_train_with_warmup_and_ema_and_sample_on_device(tmp_path, name: str) -> None:
+    torch.manual_seed(0)
+    model = build_flow(FAMILIES[name], 3, 1).to(DEVICE)
+    t = Trainer(
+        model,
+        data(1024, 1),
+        data(512, 2),
+        dict(SETTINGS, ema=0.9, warmup_epochs=0.5),
+        seed=5,
+        resume_path=tmp_path / "r.pt",
+        log_path=tmp_path / "log.csv",
+        progress=False,
+    )
+    state = t.fit()
+    assert state.epoch == 2 and state.skipped_steps == 0 and np.isfinite(state.best_val)
+    averaged = t.evaluated.eval()
+    assert averaged is not model and all(
+        p.device.type == DEVICE.type for p in averaged.parameters()
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(averaged.parameters(), model.parameters()))
+    context = torch.ones(256, 1, device=DEVICE)
+    with torch.no_grad():
+        draws = [
+            averaged.sample(256, context, generator=torch.Generator(DEVICE).manual_seed(s))
+            for s in (1, 1, 2)
+        ]
+        log_prob = averaged.log_prob(draws[0], context)
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    assert torch.isfinite(draws[0]).all() and torch.isfinite(log_prob).all()

@@ -151,13 +151,7 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
             f"{iw['signal']['kish_effective_size']:.0f}, background "
             f"{iw['background']['kish_effective_size']:.0f})."
         )
-    body = "\n".join(lines + [f'<p style="font-family:sans-serif">{esc(n)}</p>' for n in notes])
-    if not full_document:
-        return body
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Validation verdict'
-        f"</title></head><body>\n{body}\n</body></html>\n"
-    )
+    return _page(lines, notes, "Validation verdict", full_document)
 
 
 def _fmt_num(v: float | None, digits: int) -> str:
@@ -270,13 +264,7 @@ def refine_html(
         f"before and {fit['ece_calibrated']:.4f} after Platt scaling.",
         str(report["disjoint"]),
     ]
-    body = "\n".join(lines + [f'<p style="font-family:sans-serif">{esc(n)}</p>' for n in notes])
-    if not full_document:
-        return body
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Raw and reweighted verdicts'
-        f"</title></head><body>\n{body}\n</body></html>\n"
-    )
+    return _page(lines, notes, "Raw and reweighted verdicts", full_document)
 
 
 def write_refine_comparison(
@@ -285,3 +273,16 @@ def write_refine_comparison(
     """:func:`refine_html` written atomically to ``path``."""
     atomic_write_text(path, refine_html(raw, reweighted, report))
     return Path(path)
+
+
+def _page(lines: list[str], notes: list[str], title: str, full_document: bool) -> str:
+    """The HTML lines followed by the notes as paragraphs; a whole page when ``full_document``."""
+    body = "\n".join(
+        lines + [f'<p style="font-family:sans-serif">{html.escape(n)}</p>' for n in notes]
+    )
+    if not full_document:
+        return body
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}'
+        f"</title></head><body>\n{body}\n</body></html>\n"
+    )

@@ -277,6 +277,13 @@ def reweighted_columns(run_dir: Path, cfg: dict, data: str, features: list[str])
     }
 
 
+def step_seconds(run_dir: Path, step: str) -> float:
+    """Wall seconds of one step of the run (its ``benchmarks/<step>.tsv``): the sample step's
+    include its start-up and the ROOT writing, as a user sees them."""
+    rows = (run_dir / "benchmarks" / f"{step}.tsv").read_text().splitlines()
+    return float(rows[1].split("\t")[0])
+
+
 def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
     from hepflows.config import load
 
@@ -327,6 +334,8 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "train events": cfg["data"]["events"]["train"] if data == "generator" else "~9.1k",
         "epochs": len(log) - 1,
         "wall s": round(wall),
+        "train s": round(step_seconds(run_dir, "train")),
+        "sampling ev/s": f"{cfg['sampling']['events'] / step_seconds(run_dir, 'sample'):,.0f}",
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "test NLL": nll_cell(nll),
         "test NLL (physical)": nll_cell(nll_physical),

@@ -151,7 +151,7 @@ def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
         features = ("a", "b", "c")
 
         @staticmethod
-        def inverse(y):
+        def inverse(y, labels=None):
             return np.asarray(y, np.float64)
 
     def draw(seed: int, chunk: int = 0) -> dict:

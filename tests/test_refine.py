@@ -20,8 +20,9 @@ from hepflows import layout
 from hepflows.cli import TRUTH_START, _generate_jobs, main
 from hepflows.errors import InputError
 from hepflows.events.io import branch_names, read_events, read_metadata
-from hepflows.refine import REFINE_FIRST_CHUNK, REFINE_START, event_weights, kish, refine
+from hepflows.refine import REFINE_FIRST_CHUNK, REFINE_START, event_weights, refine
 from hepflows.validation.classifier import classifier_two_sample
+from hepflows.validation.metrics import effective_size
 
 SETTINGS = hconfig.load(None, {"refine": {"enabled": True}})["refine"]
 
@@ -62,7 +63,7 @@ def test_weights_are_mean_one_per_process_and_the_ess_is_reported(toy):
     _, sample, w, record = toy
     for c in (0, 1):
         assert w[sample["label"] == c].mean() == pytest.approx(1.0)
-    assert record["weights"]["ess"] == pytest.approx(kish(w))
+    assert record["weights"]["ess"] == pytest.approx(effective_size(w, len(w)))
     assert 0.2 * len(w) < record["weights"]["ess"] < len(w)
     assert w.max() <= SETTINGS["clip"] * 1.05
     fit = record["fit"]
@@ -207,7 +208,7 @@ def test_null_pairs_of_a_weighted_sample_carry_its_weights_per_class():
     assert w is not None
     for c in (0, 1):
         assert sorted(w[q.label == c]) == sorted(g.w[g.label == c])
-    assert kish(w) == pytest.approx(kish(g.w))
+    assert effective_size(w, len(w)) == pytest.approx(effective_size(g.w, len(g.w)))
 
 
 def test_mc_weights_enter_the_classifier():
@@ -222,5 +223,8 @@ def test_mc_weights_enter_the_classifier():
     unweighted.pop("weight")
     w0, _ = refine(unweighted, draw, sample, ["a", "b"], settings, seed=0)
     assert record["fit"]["mc_weighted"]
-    assert kish(w) > 0.85 * len(w) > kish(w0), (kish(w), kish(w0))
+    assert effective_size(w, len(w)) > 0.85 * len(w) > effective_size(w0, len(w0)), (
+        effective_size(w, len(w)),
+        effective_size(w0, len(w0)),
+    )
     assert abs(np.average(sample["a"], weights=w0)) < 0.15  # unweighted MC: pulled to 0

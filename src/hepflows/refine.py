@@ -59,6 +59,7 @@ from numpy.typing import NDArray
 
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
+from hepflows.validation.metrics import effective_size
 
 #: First event of the refine classifier's MC in the generator's stream (source generator):
 #: beyond the splits (events 0 ..) and the amplification's truth (events 1e9 ..).
@@ -192,11 +193,6 @@ def fit_reweighter(
     return reweighter, record
 
 
-def kish(w: NDArray) -> float:
-    """Kish effective sample size ``(sum w)^2 / sum w^2``."""
-    return float(w.sum() ** 2 / np.square(w).sum()) if len(w) else 0.0
-
-
 def event_weights(
     log_odds: NDArray[np.float64], label: NDArray | None, clip: float
 ) -> tuple[NDArray[np.float64], dict[str, Any]]:
@@ -216,14 +212,17 @@ def event_weights(
         clipped += int((wc > clip).sum())
         wc = np.minimum(wc, clip)
         w[m] = wc / wc.mean()
-        per_process[str(int(c))] = {"events": int(m.sum()), "ess": kish(w[m])}
+        per_process[str(int(c))] = {
+            "events": int(m.sum()),
+            "ess": effective_size(w[m], int(m.sum())),
+        }
     record = {
         "clip": clip,
         "fraction_clipped": clipped / max(len(w), 1),
         "max_before_clip": largest,
         "max": float(w.max()) if len(w) else math.nan,
         "events": int(len(w)),
-        "ess": kish(w),
+        "ess": effective_size(w, 0) if len(w) else 0.0,
         "per_process": per_process,
     }
     return w, record

@@ -68,7 +68,7 @@ from torch import Tensor, nn  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from hepflows import preprocess  # noqa: E402
+from hepflows import heap, preprocess  # noqa: E402
 from hepflows.events.schema import CONTINUOUS_FEATURES  # noqa: E402
 from hepflows.flows import Flow, build_flow  # noqa: E402
 from hepflows.flows.coupling import Coupling  # noqa: E402
@@ -744,8 +744,11 @@ def measure_config(path: Path, args: argparse.Namespace, device: torch.device) -
 
 
 # ----------------------------------------------------------------------------- the memory curve
-def curve_point(model: str, n: int, chunk: int, device: str, threads: int) -> dict:
-    """Run ``sample_to_root`` of ``n`` events in a fresh process; its time and peak resident memory."""
+def curve_point(
+    model: str, n: int, chunk: int, device: str, threads: int, retain: bool = True
+) -> dict:
+    """Run ``sample_to_root`` of ``n`` events in a fresh process; its time and peak resident
+    memory (with ``retain``, freed memory kept in the heap as the ``hepflows`` command does)."""
     code = f"""
 import json, resource, sys, tempfile, time
 from pathlib import Path
@@ -754,6 +757,9 @@ sys.path.insert(0, {str(ROOT / "benchmarks")!r}); sys.path.insert(0, {str(ROOT /
 torch.set_num_threads({threads})
 from throughput import curve_model, toy_preprocessor
 from hepflows.sampling import sample_to_root
+if {retain!r}:
+    from hepflows.heap import retain_freed_memory
+    retain_freed_memory()
 flow = curve_model({model!r}).to({device!r})
 pre = toy_preprocessor(flow.features)
 with tempfile.TemporaryDirectory(prefix="hepflows-curve-") as tmp:
@@ -935,6 +941,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="wall time, or process CPU time (robust to other processes' load)",
     )
     p.add_argument(
+        "--heap",
+        default="retain",
+        choices=["retain", "default"],
+        help="retain: keep freed memory in the heap for reuse, as the hepflows command does "
+        "(hepflows.heap); default: glibc's own settings, for every library alike",
+    )
+    p.add_argument(
         "--sections",
         nargs="+",
         default=list(SECTIONS),
@@ -982,10 +995,14 @@ def main(argv: list[str] | None = None) -> dict:
         else ("cpu" if args.device == "auto" else args.device)
     )
     torch.set_num_threads(args.threads)
+    retained = args.heap == "retain" and heap.retain_freed_memory()
     libs, skipped = available_peers(args.libraries)
     if "hepflows" not in libs:
         libs.insert(0, "hepflows")
-    print(f"hepflows throughput: {machine_line(device, args.threads)}; {args.clock} clock")
+    print(
+        f"hepflows throughput: {machine_line(device, args.threads)}; {args.clock} clock; "
+        f"heap: {'freed memory retained' if retained else 'glibc defaults'}"
+    )
     for lib, why in skipped.items():
         print(f"skipped {lib}: {why}")
     started = time.perf_counter()
@@ -1094,7 +1111,9 @@ def curve_section(args: argparse.Namespace, device: torch.device) -> list[dict]:
         )
         print(f"  {'model':<6} {'events':>12} {'seconds':>9} {'us/event':>9} {'peak RSS MB':>12}")
     for model, n in points:
-        point = curve_point(model, n, min(args.curve_chunk, n), str(device), args.threads)
+        point = curve_point(
+            model, n, min(args.curve_chunk, n), str(device), args.threads, args.heap == "retain"
+        )
         point.update(model=model, events=n)
         curve.append(point)
         print(

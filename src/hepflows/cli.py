@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hepflows import layout
+from hepflows import heap, layout
 from hepflows.errors import InputError, Interrupted
 from hepflows.model_config import model_kind
 
@@ -1289,6 +1289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
+    # every step's tensors reuse freed pages instead of faulting in fresh ones (hepflows.heap)
+    heap.retain_freed_memory()
     # SIGTERM becomes an exception, so that files being written are removed on the way out;
     # training replaces this handler while it runs, to save a checkpoint first.
     previous = None

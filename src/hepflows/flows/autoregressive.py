@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .base import Transform
 from .nets import MADE
-from .splines import rational_quadratic_spline, rq_inverse_one, unpack_rq_params
+from .splines import rq_inverse_one, rq_spline
 
 __all__ = ["MaskedRQSAutoregressive"]
 
@@ -69,8 +69,7 @@ class MaskedRQSAutoregressive(Transform):
             raise ValueError(f"{self.__class__.__name__} needs a context")
         p = self.net(cond, context if self.context_features else None)
         p = p if p.dtype == x.dtype else p.to(x.dtype)  # autocast: spline in the events' precision
-        knots = unpack_rq_params(p, self.features, self.bins, self.tail_bound)
-        out, ladj = rational_quadratic_spline(x, *knots, inverse=inverse)
+        out, ladj = rq_spline(x, p, self.features, self.bins, self.tail_bound, inverse=inverse)
         return out, ladj.sum(dim=1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -113,7 +112,6 @@ class MaskedRQSAutoregressive(Transform):
         for k in range(self.features - 1):
             p = self.net.feature_params(x, ctx, k)
             p = p if p.dtype == z.dtype else p.to(z.dtype)
-            knots = unpack_rq_params(p, 1, self.bins, self.tail_bound)
-            x_k, _ = rational_quadratic_spline(z[:, k : k + 1], *knots, inverse=True)
+            x_k, _ = rq_spline(z[:, k : k + 1], p, 1, self.bins, self.tail_bound, inverse=True)
             x = torch.cat([x[:, :k], x_k, x[:, k + 1 :]], dim=1)
         return self._spline(z, x, ctx, inverse=True)

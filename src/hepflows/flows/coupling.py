@@ -23,9 +23,8 @@ from .nets import MLP
 from .splines import (
     piecewise_quadratic_spline,
     pq_knots,
-    rational_quadratic_spline,
     rq_params_per_feature,
-    unpack_rq_params,
+    rq_spline,
 )
 
 __all__ = [
@@ -242,8 +241,9 @@ class RQSplineCoupling(Coupling):
         self.tail_bound = tail_bound
 
     def _map(self, x_b: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        knots = unpack_rq_params(params, self.features_b, self.bins, self.tail_bound)
-        out, ladj = rational_quadratic_spline(x_b, *knots, inverse=inverse)
+        out, ladj = rq_spline(
+            x_b, params, self.features_b, self.bins, self.tail_bound, inverse=inverse
+        )
         return out, ladj.sum(dim=1)
 
 

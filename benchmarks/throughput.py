@@ -54,16 +54,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-# OpenMP threads that spin while they wait (the default) lose whole time slices on a machine
-# shared with other work: a 20-us element-wise op then takes milliseconds. Passive waiting is
-# the setting for such machines; it must be chosen before torch loads OpenMP, and applies to
-# every library alike. An explicit OMP_WAIT_POLICY in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+# OpenMP's wait policy is left to the environment, as the hepflows command leaves it: unset,
+# libgomp's threads spin a while between parallel regions before they sleep, which is what users
+# get. On a machine shared with other work, OMP_WAIT_POLICY=PASSIVE keeps spinning threads from
+# losing whole time slices, but every parallel region then wakes its threads anew (tens of
+# microseconds): it costs most to a library that runs many small operations, hepflows' tiled
+# gradient-free passes among them (README, Performance). The machine line prints the policy.
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -846,7 +846,7 @@ def machine_line(device: torch.device, threads: int) -> str:
                     name = line.split(":", 1)[1].strip()
                     break
     env = ", ".join(
-        f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ
+        f"{k}={os.environ.get(k, 'unset')}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")
     )
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     return (

@@ -352,7 +352,7 @@ def test_spline_from_params_equals_unpacking_and_its_gradient_is_autograds(
     ).requires_grad_(True)
     kx, ky, kd = unpack_rq_params(params, features, bins, B)
     edges = edge_points((ky if inverse else kx)[:, 0], B)
-    x = edges[:, : 3 * (edges.shape[1] // 3)].reshape(-1, features).detach()
+    x = edges[:, : 3 * (edges.shape[1] // 3)].reshape(-1, features).detach().requires_grad_(True)
     rows = params.repeat_interleave(x.shape[0] // n, dim=0)
     out, ladj = rq_spline(x, rows, features, bins, B, inverse=inverse)
     knots = unpack_rq_params(rows, features, bins, B)
@@ -361,10 +361,11 @@ def test_spline_from_params_equals_unpacking_and_its_gradient_is_autograds(
 
     w = torch.randn(out.shape, generator=g, dtype=torch.float64)
     v = torch.randn(out.shape, generator=g, dtype=torch.float64)
-    (grad,) = torch.autograd.grad((out * w + ladj * v).sum(), params)
-    (grad_ref,) = torch.autograd.grad((out_ref * w + ladj_ref * v).sum(), params)
+    grad, grad_x = torch.autograd.grad((out * w + ladj * v).sum(), (params, x))
+    grad_ref, grad_x_ref = torch.autograd.grad((out_ref * w + ladj_ref * v).sum(), (params, x))
     assert torch.isfinite(grad).all()
     assert torch.allclose(grad, grad_ref, rtol=1e-9, atol=1e-9 * grad_ref.abs().max().item())
+    assert torch.equal(grad_x, grad_x_ref)  # through the same map of the same knots
     if bins == 1:
         assert (grad == 0).all()  # one bin: the identity, whatever the parameters
 

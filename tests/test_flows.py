@@ -263,6 +263,35 @@ def test_batchnorm_momentum_weights_old_value() -> None:
         BatchNormFlow(2, momentum=1.5)
 
 
+def test_batchnorm_training_gradient_is_autograds_through_the_batch_statistics() -> None:
+    # the training-mode map is one node with a written-out backward (BatchStatisticsNorm): its
+    # values and its gradients (with respect to the events, through the batch mean and variance,
+    # and to both parameters) must be those of autograd through the same formula
+    layer = BatchNormFlow(D, momentum=0.3).double().train()
+    with torch.no_grad():
+        layer.log_alpha.normal_()
+        layer.beta.normal_()
+    x = (inputs(n=200) * 3 + 1).requires_grad_(True)
+    z, ld = layer(x)
+    mean, var = x.mean(0), x.var(0, unbiased=False)
+    log_std = 0.5 * torch.log(var + layer.eps)
+    z_ref = (x - mean) * torch.exp(layer.log_alpha - log_std) + layer.beta
+    ld_ref = (layer.log_alpha - log_std).sum().expand(x.shape[0])
+    assert torch.allclose(z, z_ref, rtol=0, atol=1e-12) and torch.allclose(ld, ld_ref, atol=1e-12)
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(z.shape, generator=g, dtype=torch.float64)
+    v = torch.randn(ld.shape, generator=g, dtype=torch.float64)
+    leaves = (x, layer.log_alpha, layer.beta)
+    got = torch.autograd.grad((z * w).sum() + (ld * v).sum(), leaves)
+    want = torch.autograd.grad((z_ref * w).sum() + (ld_ref * v).sum(), leaves)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    small = BatchNormFlow(3).double().train()
+    assert torch.autograd.gradcheck(
+        lambda e: small(e)[0] * 1.5 + small(e)[1][:, None], (inputs(n=12)[:, :3].requires_grad_(),)
+    )
+
+
 def test_actnorm_data_dependent_init() -> None:
     layer = ActNorm(D).double().train()
     x = inputs(n=64) * 3 + 2

@@ -60,8 +60,9 @@ class BatchNormFlow(Transform):
         if self.training:
             with torch.no_grad():
                 mean = x.mean(dim=0)
-                # two passes, as torch.var's result but several times faster over the events of
-                # a (n, d) batch (torch's Welford reduction along a strided dimension is scalar)
+                # the biased variance in two passes: torch.var's value to rounding, several times
+                # faster over the events of an (n, d) batch (its reduction along a strided
+                # dimension runs a scalar loop)
                 var = (x - mean).square_().mean(dim=0)
                 rho = self.momentum
                 self.running_mean.mul_(rho).add_((1 - rho) * mean)

@@ -54,14 +54,32 @@ def _cumulative_knots(fractions: Tensor, bound: float) -> Tensor:
     )
 
 
-def _bin_fractions(raw: Tensor, minimum: float) -> Tensor:
-    bins = raw.shape[-1]
+def _softmax(raw: Tensor) -> Tensor:
+    """Softmax over the last dimension (the bins), written out: torch's CPU softmax over a last
+    dimension of a few bins runs about 5x slower than these three passes (it vectorises along
+    the bins)."""
+    e = torch.exp(raw - raw.amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def _floored(p: Tensor, minimum: float) -> Tensor:
+    """Bin fractions ``(1 - K m) p + m`` (..., K) from probabilities ``p`` summing to 1."""
+    bins = p.shape[-1]
     if minimum * bins >= 1:
         raise ValueError(f"minimum bin size {minimum} too large for {bins} bins")
-    # softmax written out: torch's CPU softmax over a last dimension of a few bins runs about 5x
-    # slower than these three passes (it vectorises along the bins)
-    e = torch.exp(raw - raw.amax(dim=-1, keepdim=True))
-    return (e / e.sum(dim=-1, keepdim=True)).mul_(1 - minimum * bins).add_(minimum)
+    return p.mul(1 - minimum * bins).add_(minimum)
+
+
+def _bin_fractions(raw: Tensor, minimum: float) -> Tensor:
+    return _floored(_softmax(raw), minimum)
+
+
+def _block_params(params: Tensor, features: int, bins: int) -> tuple[Tensor, Tensor]:
+    """Views of a block-layout ``params`` (n, features * (3K - 1)): the widths and heights
+    (n, 2, features, K) and the interior derivatives (n, features, K - 1)."""
+    n = params.shape[0]
+    wh = params[:, : 2 * features * bins].view(n, 2, features, bins)
+    return wh, params[:, 2 * features * bins :].view(n, features, bins - 1)
 
 
 def _softplus(x: Tensor) -> Tensor:
@@ -129,11 +147,9 @@ def unpack_rq_params(
     Returns:
         ``(knot_x, knot_y, knot_d)``, each (n, features, K + 1).
     """
-    n = params.shape[0]
-    wh = params[:, : 2 * features * bins].view(n, 2, features, bins)
+    wh, raw_d = _block_params(params, features, bins)
     knots = _cumulative_knots(_bin_fractions(wh, DEFAULT_MIN_BIN_WIDTH), bound)
     knot_x, knot_y = knots.unbind(1)
-    raw_d = params[:, 2 * features * bins :].view(n, features, bins - 1)
     inner = DEFAULT_MIN_DERIVATIVE + _softplus(raw_d + _softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE))
     return knot_x, knot_y, F.pad(inner, (1, 1), value=1.0)
 
@@ -287,13 +303,11 @@ class BinKnots(torch.autograd.Function):
         inverse: bool,
     ) -> tuple[Tensor, ...]:
         n = params.shape[0]
-        raw = params[:, : 2 * features * bins].view(n, 2, features, bins)
-        e = torch.exp(raw - raw.amax(dim=-1, keepdim=True))
-        p = e / e.sum(dim=-1, keepdim=True)
-        # the arithmetic of unpack_rq_params, so that the knots are the same to the bit
-        knots = _cumulative_knots(
-            p.mul(1 - DEFAULT_MIN_BIN_WIDTH * bins).add_(DEFAULT_MIN_BIN_WIDTH), bound
-        )
+        wh, raw_d = _block_params(params, features, bins)
+        # the arithmetic of unpack_rq_params, so that the knots are the same to the bit; the
+        # probabilities p are kept for the backward pass
+        p = _softmax(wh)
+        knots = _cumulative_knots(_floored(p, DEFAULT_MIN_BIN_WIDTH), bound)
         k01 = _search(knots[:, int(inverse)], values)
         k01 = torch.cat([k01, k01 + 1], dim=-1)  # (n, features, 2)
         ends = knots.gather(-1, k01[:, None].expand(n, 2, features, 2))
@@ -302,7 +316,6 @@ class BinKnots(torch.autograd.Function):
             slopes = params.new_ones(2, n, features)
             sigmoid = params.new_empty(0)  # no derivative parameters
         else:
-            raw_d = params[:, 2 * features * bins :].view(n, features, bins - 1)
             at = raw_d.gather(-1, (k01 - 1).clamp(0, bins - 2))
             at = at + _softplus_shift(1.0, DEFAULT_MIN_DERIVATIVE)
             edge = (k01 == 0) | (k01 == bins)

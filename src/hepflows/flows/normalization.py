@@ -11,6 +11,16 @@ from .base import Transform
 __all__ = ["BatchNormFlow", "BatchStatisticsNorm", "ActNorm"]
 
 
+def _normalize(
+    x: Tensor, mean: Tensor, var: Tensor, log_alpha: Tensor, beta: Tensor, eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``z = (x - mean) exp(a) + beta`` with ``a = log_alpha - 0.5 log(var + eps)``; returns
+    ``z`` (n, d), the log-scale ``a`` (d,) and ``x - mean`` (n, d)."""
+    log_scale = log_alpha - 0.5 * torch.log(var + eps)
+    centred = x - mean
+    return centred * torch.exp(log_scale) + beta, log_scale, centred
+
+
 class BatchNormFlow(Transform):
     """Batch normalization as an invertible layer.
 
@@ -71,10 +81,10 @@ class BatchNormFlow(Transform):
                 x, mean, var, self.log_alpha, self.beta, self.eps
             )
             return z, log_det.expand(x.shape[0])
-        mean, var = self.running_mean, self.running_var
-        log_std = 0.5 * torch.log(var + self.eps)
-        z = (x - mean) * torch.exp(self.log_alpha - log_std) + self.beta
-        return z, (self.log_alpha - log_std).sum().expand(x.shape[0])
+        z, log_scale, _ = _normalize(
+            x, self.running_mean, self.running_var, self.log_alpha, self.beta, self.eps
+        )
+        return z, log_scale.sum().expand(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         log_std = 0.5 * torch.log(self.running_var + self.eps)
@@ -111,14 +121,10 @@ class BatchStatisticsNorm(torch.autograd.Function):
         beta: Tensor,
         eps: float,
     ) -> tuple[Tensor, Tensor]:
-        log_std = 0.5 * torch.log(var + eps)
-        a = log_alpha - log_std
-        scale = torch.exp(a)
-        centred = x - mean
-        z = centred * scale + beta
-        ctx.save_for_backward(centred, scale, var)
+        z, log_scale, centred = _normalize(x, mean, var, log_alpha, beta, eps)
+        ctx.save_for_backward(centred, log_scale.exp(), var)
         ctx.eps = eps  # type: ignore[attr-defined]
-        return z, a.sum()
+        return z, log_scale.sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable

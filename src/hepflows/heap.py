@@ -1,12 +1,11 @@
 """Keep freed memory in the process heap, so that each training step reuses the pages of the last.
 
 A training step of a flow allocates every hidden activation it saves for the backward pass and
-every gradient afresh: at the seed study's architecture about 80 blocks of 2 MB a step. glibc's
-``malloc`` serves blocks of that size by ``mmap`` and gives them back to the kernel on ``free``
-(or trims them off the top of the heap), so the next step touches fresh pages and pays a page
-fault, and the kernel's zeroing, on every 4 kB of them. The products with few columns (a
-conditioner's first layer, the backward of its last) write more bytes than they compute and end
-up bound by those faults: a quarter of a training step on a 2-core CPU.
+every gradient afresh: at the seed study's architecture about 80 blocks of 2 MB a step. With
+its default settings glibc's ``malloc`` gives such blocks back to the kernel on ``free`` (they
+are ``mmap``-ed, or trimmed off the top of the heap), so the next step touches fresh pages and
+pays a page fault, and the kernel's zeroing, on every 4 kB of them: 10,600 to 19,000 faults a
+seed training step on a 2-core CPU, under one with these settings (README, Performance).
 
 :func:`retain_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` to its largest value (32 MB on
 64-bit Linux: smaller blocks come from the heap) and ``M_TRIM_THRESHOLD`` to

@@ -19,6 +19,7 @@ from .build import (
     build_flow,
     check_model_config,
 )
+from .compiled import CompiledSampler
 from .coupling import (
     MASKS,
     AdditiveCoupling,
@@ -49,6 +50,7 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "BatchNormFlow",
+    "CompiledSampler",
     "Composite",
     "Coupling",
     "DensityModel",

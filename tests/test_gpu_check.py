@@ -26,7 +26,14 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr + log[-4000:]
     report = json.loads((tmp_path / "gpu.json").read_text())
     parts = report["parts"]
-    assert list(parts) == ["tests", "seed_training", "sampling", "throughput", "best_training"]
+    assert list(parts) == [
+        "tests",
+        "seed_training",
+        "sampling",
+        "throughput",
+        "compiled",
+        "best_training",
+    ]
     assert all(p["status"] == "ok" for p in parts.values()), {
         k: p.get("error") for k, p in parts.items()
     }
@@ -51,6 +58,14 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path):
 
     table = parts["throughput"]["result"]["archs"]
     assert {row["library"] for arch in table for row in arch["rows"]} >= {"hepflows"}
+
+    compiled = parts["compiled"]
+    assert compiled["settings"] == {"backend": "eager", "mode": None, "batch": 4096}
+    rows = {(r["model"], r["precision"]): r for r in compiled["compiled"]}
+    assert set(rows) == {("seed-paper", "float32"), ("best", "float32")}
+    # traced without code generation: the same events as the eager flow for the same seed
+    assert all("error" not in r and r["max_abs_diff"] == 0.0 for r in rows.values()), rows
+    assert all(r["compiled_events_per_second"] > 0 and r["speedup"] > 0 for r in rows.values())
 
     best = parts["best_training"]
     assert best["training"]["finished"] and len(best["epochs"]) == 2

@@ -11,7 +11,10 @@ Run through ``benchmarks/gpu/check.sh`` (which installs the carried wheels first
    bf16 at growing batch sizes, then ``--root-events`` (1e8) to ROOT in shards written by
    parallel processes, with the peak resident memory of all of them together;
 4. ``throughput``: ``benchmarks/throughput.py --device D`` against zuko and nflows;
-5. ``best_training``: ``config/best.yaml`` on several million events, as far as the time left
+5. ``compiled``: the seed and best models sampled through ``hepflows.flows.CompiledSampler``
+   (``torch.compile``, CUDA graphs on CUDA) against the eager path at 2^20 events: compile
+   time, both rates, the largest difference of their events;
+6. ``best_training``: ``config/best.yaml`` on several million events, as far as the time left
    allows (per-epoch times).
 
 A part that fails or runs out of time is recorded as such (with what it had measured) and the
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +52,7 @@ PARTS = (
     ("seed_training", 230, 30),
     ("sampling", 80, 10),
     ("throughput", 90, 15),
+    ("compiled", 60, 10),
     ("best_training", 120, 15),
 )
 
@@ -104,6 +109,18 @@ def sync(device) -> None:
 
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_calls(call, device, calls: int) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``call()``, the device synchronised around each."""
+    times = []
+    for _ in range(calls):
+        sync(device)
+        t0 = time.perf_counter()
+        call()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -466,13 +483,7 @@ def in_memory_rates(args, part: Part, deadline: float) -> None:
                 gen = torch.Generator(device=device).manual_seed(0)
                 try:
                     with torch.no_grad(), precision_context(precision, device):
-                        times = []
-                        for _ in range(3):
-                            sync(device)
-                            t0 = time.perf_counter()
-                            flow.sample(n, ctx, generator=gen)
-                            sync(device)
-                            times.append(time.perf_counter() - t0)
+                        times = timed_calls(partial(flow.sample, n, ctx, generator=gen), device, 3)
                 except torch.OutOfMemoryError:
                     rates.append({"model": name, "precision": precision, "batch": n, "oom": True})
                     part["in_memory"] = rates
@@ -619,6 +630,70 @@ def part_sampling(args, part: Part, log, deadline: float) -> None:
     to_root(args, part, deadline)
 
 
+def compiled_row(flow, n: int, ctx, precision: str, backend: str, mode: str | None) -> dict:
+    """One flow sampled eagerly and through a :class:`~hepflows.flows.CompiledSampler`."""
+    import torch
+
+    from hepflows.flows import CompiledSampler
+    from hepflows.sampling import precision_context
+
+    device = next(flow.parameters()).device
+    compiled = CompiledSampler(flow, mode=mode, backend=backend)
+    drawn = []
+    with torch.no_grad(), precision_context(precision, device):
+        seeded = torch.Generator(device=device)
+        first = timed_calls(  # compiles
+            lambda: drawn.append(compiled.sample(n, ctx, generator=seeded.manual_seed(0))),
+            device,
+            1,
+        )[0]
+        expected = flow.sample(n, ctx, generator=seeded.manual_seed(0))
+        eager = timed_calls(partial(flow.sample, n, ctx), device, 3)
+        fast = timed_calls(partial(compiled.sample, n, ctx), device, 3)
+    return {
+        "compile_and_first_call_s": round(first, 3),
+        "eager_events_per_second": round(n / min(eager)),
+        "compiled_events_per_second": round(n / min(fast)),
+        "speedup": round(min(eager) / min(fast), 3),
+        "max_abs_diff": float((expected.float() - drawn[0].float()).abs().max()),
+    }
+
+
+def part_compiled(args, part: Part, log, deadline: float) -> None:
+    """:class:`~hepflows.flows.CompiledSampler` against eager sampling of the same flow: the
+    compile time, both rates at one large batch, and the largest difference of their events."""
+    import torch
+
+    from hepflows.sampling import resolve_precision
+
+    device = torch.device(args.device)
+    # inductor, with CUDA graphs on CUDA; --tiny only traces (no compiler needed, seconds)
+    backend = "eager" if args.tiny else "inductor"
+    mode = "reduce-overhead" if device.type == "cuda" and not args.tiny else None
+    # a batch that fills the GPU; on a CPU (sampled in tiles of 2048) a few tiles
+    n = 4096 if args.tiny else (1 << 20 if device.type == "cuda" else 8192)
+    precisions = ["float32"] + (["bf16"] if resolve_precision("auto", device) == "bf16" else [])
+    part["settings"] = {"backend": backend, "mode": mode, "batch": n}
+    rows = []
+    for name, (model, context) in arch_models().items():
+        flow = make_flow(model, context, device, args.tiny)
+        ctx = torch.ones(n, context, device=device) if context else None
+        for precision in precisions:
+            if time.monotonic() > deadline:
+                return
+            row = {"model": name, "precision": precision, "batch": n}
+            try:
+                row.update(compiled_row(flow, n, ctx, precision, backend, mode))
+            except Exception as exc:  # one model that does not compile must not hide the others
+                row["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+                log.write(f"compiled {name} {precision}: {row['error']}\n")
+            rows.append(row)
+            part["compiled"] = rows
+        del flow
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 # ----------------------------------------------------------------------------- 4. throughput
 def part_throughput(args, part: Part, log, deadline: float) -> None:
     out = Path(args.work) / "throughput.json"
@@ -668,6 +743,7 @@ FUNCTIONS = {
     "seed_training": part_seed_training,
     "sampling": part_sampling,
     "throughput": part_throughput,
+    "compiled": part_compiled,
     "best_training": part_best_training,
 }
 

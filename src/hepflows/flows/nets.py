@@ -42,9 +42,13 @@ def _activation(name: str) -> nn.Module:
 def _fused_path(net: MLP | MADE, x: Tensor) -> bool:
     """Whether ``net`` runs on :func:`~hepflows.flows.fused.relu_mlp`: a ReLU network on the CPU,
     in float32 or float64 (under autocast the plain layers let autocast pick each op's type),
-    without dropout or in evaluation mode (where dropout is the identity)."""
+    without dropout or in evaluation mode (where dropout is the identity), and not while
+    :func:`torch.compile` traces it: the compiler fuses the plain layers' ReLU and bias work
+    itself, and inductor's compiled backward of the fused node crashed the process at the seed
+    architecture (20 blocks of 2x512, torch 2.13)."""
     return (
         net._fusable
+        and not torch.compiler.is_compiling()
         and (net._dropout == 0 or not net.training)
         and x.device.type == "cpu"
         and not torch.is_autocast_enabled("cpu")

@@ -182,14 +182,19 @@ class Subject:
         return sum(p.numel() for p in self.module.parameters())
 
 
-def build_hepflows(arch: Arch, device: torch.device, precision: str = "float32") -> Subject:
+def build_hepflows(
+    arch: Arch, device: torch.device, precision: str = "float32", compile_training: bool = False
+) -> Subject:
+    """hepflows' flow; with ``compile_training`` its training log-prob goes through
+    :func:`torch.compile` (inductor, fixed shapes; compiled in the warm-up steps)."""
     flow = build_flow(arch.model_block(), arch.features).to(device)
+    log_prob = torch.compile(flow.log_prob, dynamic=False) if compile_training else flow.log_prob
 
     def sample(n: int) -> Tensor:
         with precision_context(precision, device):
             return flow.sample(n)
 
-    return Subject("hepflows", flow, flow.log_prob, sample)
+    return Subject("hepflows", flow, log_prob, sample)
 
 
 def coupling_masks(arch: Arch) -> list[Tensor]:
@@ -562,7 +567,7 @@ def measure_arch(
     torch.manual_seed(0)
     subjects = {
         lib: (
-            build_hepflows(arch, device, args.precision)
+            build_hepflows(arch, device, args.precision, args.compile_training)
             if lib == "hepflows"
             else BUILDERS[lib](arch, device)
         )
@@ -954,6 +959,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=SECTIONS,
         help="what to measure and print",
     )
+    p.add_argument(
+        "--compile-training",
+        action="store_true",
+        help="the table's hepflows training steps through torch.compile (inductor); peers eager",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
     args = p.parse_args(argv)
 
@@ -1002,6 +1012,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"hepflows throughput: {machine_line(device, args.threads)}; {args.clock} clock; "
         f"heap: {'freed memory retained' if retained else 'glibc defaults'}"
+        + ("; hepflows training compiled" if args.compile_training else "")
     )
     for lib, why in skipped.items():
         print(f"skipped {lib}: {why}")

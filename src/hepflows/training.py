@@ -54,6 +54,7 @@ from tqdm import tqdm
 from hepflows import checkpoint
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError, Interrupted
+from hepflows.flows.model import mutable_buffers
 
 if TYPE_CHECKING:
     from hepflows.flows.model import DensityModel
@@ -195,6 +196,9 @@ class WeightAverage:
         self.decay = float(decay)
         self.source = source
         self.flow = copy.deepcopy(source).requires_grad_(False)
+        # the constant buffers (masks, permutations) were copied here once and for all
+        self._buffers = mutable_buffers(self.flow)
+        self._source_buffers = mutable_buffers(source)
 
     @torch.no_grad()
     def update(self, first: bool = False, ok: torch.Tensor | None = None) -> None:
@@ -209,8 +213,8 @@ class WeightAverage:
         steps = torch._foreach_sub(live, averaged)
         torch._foreach_mul_(steps, weight)
         torch._foreach_add_(averaged, list(steps))
-        for mine, theirs in zip(self.flow.buffers(), self.source.buffers()):
-            mine.copy_(theirs)
+        if self._buffers:  # a model may have none
+            torch._foreach_copy_(self._buffers, self._source_buffers)
 
 
 def _seeded_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -316,6 +320,9 @@ class Trainer:
             torch.amp.GradScaler(train.x.device.type, init_scale=1.0) if self.fast else None
         )
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, ok) not yet read
+        # what a step may change besides the weights, put back after a non-finite step (fixed:
+        # the trainer never moves the flow; a step of the seed study has 40 of its 161 buffers)
+        self._mutable_buffers = mutable_buffers(flow)
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         total = self.settings["epochs"] * self.batches_per_epoch
@@ -544,7 +551,7 @@ class Trainer:
         scaler = self._scaler
         assert scaler is not None, "the fast path runs with its GradScaler"
         self.optimizer.zero_grad(set_to_none=True)
-        buffers = list(self.flow.buffers())
+        buffers = self._mutable_buffers
         saved = [b.clone() for b in buffers]
         loss = _nll(self.flow, x, context, weight)
         scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
@@ -576,7 +583,7 @@ class Trainer:
         used for sampling.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        buffers = list(self.flow.buffers())
+        buffers = self._mutable_buffers
         saved = [b.clone() for b in buffers]
         loss = _nll(self.flow, x, context, weight)
         if not torch.isfinite(loss):

@@ -14,6 +14,7 @@ mask, which would spend work on the features that do not change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -89,6 +90,8 @@ class Coupling(Transform):
 
     Subclasses set ``params_per_feature`` and implement :meth:`_map`.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()  # the mask and its index vectors
 
     params_per_feature: int = 1
     mask: Tensor

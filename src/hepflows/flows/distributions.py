@@ -8,6 +8,7 @@ generator also reproduces the same sample for a model on another device.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,8 @@ def _randn(n: int, d: int, like: Tensor, generator: torch.Generator | None) -> T
 
 class Distribution(nn.Module):
     """The latent distribution of a flow: ``features`` (``d``), a log-density and draws."""
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()
 
     features: int
 

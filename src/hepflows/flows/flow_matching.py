@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -93,6 +94,8 @@ class VelocityField(nn.Module):
         context_features: the context columns ``c`` (0: unconditional).
         hidden, activation, dropout: the MLP (see :class:`~hepflows.flows.nets.MLP`).
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()
 
     frequencies: Tensor
 

@@ -24,7 +24,7 @@ so that no component can shrink onto a single event and make the likelihood unbo
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +76,8 @@ class ResidualMADE(nn.Module):
         activation: one of :data:`~hepflows.flows.nets.ACTIVATIONS`.
         dropout: dropout probability inside the blocks.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()
 
     degrees: Tensor
 

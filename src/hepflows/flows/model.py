@@ -10,7 +10,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DensityModel"]
+__all__ = ["DensityModel", "mutable_buffers"]
+
+
+def mutable_buffers(model: nn.Module) -> list[Tensor]:
+    """The buffers of ``model`` that a training-mode forward may change in place.
+
+    A module names its own in a class attribute ``MUTABLE_BUFFERS`` (batch norm's running
+    statistics, ActNorm's flag; ``()`` for masks, permutations and other constants); every
+    buffer of a module without one counts as mutable. The trainer snapshots these before each
+    step, to put them back when the step turns out non-finite.
+    """
+    found: list[Tensor] = []
+    for module in model.modules():
+        own = dict(module.named_buffers(recurse=False))
+        names = getattr(module, "MUTABLE_BUFFERS", None)
+        found += list(own.values()) if names is None else [own[n] for n in names if n in own]
+    return found
 
 
 class DensityModel(nn.Module):

@@ -9,7 +9,7 @@ a well-conditioned start.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +106,8 @@ class MLP(nn.Sequential):
 
 class MaskedLinear(nn.Linear):
     """Linear layer whose weight is multiplied by a fixed 0/1 mask (out, in)."""
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()  # the mask and the units' degrees
 
     mask: Tensor
     #: set on the hidden layers of a :class:`MADE`: each output unit's degree
@@ -206,6 +208,8 @@ class MADE(nn.Module):
         dropout: dropout after each hidden activation.
         residual: residual blocks instead of a plain stack.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()
 
     _feature_rows: Tensor
 

@@ -3,6 +3,8 @@ arXiv:1705.07057) and ActNorm (Glow, arXiv:1807.03039)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -47,6 +49,8 @@ class BatchNormFlow(Transform):
         momentum: rho, in [0, 1].
         eps: added to the variance.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
 
     running_mean: Tensor
     running_var: Tensor
@@ -151,6 +155,8 @@ class ActNorm(Transform):
     Arguments:
         features: ``d``.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ("initialized",)
 
     initialized: Tensor
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -17,6 +19,8 @@ class Permutation(Transform):
     Arguments:
         perm: (d,) a permutation of ``0..d-1``; stored as a buffer, so it is saved with the model.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()
 
     perm: Tensor
     inv_perm: Tensor
@@ -59,6 +63,8 @@ class LULinear(Transform):
         features: ``d``.
         generator: for the initial rotation.
     """
+
+    MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()  # the fixed permutation, signs and identity
 
     permutation: Tensor
     sign_s: Tensor

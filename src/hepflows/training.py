@@ -26,6 +26,13 @@ restores the last checkpoint after ``max_bad_steps`` in a row, as the plain path
 detected up to :data:`CHECK_EVERY` steps later.  The data already lives on the training
 device (the datasets are built there) and Adam is the fused kernel on both paths.
 
+**A compiled loss** (``compile`` in the settings, off by default): the batch loss, forward and
+backward, through :func:`torch.compile` (:class:`CompiledLoss`), for fixed batch shapes (the
+ragged last batch is dropped anyway). ``True`` is the compiler's default mode (inductor's fused
+element-wise kernels), a mode name is passed on (``"reduce-overhead"``: the steps replayed as
+CUDA graphs, one launch for the hundreds of small kernels of a step). The first steps compile;
+the weights then round as the compiled kernels do, not as eager training's.
+
 **Warm-up and weight averaging.**  ``warmup_epochs`` ramps the learning rate linearly from
 ``lr / steps`` to ``lr`` over its first optimiser steps before the ``scheduler`` takes over for
 the rest (:func:`lr_factor`).  ``ema`` keeps an exponential moving average of the weights
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import logging
 import math
@@ -76,6 +84,10 @@ DEFAULT_CPU_THREADS = 1
 
 #: Steps between two host reads of the losses and skip flags on the fast path.
 CHECK_EVERY = 64
+
+#: :func:`torch.compile`'s backend for ``compile`` (the tests trace with ``"aot_eager"``, which
+#: generates no code and so needs no C++ compiler).
+COMPILE_BACKEND = "inductor"
 
 
 def fast_path_default(device: torch.device) -> bool:
@@ -135,6 +147,56 @@ def _nll(
         return training_loss(x, context, weight)
     log_prob = flow.log_prob(x, context)
     return -(log_prob.mean() if weight is None else (log_prob * weight).mean())
+
+
+class CompiledLoss:
+    """:func:`_nll` of ``flow`` through :func:`torch.compile`, forward and backward.
+
+    Arguments:
+        flow: the model being trained.
+        mode: ``True`` for the compiler's default mode, or a mode name (``"reduce-overhead"``,
+            ``"max-autotune"``, ...).
+
+    Called as ``loss(x, context, weight)`` with ``x`` (n, d), ``context`` (n, c) or None and
+    ``weight`` (n,) or None; returns the 0-d loss, a fresh tensor (a CUDA graph's own output is
+    overwritten by its next replay, and the fast path keeps losses for :data:`CHECK_EVERY` steps).
+    """
+
+    def __init__(self, flow: DensityModel, mode: bool | str = True) -> None:
+        self.flow = flow
+        self.mode = None if mode is True else str(mode)
+
+        def loss(
+            x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None
+        ) -> torch.Tensor:
+            return _nll(flow, x, context, weight)
+
+        self._compiled = torch.compile(loss, mode=self.mode, backend=COMPILE_BACKEND, dynamic=False)
+
+    def __call__(
+        self, x: torch.Tensor, context: torch.Tensor | None, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier graph outputs are done
+        try:
+            loss = self._compiled(x, context, weight)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            cause = getattr(exc, "inner_exception", None) or exc  # without dynamo's hints
+            raise InputError(
+                f"training.compile: {self.mode or 'true'}: torch.compile of the training loss "
+                f"failed on {x.device.type} ({type(cause).__name__}: {cause}); "
+                "set training.compile: false"
+            ) from exc
+        return loss.clone()
+
+
+def loss_function(
+    flow: DensityModel, compile: bool | str = False
+) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]:
+    """The batch loss ``loss(x, context, weight)`` of ``flow``: :func:`_nll`, or its
+    :class:`CompiledLoss` when ``compile`` is True or a mode name."""
+    if compile is False or compile is None:
+        return functools.partial(_nll, flow)
+    return CompiledLoss(flow, compile)
 
 
 @dataclass
@@ -320,6 +382,7 @@ class Trainer:
             torch.amp.GradScaler(train.x.device.type, init_scale=1.0) if self.fast else None
         )
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, ok) not yet read
+        self._loss = loss_function(flow, settings.get("compile", False))
         # what a step may change besides the weights, put back after a non-finite step (fixed:
         # the trainer never moves the flow; a step of the seed study has 40 of its 161 buffers)
         self._mutable_buffers = mutable_buffers(flow)
@@ -553,7 +616,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         buffers = self._mutable_buffers
         saved = [b.clone() for b in buffers]
-        loss = _nll(self.flow, x, context, weight)
+        loss = self._loss(x, context, weight)
         scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
         clip = self.settings["grad_clip"]
         params = [p for p in self.flow.parameters() if p.grad is not None]
@@ -585,7 +648,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         buffers = self._mutable_buffers
         saved = [b.clone() for b in buffers]
-        loss = _nll(self.flow, x, context, weight)
+        loss = self._loss(x, context, weight)
         if not torch.isfinite(loss):
             self._put_back(buffers, saved)
             return None

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
@@ -28,6 +29,7 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path):
     parts = report["parts"]
     assert list(parts) == [
         "tests",
+        "training_step",
         "seed_training",
         "sampling",
         "throughput",
@@ -42,7 +44,17 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path):
     tests = parts["tests"]["counts"]
     assert tests["passed"] >= 30 and tests["failures"] == tests["errors"] == 0
 
+    steps = parts["training_step"]
+    assert [r["compile"] for r in steps["rows"]] == ["false", "true"]  # no CUDA graphs on a CPU
+    assert all("error" not in r and r["steps_per_second"] > 0 for r in steps["rows"]), steps
+    assert all(r["projected_seed_study_s"] > 0 for r in steps["rows"])
+    # traced without code generation: the compiled steps learn what the eager ones do
+    eager, traced = (r["val_nll"] for r in steps["rows"])
+    assert traced == pytest.approx(eager, rel=1e-4)
+    assert steps["fastest"] in ("false", "true") and steps["speedup"] > 0
+
     seed = parts["seed_training"]
+    assert seed["config"]["compile"] is False  # --tiny: part 2 only traced
     assert [s for s in seed["steps"]] == ["generate", "preprocess", "train", "sample", "validate"]
     assert all(s["rc"] == 0 for s in seed["steps"].values())
     assert seed["training"]["finished"] and seed["training"]["epochs_done"] == 2

@@ -5,16 +5,22 @@ Run through ``benchmarks/gpu/check.sh`` (which installs the carried wheels first
 
 1. ``tests``: ``tests/test_flows_device.py`` on the device (every layer exact in float64, a
    training step, resume with the device's random states, sampling reproducible for a seed);
-2. ``seed_training``: ``config/seed-paper.yaml`` through the steps' CLIs (generate, preprocess,
-   train on the device, sample, validate), timed per step and per epoch, with the verdict;
-3. ``sampling``: in-memory sampling rates of the seed and best architectures in float32 and
+2. ``training_step``: the seed study's architecture and training settings through the
+   ``Trainer``, eager and with ``training.compile`` (``true`` and, on CUDA, ``reduce-overhead``:
+   CUDA graphs): two epochs of a fixed number of batches, the first compiling, the second timed,
+   and the seed study's training time projected from it;
+3. ``seed_training``: ``config/seed-paper.yaml`` through the steps' CLIs (generate, preprocess,
+   train on the device, sample, validate), timed per step and per epoch, with the verdict; with
+   the ``training.compile`` setting that part 2 found fastest, where it was at least
+   :data:`COMPILE_PAYS` times as fast as eager steps;
+4. ``sampling``: in-memory sampling rates of the seed and best architectures in float32 and
    bf16 at growing batch sizes, then ``--root-events`` (1e8) to ROOT in shards written by
    parallel processes, with the peak resident memory of all of them together;
-4. ``throughput``: ``benchmarks/throughput.py --device D`` against zuko and nflows;
-5. ``compiled``: the seed and best models sampled through ``hepflows.flows.CompiledSampler``
+5. ``throughput``: ``benchmarks/throughput.py --device D`` against zuko and nflows;
+6. ``compiled``: the seed and best models sampled through ``hepflows.flows.CompiledSampler``
    (``torch.compile``, CUDA graphs on CUDA) against the eager path at 2^20 events: compile
    time, both rates, the largest difference of their events;
-6. ``best_training``: ``config/best.yaml`` on several million events, as far as the time left
+7. ``best_training``: ``config/best.yaml`` on several million events, as far as the time left
    allows (per-epoch times).
 
 A part that fails or runs out of time is recorded as such (with what it had measured) and the
@@ -46,15 +52,24 @@ SRC = ROOT / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-#: (part, seconds in a full run, seconds with --tiny): the full caps sum to about 8 minutes.
+#: (part, seconds in a full run, seconds with --tiny); parts start while the budget lasts.
 PARTS = (
     ("tests", 50, 15),
+    ("training_step", 90, 10),
     ("seed_training", 230, 30),
     ("sampling", 80, 10),
     ("throughput", 90, 15),
     ("compiled", 60, 10),
     ("best_training", 120, 15),
 )
+
+
+#: How many times as fast as eager steps a ``training.compile`` setting must be for
+#: ``seed_training`` to use it.
+COMPILE_PAYS = 1.1
+
+#: The ``training.compile`` settings of part 2, by name.
+COMPILE_SETTINGS = {"false": False, "true": True, "reduce-overhead": "reduce-overhead"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -211,7 +226,99 @@ def part_tests(args, part: Part, log, deadline: float) -> None:
         raise RuntimeError(f"{counts['failures'] + counts['errors']} device test(s) failed")
 
 
-# ----------------------------------------------------------------------------- 2. training
+# ----------------------------------------------------------------------------- 2. training steps
+def training_step_row(setting, model, context, settings, batches, args) -> dict:
+    """Two epochs of ``batches`` batches with ``training.compile: setting``; the second timed."""
+    import torch
+
+    from hepflows.training import Dataset, Trainer
+
+    device = torch.device(args.device)
+    batch = settings["batch_size"]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batches * batch, 18, generator=g).to(device)
+    ctx = (torch.rand(len(x), 1, generator=g) < 0.5).float().to(device) if context else None
+    train = Dataset(x, ctx)
+    val = Dataset(x[:batch], None if ctx is None else ctx[:batch])
+    flow = make_flow(model, context, device, args.tiny)
+    name = f"compile-{setting}"
+    work = Path(args.work)
+    trainer = Trainer(
+        flow,
+        train,
+        val,
+        dict(settings, epochs=2, patience=None, compile=COMPILE_SETTINGS[setting]),
+        seed=0,
+        resume_path=work / f"{name}.resume.pt",
+        log_path=work / f"{name}.csv",
+        progress=False,
+    )
+    trainer.fit()
+    first, second = training_log(work / f"{name}.csv")
+    return {
+        "compile": setting,
+        "first_epoch_s": round(first["seconds"], 3),
+        "epoch_s": round(second["seconds"], 4),
+        "steps_per_second": round(batches / second["seconds"], 2),
+        "events_per_second": round(batches * batch / second["seconds"]),
+        "val_nll": second["val_nll"],
+    }
+
+
+def part_training_step(args, part: Part, log, deadline: float) -> None:
+    """The seed study's training step, eager and compiled (see the module docstring)."""
+    import torch
+    import yaml
+
+    from hepflows import config, training
+
+    device = torch.device(args.device)
+    seed = yaml.safe_load((ROOT / "config" / "seed-paper.yaml").read_text())
+    settings = config.validate({"training": seed["training"]})["training"]
+    events = seed["data"]["events"]["train"]
+    if args.tiny:  # trace only: no code generated, no C++ compiler needed, seconds
+        training.COMPILE_BACKEND = "aot_eager"
+        settings["batch_size"] = 256
+    steps_per_epoch = events // settings["batch_size"]
+    # an epoch of a few seconds at most; on a CPU the seed's step takes a large part of one
+    batches = 4 if args.tiny else (100 if device.type == "cuda" else 10)
+    model, context = arch_models()["seed-paper"]
+    names = ["false", "true"] + (["reduce-overhead"] if device.type == "cuda" else [])
+    part["settings"] = {"batch": settings["batch_size"], "batches": batches, "model": "seed-paper"}
+    rows = []
+    for setting in names:
+        if time.monotonic() > deadline:
+            break
+        try:
+            row = training_step_row(setting, model, context, settings, batches, args)
+            row["projected_seed_study_s"] = round(
+                settings["epochs"] * steps_per_epoch / row["steps_per_second"], 1
+            )
+        except Exception as exc:  # one setting that does not compile must not hide the others
+            row = {"compile": setting, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+            log.write(f"training_step {setting}: {row['error']}\n")
+        rows.append(row)
+        part["rows"] = rows
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    rates = {r["compile"]: 1 / r["epoch_s"] for r in rows if "epoch_s" in r}
+    if "false" in rates:
+        fastest = max(rates, key=rates.__getitem__)
+        pays = rates[fastest] >= COMPILE_PAYS * rates["false"]
+        part["fastest"] = fastest if pays else "false"
+        part["speedup"] = round(rates[fastest] / rates["false"], 3)
+
+
+def compile_setting_for_training(report: dict) -> str:
+    """The ``training.compile`` setting that ``seed_training`` runs with: the fastest of
+    ``training_step`` (with ``--tiny`` always eager: there part 2 only traces, and a compiled
+    seed training would need a C++ compiler)."""
+    if report["tiny"]:
+        return "false"
+    return report["parts"].get("training_step", {}).get("fastest", "false")
+
+
+# ----------------------------------------------------------------------------- 3. training
 def derived_config(name: str, args, overrides: dict) -> Path:
     """``config/<name>.yaml`` with ``overrides`` merged in, written to the work folder."""
     import yaml
@@ -403,6 +510,8 @@ def part_seed_training(args, part: Part, log, deadline: float) -> None:
 
         seed = yaml.safe_load((ROOT / "config" / "seed-paper.yaml").read_text())
         overrides = {k: seed[k] for k in ("data", "training", "validation")}
+    setting = COMPILE_SETTINGS[args.train_compile or "false"]
+    overrides["training"] = dict(overrides["training"], compile=setting)
     train_pipeline("seed-paper", args, part, log, deadline, overrides, validate=True)
 
 
@@ -424,7 +533,7 @@ def part_best_training(args, part: Part, log, deadline: float) -> None:
     train_pipeline("best", args, part, log, deadline, overrides, validate=False)
 
 
-# ----------------------------------------------------------------------------- 3. sampling
+# ----------------------------------------------------------------------------- 4. sampling
 def arch_models() -> dict[str, tuple[dict, int]]:
     """(model block, context features) of the seed study and of the best model."""
     import yaml
@@ -694,7 +803,7 @@ def part_compiled(args, part: Part, log, deadline: float) -> None:
             torch.cuda.empty_cache()
 
 
-# ----------------------------------------------------------------------------- 4. throughput
+# ----------------------------------------------------------------------------- 5. throughput
 def part_throughput(args, part: Part, log, deadline: float) -> None:
     out = Path(args.work) / "throughput.json"
     cmd = [
@@ -740,6 +849,7 @@ def part_throughput(args, part: Part, log, deadline: float) -> None:
 
 FUNCTIONS = {
     "tests": part_tests,
+    "training_step": part_training_step,
     "seed_training": part_seed_training,
     "sampling": part_sampling,
     "throughput": part_throughput,
@@ -792,6 +902,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--best-events", type=int, default=3_000_000, help="training events of best_training"
+    )
+    p.add_argument(
+        "--train-compile",
+        choices=list(COMPILE_SETTINGS),
+        default=None,
+        help="training.compile of seed_training (default: what training_step found fastest)",
     )
     p.add_argument("--part", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -862,6 +978,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.best_events,
             ]
             cmd += ["--tiny"] if args.tiny else []
+            if name == "seed_training":
+                cmd += [
+                    "--train-compile",
+                    args.train_compile or compile_setting_for_training(report),
+                ]
             with open(out / "gpu.log", "a") as log:
                 log.write(f"\n===== {name} (at most {seconds:.0f} s)\n")
             t0 = time.perf_counter()

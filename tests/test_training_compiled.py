@@ -1,4 +1,4 @@
-"""training.compile: the trainer's loss through torch.compile trains the weights eager steps do."""
+"""training.compile: the trainer's loss through torch.compile learns what eager steps learn."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
+from test_training import SETTINGS as TRAINING_SETTINGS
 from torch._dynamo.backends.registry import lookup_backend
 
 from hepflows import config, training
@@ -15,17 +16,7 @@ from hepflows.errors import InputError
 from hepflows.flows import build_flow
 from hepflows.training import CompiledLoss, Dataset, Trainer
 
-SETTINGS = {
-    "epochs": 2,
-    "batch_size": 128,
-    "lr": 3e-3,
-    "weight_decay": 0.0,
-    "scheduler": "cosine",
-    "patience": None,
-    "grad_clip": 5.0,
-    "max_bad_steps": 4,
-    "device": "cpu",
-}
+SETTINGS = dict(TRAINING_SETTINGS, epochs=2)  # test_training.py's, two epochs
 
 
 def events(n: int, seed: int) -> Dataset:

@@ -48,6 +48,7 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path):
     assert [r["compile"] for r in steps["rows"]] == ["false", "true"]  # no CUDA graphs on a CPU
     assert all("error" not in r and r["steps_per_second"] > 0 for r in steps["rows"]), steps
     assert all(r["projected_seed_study_s"] > 0 for r in steps["rows"])
+    assert all(r["cudagraph_skips"] == 0 for r in steps["rows"])  # recorded (none on a CPU)
     # traced without code generation: the compiled steps learn what the eager ones do
     eager, traced = (r["val_nll"] for r in steps["rows"])
     assert traced == pytest.approx(eager, rel=1e-4)
@@ -78,6 +79,7 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path):
     # traced without code generation: the same events as the eager flow for the same seed
     assert all("error" not in r and r["max_abs_diff"] == 0.0 for r in rows.values()), rows
     assert all(r["compiled_events_per_second"] > 0 and r["speedup"] > 0 for r in rows.values())
+    assert all(r["cudagraph_skips"] == 0 for r in rows.values())
 
     best = parts["best_training"]
     assert best["training"]["finished"] and len(best["epochs"]) == 2

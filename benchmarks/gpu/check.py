@@ -151,6 +151,14 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def cudagraph_skips() -> int:
+    """Graphs inductor has run without CUDA graphs in this process (``reduce-overhead`` falls
+    back to plain kernels, with a warning in the log, where it cannot capture one)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
 def run_step(name: str, cmd: list, args, part: Part, log, deadline: float, on_poll=None) -> dict:
     """Run one CLI step with a deadline (then SIGTERM, as a batch system would); time it."""
     started = time.perf_counter()
@@ -253,9 +261,11 @@ def training_step_row(setting, model, context, settings, batches, args) -> dict:
         log_path=work / f"{name}.csv",
         progress=False,
     )
+    skips = cudagraph_skips()
     trainer.fit()
     first, second = training_log(work / f"{name}.csv")
     return {
+        "cudagraph_skips": cudagraph_skips() - skips,
         "compile": setting,
         "first_epoch_s": round(first["seconds"], 3),
         "epoch_s": round(second["seconds"], 4),
@@ -749,6 +759,7 @@ def compiled_row(flow, n: int, ctx, precision: str, backend: str, mode: str | No
 
     device = next(flow.parameters()).device
     compiled = CompiledSampler(flow, mode=mode, backend=backend)
+    skips = cudagraph_skips()
     drawn = []
     with torch.no_grad(), precision_context(precision, device):
         seeded = torch.Generator(device=device)
@@ -766,6 +777,7 @@ def compiled_row(flow, n: int, ctx, precision: str, backend: str, mode: str | No
         "compiled_events_per_second": round(n / min(fast)),
         "speedup": round(min(eager) / min(fast), 3),
         "max_abs_diff": float((expected.float() - drawn[0].float()).abs().max()),
+        "cudagraph_skips": cudagraph_skips() - skips,
     }
 
 

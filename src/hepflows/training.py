@@ -386,6 +386,7 @@ class Trainer:
         # what a step may change besides the weights, put back after a non-finite step (fixed:
         # the trainer never moves the flow; a step of the seed study has 40 of its 161 buffers)
         self._mutable_buffers = mutable_buffers(flow)
+        self._snapshot = [b.clone() for b in self._mutable_buffers]  # rewritten every step
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         total = self.settings["epochs"] * self.batches_per_epoch
@@ -614,8 +615,7 @@ class Trainer:
         scaler = self._scaler
         assert scaler is not None, "the fast path runs with its GradScaler"
         self.optimizer.zero_grad(set_to_none=True)
-        buffers = self._mutable_buffers
-        saved = [b.clone() for b in buffers]
+        buffers, saved = self._mutable_buffers, self._take_snapshot()
         loss = self._loss(x, context, weight)
         scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
         clip = self.settings["grad_clip"]
@@ -646,8 +646,7 @@ class Trainer:
         used for sampling.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        buffers = self._mutable_buffers
-        saved = [b.clone() for b in buffers]
+        buffers, saved = self._mutable_buffers, self._take_snapshot()
         loss = self._loss(x, context, weight)
         if not torch.isfinite(loss):
             self._put_back(buffers, saved)
@@ -665,6 +664,13 @@ class Trainer:
         self.scheduler.step()
         self._average()
         return loss.item()
+
+    @torch.no_grad()
+    def _take_snapshot(self) -> list[torch.Tensor]:
+        """The mutable buffers' values now, in place in :attr:`_snapshot` (one foreach copy)."""
+        if self._snapshot:
+            torch._foreach_copy_(self._snapshot, self._mutable_buffers)
+        return self._snapshot
 
     @staticmethod
     @torch.no_grad()

@@ -243,12 +243,12 @@ def training_step_row(setting, model, context, settings, batches, args) -> dict:
 
     device = torch.device(args.device)
     batch = settings["batch_size"]
+    flow = make_flow(model, context, device, args.tiny)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(batches * batch, 18, generator=g).to(device)
+    x = torch.randn(batches * batch, flow.features, generator=g).to(device)
     ctx = (torch.rand(len(x), 1, generator=g) < 0.5).float().to(device) if context else None
     train = Dataset(x, ctx)
     val = Dataset(x[:batch], None if ctx is None else ctx[:batch])
-    flow = make_flow(model, context, device, args.tiny)
     name = f"compile-{setting}"
     work = Path(args.work)
     trainer = Trainer(

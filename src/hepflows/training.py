@@ -163,7 +163,6 @@ class CompiledLoss:
     """
 
     def __init__(self, flow: DensityModel, mode: bool | str = True) -> None:
-        self.flow = flow
         self.mode = None if mode is True else str(mode)
 
         def loss(
@@ -194,7 +193,7 @@ def loss_function(
 ) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]:
     """The batch loss ``loss(x, context, weight)`` of ``flow``: :func:`_nll`, or its
     :class:`CompiledLoss` when ``compile`` is True or a mode name."""
-    if compile is False or compile is None:
+    if not compile:
         return functools.partial(_nll, flow)
     return CompiledLoss(flow, compile)
 

@@ -80,6 +80,25 @@ def test_bad_config_names_key(bad, key, expected):
     assert expected in message
 
 
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "", "run name"])
+@pytest.mark.parametrize("where", ["run", "models"])
+def test_run_and_model_names_are_single_folder_names(name, where):
+    """A run or grid-model name becomes a folder under results/: `..` would write outside."""
+    bad = {"run": name} if where == "run" else {"models": {name: {}}}
+    with pytest.raises(InputError) as err:
+        config.validate(bad, source="my.yaml")
+    message = str(err.value)
+    assert f"key {where}" in message and repr(name) in message, message
+    if name in (".", ".."):
+        assert "not '.' or '..'" in message
+
+
+@pytest.mark.parametrize("name", ["default", "v1.2", "a..b", ".hidden", "x_y-z", "..."])
+def test_usable_run_and_model_names_pass(name):
+    assert config.validate({"run": name})["run"] == name
+    assert list(config.validate({"models": {name: {}}})["models"]) == [name]
+
+
 def test_yaml_errors_name_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("training: [unclosed\n")

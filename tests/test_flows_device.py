@@ -117,7 +117,7 @@ def test_resume_restores_the_device_random_states(tmp_path) -> None:
     cut = trainer(tmp_path, "cut", StopAfter)
     with pytest.raises(Interrupted, match="checkpoint saved"):
         cut.fit()
-    saved = torch.load(tmp_path / "cut.resume.pt", weights_only=False)
+    saved = torch.load(tmp_path / "cut.resume.pt", weights_only=True)
     assert (saved["rng_cuda"] is not None) == CUDA
     assert cut.fast == fast_path_default(DEVICE)
     resumed = trainer(tmp_path, "cut")

@@ -556,6 +556,11 @@ def arch_models() -> dict[str, tuple[dict, int]]:
     return out
 
 
+def tiny_model(model: dict) -> dict:
+    """The architecture shrunk for --tiny."""
+    return dict(model, blocks=2, hidden=[16, 16])
+
+
 def make_flow(model: dict, context: int, device, tiny: bool):
     """A flow of the architecture with every weight slightly off its (identity) start."""
     import torch
@@ -564,7 +569,7 @@ def make_flow(model: dict, context: int, device, tiny: bool):
     from hepflows.flows import build_flow
 
     if tiny:
-        model = dict(model, blocks=2, hidden=[16, 16])
+        model = tiny_model(model)
     torch.manual_seed(0)
     flow = build_flow(model, len(CONTINUOUS_FEATURES), context)
     with torch.no_grad():
@@ -639,13 +644,11 @@ def shard_worker(
     progress_path: str,
 ) -> None:
     """One writer process: its files (each a range of whole chunks) streamed to ROOT in turn."""
-    import torch
-
+    from hepflows.checkpoint import load_model
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import sample_to_root
 
-    saved = torch.load(model_path, weights_only=False)
-    flow = saved["flow"].to(device).eval()
+    flow, _ = load_model(model_path, device=device)
     pre = Preprocessor.load(pre_path)
     done = 0
     for index, (start, n) in enumerate(ranges):
@@ -670,13 +673,23 @@ def to_root(args, part: Part, deadline: float) -> None:
     """``--root-events`` of the seed architecture to ROOT: shards written by parallel processes."""
     import multiprocessing as mp
 
-    import torch
+    from hepflows import checkpoint
+    from hepflows.events.schema import CONTINUOUS_FEATURES
 
     model, context = arch_models()["seed-paper"]
     flow = make_flow(model, context, "cpu", args.tiny)
     work = Path(args.work) / "to_root"
     work.mkdir(exist_ok=True)
-    torch.save({"flow": flow}, work / "flow.pt")
+    # a model file (plain data), rebuilt by each worker: no pickled objects cross processes
+    checkpoint.save(
+        work / "flow.pt",
+        {
+            "state_dict": flow.state_dict(),
+            "model": tiny_model(model) if args.tiny else model,
+            "features": list(CONTINUOUS_FEATURES),
+            "context_features": context,
+        },
+    )
     toy_preprocessor().save(work / "preprocess.json")
     total, chunk, workers = args.root_events, args.root_chunk, args.root_workers
     files_per_worker = max(1, math.ceil(total / chunk / workers / 4))  # a few files each

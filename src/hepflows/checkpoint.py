@@ -2,10 +2,19 @@
 
 A model file records the model block, the feature names and the config hashes it was made
 with; loading checks them, so a checkpoint is never silently reused with another config.
+
+Model and resume files are data, never code: they hold only tensors and plain values (dicts,
+lists, tuples, strings, numbers, ``None``), and they are read with
+``torch.load(weights_only=True)``, whose unpickler rebuilds nothing beyond torch's own
+allow-list of tensor types, so a file that asks for any other Python object (a pickle whose
+``__reduce__`` calls ``os.system``) is refused before anything in it runs.  Every file carries
+``format: FORMAT``; a file without it was written by an older hepflows and is refused with the
+way to convert it.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,23 +29,91 @@ if TYPE_CHECKING:
     from hepflows.flows.model import DensityModel
 
 
+#: The layout of the files :func:`save` writes (plain data read with ``weights_only=True``).
+FORMAT = "hepflows-checkpoint/2"
+
+#: What to do with a file of the old (arbitrary pickle) format.
+CONVERT_HINT = (
+    "hepflows reads only model files of plain data (format {format!r}), which cannot run code. "
+    "Retrain it with this version (`hepflows train`), or, only if you trust whoever made the "
+    "file, convert it once with `hepflows convert-checkpoint --trust {path} NEW_PATH`"
+)
+
+
 def save(path: str | Path, payload: Mapping[str, Any]) -> None:
-    """``torch.save`` through a temporary file, so a crash never leaves a half-written file."""
+    """``torch.save`` through a temporary file, so a crash never leaves a half-written file.
+
+    ``payload`` must hold only tensors and plain values: :func:`read` refuses anything else.
+    """
     with atomic_path(path) as tmp:
-        torch.save(dict(payload, version=__version__), tmp)
+        torch.save(dict(payload, version=__version__, format=FORMAT), tmp)
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU; an unreadable file is an :class:`InputError`."""
+    """Read a checkpoint onto the CPU without running code; a bad file is an :class:`InputError`.
+
+    Refused: an unreadable file, a file that needs any Python object beyond tensors and plain
+    data (an old-format or a malicious pickle), and a file without this version's ``format``.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: checkpoint not found")
+    hint = CONVERT_HINT.format(format=FORMAT, path=path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files
+        lines = str(err).splitlines()
+        refused = next((line.strip() for line in lines if "GLOBAL" in line), None)
+        if isinstance(err, pickle.UnpicklingError) and refused:
+            # torch's restricted unpickler met a global outside its allow-list: nothing was built
+            raise InputError(
+                f"{path}: holds Python objects beyond tensors and plain data, so it is not "
+                f"opened (it could run code: {refused}). {hint}"
+            ) from None
+        reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0])
         raise InputError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})"
         ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(f"{path}: a checkpoint of an older hepflows format. {hint}")
+    return data
+
+
+def convert_trusted(src: str | Path, dst: str | Path) -> None:
+    """Rewrite an old-format checkpoint as plain data; UNPICKLES ``src``: trusted files only.
+
+    The one place that reads a file with ``weights_only=False``, reached only by
+    ``hepflows convert-checkpoint --trust``.  Values that are not plain data (numpy scalars and
+    arrays) become Python numbers and tensors; the result is checked by reading it back.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise InputError(f"{src}: checkpoint not found")
+    try:
+        data = torch.load(src, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise InputError(
+            f"{src}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{src}: not a hepflows checkpoint (holds a {type(data).__name__})")
+    save(dst, {k: _plain(v) for k, v in data.items() if k not in ("version", "format")})
+    read(dst)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy values turned into tensors and Python numbers."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return type(value)((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def load_model(

@@ -342,6 +342,19 @@ def _signal_fraction(path: str, train: Any) -> float:
     return training_signal_fraction(train.context[:, 0].cpu().numpy(), weight, path)
 
 
+def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
+    """Rewrite a model file of an older hepflows as plain data; it unpickles SOURCE: trust it."""
+    from hepflows import checkpoint
+
+    if not args.trust:
+        raise InputError(
+            f"{args.source}: converting unpickles the file, which can run any code it holds; "
+            "pass --trust only for a file whose maker you trust"
+        )
+    checkpoint.convert_trusted(args.source, args.dest)
+    log.info("converted %s -> %s", args.source, args.dest)
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
     from hepflows import checkpoint, config, training
@@ -1142,6 +1155,20 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
             (
                 "--precision",
                 {"choices": ["auto", "float32", "bf16"], "help": "override sampling.precision"},
+            ),
+        ],
+    ),
+    "convert-checkpoint": (
+        cmd_convert_checkpoint,
+        [
+            ("source", {"help": "a model or resume file of an older hepflows"}),
+            ("dest", {"help": "the converted file"}),
+            (
+                "--trust",
+                {
+                    "action": "store_true",
+                    "help": "required: the source is unpickled, so it can run code",
+                },
             ),
         ],
     ),

@@ -110,6 +110,10 @@ def model_variant(
     return validate(merge(base, grid[name]), source=f"{source}: models.{name}")
 
 
+#: The schema's pattern of run and grid-model names: a single path component, not . or ..
+NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9_.-]+$"
+
+
 def _describe(exc: Any) -> str:
     """``key a.b: what is wrong, what was expected`` for one jsonschema error."""
     path = [str(p) for p in exc.absolute_path]
@@ -122,6 +126,12 @@ def _describe(exc: Any) -> str:
     if exc.validator in ("oneOf", "anyOf") and exc.context:
         reasons = " or ".join(dict.fromkeys(sub.message for sub in exc.context))
         return f"key {where}: {exc.message}: {reasons}"
+    if exc.validator == "pattern" and exc.validator_value == NAME_PATTERN:
+        # the name becomes a folder: a path separator, '.' or '..' would write elsewhere
+        return (
+            f"key {where}: {exc.instance!r} is not a usable name; expected one folder name of "
+            "letters, digits, '_', '.' and '-' that is not '.' or '..'"
+        )
     message = exc.message
     if (
         exc.validator == "type"

@@ -236,8 +236,8 @@ def test_sharded_data_equal_the_local_run(runs, split):
 def test_model_and_sample_equal_the_local_run(runs):
     import torch
 
-    a = torch.load(runs["slurm"] / "model" / "model.pt", weights_only=False)
-    b = torch.load(runs["local"] / "model" / "model.pt", weights_only=False)
+    a = torch.load(runs["slurm"] / "model" / "model.pt", weights_only=True)
+    b = torch.load(runs["local"] / "model" / "model.pt", weights_only=True)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key

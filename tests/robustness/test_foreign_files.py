@@ -184,7 +184,7 @@ def test_unreadable_files_are_named(pipeline, tmp_path, caplog):
     text_model = tmp_path / "text.pt"
     text_model.write_text("not a checkpoint")
     resume_as_model = tmp_path / "resume.pt"
-    torch.save({"model_state": {}, "epoch": 1}, resume_as_model)
+    checkpoint.save(resume_as_model, {"model_state": {}, "epoch": 1})
     cut_pre = tmp_path / "cut.json"
     cut_pre.write_text(pipeline.path("preprocess").read_text()[:200])
     partial_pre = tmp_path / "partial.json"

@@ -53,7 +53,7 @@ def _train_args(p: Pipeline, out: Path) -> list[object]:
 def _position(resume: Path) -> tuple[int, int] | None:
     """(epochs completed, batches into the next) saved in a resume checkpoint, or None."""
     try:
-        state = torch.load(resume, map_location="cpu", weights_only=False)["state"]
+        state = torch.load(resume, map_location="cpu", weights_only=True)["state"]
     except (FileNotFoundError, EOFError, RuntimeError):
         return None
     return state["epoch"], state["batch"]

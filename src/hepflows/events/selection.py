@@ -8,11 +8,18 @@ and the functions ``abs``, ``sqrt``, ``exp``, ``log``, ``log10``.  Anything else
 subscripts, other calls, strings, lambdas) is refused when the configuration is read, naming
 the piece.  Evaluation is numpy on the chunk's arrays; the result must be true or false per
 event.
+
+The language bounds its own work, since a configuration may come from anyone: an expression
+is at most :data:`MAX_LENGTH` characters and :data:`MAX_DEPTH` levels deep, numbers are float64
+(so ``9**9**9`` is ``inf`` at once, never a Python integer of a billion digits), a constant part
+must be finite (``10.0**400`` is refused) and a division, ``//`` or ``%`` by a constant zero is
+refused when the configuration is read.  Every failure is an :class:`InputError`.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +28,12 @@ import numpy as np
 
 from hepflows.errors import InputError
 
-__all__ = ["Selection"]
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "Selection"]
+
+#: The longest expression read, in characters: a cut on a few dozen branches fits easily.
+MAX_LENGTH = 2000
+#: The deepest nesting of the parsed expression (a chain ``a + b + c`` nests one per term).
+MAX_DEPTH = 64
 
 _BINARY = {
     ast.Add: operator.add,
@@ -34,6 +46,7 @@ _BINARY = {
     ast.BitAnd: operator.and_,
     ast.BitOr: operator.or_,
 }
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 _COMPARE = {
     ast.Lt: operator.lt,
     ast.LtE: operator.le,
@@ -53,11 +66,26 @@ class Selection:
         self.key = key
         if not isinstance(expression, str) or not expression.strip():
             raise InputError(f"{key}: expected a cut expression on branches, got {expression!r}")
+        if len(expression) > MAX_LENGTH:
+            raise InputError(
+                f"{key}: the expression is {len(expression)} characters long, expected at most "
+                f"{MAX_LENGTH} (it starts {expression[:40]!r})"
+            )
         try:
             tree = ast.parse(expression.strip(), mode="eval")
         except SyntaxError as exc:
             raise InputError(f"{key} {expression!r}: not a valid expression ({exc.msg})") from None
+        except (RecursionError, MemoryError, ValueError) as exc:  # the parser's own limits
+            raise InputError(
+                f"{key} {expression!r}: not a valid expression ({type(exc).__name__}: {exc})"
+            ) from None
         self._tree = tree.body
+        depth = _depth(self._tree)
+        if depth > MAX_DEPTH:
+            raise InputError(
+                f"{key} {expression!r}: nested {depth} levels deep, expected at most {MAX_DEPTH} "
+                "(a chain of many terms nests one level per term)"
+            )
         names: dict[str, None] = {}
         self._check(self._tree, names)
         self.names: tuple[str, ...] = tuple(names)
@@ -83,6 +111,9 @@ class Selection:
                 raise self._refuse(node, "the operator in")
             self._check(node.left, names)
             self._check(node.right, names)
+            divisor = _constant(node.right)
+            if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and divisor == 0:
+                raise self._refuse(node, "the division by a constant zero in")
         elif isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.Invert, ast.Not, ast.USub, ast.UAdd)):
                 raise self._refuse(node, "the operator in")
@@ -106,6 +137,13 @@ class Selection:
             self._check(node.args[0], names)
         else:
             raise self._refuse(node, "the expression")
+        value = _constant(node)
+        if value is not None and not np.isfinite(value):
+            piece = ast.get_source_segment(self.expression.strip(), node) or "a constant"
+            raise InputError(
+                f"{self.key} {self.expression!r}: the constant part {piece!r} is {value}, "
+                "expected a finite number"
+            )
 
     def _eval(self, node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
         if isinstance(node, ast.Name):
@@ -113,7 +151,10 @@ class Selection:
                 return node.id == "True"
             return arrays[node.id]
         if isinstance(node, ast.Constant):
-            return node.value
+            # numpy scalars, never Python ints: their arithmetic is O(1) and overflows to inf
+            value = node.value
+            assert isinstance(value, int | float)  # _check admitted only numbers
+            return np.bool_(value) if isinstance(value, bool) else np.float64(value)
         if isinstance(node, ast.BinOp):
             return _BINARY[type(node.op)](
                 self._eval(node.left, arrays), self._eval(node.right, arrays)
@@ -145,7 +186,7 @@ class Selection:
         try:
             with np.errstate(all="ignore"):  # log(0), x/0: comparisons of inf/NaN are just False
                 value = np.asarray(self._eval(self._tree, arrays))
-        except TypeError as exc:  # e.g. ~ of a float branch
+        except (TypeError, ValueError, ArithmeticError) as exc:  # ~ of a float, int ** -int
             raise InputError(
                 f"{where + ': ' if where else ''}{self.key} {self.expression!r}: {exc}"
             ) from None
@@ -159,3 +200,42 @@ class Selection:
     def check(self, where: str) -> None:
         """Evaluate on one made-up event, to refuse a non-boolean expression before any work."""
         self.mask({name: np.zeros(1) for name in self.names}, 1, where)
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep ``tree`` nests, counted without recursion (a deep tree must not overflow)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _constant(node: ast.AST) -> float | None:
+    """The float64 value of a part without branch names, or None (it names a branch, or is
+    boolean); numpy arithmetic, so it costs the same for ``9**9**9`` as for ``2**3``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        if isinstance(node.value, bool):
+            return None
+        try:
+            return float(node.value)
+        except OverflowError:  # an integer literal beyond float64
+            return math.inf
+    with np.errstate(all="ignore"):
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = _constant(node.operand)
+            return (
+                None if value is None else float(-value if isinstance(node.op, ast.USub) else value)
+            )
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            left, right = _constant(node.left), _constant(node.right)
+            if left is None or right is None:
+                return None
+            return float(_BINARY[type(node.op)](np.float64(left), np.float64(right)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1:
+            value = _constant(node.args[0])
+            if value is None or node.func.id not in _FUNCTIONS:
+                return None
+            return float(_FUNCTIONS[node.func.id](np.float64(value)))
+    return None

@@ -10,10 +10,51 @@ every output private (0600).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from hepflows.errors import ResourceError
+
+#: The errors of the machine rather than of the program: each becomes a :class:`ResourceError`.
+RESOURCE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,  # disk full
+        errno.EDQUOT,  # quota exceeded
+        errno.EFBIG,  # file too large for the file system
+        errno.EROFS,  # read-only file system
+        errno.EACCES,  # no permission
+        errno.EPERM,
+        errno.ENOENT,  # a folder vanished (or was never there)
+        errno.ENOTDIR,  # a file where a folder should be
+    }
+)
+
+
+def resource_error(err: BaseException, *targets: str | Path) -> ResourceError | None:
+    """A :class:`ResourceError` naming the output(s) ``targets`` and the cause, when ``err`` is
+    an :class:`OSError` of :data:`RESOURCE_ERRNOS` met while writing them; else None.
+
+    An error that names a file (``err.filename``) counts only when that file is one of the
+    outputs, a temporary file beside one, or a folder above one: an input that cannot be read
+    inside a writer's block stays what it was.
+    """
+    if not isinstance(err, OSError) or err.errno not in RESOURCE_ERRNOS:
+        return None
+    paths = [Path(t) for t in targets]
+    if err.filename is not None:
+        named = Path(os.fsdecode(err.filename))
+        if not any(named == p or named.parent == p.parent or named in p.parents for p in paths):
+            return None
+    cause = err.strerror or os.strerror(err.errno or 0)
+    code = errno.errorcode.get(err.errno or 0, "")
+    where = ", ".join(map(str, paths))
+    return ResourceError(
+        f"{cause} while writing {where} ({code}); nothing was left there. Free space or fix "
+        "the folder (or write elsewhere), then rerun"
+    )
 
 
 def current_umask() -> int:
@@ -41,10 +82,15 @@ class AtomicFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+            )
+        except OSError as err:
+            if (resource := resource_error(err, self.path)) is not None:
+                raise resource from None
+            raise
         os.close(fd)
         self.tmp: Path | None = Path(tmp)
 
@@ -76,8 +122,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield out.tmp
         out.publish()
-    except BaseException:
+    except BaseException as err:
         out.discard()
+        if (resource := resource_error(err, path)) is not None:
+            raise resource from None
         raise
 
 

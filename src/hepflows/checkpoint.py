@@ -45,8 +45,10 @@ def save(path: str | Path, payload: Mapping[str, Any]) -> None:
 
     ``payload`` must hold only tensors and plain values: :func:`read` refuses anything else.
     """
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload, version=__version__, format=FORMAT), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        # through a Python file, so that a full disk is an OSError that names its cause
+        # (torch's own writer reports it as "unexpected pos 128 vs 0")
+        torch.save(dict(payload, version=__version__, format=FORMAT), out)
 
 
 def read(path: str | Path) -> dict[str, Any]:

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from hepflows import heap, layout
-from hepflows.errors import InputError, Interrupted
+from hepflows.errors import InputError, Interrupted, ResourceError
 from hepflows.model_config import model_kind
 
 log = logging.getLogger("hepflows")
 
 EXIT_BAD_INPUT = 2
+EXIT_RESOURCES = 3  # the machine could not hold an output: disk full, read-only, no permission
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what batch systems expect of a pre-empted job
 
 
@@ -1328,6 +1329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         log.error("%s", err)
         return EXIT_BAD_INPUT
+    except ResourceError as err:
+        log.error("%s", err)
+        return EXIT_RESOURCES
     except Interrupted as err:
         log.warning("%s", err)
         return EXIT_INTERRUPTED

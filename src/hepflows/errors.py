@@ -9,6 +9,12 @@ class InputError(ValueError):
     """
 
 
+class ResourceError(RuntimeError):
+    """The machine could not hold an output: a full disk or quota, a read-only or missing
+    folder, no permission.  The message names the output and the cause; nothing partial is left
+    (every output is written atomically)."""
+
+
 class Interrupted(RuntimeError):
     """A step stopped on SIGTERM/SIGINT; unfinished outputs were removed (training saved a
     checkpoint first): rerun the step to go on."""

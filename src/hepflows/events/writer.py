@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import uproot
 
-from hepflows.atomic import AtomicFile
+from hepflows.atomic import AtomicFile, resource_error
 from hepflows.errors import InputError
 from hepflows.events.checks import check_labels
 from hepflows.events.checks import path_text as _where
@@ -155,11 +155,15 @@ class EventWriter:
             try:
                 self._finish()
                 self._publish()
-            except BaseException:
+            except BaseException as err:
                 self._discard()
+                if (resource := resource_error(err, self.path)) is not None:
+                    raise resource from None
                 raise
         else:
             self._discard()
+            if exc is not None and (resource := resource_error(exc, self.path)) is not None:
+                raise resource from None
 
     # -- the three steps of a write, separate so that several files can be committed together
     def _open(self) -> None:
@@ -168,8 +172,10 @@ class EventWriter:
         self._tmp = AtomicFile(self.path)
         try:
             self._file = uproot.recreate(self._tmp.tmp, compression=self._uproot_compression)
-        except BaseException:
+        except BaseException as err:
             self._discard()
+            if (resource := resource_error(err, self.path)) is not None:
+                raise resource from None
             raise
 
     def _finish(self) -> None:
@@ -262,9 +268,11 @@ def all_or_nothing(writers: Sequence[EventWriter]) -> Iterator[Sequence[EventWri
         for w in writers:
             w._publish()
             published.append(w)
-    except BaseException:
+    except BaseException as err:
         for w in writers:
             w._discard()
         for w in published:
             w.path.unlink(missing_ok=True)
+        if (resource := resource_error(err, *(w.path for w in writers))) is not None:
+            raise resource from None
         raise

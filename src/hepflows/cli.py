@@ -324,6 +324,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             "epoch": state.best_epoch,
             "val_nll": state.best_val,
             "signal_fraction": signal_fraction,
+            # the conditions it saw: sampling refuses the others
+            "labels": _labels(train) if conditional else None,
             "metadata": _metadata(cfg, config.MODEL_SECTIONS),
         },
     )
@@ -333,6 +335,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         label = "Negative log-likelihood per event" if loss == "NLL" else f"{loss} per event"
         plot_training_curve(Path(args.log), Path(args.plot), label)
     trainer.resume_path.unlink(missing_ok=True)
+
+
+def _labels(train: Any) -> list[int]:
+    """The process labels present in the training events (their context)."""
+    import torch
+
+    return [int(v) for v in torch.unique(train.context[:, 0]).tolist()]
 
 
 def _signal_fraction(path: str, train: Any) -> float:
@@ -360,7 +369,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
     from hepflows import checkpoint, config, training
     from hepflows.preprocess import Preprocessor
-    from hepflows.sampling import resolve_precision, sample_to_root
+    from hepflows.sampling import check_trained_labels, resolve_precision, sample_to_root
     from hepflows.shards import shard_range
 
     cfg = _settings(args)
@@ -396,6 +405,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         fraction = sampling["signal_fraction"]
         if fraction is None:
             fraction = meta["signal_fraction"]
+        check_trained_labels(fraction, meta, where=str(args.model))
     where = (
         "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
     )

@@ -28,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 import torch
@@ -97,6 +97,34 @@ def training_signal_fraction(
             "(too many negative weights?); or set sampling.signal_fraction"
         )
     return sums["signal"] / (sums["signal"] + sums["background"])
+
+
+_PROCESSES = {0: "background (label 0)", 1: "signal (label 1)"}
+
+
+def check_trained_labels(
+    signal_fraction: float, meta: Mapping[str, Any], where: str = "the model"
+) -> None:
+    """Refuse to generate a process (a condition) the flow never saw in training.
+
+    ``meta`` is the model file's: ``labels`` (the labels of its training events) or, in files
+    without it, ``signal_fraction`` (0 or 1 meaning one process only).  A conditional flow asked
+    for a label it never saw would still generate, but events of nothing it learnt.
+    """
+    labels = meta.get("labels")
+    if labels is None:
+        trained = meta.get("signal_fraction")
+        labels = [1] if trained == 1 else [0] if trained == 0 else [0, 1]
+    asked = {1} if signal_fraction >= 1 else {0} if signal_fraction <= 0 else {0, 1}
+    unseen = sorted(asked - {int(v) for v in labels})
+    if unseen:
+        seen = " and ".join(_PROCESSES[int(v)] for v in sorted(labels))
+        raise InputError(
+            f"{where}: sampling.signal_fraction {signal_fraction:g} asks for "
+            + " and ".join(_PROCESSES[v] for v in unseen)
+            + f" events, a condition the model never saw: it was trained on {seen} events "
+            "only. Set sampling.signal_fraction to what it was trained on, or train on both"
+        )
 
 
 def chunk_labels(n: int, signal_fraction: float, seed: int, chunk: int) -> np.ndarray:

@@ -222,6 +222,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             split=data["split"],
             limit=data["limit"],
             metadata=meta,
+            wild_values=data["wild_values"],
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")

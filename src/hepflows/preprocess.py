@@ -33,6 +33,7 @@ with them for provenance.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,8 @@ from scipy import special
 from hepflows import __version__
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
+
+log = logging.getLogger("hepflows")
 
 #: Out-of-range inputs are clipped this far inside (0, 1) before the logit.
 _CLIP = 1e-7
@@ -383,7 +386,7 @@ def fit(
         raise InputError(
             f"{source}: non-finite values in feature(s) {bad}, expected finite numbers"
         )
-    lo, hi = x.min(axis=0), x.max(axis=0)
+    lo, hi = _robust_range(x, features, source)
     constant = [f for f, a, b in zip(features, lo, hi) if a == b]
     if constant:
         raise InputError(
@@ -419,6 +422,33 @@ def fit(
     return replace(
         partial, mean=latent.mean(axis=0), std=latent.std(axis=0), metadata=dict(metadata or {})
     )
+
+
+def _robust_range(
+    x: np.ndarray, features: Sequence[str], source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's (d,) lowest and highest value that is not wild
+    (:mod:`hepflows.events.wild`: beyond 1e6 robust scales from the median), so that one absurd
+    event cannot stretch the range over which every other event is squeezed; the wild events
+    themselves are clipped to the range's edge by the transform."""
+    from hepflows.events.wild import robust_scale, wild_mask
+
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    for j, name in enumerate(features):
+        wild = wild_mask(x[:, j], *robust_scale(x[:, j]))
+        if wild.any():
+            i = int(np.argmax(wild))
+            log.warning(
+                "%s: feature %r: %d wild value(s) (the first %r, at event %d) left out of the "
+                "preprocessing range",
+                source,
+                name,
+                int(wild.sum()),
+                float(x[i, j]),
+                i,
+            )
+            lo[j], hi[j] = x[~wild, j].min(), x[~wild, j].max()
+    return lo, hi
 
 
 def _process_labels(

@@ -211,9 +211,12 @@ def convert_inputs(
     step_size: int = 100_000,
     compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
+    wild_values: str = "refuse",
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
-    split.  ``limit``: at most this many entries of each file.  Returns events per split."""
+    split.  ``limit``: at most this many entries of each file; ``wild_values``: ``"refuse"`` or
+    ``"drop"`` features absurd for their branch (:mod:`hepflows.events.wild`).  Returns events
+    per split."""
     import numpy as np
 
     from hepflows.errors import InputError
@@ -222,6 +225,7 @@ def convert_inputs(
     from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
     from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
     from hepflows.events.selection import Selection
+    from hepflows.events.wild import WildValueGuard
 
     features = list(features)
     bmap = dict(branch_map or {})
@@ -302,6 +306,7 @@ def convert_inputs(
 
     before = after = 0
     total_w = total_w2 = 0.0
+    guard = WildValueGuard({b: f"feature {f!r}" for f, b in fmap.items()}, wild_values, seed)
     with _writers_open(writers), _Router(rule, writers) as router:
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
@@ -339,6 +344,9 @@ def convert_inputs(
                             keep = np.flatnonzero(cut.mask(raw, n, where))
                             raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
                             entries = entries[keep]
+                        if (sane := guard.keep(raw, entries, where, word)) is not None:
+                            raw = {c: np.asarray(v)[sane] for c, v in raw.items()}
+                            entries = entries[sane]
                         chunk: dict[str, np.ndarray] = {}
                         for feat, b in fmap.items():
                             chunk[feat] = np.asarray(raw[b], dtype=np.float32)
@@ -416,6 +424,7 @@ def convert_inputs(
                 inputs=[f.record() for f in files],
                 split_rule=rule_text,
                 selection_counts={"before": before, "after": after},
+                wild_values_dropped=guard.dropped,
             )
             if weighted:
                 writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)

@@ -123,14 +123,17 @@ def load_model(
     *,
     features: Sequence[str] | None = None,
     preprocess_hash: str | None = None,
+    preprocess_parameters_hash: str | None = None,
     config_hash: str | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[DensityModel, dict[str, Any]]:
     """Rebuild the flow stored at ``path`` in eval mode; returns ``(flow, metadata)``.
 
     ``features``, ``preprocess_hash`` and ``config_hash``, when given, must equal those the
-    model was trained with (the hash of the preprocessing parameters file it was trained on, and
-    the hash of the config sections that shape a model, ``config.MODEL_SECTIONS``).
+    model was trained with (the config hash of the preprocessing file it was trained on, and
+    the hash of the config sections that shape a model, ``config.MODEL_SECTIONS``);
+    ``preprocess_parameters_hash`` that of the preprocessing parameters themselves
+    (:attr:`hepflows.preprocess.Preprocessor.parameters_hash`).
     """
     from hepflows.flows import build_flow
 
@@ -146,6 +149,16 @@ def load_model(
         raise InputError(
             f"{path}: trained with preprocessing hash {data.get('preprocess_hash')!r}, but the "
             f"preprocessing file has {preprocess_hash!r}: they come from different configurations"
+        )
+    trained_on = data.get("preprocess_parameters_hash")  # absent from older model files
+    if preprocess_parameters_hash is not None and trained_on not in (
+        None,
+        preprocess_parameters_hash,
+    ):
+        raise InputError(
+            f"{path}: trained on preprocessing parameters of hash {trained_on!r}, but the "
+            f"preprocessing file's are {preprocess_parameters_hash!r}: it was refitted or "
+            "changed since; rerun the train step (or use the file it was trained with)"
         )
     if config_hash is not None and config_hash != data.get("config_hash"):
         raise InputError(

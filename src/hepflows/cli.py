@@ -322,6 +322,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "context_features": 1 if conditional else 0,
             "config_hash": model_hash,
             "preprocess_hash": pre.config_hash,
+            "preprocess_parameters_hash": pre.parameters_hash,
             "epoch": state.best_epoch,
             "val_nll": state.best_val,
             "signal_fraction": signal_fraction,
@@ -398,6 +399,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         args.model,
         features=pre.features,
         preprocess_hash=pre.config_hash,
+        preprocess_parameters_hash=pre.parameters_hash,
         config_hash=config.section_hash(cfg, config.MODEL_SECTIONS),
         device=device,
     )
@@ -700,7 +702,11 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     parts = [events(p) for p in args.generated]
     keys = set.intersection(*(set(p) for p in parts))
     generated = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    if len(generated[features[0]]) == 0:
+        raise InputError(f"{', '.join(args.generated)}: 0 generated events, expected at least one")
     truth = events(args.truth)
+    if len(truth[features[0]]) == 0:
+        raise InputError(f"{args.truth}: 0 truth events, expected at least one")
     n_train = count_events(args.train) if args.train else None
     log.info(
         "amplification: %d generated events against %d truth events (%s)",
@@ -1032,6 +1038,11 @@ def _dataset(
             )
             events = {k: v[keep] for k, v in events.items()}
             matrix = matrix[keep]
+            if not keep.any():
+                raise InputError(
+                    f"{path}: all {len(keep)} events lie outside the preprocessing's fitted "
+                    f"range ({named}); no validation events are left, expected at least one"
+                )
         else:
             log.warning("%s: values outside the fitted range were clipped: %s", path, named)
     weight = _training_weights(path, events.get(WEIGHT))

@@ -27,7 +27,10 @@ processes.
 
 Parameters are saved as JSON with the feature names and the config hash they were fitted with,
 and loading checks both; a ``metadata`` record (package version, git commit, seed, ...) travels
-with them for provenance.
+with them for provenance.  The file's ``parameters_hash`` (SHA-256 of its parameters, the
+metadata aside) is checked on loading, so an edited or damaged file is refused, and a model
+records it, so it is never used with parameters other than those it was trained on; a zero or
+non-finite ``std``, or a range whose ``low`` is not below its ``high``, is refused too.
 """
 
 from __future__ import annotations
@@ -258,6 +261,14 @@ class Preprocessor:
                     f"{source}: '{key}' has shape {value.shape}, expected ({len(features)},) "
                     f"for features {list(features)}"
                 )
+        _check_values(arrays, features, source)
+        stored = data.get("parameters_hash")
+        if stored is not None and stored != parameters_hash(data):
+            raise InputError(
+                f"{source}: its parameters do not match their hash {stored!r} (now "
+                f"{parameters_hash(data)!r}): the file was edited or damaged; rerun the "
+                "preprocess step"
+            )
         metadata = data.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise InputError(
@@ -315,9 +326,16 @@ class Preprocessor:
             **arrays,
         )
 
+    @property
+    def parameters_hash(self) -> str:
+        """SHA-256 of the parameters (everything the file holds but its metadata)."""
+        return parameters_hash(self.to_dict())
+
     def save(self, path: str | Path) -> None:
-        """Write the parameters as JSON, atomically."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the parameters as JSON, with their hash, atomically."""
+        data = self.to_dict()
+        data["parameters_hash"] = parameters_hash(data)
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(
@@ -346,6 +364,31 @@ class Preprocessor:
                 "it belongs to another configuration; rerun the preprocess step"
             )
         return pre
+
+
+def parameters_hash(data: dict) -> str:
+    """SHA-256 of a parameters file's content without its ``metadata`` and the hash itself:
+    canonical JSON (sorted keys), in which floats round-trip exactly."""
+    import hashlib
+
+    content = {k: v for k, v in data.items() if k not in ("metadata", "parameters_hash")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _check_values(arrays: dict[str, np.ndarray], features: Sequence[str], source: str) -> None:
+    """Refuse parameters no fit produces: non-finite values, low >= high, std <= 0."""
+    for key, value in arrays.items():
+        if not np.isfinite(value).all():
+            raise InputError(f"{source}: '{key}' holds non-finite values {value.tolist()}")
+    swapped = [f for f, a, b in zip(features, arrays["low"], arrays["high"]) if not a < b]
+    if swapped:
+        raise InputError(
+            f"{source}: feature(s) {swapped} have 'low' not below 'high', expected a range "
+            "low < high"
+        )
+    flat = [f for f, s in zip(features, arrays["std"]) if not s > 0]
+    if flat:
+        raise InputError(f"{source}: feature(s) {flat} have 'std' <= 0, expected a positive std")
 
 
 def fit(

@@ -106,10 +106,13 @@ def ntuple_kind(t: Any) -> tuple[str, str]:
     return "TTree", "branch"
 
 
-def _rntuple_column_problem(field: Any) -> tuple[str, str] | None:
-    """None if an RNTuple field is one number per entry, else ("jagged"|"non_numeric", text)."""
+def _rntuple_column_problem(t: Any, field: Any) -> tuple[str, str] | None:
+    """None if the top-level field ``field`` of the RNTuple ``t`` is one number per entry, else
+    ("jagged"|"non_numeric", text)."""
     try:
-        form = field.to_akform()[0].contents[0]
+        # filtered by exact name from the RNTuple: a '/' in the name is not a path
+        record = t.to_akform(filter_name=lambda name: name == field.name)[0]
+        form = record.contents[record.fields.index(field.name)]
     except Exception:
         return "non_numeric", f"{field.name} (uninterpretable)"
     if isinstance(form, ak.forms.NumpyForm) and not form.inner_shape:
@@ -152,8 +155,10 @@ def check_columns(
         return
     jagged: list[str] = []
     non_numeric: list[str] = []
+    # by name among the top-level fields: t[c] reads a '/' in a field's name as a path
+    fields = {f.name: f for f in t.fields}
     for c in columns:
-        problem = _rntuple_column_problem(t[c])
+        problem = _rntuple_column_problem(t, fields[c] if c in fields else t[c])
         if problem is not None:
             (jagged if problem[0] == "jagged" else non_numeric).append(problem[1])
     if jagged:

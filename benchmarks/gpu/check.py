@@ -24,8 +24,10 @@ Run through ``benchmarks/gpu/check.sh`` (which installs the carried wheels first
    allows (per-epoch times).
 
 A part that fails or runs out of time is recorded as such (with what it had measured) and the
-next one starts; ``--tiny`` shrinks every size so that the whole check runs on a CPU in under a
-minute (``tests/test_gpu_check.py``).
+next one starts; ``--tiny`` shrinks every size so that the whole check runs on an idle CPU in
+about a minute (``tests/test_gpu_check.py``).  Every part's limit adds, to its work, the start-up
+of the processes it runs as measured on the machine before the parts, and with ``--tiny`` the
+budget grows to what that needs: a loaded machine runs the check slower, never cut.
 
     python benchmarks/gpu/check.py --device cuda --out $OUT
 """
@@ -52,16 +54,21 @@ SRC = ROOT / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-#: (part, seconds in a full run, seconds with --tiny); parts start while the budget lasts.
+#: (part, seconds of work in a full run, with --tiny, Python processes it starts, itself
+#: included); parts start while the budget lasts.  Each process is given STARTUP_MARGIN times
+#: the start-up measured on the machine (``startup_seconds``) on top of the work: on a loaded
+#: 2-core CPU importing torch and matplotlib alone takes tens of seconds.
 PARTS = (
-    ("tests", 50, 15),
-    ("training_step", 90, 10),
-    ("seed_training", 200, 30),
-    ("sampling", 80, 10),
-    ("throughput", 90, 15),
-    ("compiled", 60, 10),
-    ("best_training", 120, 15),
+    ("tests", 50, 15, 1),
+    ("training_step", 90, 10, 1),
+    ("seed_training", 200, 30, 6),  # itself, generate, preprocess, train, sample, validate
+    ("sampling", 80, 10, 3),  # itself and the two --tiny writer processes
+    ("throughput", 90, 15, 2),
+    ("compiled", 60, 10, 1),
+    ("best_training", 120, 15, 4),  # itself, generate, preprocess, train
 )
+#: A process's start-up is given this many times the one measured before the parts.
+STARTUP_MARGIN = 1.5
 
 
 #: How many times as fast as eager steps a ``training.compile`` setting must be for
@@ -97,6 +104,36 @@ def env_for(args: argparse.Namespace) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
     # the training fast path is on by default on CUDA only: force it, so the CPU check covers it
     return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", HEPFLOWS_FAST_PATH="1")
+
+
+def startup_seconds(args: argparse.Namespace) -> float:
+    """Seconds one step's process takes to start on this machine now: Python importing torch,
+    the steps' CLI and the plotting (validate's), measured once before the parts."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "import torch, hepflows.cli, matplotlib.pyplot"],
+        cwd=ROOT,
+        env=env_for(args),
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+def part_limits(
+    parts: list, tiny: bool, budget: float | None, startup: float
+) -> tuple[float, dict[str, float]]:
+    """The budget and each part's seconds: its work (widened alike when the budget allows)
+    plus STARTUP_MARGIN start-ups per process.  With --tiny the budget grows to what every part
+    needs on this machine, so that a slow or loaded CPU runs every part instead of cutting it."""
+    work = {name: tiny_s if tiny else full for name, full, tiny_s, _ in parts}
+    starts = {name: n * STARTUP_MARGIN * startup for name, _, _, n in parts}
+    needed = sum(work.values()) + sum(starts.values())
+    default = 55 if tiny else 480
+    budget = budget or default
+    if tiny:
+        budget = max(budget, needed)
+    stretch = max(1.0, (budget - sum(starts.values())) / max(sum(work.values()), 1.0))
+    return budget, {name: work[name] * stretch + starts[name] for name in work}
 
 
 def device_line(device: str) -> dict:
@@ -361,8 +398,11 @@ def train_pipeline(
     files = {k: out / f"{k}.root" for k in ("train", "val", "test")}
     py = sys.executable
     common = ["--config", cfg, "--quiet"]
-    # seconds of the part kept, after training, for sample + validate (and the model's writing)
-    reserve = min((20 if args.tiny else 60) if validate else 5, 0.3 * (deadline - time.monotonic()))
+    # seconds of the part kept, after training, for sample + validate (and the model's writing):
+    # their work and the start-up of their two processes on this machine
+    starts = (2 if validate else 0) * STARTUP_MARGIN * args.startup
+    work = (20 if args.tiny else 60) if validate else 5
+    reserve = min(work + starts, 0.5 * (deadline - time.monotonic()))
     events = overrides["data"]["events"]
     part["config"] = {"name": name, "events": events, **overrides.get("training", {})}
     step = run_step(
@@ -912,14 +952,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("OUT", "results/gpu-check"),
         help="gpu.json and gpu.log go here",
     )
-    p.add_argument(
-        "--parts", nargs="+", default=[name for name, _, _ in PARTS], choices=list(FUNCTIONS)
-    )
+    p.add_argument("--parts", nargs="+", default=[p[0] for p in PARTS], choices=list(FUNCTIONS))
     p.add_argument(
         "--budget",
         type=float,
         default=None,
-        help="seconds for all parts (default 480, tiny 55); more widens each part's limit alike",
+        help="seconds for all parts (default 480, tiny 55, grown to what the machine needs); "
+        "more widens each part's limit alike",
     )
     p.add_argument("--root-events", type=int, default=None, help="events to ROOT (default 1e8)")
     p.add_argument("--root-chunk", type=int, default=None, help="chunk size to ROOT (default 1e6)")
@@ -939,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--startup", type=float, default=0.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.root_events is None:
         args.root_events = 200_000 if args.tiny else 100_000_000
@@ -951,24 +991,23 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    default = 55 if args.tiny else 480
-    budget = args.budget or default
-    stretch = max(1.0, budget / default)  # a larger budget widens every part's limit alike
     started = time.monotonic()
+    args.startup = startup_seconds(args)
+    selected = [p for p in PARTS if p[0] in args.parts]
+    budget, limits = part_limits(selected, args.tiny, args.budget, args.startup)
     report = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "tiny": args.tiny,
-        "budget_s": budget,
+        "budget_s": round(budget, 1),
+        "startup_s": round(args.startup, 2),
         "machine": device_line(args.device),
         "parts": {},
     }
     write_json(out / "gpu.json", report)
     with tempfile.TemporaryDirectory(prefix="hepflows-gpu-") as work:
-        for name, full, tiny in PARTS:
-            if name not in args.parts:
-                continue
+        for name, *_ in selected:
             left = budget - (time.monotonic() - started)
-            seconds = min((tiny if args.tiny else full) * stretch, left)
+            seconds = min(limits[name], left)
             if seconds < (5 if args.tiny else 20):
                 report["parts"][name] = {
                     "status": "skipped",
@@ -1002,6 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.root_workers,
                 "--best-events",
                 args.best_events,
+                "--startup",
+                args.startup,
             ]
             cmd += ["--tiny"] if args.tiny else []
             if name == "seed_training":

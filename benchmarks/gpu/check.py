@@ -25,9 +25,11 @@ Run through ``benchmarks/gpu/check.sh`` (which installs the carried wheels first
 
 A part that fails or runs out of time is recorded as such (with what it had measured) and the
 next one starts; ``--tiny`` shrinks every size so that the whole check runs on an idle CPU in
-about a minute (``tests/test_gpu_check.py``).  Every part's limit adds, to its work, the start-up
-of the processes it runs as measured on the machine before the parts, and with ``--tiny`` the
-budget grows to what that needs: a loaded machine runs the check slower, never cut.
+about a minute (``tests/test_gpu_check.py``).  Every part's limit is its work times the
+machine's slowness (the wall over the CPU time of a process start measured before the parts: a
+loaded CPU gives each process part of a core) plus the start-up of the processes it runs, and
+with ``--tiny`` the budget grows to what that needs: a loaded machine runs the check slower,
+never cut.
 
     python benchmarks/gpu/check.py --device cuda --out $OUT
 """
@@ -106,9 +108,14 @@ def env_for(args: argparse.Namespace) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", HEPFLOWS_FAST_PATH="1")
 
 
-def startup_seconds(args: argparse.Namespace) -> float:
-    """Seconds one step's process takes to start on this machine now: Python importing torch,
-    the steps' CLI and the plotting (validate's), measured once before the parts."""
+def measure_startup(args: argparse.Namespace) -> tuple[float, float]:
+    """``(wall, slowness)`` of starting one step's process on this machine now: Python importing
+    torch, the steps' CLI and the plotting (validate's), measured once before the parts.
+
+    ``slowness`` is its wall time over its CPU time (at least 1): on a CPU shared with other
+    work a process gets only part of a core, and every part's work slows by the same factor.
+    """
+    before = os.times()
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", "import torch, hepflows.cli, matplotlib.pyplot"],
@@ -116,16 +123,22 @@ def startup_seconds(args: argparse.Namespace) -> float:
         env=env_for(args),
         check=True,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, max(1.0, wall / max(cpu, 1e-3))
 
 
 def part_limits(
-    parts: list, tiny: bool, budget: float | None, startup: float
+    parts: list, tiny: bool, budget: float | None, startup: float, slowness: float = 1.0
 ) -> tuple[float, dict[str, float]]:
-    """The budget and each part's seconds: its work (widened alike when the budget allows)
-    plus STARTUP_MARGIN start-ups per process.  With --tiny the budget grows to what every part
-    needs on this machine, so that a slow or loaded CPU runs every part instead of cutting it."""
-    work = {name: tiny_s if tiny else full for name, full, tiny_s, _ in parts}
+    """The budget and each part's seconds: its work times the machine's ``slowness`` (widened
+    alike when the budget allows) plus STARTUP_MARGIN start-ups per process.  With --tiny the
+    budget grows to what every part needs on this machine, so that a slow or loaded CPU runs
+    every part instead of cutting it."""
+    work = {name: (tiny_s if tiny else full) * slowness for name, full, tiny_s, _ in parts}
     starts = {name: n * STARTUP_MARGIN * startup for name, _, _, n in parts}
     needed = sum(work.values()) + sum(starts.values())
     default = 55 if tiny else 480
@@ -401,7 +414,7 @@ def train_pipeline(
     # seconds of the part kept, after training, for sample + validate (and the model's writing):
     # their work and the start-up of their two processes on this machine
     starts = (2 if validate else 0) * STARTUP_MARGIN * args.startup
-    work = (20 if args.tiny else 60) if validate else 5
+    work = ((20 if args.tiny else 60) if validate else 5) * args.slowness
     reserve = min(work + starts, 0.5 * (deadline - time.monotonic()))
     events = overrides["data"]["events"]
     part["config"] = {"name": name, "events": events, **overrides.get("training", {})}
@@ -979,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     p.add_argument("--startup", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--slowness", type=float, default=1.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.root_events is None:
         args.root_events = 200_000 if args.tiny else 100_000_000
@@ -992,14 +1006,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    args.startup = startup_seconds(args)
+    args.startup, slowness = measure_startup(args)
     selected = [p for p in PARTS if p[0] in args.parts]
-    budget, limits = part_limits(selected, args.tiny, args.budget, args.startup)
+    budget, limits = part_limits(selected, args.tiny, args.budget, args.startup, slowness)
     report = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "tiny": args.tiny,
         "budget_s": round(budget, 1),
         "startup_s": round(args.startup, 2),
+        "slowness": round(slowness, 2),
         "machine": device_line(args.device),
         "parts": {},
     }
@@ -1043,6 +1058,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.best_events,
                 "--startup",
                 args.startup,
+                "--slowness",
+                slowness,
             ]
             cmd += ["--tiny"] if args.tiny else []
             if name == "seed_training":

@@ -72,7 +72,8 @@ def read(path: str | Path) -> dict[str, Any]:
                 f"{path}: holds Python objects beyond tensors and plain data, so it is not "
                 f"opened (it could run code: {refused}). {hint}"
             ) from None
-        reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0])
+        first = lines[0] if lines else repr(err)
+        reason = next((line.strip() for line in lines if "Unsupported" in line), first)
         raise InputError(
             f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})"
         ) from None

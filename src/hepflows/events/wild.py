@@ -10,7 +10,8 @@ quantiles stands in; a feature whose values are all 0 has no wild value.
 
 :class:`WildValueGuard` applies it while ingest streams: the statistics come from a reservoir
 of every feature's values seen so far (at most :data:`RESERVOIR` kept, drawn reproducibly) and
-the chunk itself, so one wild event in the first chunk is caught as well as one in the last.
+the chunk itself, so one wild event in the first chunk is caught as well as one in the last;
+a chunk whose extremes lie inside the kept sample's range costs only its minimum and maximum.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ log = logging.getLogger("hepflows")
 
 #: How many robust scales from the median a value may lie before it is wild.
 FACTOR = 1e6
-#: Values of each feature kept for its statistics while streaming.
-RESERVOIR = 100_000
+#: Values of each feature kept for its statistics while streaming (a few thousand a chunk).
+RESERVOIR = 20_000
 #: ``data.wild_values``: stop at the first wild value, or drop its event and count it.
 POLICIES = ("refuse", "drop")
 
@@ -71,6 +72,7 @@ class WildValueGuard:
         self.policy = policy
         self.dropped = 0  # events dropped so far
         self._kept = {b: np.empty(0) for b in self.branches}
+        self._stats: dict[str, tuple[float, float]] = {}
         self._rng = np.random.default_rng(seed)
 
     def keep(
@@ -85,9 +87,9 @@ class WildValueGuard:
         wild = np.zeros(len(entries), bool)
         for branch, what in self.branches.items():
             values = np.asarray(raw[branch], np.float64)
-            median, scale = robust_scale(np.concatenate([self._kept[branch], values]))
-            bad = wild_mask(values, median, scale)
+            bad = self._wild(branch, values)
             if bad.any() and self.policy == "refuse":
+                median, scale = robust_scale(np.concatenate([self._kept[branch], values]))
                 i = int(np.argmax(bad))
                 raise InputError(
                     f"{where}: {word} {branch!r} ({what}): value {values[i]:.6g} at entry "
@@ -110,10 +112,32 @@ class WildValueGuard:
         )
         return np.flatnonzero(~wild)
 
+    def _wild(self, branch: str, values: np.ndarray) -> np.ndarray:
+        """The chunk's wild values of ``branch``: judged by the sample kept so far, and only
+        where the chunk's extremes leave that range (most chunks cost a min and a max), then
+        by the sample and the chunk together (the first chunk by itself)."""
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return np.zeros(values.shape, bool)
+        if branch in self._stats:
+            median, scale = self._stats[branch]
+            reach = max(abs(float(finite.min()) - median), abs(float(finite.max()) - median))
+            if scale > 0 and reach <= FACTOR * scale:
+                return np.zeros(values.shape, bool)
+        median, scale = robust_scale(np.concatenate([self._kept[branch], finite]))
+        return wild_mask(values, median, scale)
+
     def _remember(self, branch: str, values: np.ndarray) -> None:
-        """Keep at most RESERVOIR of the branch's values (a random subset once it is full)."""
+        """Keep a sample of at most RESERVOIR of the branch's values, a few thousand a chunk
+        (once full, new ones replace random old ones), and its statistics."""
         values = values[np.isfinite(values)]
-        kept = np.concatenate([self._kept[branch], values])
-        if kept.size > RESERVOIR:
-            kept = self._rng.choice(kept, RESERVOIR, replace=False)
+        values = values[:: max(1, values.size // 2000)]
+        kept = self._kept[branch]
+        room = RESERVOIR - kept.size
+        if room > 0:
+            kept = np.concatenate([kept, values[:room]])
+            values = values[room:]
+        if values.size:
+            kept[self._rng.integers(0, kept.size, values.size)] = values
         self._kept[branch] = kept
+        self._stats[branch] = robust_scale(kept)

@@ -14,6 +14,7 @@ way to convert it.
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,10 +46,12 @@ def save(path: str | Path, payload: Mapping[str, Any]) -> None:
 
     ``payload`` must hold only tensors and plain values: :func:`read` refuses anything else.
     """
+    # serialised in memory, then written by Python: a full disk is then an OSError that names
+    # its cause, where torch's own writer reports a short write as "unexpected pos 768 vs 662"
+    buffer = io.BytesIO()
+    torch.save(dict(payload, version=__version__, format=FORMAT), buffer)
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
-        # through a Python file, so that a full disk is an OSError that names its cause
-        # (torch's own writer reports it as "unexpected pos 128 vs 0")
-        torch.save(dict(payload, version=__version__, format=FORMAT), out)
+        out.write(buffer.getbuffer())
 
 
 def read(path: str | Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import errno
 import io
 import logging
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -148,6 +149,30 @@ def test_read_only_folder_is_named(pipeline, tmp_path, caplog, read_only, step):
         assert run_step(step, *args, settings=settings) == EXIT_RESOURCES
     assert_names(caplog.text, ["Read-only file system while writing", str(target), "EROFS"])
     assert files_in(out) == []
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 16 KiB file system (tmpfs), where the machine lets this user mount one."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("step", ["train", "sample"])
+def test_a_real_full_file_system_is_named(pipeline, small_tmpfs, caplog, step):
+    """torch's own writer reported a short write as 'unexpected pos 768 vs 662'."""
+    out = small_tmpfs / "out"
+    args, settings, target = _steps(pipeline, out)[step]
+    with caplog.at_level(logging.ERROR):
+        assert run_step(step, *args, settings=settings) == EXIT_RESOURCES
+    assert_names(caplog.text, ["No space left on device while writing", "ENOSPC"])
+    assert str(out) in caplog.text
+    assert [p for p in files_in(out) if p.endswith((".pt", ".root"))] == []
 
 
 def test_a_folder_that_cannot_be_made_is_named(pipeline, tmp_path, caplog):

@@ -86,7 +86,7 @@ class WildValueGuard:
         """
         wild = np.zeros(len(entries), bool)
         for branch, what in self.branches.items():
-            values = np.asarray(raw[branch], np.float64)
+            values = np.asarray(raw[branch])
             bad = self._wild(branch, values)
             if bad.any() and self.policy == "refuse":
                 median, scale = robust_scale(np.concatenate([self._kept[branch], values]))
@@ -116,22 +116,24 @@ class WildValueGuard:
         """The chunk's wild values of ``branch``: judged by the sample kept so far, and only
         where the chunk's extremes leave that range (most chunks cost a min and a max), then
         by the sample and the chunk together (the first chunk by itself)."""
-        finite = values[np.isfinite(values)]
-        if finite.size == 0:
+        if values.size == 0:
             return np.zeros(values.shape, bool)
         if branch in self._stats:
             median, scale = self._stats[branch]
-            reach = max(abs(float(finite.min()) - median), abs(float(finite.max()) - median))
-            if scale > 0 and reach <= FACTOR * scale:
+            with np.errstate(invalid="ignore"):  # NaN is another check's: nanmin skips it
+                low, high = float(np.nanmin(values)), float(np.nanmax(values))
+            if scale > 0 and max(abs(low - median), abs(high - median)) <= FACTOR * scale:
                 return np.zeros(values.shape, bool)
-        median, scale = robust_scale(np.concatenate([self._kept[branch], finite]))
+        # a strided sample of the chunk serves the statistics as well as all of it
+        sample = values[:: max(1, values.size // RESERVOIR)]
+        median, scale = robust_scale(np.concatenate([self._kept[branch], sample]))
         return wild_mask(values, median, scale)
 
     def _remember(self, branch: str, values: np.ndarray) -> None:
         """Keep a sample of at most RESERVOIR of the branch's values, a few thousand a chunk
         (once full, new ones replace random old ones), and its statistics."""
+        values = np.asarray(values[:: max(1, values.size // 2000)], np.float64)
         values = values[np.isfinite(values)]
-        values = values[:: max(1, values.size // 2000)]
         kept = self._kept[branch]
         room = RESERVOIR - kept.size
         if room > 0:

@@ -94,3 +94,18 @@ def test_validation_left_empty_names_its_file(pipeline: Pipeline, tmp_path, capl
         assert run_step("train", *args, settings=TINY) == 2
     assert_names(caplog.text, [str(pipeline.path("val")), "no validation events are left"])
     assert files_in(out) == []
+
+
+@pytest.mark.parametrize("slot", ["--truth", "--generated"])
+def test_empty_amplification_sample_names_its_file(pipeline: Pipeline, tmp_path, caplog, slot):
+    from .test_bad_root import _bad_root
+
+    empty, _ = _bad_root("empty tree", tmp_path)
+    files = {"--truth": pipeline.path("truth"), "--generated": pipeline.path("generated")}
+    files[slot] = empty
+    out = tmp_path / "out"
+    args = [*(x for kv in files.items() for x in kv), "--out-dir", out]
+    with caplog.at_level(logging.ERROR):
+        assert run_step("amplification", *args, settings=TINY) == 2
+    assert_names(caplog.text, [str(empty), "0 ", "expected at least one"])
+    assert files_in(out) == []

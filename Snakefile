@@ -10,7 +10,11 @@ from hepflows import layout
 from hepflows.errors import InputError
 
 
-configfile: "config/config.yaml"
+# The user's --configfile alone when one is given (keys it leaves out take the schema's defaults,
+# exactly as `hepflows run --config` does); the embedded default only when none is.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 try:

@@ -263,7 +263,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from hepflows import checkpoint, config, training
+    from hepflows.events.reader import read_metadata
     from hepflows.flows import build_flow
+    from hepflows.normalisation import input_normalisation
     from hepflows.preprocess import Preprocessor
     from hepflows.validation.plots import plot_training_curve
 
@@ -323,6 +325,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "epoch": state.best_epoch,
             "val_nll": state.best_val,
             "signal_fraction": signal_fraction,
+            "normalisation": input_normalisation(read_metadata(args.train)),
             "metadata": _metadata(cfg, config.MODEL_SECTIONS),
         },
     )
@@ -344,15 +347,22 @@ def _signal_fraction(path: str, train: Any) -> float:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
-    from hepflows import checkpoint, config, training
+    from hepflows import api, checkpoint, config, training
+    from hepflows.normalisation import sample_normalisation
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import resolve_precision, sample_to_root
     from hepflows.shards import shard_range
 
-    cfg = _settings(args)
+    # Without --config/--settings the model alone is the identity (its weights and
+    # preprocessing) and the sampling settings are the schema's defaults.
+    with_config = args.config is not None or args.settings is not None
+    cfg = _settings(args) if with_config else config.validate({}, source="defaults")
     sampling = cfg["sampling"]
     device = training.select_device(args.device or sampling["device"])
-    pre = Preprocessor.load(args.preprocess, features=_features(cfg))
+    model_file, preprocess_file = (
+        (Path(args.model), Path(args.preprocess)) if args.preprocess else api.locate(args.model)
+    )
+    pre = Preprocessor.load(preprocess_file, features=_features(cfg) if with_config else None)
     total = args.events or sampling["events"]
     chunk_size = sampling["chunk_size"]
     # the refine classifier's draw: its own chunks, far beyond every sample's
@@ -371,10 +381,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
             total, sampling["shards"], args.shard, chunk_size, key="sampling.shards"
         )
     flow, meta = checkpoint.load_model(
-        args.model,
+        model_file,
         features=pre.features,
         preprocess_hash=pre.config_hash,
-        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS),
+        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS) if with_config else None,
         device=device,
     )
     fraction = None
@@ -382,6 +392,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         fraction = sampling["signal_fraction"]
         if fraction is None:
             fraction = meta["signal_fraction"]
+    # --seed draws another, independent sample of the same model (chunk k from (seed, k))
+    seed = cfg["seed"] if args.seed is None else args.seed
     where = (
         "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
     )
@@ -397,11 +409,21 @@ def cmd_sample(args: argparse.Namespace) -> None:
     )
     compression = None if sampling["compression"] == "none" else sampling["compression"]
     extra: dict[str, Any] = {
-        "model": str(args.model),
+        "model": str(model_file),
         "start": start,
         "n_events": stop - start,
         "precision": precision,
+        "seed": seed,
+        "model_config_hash": meta.get("config_hash"),
+        "process_fractions": None
+        if fraction is None
+        else {"signal": fraction, "background": 1.0 - fraction},
+        "normalisation": sample_normalisation(
+            meta.get("normalisation"), total, fraction, meta.get("signal_fraction")
+        ),
     }
+    if not with_config:
+        extra["config_hash"] = meta.get("config_hash")  # the model's: no config was given
     if args.refine_draw:
         extra["first_chunk"] = first_chunk
     if args.shard is not None:
@@ -411,7 +433,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         pre,
         args.out,
         stop - start,
-        seed=cfg["seed"],
+        seed=seed,
         chunk_size=chunk_size,
         first_chunk=first_chunk + start // chunk_size,
         signal_fraction=fraction,
@@ -1125,10 +1147,27 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "sample": (
         cmd_sample,
         [
-            ("--model", {"required": True}),
-            ("--preprocess", {"required": True}),
-            ("--out", {"required": True}),
+            (
+                "--model",
+                {
+                    "required": True,
+                    "help": "the trained model: its file, or a run's folder (results/<run>)",
+                },
+            ),
+            (
+                "--preprocess",
+                {"help": "its preprocessing file (default: the run's preprocess.json)"},
+            ),
+            ("--out", {"required": True, "help": "the ROOT file to write"}),
             ("--events", {"type": int, "help": "override sampling.events"}),
+            (
+                "--seed",
+                {
+                    "type": int,
+                    "help": "draw the sample of this seed: another seed than the run's gives an "
+                    "independent sample of the same model (default: the config's seed)",
+                },
+            ),
             (
                 "--refine-draw",
                 {

@@ -775,9 +775,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     With a grid of models (``models:``) each model is trained, sampled and validated under
     results/<run>/models/<name>/, then compared in results/<run>/comparison/.
     """
-    from hepflows import config
+    from hepflows import config, precheck
 
     cfg = config.load(args.config)
+    precheck.check_run(cfg, source=args.config)  # inputs and selection, before any step runs
     root = layout.run_dir(cfg["run"], args.results)
     paths = layout.paths(root)
     common = ["--config", args.config] + (["--quiet"] if args.quiet else [])

@@ -45,6 +45,19 @@ _COMPARE = {
 _FUNCTIONS = {"abs": np.abs, "sqrt": np.sqrt, "exp": np.exp, "log": np.log, "log10": np.log10}
 
 
+def _syntax_hint(expression: str) -> str:
+    """A hint for the spellings of other languages (C++'s ``&&``, ``||``, ``!``)."""
+    for other, ours in (("&&", "&"), ("||", "|")):
+        if other in expression:
+            return (
+                f"; write {ours} (or {'and' if ours == '&' else 'or'}) for {other}, with each "
+                "comparison in parentheses: (lepton_pt > 25) & (m_bb < 500)"
+            )
+    if "!" in expression.replace("!=", ""):
+        return "; write ~ (or not) for !"
+    return ""
+
+
 class Selection:
     """A parsed cut expression: :attr:`names` (the branches it reads) and :meth:`mask`."""
 
@@ -56,7 +69,9 @@ class Selection:
         try:
             tree = ast.parse(expression.strip(), mode="eval")
         except SyntaxError as exc:
-            raise InputError(f"{key} {expression!r}: not a valid expression ({exc.msg})") from None
+            raise InputError(
+                f"{key} {expression!r}: not a valid expression ({exc.msg}){_syntax_hint(expression)}"
+            ) from None
         self._tree = tree.body
         names: dict[str, None] = {}
         self._check(self._tree, names)
@@ -93,6 +108,7 @@ class Selection:
         elif isinstance(node, ast.Compare):
             if any(type(op) not in _COMPARE for op in node.ops):
                 raise self._refuse(node, "the comparison")
+            self._check_precedence(node)
             for v in (node.left, *node.comparators):
                 self._check(v, names)
         elif isinstance(node, ast.Call):
@@ -106,6 +122,35 @@ class Selection:
             self._check(node.args[0], names)
         else:
             raise self._refuse(node, "the expression")
+
+    def _check_precedence(self, node: ast.Compare) -> None:
+        """Refuse ``a > 1 & b < 2``: ``&`` and ``|`` bind tighter than comparisons, so it reads
+        ``a > (1 & b) < 2``, which numpy cannot compute on floats (or computes wrongly on ints)."""
+        for operand in (node.left, *node.comparators):
+            if (
+                isinstance(operand, ast.BinOp)
+                and isinstance(operand.op, (ast.BitAnd, ast.BitOr))
+                and not self._parenthesised(operand)
+            ):
+                sign = "&" if isinstance(operand.op, ast.BitAnd) else "|"
+                piece = ast.get_source_segment(self.expression.strip(), operand) or sign
+                raise InputError(
+                    f"{self.key} {self.expression!r}: {sign} binds tighter than a comparison, "
+                    f"so this reads ({piece}) inside a comparison; put each comparison in "
+                    f"parentheses, e.g. (lepton_pt > 25) {sign} (m_bb < 500), or write "
+                    f"{'and' if sign == '&' else 'or'}"
+                )
+
+    def _parenthesised(self, node: ast.expr) -> bool:
+        """Whether ``node`` is written inside its own parentheses (``(n & 1) == 1``): the
+        tree forgets them, the text does not."""
+        text = self.expression.strip()
+        starts = np.cumsum([0] + [len(line) + 1 for line in text.split("\n")])
+        first = int(starts[node.lineno - 1]) + node.col_offset
+        end_line = node.end_lineno if node.end_lineno is not None else node.lineno
+        end_col = node.end_col_offset if node.end_col_offset is not None else node.col_offset
+        last = int(starts[end_line - 1]) + end_col
+        return text[:first].rstrip().endswith("(") and text[last:].lstrip().startswith(")")
 
     def _eval(self, node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
         if isinstance(node, ast.Name):

@@ -29,6 +29,9 @@ log = logging.getLogger("hepflows")
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what batch systems expect of a pre-empted job
 
+#: Libraries whose INFO lines (pyhf's fits, iminuit's minimisations) drown the steps' own.
+QUIET_LIBRARIES = ("pyhf", "iminuit", "matplotlib", "numba", "jax", "PIL", "fsspec", "urllib3")
+
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     from hepflows import config
@@ -572,6 +575,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if args.reweighted:
         _validate_reweighted(args, cfg, reference, labelled)
     if args.train:
+        import time
+
+        log.info("validate: physics closure (classifier AUC, pyhf signal-strength fit)...")
+        t0 = time.perf_counter()
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
         write_closure(
             training,
@@ -581,6 +588,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             Path(args.out_dir) / layout.VALIDATION_FILES["closure"],
             seed=cfg["seed"],
         )
+        log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
 
 
 def _validate_reweighted(
@@ -1328,6 +1336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     # every step's tensors reuse freed pages instead of faulting in fresh ones (hepflows.heap)
     heap.retain_freed_memory()

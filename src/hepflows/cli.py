@@ -532,6 +532,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.validation.closure import write_closure
+    from hepflows.validation.plots import figure_text
     from hepflows.validation.runner import validate_samples
 
     cfg = _settings(args)
@@ -562,18 +563,20 @@ def cmd_validate(args: argparse.Namespace) -> None:
         len(generated[features[0]]),
         len(reference[features[0]]),
     )
-    validate_samples(
-        reference,
-        generated,
-        features,
-        Path(args.out_dir),
-        n_null=settings["n_null"],
-        seed=cfg["seed"],
-        units=cfg["data"]["units"],
-        classifier=settings["classifier"],
-    )
-    if args.reweighted:
-        _validate_reweighted(args, cfg, reference, labelled)
+    # the figures' label, sqrt(s) and luminosity: config plots
+    with figure_text(**cfg["plots"]):
+        validate_samples(
+            reference,
+            generated,
+            features,
+            Path(args.out_dir),
+            n_null=settings["n_null"],
+            seed=cfg["seed"],
+            units=cfg["data"]["units"],
+            classifier=settings["classifier"],
+        )
+        if args.reweighted:
+            _validate_reweighted(args, cfg, reference, labelled)
     if args.train:
         import time
 

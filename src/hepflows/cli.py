@@ -1100,9 +1100,9 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "generate": (
         cmd_generate,
         [
-            ("--train", {}),
-            ("--val", {}),
-            ("--test", {}),
+            ("--train", {"help": "the training split's ROOT file to write"}),
+            ("--val", {"help": "the validation split's ROOT file to write"}),
+            ("--test", {"help": "the test split's ROOT file to write"}),
             (
                 "--split",
                 {"choices": ["train", "val", "test"], "help": "with --shard: the split to cut"},
@@ -1135,23 +1135,29 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "ingest": (
         cmd_ingest,
         [
-            ("--train", {"required": True}),
-            ("--val", {"required": True}),
-            ("--test", {"required": True}),
+            ("--train", {"required": True, "help": "the training split's ROOT file to write"}),
+            ("--val", {"required": True, "help": "the validation split's ROOT file to write"}),
+            ("--test", {"required": True, "help": "the test split's ROOT file to write"}),
         ],
     ),
     "preprocess": (
         cmd_preprocess,
-        [("--train", {"required": True}), ("--out", {"required": True})],
+        [
+            ("--train", {"required": True, "help": "the training events (ROOT) to fit on"}),
+            ("--out", {"required": True, "help": "the preprocessing parameters (JSON) to write"}),
+        ],
     ),
     "train": (
         cmd_train,
         [
-            ("--train", {"required": True}),
-            ("--val", {"required": True}),
-            ("--preprocess", {"required": True}),
-            ("--model", {"required": True}),
-            ("--log", {"required": True}),
+            ("--train", {"required": True, "help": "the training events (ROOT)"}),
+            (
+                "--val",
+                {"required": True, "help": "the validation events (ROOT): early stopping"},
+            ),
+            ("--preprocess", {"required": True, "help": "the preprocess step's JSON file"}),
+            ("--model", {"required": True, "help": "the model file to write"}),
+            ("--log", {"required": True, "help": "the per-epoch log (CSV) to write"}),
             ("--plot", {"help": "training-curve path without suffix (.png and .pdf)"}),
             ("--device", {"help": "override training.device: auto, cpu, cuda[:N]"}),
         ],
@@ -1217,10 +1223,14 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
         cmd_merge,
         [
             ("--inputs", {"required": True, "nargs": "+", "help": "files, in order"}),
-            ("--out", {"required": True}),
+            ("--out", {"required": True, "help": "the merged ROOT file to write"}),
             (
                 "--compression",
-                {"default": "lz4", "choices": ["lz4", "zlib", "zstd", "lzma", "none"]},
+                {
+                    "default": "lz4",
+                    "choices": ["lz4", "zlib", "zstd", "lzma", "none"],
+                    "help": "the output's ROOT compression (default lz4)",
+                },
             ),
             (
                 "--max-events-per-input",
@@ -1231,10 +1241,13 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "validate": (
         cmd_validate,
         [
-            ("--reference", {"required": True}),
-            ("--generated", {"required": True}),
+            (
+                "--reference",
+                {"required": True, "help": "held-out MC events (the test split), the reference"},
+            ),
+            ("--generated", {"required": True, "help": "the generated events to judge"}),
             ("--train", {"help": "MC training events: adds the physics closure table closure.csv"}),
-            ("--out-dir", {"required": True}),
+            ("--out-dir", {"required": True, "help": "the folder of metrics, tables and plots"}),
             (
                 "--reweighted",
                 {
@@ -1265,7 +1278,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                 },
             ),
             ("--train", {"help": "MC training events: their number gives G = n_equiv / n_train"}),
-            ("--out-dir", {"required": True}),
+            ("--out-dir", {"required": True, "help": "the folder of the amplification's files"}),
         ],
     ),
     "compare": (
@@ -1279,7 +1292,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                     "help": "each model's output folder (named as in the grid), in table order",
                 },
             ),
-            ("--out-dir", {"required": True}),
+            ("--out-dir", {"required": True, "help": "the comparison's folder"}),
         ],
     ),
     "summary": (
@@ -1300,7 +1313,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hepflows import __version__
+
     parser = argparse.ArgumentParser(prog="hepflows", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"hepflows {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (func, options) in _COMMANDS.items():
         p = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
@@ -1311,9 +1327,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, **kwargs)
         p.set_defaults(func=func)
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
-    run.add_argument("--config", default="config/config.yaml")
+    run.add_argument(
+        "--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)"
+    )
     run.add_argument("--results", default="results", help="folder of the runs (results/)")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
     return parser
 

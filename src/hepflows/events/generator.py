@@ -175,10 +175,6 @@ BTAG_EFFICIENCY: dict[int, tuple[float, float]] = {
 #: m_lv = m_W exactly in about 70 % of events (a point mass, see hepflows.preprocess).
 W_CONSTRAINT_SPREAD = 0.0057
 
-#: Where the W-mass constraint has no solution, the neutrino takes the lepton's rapidity (the
-#: pz of least m(l nu), see :func:`neutrino_pz`) rather than the real part of the roots.
-NU_PZ_AT_LEPTON_RAPIDITY = True
-
 #: The effects of the model that a user may switch off (``effects={name: False}`` in
 #: :func:`generate`) to see what each does; all are on by default.
 EFFECTS: dict[str, bool] = {
@@ -211,10 +207,10 @@ HIGGS_SCALE: dict[str, float] = {
     "m_jj": 93.4,
     "m_jjj": 186.6,
     "m_lv": 81.5,
-    "m_jlv": 199.4,
+    "m_jlv": 200.3,
     "m_bb": 140.7,
     "m_wbb": 330.3,
-    "m_wwbb": 527.8,
+    "m_wwbb": 528.2,
 }
 #: HIGGS azimuths are scaled so that +-pi becomes +-1.7434.
 HIGGS_PHI_SCALE = 1.7434 / math.pi
@@ -804,25 +800,17 @@ def neutrino_pz(
 ) -> np.ndarray:
     """Neutrino pz (n,) [GeV] from the W-mass constraint m(l nu) = m_w, massless lepton and nu.
 
-    Of the two roots A +- sqrt(D) the one of smaller |pz| is taken.  When D < 0 (no real
-    solution: the transverse mass m_T of lepton and MET is above m_w, e.g. the MET was
-    mismeasured) the pz that brings m(l nu) closest to m_w: the neutrino at the lepton's
-    rapidity, pz = MET pz_l / pT_l, where m(l nu) takes its least value m_T.  The real HIGGS
-    rows do this: every row above the W line has m_lv = m_T (to 1 %, 2,750 rows), while the
-    real part A of the roots gives m_lv up to 1.7 m_T.
+    Of the two roots A +- sqrt(D) the one of smaller |pz| is taken; when D < 0 (no real
+    solution, e.g. the MET was mismeasured) its real part A.
     ``lepton``: (4, n) four-momentum; ``met_x``, ``met_y``: (n,) missing ET components;
     ``m_w``: the constraint's mass, one number or one per event (n,).
     """
     pt2 = lepton[1] ** 2 + lepton[2] ** 2
     mu = 0.5 * m_w * m_w + lepton[1] * met_x + lepton[2] * met_y
     a = mu * lepton[3] / pt2
-    met2 = met_x * met_x + met_y * met_y
-    disc = a * a - (lepton[0] ** 2 * met2 - mu * mu) / pt2
-    if not NU_PZ_AT_LEPTON_RAPIDITY:
-        root = np.sqrt(np.maximum(disc, 0.0))
-        return a - np.copysign(root, a)
-    collinear = np.sqrt(met2 / pt2) * lepton[3]
-    return np.where(disc >= 0.0, a - np.copysign(np.sqrt(np.abs(disc)), a), collinear)
+    disc = a * a - (lepton[0] ** 2 * (met_x * met_x + met_y * met_y) - mu * mu) / pt2
+    root = np.sqrt(np.maximum(disc, 0.0))
+    return a - np.copysign(root, a)
 
 
 def reconstruct_masses(

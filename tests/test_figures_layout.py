@@ -108,7 +108,8 @@ def test_every_figure_type_has_no_overlapping_or_clipped_text(figures, tmp_path)
     assert any("13 TeV" in t and "140 fb" in t for t in texts["lepton_pt"])
     assert any("13 TeV" in t for t in texts["overview"])
     # the weighted MC's effective size next to its number of events
-    assert any("events (effective" in t for t in texts["lepton_pt"])
+    for name in ("lepton_pt", "overview", "2d_m_bb_vs_m_wwbb"):
+        assert any("events (effective" in t for t in texts[name]), name
 
 
 def test_training_curve_has_whole_epochs_and_default_text(tmp_path, monkeypatch):

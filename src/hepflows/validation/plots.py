@@ -558,7 +558,7 @@ def plot_overview(
         (left + 0.13 * len(text.label) + 0.01) / width,
         1 - 0.2 / height,
         f"Simulation   {text.rlabel()}   MC (lines) vs {model or 'Flow'} (markers): "
-        f"{_fmt_n(len(rx))} vs {_fmt_n(len(gx))} events   corner: verdict per feature "
+        f"{_sample_size(rx, rw)} vs {_sample_size(gx, gw)}   corner: verdict per feature "
         "and slice",
         fontsize=10,
         fontstyle="italic",

@@ -5,20 +5,32 @@
 #   snakemake --cores all --configfile config/seed-paper.yaml
 #   snakemake --report results/<run>/report.html   # the HTML report
 
+import sys
+
 from hepflows import config as hepflows_config
-from hepflows import layout
+from hepflows import layout, precheck
 from hepflows.errors import InputError
 
 
-configfile: "config/config.yaml"
+# The user's --configfile alone when one is given (keys it leaves out take the schema's defaults,
+# exactly as `hepflows run --config` does); the embedded default only when none is.
+if not workflow.overwrite_configfiles:
 
+    configfile: "config/config.yaml"
+
+
+CONFIG_SOURCE = ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
+STARTED = precheck.started()
 
 try:
     # Schema (src/hepflows/schemas/config.schema.yaml, package data) plus the checks a schema
-    # cannot express.
-    config = hepflows_config.validate(config, source="config")
+    # cannot express, then what only this machine can check (inputs, selection syntax).
+    config = hepflows_config.validate(config, source=CONFIG_SOURCE)
+    precheck.check_run(config, source=CONFIG_SOURCE)
 except InputError as err:
-    raise WorkflowError(f"invalid configuration: {err}")
+    # hepflows' message alone, as the steps print it: no traceback into this file
+    print(f"hepflows: invalid configuration: {err}", file=sys.stderr)
+    sys.exit(2)
 
 RESULTS = str(layout.run_dir(config["run"]))
 
@@ -46,7 +58,7 @@ RUN_OUTPUTS = [
     *amplification_outputs(),
     *refine_outputs(),
     *([run_path("comparison_html")] if GRID else []),
-    run_path("toys_png"),
+    *([run_path("toys_png")] if config["toys"]["enabled"] else []),
 ]
 
 
@@ -57,3 +69,9 @@ rule all:
     input:
         RUN_OUTPUTS,
         run_path("summary"),
+
+
+onerror:
+    # The terminal's last lines: the failed steps' own messages, not only their shell commands.
+    for message in precheck.failed_step_messages(RESULTS, STARTED):
+        print(f"hepflows: a step failed; its log {message}", file=sys.stderr)

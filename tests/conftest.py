@@ -87,6 +87,7 @@ TINY_WORKFLOW = {
         "classifier": True,
         "amplification": {"truth_events": 20000},
     },
+    "toys": {"enabled": True},
 }
 
 

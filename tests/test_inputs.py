@@ -195,6 +195,21 @@ def test_splits_do_not_depend_on_file_order_or_chunking(ntuples, tmp_path):
     assert _keys(ea["train"]) != _keys(ee["train"])  # another seed deals other splits
 
 
+def test_splits_do_not_depend_on_the_order_of_the_split_keys(ntuples, tmp_path):
+    # Snakemake passes settings as JSON with sorted keys (test, train, val), a config file has
+    # them in its own order: the same config must deal every event to the same split.
+    d, _ = ntuples
+    orders = [("train", "val", "test"), ("test", "train", "val"), ("val", "test", "train")]
+    events = []
+    for i, order in enumerate(orders):
+        out = tmp_path / f"order{i}"
+        split = {k: SPLIT[k] for k in order}
+        assert _ingest(_settings(d, split=split), out) == 0
+        events.append(_events(out))
+    for k in SPLIT:
+        assert _keys(events[0][k]) == _keys(events[1][k]) == _keys(events[2][k])
+
+
 def test_path_shorthand_and_unweighted_inputs(ntuples, tmp_path):
     d, truth = ntuples
     out = tmp_path / "out"

@@ -30,6 +30,9 @@ EXIT_BAD_INPUT = 2
 EXIT_RESOURCES = 3  # the machine could not hold an output: disk full, read-only, no permission
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what batch systems expect of a pre-empted job
 
+#: Libraries whose INFO lines (pyhf's fits, iminuit's minimisations) drown the steps' own.
+QUIET_LIBRARIES = ("pyhf", "iminuit", "matplotlib", "numba", "jax", "PIL", "fsspec", "urllib3")
+
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     from hepflows import config
@@ -265,7 +268,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from hepflows import checkpoint, config, training
+    from hepflows.events.reader import read_metadata
     from hepflows.flows import build_flow
+    from hepflows.normalisation import input_normalisation
     from hepflows.preprocess import Preprocessor
     from hepflows.validation.plots import plot_training_curve
 
@@ -328,6 +333,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "signal_fraction": signal_fraction,
             # the conditions it saw: sampling refuses the others
             "labels": _labels(train) if conditional else None,
+            "normalisation": input_normalisation(read_metadata(args.train)),
             "metadata": _metadata(cfg, config.MODEL_SECTIONS),
         },
     )
@@ -369,15 +375,22 @@ def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
-    from hepflows import checkpoint, config, training
+    from hepflows import api, checkpoint, config, training
+    from hepflows.normalisation import sample_normalisation
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import check_trained_labels, resolve_precision, sample_to_root
     from hepflows.shards import shard_range
 
-    cfg = _settings(args)
+    # Without --config/--settings the model alone is the identity (its weights and
+    # preprocessing) and the sampling settings are the schema's defaults.
+    with_config = args.config is not None or args.settings is not None
+    cfg = _settings(args) if with_config else config.validate({}, source="defaults")
     sampling = cfg["sampling"]
     device = training.select_device(args.device or sampling["device"])
-    pre = Preprocessor.load(args.preprocess, features=_features(cfg))
+    model_file, preprocess_file = (
+        (Path(args.model), Path(args.preprocess)) if args.preprocess else api.locate(args.model)
+    )
+    pre = Preprocessor.load(preprocess_file, features=_features(cfg) if with_config else None)
     total = args.events or sampling["events"]
     chunk_size = sampling["chunk_size"]
     # the refine classifier's draw: its own chunks, far beyond every sample's
@@ -396,11 +409,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
             total, sampling["shards"], args.shard, chunk_size, key="sampling.shards"
         )
     flow, meta = checkpoint.load_model(
-        args.model,
+        model_file,
         features=pre.features,
         preprocess_hash=pre.config_hash,
         preprocess_parameters_hash=pre.parameters_hash,
-        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS),
+        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS) if with_config else None,
         device=device,
     )
     fraction = None
@@ -408,7 +421,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
         fraction = sampling["signal_fraction"]
         if fraction is None:
             fraction = meta["signal_fraction"]
-        check_trained_labels(fraction, meta, where=str(args.model))
+        check_trained_labels(fraction, meta, where=str(model_file))
+    # --seed draws another, independent sample of the same model (chunk k from (seed, k))
+    seed = cfg["seed"] if args.seed is None else args.seed
     where = (
         "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
     )
@@ -424,11 +439,21 @@ def cmd_sample(args: argparse.Namespace) -> None:
     )
     compression = None if sampling["compression"] == "none" else sampling["compression"]
     extra: dict[str, Any] = {
-        "model": str(args.model),
+        "model": str(model_file),
         "start": start,
         "n_events": stop - start,
         "precision": precision,
+        "seed": seed,
+        "model_config_hash": meta.get("config_hash"),
+        "process_fractions": None
+        if fraction is None
+        else {"signal": fraction, "background": 1.0 - fraction},
+        "normalisation": sample_normalisation(
+            meta.get("normalisation"), total, fraction, meta.get("signal_fraction")
+        ),
     }
+    if not with_config:
+        extra["config_hash"] = meta.get("config_hash")  # the model's: no config was given
     if args.refine_draw:
         extra["first_chunk"] = first_chunk
     if args.shard is not None:
@@ -438,7 +463,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         pre,
         args.out,
         stop - start,
-        seed=cfg["seed"],
+        seed=seed,
         chunk_size=chunk_size,
         first_chunk=first_chunk + start // chunk_size,
         signal_fraction=fraction,
@@ -534,6 +559,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.validation.closure import write_closure
+    from hepflows.validation.plots import figure_text
     from hepflows.validation.runner import validate_samples
 
     cfg = _settings(args)
@@ -564,19 +590,25 @@ def cmd_validate(args: argparse.Namespace) -> None:
         len(generated[features[0]]),
         len(reference[features[0]]),
     )
-    validate_samples(
-        reference,
-        generated,
-        features,
-        Path(args.out_dir),
-        n_null=settings["n_null"],
-        seed=cfg["seed"],
-        units=cfg["data"]["units"],
-        classifier=settings["classifier"],
-    )
-    if args.reweighted:
-        _validate_reweighted(args, cfg, reference, labelled)
+    # the figures' label, sqrt(s) and luminosity: config plots
+    with figure_text(**cfg["plots"]):
+        validate_samples(
+            reference,
+            generated,
+            features,
+            Path(args.out_dir),
+            n_null=settings["n_null"],
+            seed=cfg["seed"],
+            units=cfg["data"]["units"],
+            classifier=settings["classifier"],
+        )
+        if args.reweighted:
+            _validate_reweighted(args, cfg, reference, labelled)
     if args.train:
+        import time
+
+        log.info("validate: physics closure (classifier AUC, pyhf signal-strength fit)...")
+        t0 = time.perf_counter()
         training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
         write_closure(
             training,
@@ -586,6 +618,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             Path(args.out_dir) / layout.VALIDATION_FILES["closure"],
             seed=cfg["seed"],
         )
+        log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
 
 
 def _validate_reweighted(
@@ -784,9 +817,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     With a grid of models (``models:``) each model is trained, sampled and validated under
     results/<run>/models/<name>/, then compared in results/<run>/comparison/.
     """
-    from hepflows import config
+    from hepflows import config, precheck
 
     cfg = config.load(args.config)
+    precheck.check_run(cfg, source=args.config)  # inputs and selection, before any step runs
     root = layout.run_dir(cfg["run"], args.results)
     paths = layout.paths(root)
     common = ["--config", args.config] + (["--quiet"] if args.quiet else [])
@@ -1102,9 +1136,9 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "generate": (
         cmd_generate,
         [
-            ("--train", {}),
-            ("--val", {}),
-            ("--test", {}),
+            ("--train", {"help": "the training split's ROOT file to write"}),
+            ("--val", {"help": "the validation split's ROOT file to write"}),
+            ("--test", {"help": "the test split's ROOT file to write"}),
             (
                 "--split",
                 {"choices": ["train", "val", "test"], "help": "with --shard: the split to cut"},
@@ -1137,23 +1171,29 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "ingest": (
         cmd_ingest,
         [
-            ("--train", {"required": True}),
-            ("--val", {"required": True}),
-            ("--test", {"required": True}),
+            ("--train", {"required": True, "help": "the training split's ROOT file to write"}),
+            ("--val", {"required": True, "help": "the validation split's ROOT file to write"}),
+            ("--test", {"required": True, "help": "the test split's ROOT file to write"}),
         ],
     ),
     "preprocess": (
         cmd_preprocess,
-        [("--train", {"required": True}), ("--out", {"required": True})],
+        [
+            ("--train", {"required": True, "help": "the training events (ROOT) to fit on"}),
+            ("--out", {"required": True, "help": "the preprocessing parameters (JSON) to write"}),
+        ],
     ),
     "train": (
         cmd_train,
         [
-            ("--train", {"required": True}),
-            ("--val", {"required": True}),
-            ("--preprocess", {"required": True}),
-            ("--model", {"required": True}),
-            ("--log", {"required": True}),
+            ("--train", {"required": True, "help": "the training events (ROOT)"}),
+            (
+                "--val",
+                {"required": True, "help": "the validation events (ROOT): early stopping"},
+            ),
+            ("--preprocess", {"required": True, "help": "the preprocess step's JSON file"}),
+            ("--model", {"required": True, "help": "the model file to write"}),
+            ("--log", {"required": True, "help": "the per-epoch log (CSV) to write"}),
             ("--plot", {"help": "training-curve path without suffix (.png and .pdf)"}),
             ("--device", {"help": "override training.device: auto, cpu, cuda[:N]"}),
         ],
@@ -1161,10 +1201,27 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "sample": (
         cmd_sample,
         [
-            ("--model", {"required": True}),
-            ("--preprocess", {"required": True}),
-            ("--out", {"required": True}),
+            (
+                "--model",
+                {
+                    "required": True,
+                    "help": "the trained model: its file, or a run's folder (results/<run>)",
+                },
+            ),
+            (
+                "--preprocess",
+                {"help": "its preprocessing file (default: the run's preprocess.json)"},
+            ),
+            ("--out", {"required": True, "help": "the ROOT file to write"}),
             ("--events", {"type": int, "help": "override sampling.events"}),
+            (
+                "--seed",
+                {
+                    "type": int,
+                    "help": "draw the sample of this seed: another seed than the run's gives an "
+                    "independent sample of the same model (default: the config's seed)",
+                },
+            ),
             (
                 "--refine-draw",
                 {
@@ -1216,10 +1273,14 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
         cmd_merge,
         [
             ("--inputs", {"required": True, "nargs": "+", "help": "files, in order"}),
-            ("--out", {"required": True}),
+            ("--out", {"required": True, "help": "the merged ROOT file to write"}),
             (
                 "--compression",
-                {"default": "lz4", "choices": ["lz4", "zlib", "zstd", "lzma", "none"]},
+                {
+                    "default": "lz4",
+                    "choices": ["lz4", "zlib", "zstd", "lzma", "none"],
+                    "help": "the output's ROOT compression (default lz4)",
+                },
             ),
             (
                 "--max-events-per-input",
@@ -1230,10 +1291,13 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
     "validate": (
         cmd_validate,
         [
-            ("--reference", {"required": True}),
-            ("--generated", {"required": True}),
+            (
+                "--reference",
+                {"required": True, "help": "held-out MC events (the test split), the reference"},
+            ),
+            ("--generated", {"required": True, "help": "the generated events to judge"}),
             ("--train", {"help": "MC training events: adds the physics closure table closure.csv"}),
-            ("--out-dir", {"required": True}),
+            ("--out-dir", {"required": True, "help": "the folder of metrics, tables and plots"}),
             (
                 "--reweighted",
                 {
@@ -1264,7 +1328,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                 },
             ),
             ("--train", {"help": "MC training events: their number gives G = n_equiv / n_train"}),
-            ("--out-dir", {"required": True}),
+            ("--out-dir", {"required": True, "help": "the folder of the amplification's files"}),
         ],
     ),
     "compare": (
@@ -1278,7 +1342,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                     "help": "each model's output folder (named as in the grid), in table order",
                 },
             ),
-            ("--out-dir", {"required": True}),
+            ("--out-dir", {"required": True, "help": "the comparison's folder"}),
         ],
     ),
     "summary": (
@@ -1299,7 +1363,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hepflows import __version__
+
     parser = argparse.ArgumentParser(prog="hepflows", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"hepflows {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (func, options) in _COMMANDS.items():
         p = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
@@ -1310,9 +1377,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, **kwargs)
         p.set_defaults(func=func)
     run = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
-    run.add_argument("--config", default="config/config.yaml")
+    run.add_argument(
+        "--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)"
+    )
     run.add_argument("--results", default="results", help="folder of the runs (results/)")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
     return parser
 
@@ -1338,6 +1407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     # every step's tensors reuse freed pages instead of faulting in fresh ones (hepflows.heap)
     heap.retain_freed_memory()

@@ -125,7 +125,7 @@ def amplification_outputs():
 
 def validate_settings():
     """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
-    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation"))
+    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation", "plots"))
     cfg["validation"].pop("amplification", None)
     return json.dumps(cfg, sort_keys=True)
 

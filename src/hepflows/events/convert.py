@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,23 @@ def split_key(seed: int, checksum: str) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+#: The order in which the splits' intervals of cumulative fractions are laid out.
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def canonical_split_order(names: Iterable[str]) -> list[str]:
+    """``names`` in the order train, val, test, then any others sorted: independent of the
+    order of a mapping's keys."""
+    names = list(names)
+    return [n for n in SPLIT_ORDER if n in names] + sorted(n for n in names if n not in SPLIT_ORDER)
+
+
 class _SplitRule:
     """How rows are dealt to the outputs.
 
     * fractions ``{"train": 0.8, "val": 0.1, "test": 0.1}`` (keys = the outputs, summing to 1):
-      row i goes to the split whose interval of cumulative fractions, in the mapping's order,
+      row i goes to the split whose interval of cumulative fractions, in the order train, val,
+      test (not the mapping's order, see :func:`canonical_split_order`),
       holds :func:`_uniform_from_index` (i);
     * ``"higgs"`` or ``{"convention": "higgs", "val": 0.1, "test_rows": 500_000}``: the
       dataset's convention, the last ``test_rows`` rows are the test set; the others go to
@@ -128,7 +140,10 @@ class _SplitRule:
         total = float(sum(split.values()))
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise InputError(f"split: fractions {split} sum to {total}, expected 1")
-        self.fractions = {k: float(v) for k, v in split.items()}
+        # A canonical order (train, val, test, then the others by name), not the mapping's: the
+        # intervals of cumulative fractions, hence every event's split, must not depend on how a
+        # config file, a JSON dump (sorted keys) or a dict happened to order the keys.
+        self.fractions = {k: float(split[k]) for k in canonical_split_order(split)}
         self.description = "fractions " + json.dumps(self.fractions) + " by a hash of the row index"
 
     def _select(self, u: np.ndarray) -> dict[str, np.ndarray]:

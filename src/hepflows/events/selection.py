@@ -58,6 +58,19 @@ _COMPARE = {
 _FUNCTIONS = {"abs": np.abs, "sqrt": np.sqrt, "exp": np.exp, "log": np.log, "log10": np.log10}
 
 
+def _syntax_hint(expression: str) -> str:
+    """A hint for the spellings of other languages (C++'s ``&&``, ``||``, ``!``)."""
+    for other, ours in (("&&", "&"), ("||", "|")):
+        if other in expression:
+            return (
+                f"; write {ours} (or {'and' if ours == '&' else 'or'}) for {other}, with each "
+                "comparison in parentheses: (lepton_pt > 25) & (m_bb < 500)"
+            )
+    if "!" in expression.replace("!=", ""):
+        return "; write ~ (or not) for !"
+    return ""
+
+
 class Selection:
     """A parsed cut expression: :attr:`names` (the branches it reads) and :meth:`mask`."""
 
@@ -74,7 +87,9 @@ class Selection:
         try:
             tree = ast.parse(expression.strip(), mode="eval")
         except SyntaxError as exc:
-            raise InputError(f"{key} {expression!r}: not a valid expression ({exc.msg})") from None
+            raise InputError(
+                f"{key} {expression!r}: not a valid expression ({exc.msg}){_syntax_hint(expression)}"
+            ) from None
         except (RecursionError, MemoryError, ValueError) as exc:  # the parser's own limits
             raise InputError(
                 f"{key} {expression!r}: not a valid expression ({type(exc).__name__}: {exc})"
@@ -124,6 +139,7 @@ class Selection:
         elif isinstance(node, ast.Compare):
             if any(type(op) not in _COMPARE for op in node.ops):
                 raise self._refuse(node, "the comparison")
+            self._check_precedence(node)
             for v in (node.left, *node.comparators):
                 self._check(v, names)
         elif isinstance(node, ast.Call):
@@ -145,6 +161,35 @@ class Selection:
                 "expected a finite number"
             )
 
+    def _check_precedence(self, node: ast.Compare) -> None:
+        """Refuse ``a > 1 & b < 2``: ``&`` and ``|`` bind tighter than comparisons, so it reads
+        ``a > (1 & b) < 2``, which numpy cannot compute on floats (or computes wrongly on ints)."""
+        for operand in (node.left, *node.comparators):
+            if (
+                isinstance(operand, ast.BinOp)
+                and isinstance(operand.op, (ast.BitAnd, ast.BitOr))
+                and not self._parenthesised(operand)
+            ):
+                sign = "&" if isinstance(operand.op, ast.BitAnd) else "|"
+                piece = ast.get_source_segment(self.expression.strip(), operand) or sign
+                raise InputError(
+                    f"{self.key} {self.expression!r}: {sign} binds tighter than a comparison, "
+                    f"so this reads ({piece}) inside a comparison; put each comparison in "
+                    f"parentheses, e.g. (lepton_pt > 25) {sign} (m_bb < 500), or write "
+                    f"{'and' if sign == '&' else 'or'}"
+                )
+
+    def _parenthesised(self, node: ast.expr) -> bool:
+        """Whether ``node`` is written inside its own parentheses (``(n & 1) == 1``): the
+        tree forgets them, the text does not."""
+        text = self.expression.strip()
+        starts = np.cumsum([0] + [len(line) + 1 for line in text.split("\n")])
+        first = int(starts[node.lineno - 1]) + node.col_offset
+        end_line = node.end_lineno if node.end_lineno is not None else node.lineno
+        end_col = node.end_col_offset if node.end_col_offset is not None else node.col_offset
+        last = int(starts[end_line - 1]) + end_col
+        return text[:first].rstrip().endswith("(") and text[last:].lstrip().startswith(")")
+
     def _eval(self, node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
         if isinstance(node, ast.Name):
             if node.id in ("True", "False"):
@@ -156,9 +201,10 @@ class Selection:
             assert isinstance(value, int | float)  # _check admitted only numbers
             return np.bool_(value) if isinstance(value, bool) else np.float64(value)
         if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](
-                self._eval(node.left, arrays), self._eval(node.right, arrays)
-            )
+            left, right = self._eval(node.left, arrays), self._eval(node.right, arrays)
+            if isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+                left, right = _bit_operand(left), _bit_operand(right)
+            return _BINARY[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp):
             v = self._eval(node.operand, arrays)
             if isinstance(node.op, (ast.Invert, ast.Not)):
@@ -210,6 +256,14 @@ def _depth(tree: ast.AST) -> int:
         deepest = max(deepest, depth)
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
     return deepest
+
+
+def _bit_operand(value: Any) -> Any:
+    """A whole-number float64 constant as int64, so that bit flags (``(flags & 4) != 0``) work:
+    numbers are read as float64, which numpy's ``&`` and ``|`` do not take."""
+    if isinstance(value, np.floating) and value.is_integer() and abs(value) < 2.0**63:
+        return np.int64(value)
+    return value
 
 
 def _constant(node: ast.AST) -> float | None:

@@ -8,8 +8,10 @@ context so that importing this module changes no global matplotlib setting.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +22,7 @@ import hist  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from numpy.typing import ArrayLike, NDArray  # noqa: E402
 
 from hepflows.atomic import atomic_path  # noqa: E402
@@ -45,6 +48,39 @@ def _atlas_style() -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class FigureText:
+    """The text of every figure: the bold ``label`` (top left, with "Simulation"), sqrt(s)
+    ``energy`` and the luminosity ``lumi`` (top right of the feature plots); config ``plots``."""
+
+    label: str = "hepflows"
+    energy: str = "8 TeV"
+    lumi: str | None = None
+
+    def rlabel(self) -> str:
+        """ "√s = 13 TeV, 140 fb⁻¹": what is given of the two."""
+        parts = [f"√s = {self.energy}" if self.energy else "", self.lumi or ""]
+        return ", ".join(p for p in parts if p)
+
+
+_FIGURE_TEXT: contextvars.ContextVar[FigureText] = contextvars.ContextVar(
+    "hepflows_figure_text",
+    default=FigureText(),  # noqa: B039 (frozen: never mutated)
+)
+
+
+@contextlib.contextmanager
+def figure_text(
+    label: str = "hepflows", energy: str = "8 TeV", lumi: str | None = None
+) -> Iterator[FigureText]:
+    """The figures drawn inside this block carry this text (config ``plots``)."""
+    token = _FIGURE_TEXT.set(FigureText(label=label, energy=energy, lumi=lumi))
+    try:
+        yield _FIGURE_TEXT.get()
+    finally:
+        _FIGURE_TEXT.reset(token)
+
+
 def _label(
     fig: plt.Figure,
     rect: tuple[float, float, float, float],
@@ -63,9 +99,14 @@ def _label(
     overlay.set_axis_off()
     overlay.set_zorder(10)  # drawn over the real axes, whose background would hide the text
     kwargs = {} if loc is None else {"loc": loc}
-    # ATLAS style, but the label names this project: the events are not an experiment's.
+    # ATLAS style; the label names this project unless config plots.label names another.
     mplhep.label.exp_label(
-        exp="hepflows", ax=overlay, data=False, text=EXPERIMENT_TEXT, rlabel=rlabel, **kwargs
+        exp=_FIGURE_TEXT.get().label,
+        ax=overlay,
+        data=False,
+        text=EXPERIMENT_TEXT,
+        rlabel=rlabel,
+        **kwargs,
     )
 
 
@@ -99,8 +140,6 @@ BIN_FRACTION = 0.5
 MIN_BINS, MAX_BINS = 20, 80
 #: A bin should hold this many MC events on average, so that sparse samples get fewer bins.
 EVENTS_PER_BIN = 25
-#: Centre-of-mass energy of the simulated collisions (the HIGGS dataset's and the generator's).
-SQRT_S = "8 TeV"
 #: Per-feature metrics written in the corner of a ratio panel: (key, text).
 #: Bins whose MC relative error is at least this show no ratio.
 MAX_RATIO_ERROR = 0.3
@@ -249,6 +288,17 @@ def _fmt_n(n: float) -> str:
     return f"{n / 1e6:.3g}M" if n >= 1e6 else (f"{n / 1e3:.3g}k" if n >= 1e4 else f"{n:.0f}")
 
 
+def _sample_size(x: ArrayLike, w: ArrayLike | None) -> str:
+    """ "1005 events", or with weights "1005 events (effective 170)": the Kish size
+    (sum w)^2 / sum w^2 says how much statistics a weighted sample really holds."""
+    n = len(np.asarray(x))
+    if w is None:
+        return f"{_fmt_n(n)} events"
+    from hepflows.validation.metrics import effective_size
+
+    return f"{_fmt_n(n)} events (effective {_fmt_n(effective_size(np.asarray(w), n))})"
+
+
 def is_peaked(feature: str) -> bool:
     """Masses peak (h0, W, top): linear y axis; momenta and MET fall: logarithmic."""
     return feature in MASSES
@@ -309,7 +359,7 @@ def plot_feature(
             top=0.95,
             bottom=0.09,
         )
-        _label(fig, grid[0].get_position(fig).bounds, loc=0, rlabel=f"\u221as = {SQRT_S}")
+        _label(fig, grid[0].get_position(fig).bounds, loc=0, rlabel=_FIGURE_TEXT.get().rlabel())
         ax = fig.add_subplot(grid[0])
         raxes = [fig.add_subplot(grid[1 + i], sharex=ax) for i in range(n_ratio)]
         for a in (ax, *raxes[:-1]):
@@ -385,6 +435,8 @@ def plot_feature(
                 ymax = max(ymax, float(np.max(gen + gen_err)))
             rax.axhline(1.0, color="black", linewidth=0.8)
             rax.set_ylim(0.5, 1.5)
+            # 0.5, 1, 1.5 would put the top label on the bottom one of the panel above
+            rax.set_yticks([0.75, 1.0, 1.25])
             rax.set_ylabel(f"Flow / MC\n{name}", fontsize="small")
             found = _stat_text(stats, name)
             if found is not None:
@@ -406,14 +458,20 @@ def plot_feature(
         if log_y and np.isfinite(ymin_pos):
             ax.set_yscale("log")
             bottom = ymin_pos * 0.3
-            ax.set_ylim(bottom, ymax * (ymax / bottom) ** 0.45)
+            top = ymax * (ymax / bottom) ** 0.45
+            if top > 1.0:
+                # a fraction of events stays below 1: keep the head room, raise the bottom
+                top, bottom = 1.0, ymax * ymax ** (1 / 0.45)
+            ax.set_ylim(bottom, top)
         else:
             ax.set_ylim(0, ymax * 1.7)
+            # plain numbers: a "x10^-2" above the axis would sit on the label
+            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         per = f"{width:g} GeV" if gev else f"{width:g}"
         ax.set_ylabel(f"Fraction of events / {per}")
         ax.set_xlim(lo, hi)
         ax.legend(loc="upper right", fontsize="x-small", ncol=1)
-        sizes = f"MC: {_fmt_n(len(rx))} events\n{model or 'Flow'}: {_fmt_n(len(gx))} events"
+        sizes = f"MC: {_sample_size(rx, rw)}\n{model or 'Flow'}: {_sample_size(gx, gw)}"
         ax.text(0.03, 0.96, sizes, transform=ax.transAxes, fontsize="x-small", va="top")
         # the folded flow bins, marked where they hold events
         under = float(np.mean(rx < lo)) + float(np.mean(gx < lo))
@@ -493,12 +551,14 @@ def plot_overview(
     width = left + ncol * panel_w + 0.1
     height = top + nrow * panel_h + 0.35 * len(shown)
     fig = plt.figure(figsize=(width, height))
-    fig.text(left / width, 1 - 0.2 / height, "hepflows", fontweight="bold", fontsize=13, va="top")
+    text = _FIGURE_TEXT.get()
+    fig.text(left / width, 1 - 0.2 / height, text.label, fontweight="bold", fontsize=13, va="top")
     fig.text(
-        (left + 1.05) / width,
+        # after the bold label: about 0.13 inch per character at 13 pt
+        (left + 0.13 * len(text.label) + 0.01) / width,
         1 - 0.2 / height,
-        f"Simulation   \u221as = {SQRT_S}   MC (lines) vs {model or 'Flow'} (markers): "
-        f"{_fmt_n(len(rx))} vs {_fmt_n(len(gx))} events   corner: verdict per feature "
+        f"Simulation   {text.rlabel()}   MC (lines) vs {model or 'Flow'} (markers): "
+        f"{_sample_size(rx, rw)} vs {_sample_size(gx, gw)}   corner: verdict per feature "
         "and slice",
         fontsize=10,
         fontstyle="italic",
@@ -620,7 +680,7 @@ def plot_2d_comparison(
     )
     with _atlas_style():
         fig = plt.figure(figsize=(16, 5.4))
-        rects = [(0.06 + 0.325 * i, 0.14, 0.24, 0.74) for i in range(3)]
+        rects = [(0.06 + 0.31 * i, 0.14, 0.24, 0.74) for i in range(3)]
         _label(fig, rects[0], loc=0, rlabel="")
         axes = [fig.add_axes(r) for r in rects]
         titles = ("MC", model or "Flow", f"({model or 'Flow'} $-$ MC) / $\\sigma$")
@@ -635,8 +695,11 @@ def plot_2d_comparison(
             images.append(im)
             ax.set_title(title, fontsize="small", loc="right")
             ax.set_xlabel(axis_label(features[0], units=units), fontsize="small")
-            ax.set_ylabel(axis_label(features[1], units=units), fontsize="small")
             ax.tick_params(labelsize="x-small")
+            if data is mc:
+                ax.set_ylabel(axis_label(features[1], units=units), fontsize="small")
+            else:  # the same y axis: its labels once, clear of the colour bar on the left
+                ax.tick_params(labelleft=False)
         for k, text in ((1, "Fraction of events"), (2, "pull")):
             x0, y0, w0, h0 = rects[k]
             cax = fig.add_axes((x0 + w0 + 0.008, y0, 0.01, h0))
@@ -646,10 +709,10 @@ def plot_2d_comparison(
             ax.set_xlim(ex[0][0], ex[0][-1])
             ax.set_ylim(ex[1][0], ex[1][-1])
         fig.text(
-            0.06 + 0.325,
+            0.06 + 0.31,
             0.95,
-            f"\u221as = {SQRT_S}   MC: {_fmt_n(len(rxy))}, "
-            f"{model or 'Flow'}: {_fmt_n(len(gxy))} events",
+            f"{_FIGURE_TEXT.get().rlabel()}   MC: {_sample_size(rxy, rw)}, "
+            f"{model or 'Flow'}: {_sample_size(gxy, gw)}",
             fontsize="small",
         )
         return save_figure(fig, out_base)
@@ -737,7 +800,7 @@ def plot_roc(
     """
     with _atlas_style():
         fig = plt.figure(figsize=(7, 7))
-        rect = (0.15, 0.12, 0.81, 0.85)
+        rect = (0.15, 0.11, 0.8, 0.82)  # room above for the label
         _label(fig, rect)
         ax = fig.add_axes(rect)
         for i, res in enumerate(null_results):
@@ -764,6 +827,7 @@ def plot_roc(
         )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.25)
+        ax.set_yticks(np.arange(0.2, 1.01, 0.2))  # no 0.0 on top of the x axis's at the corner
         ax.set_xlabel("False positive rate (MC called generated)")
         ax.set_ylabel("True positive rate (generated called generated)")
         ax.legend(loc="lower right", fontsize="small")
@@ -820,9 +884,10 @@ def plot_training_curve(
     best = int(np.flatnonzero(finite)[np.argmin(log["val_nll"][finite])]) if finite.any() else None
     with _atlas_style():
         fig = plt.figure(figsize=(8, 6))
-        rect = (0.14, 0.12, 0.72, 0.84)
+        rect = (0.14, 0.13, 0.7, 0.78)  # room above for the label, right for the lr axis
         _label(fig, rect)
         ax = fig.add_axes(rect)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.plot(epoch, log["train_nll"], marker="o", markersize=3, label="training")
         ax.plot(epoch, log["val_nll"], marker="s", markersize=3, label="validation")
         if best is not None:
@@ -835,6 +900,9 @@ def plot_training_curve(
             )
         ax.set_xlabel("Epoch")
         ax.set_ylabel(loss)
+        # the first and last epochs' labels clear of the y axes' labels at the corners
+        pad = 0.05 * float(epoch[-1] - epoch[0]) + 0.3
+        ax.set_xlim(float(epoch[0]) - pad, float(epoch[-1]) + pad)
         if "lr" in log and np.all(log["lr"] > 0):
             lax = ax.twinx()
             lax.plot(

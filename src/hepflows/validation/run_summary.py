@@ -38,6 +38,7 @@ __all__ = [
     "read_benchmarks",
     "training_info",
     "verdict_sentence",
+    "read_closure",
     "summary_html",
     "write_summary",
 ]
@@ -147,9 +148,30 @@ def _refine_section(folder: Path, metrics: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def verdict_sentence(metrics: Mapping[str, Any]) -> str:
+def read_closure(path: str | Path) -> dict[str, tuple[float, float]]:
+    """The physics closure table (validate's closure.csv) as {check: (value, error)}; {} when
+    the run has none."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {
+            row["check"]: (float(row["value"]), float(row["error"])) for row in csv.DictReader(f)
+        }
+
+
+#: The closure checks the verdict sentence quotes.
+AUC_MC = "signal/background classifier AUC on MC"
+AUC_GENERATED = "signal/background classifier AUC on generated"
+
+
+def verdict_sentence(
+    metrics: Mapping[str, Any], closure: Mapping[str, tuple[float, float]] | None = None
+) -> str:
     """The verdict in one sentence: (in)distinguishable, the cells outside the MC-vs-MC band
-    over all per-feature metrics, and the classifier AUC."""
+    over all per-feature metrics, the classifier AUC and, given the ``closure`` table, the
+    physics closure: the signal/background separation a classifier finds on MC and on
+    generated events."""
     rows = [v for v in metrics.get("verdict", []) if v["metric"] in FEATURE_METRICS]
     outside = sum(int(v["n_outside"]) for v in rows)
     tested = sum(int(v["n_tested"]) for v in rows)
@@ -163,6 +185,12 @@ def verdict_sentence(metrics: Mapping[str, Any]) -> str:
     clf = metrics.get("classifier")
     if clf:
         text += f", classifier AUC {clf['auc']:.3f} (MC-vs-MC band edge {clf['null']['edge']:.3f})"
+    if closure and AUC_MC in closure and AUC_GENERATED in closure:
+        (mc, mc_err), (gen, gen_err) = closure[AUC_MC], closure[AUC_GENERATED]
+        text += (
+            f"; physics closure: signal/background AUC {mc:.3f} \u00b1 {mc_err:.3f} on MC, "
+            f"{gen:.3f} \u00b1 {gen_err:.3f} on generated events"
+        )
     return text + "."
 
 
@@ -185,6 +213,17 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     )
 
 
+def _training_events(cfg: Mapping[str, Any], run_dir: Path) -> int:
+    """The events the model trained on: those of the run's training file (ingested data has no
+    configured number), the generator's configured number before the file exists."""
+    from hepflows.events.reader import count_events
+
+    train = run_dir / layout.RUN_FILES["train"]
+    if train.is_file():
+        return count_events(train)
+    return int(cfg["data"]["events"]["train"])
+
+
 def summary_html(
     cfg: Mapping[str, Any],
     run_dir: str | Path,
@@ -200,7 +239,6 @@ def summary_html(
     esc = html.escape
     run_dir = Path(run_dir)
     commit = git_commit() if commit is None else commit
-    events = cfg["data"]["events"]
     parts = [
         f'<h2 style="font-family:sans-serif">Run <code>{esc(str(cfg["run"]))}</code></h2>',
         _table(
@@ -210,7 +248,7 @@ def summary_html(
                     f"<code>{config_hash(cfg)}</code>",
                     f"<code>{esc(commit)}</code>",
                     esc(str(cfg["data"]["source"])),
-                    f"{events['train']:,}",
+                    f"{_training_events(cfg, run_dir):,}",
                     f"{cfg['sampling']['events']:,}",
                 ]
             ],
@@ -252,7 +290,9 @@ def summary_html(
                 ],
             ),
             f'<p class="verdict" style="font-family:sans-serif;font-size:16px;padding:6px;'
-            f'background:{colour}"><b>{esc(verdict_sentence(metrics))}</b></p>',
+            f'background:{colour}"><b>'
+            f"{esc(verdict_sentence(metrics, read_closure(folder / layout.MODEL_FILES['closure'])))}"
+            "</b></p>",
             verdict_html(metrics, full_document=False),
             *_refine_section(folder, metrics),
         ]

@@ -45,6 +45,7 @@ distribution as it is and give the pair the same effective size as the value pai
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,6 +85,8 @@ from hepflows.validation.tables import (
     jsonable,
     write_tables,
 )
+
+log = logging.getLogger(__name__)
 
 
 def validate_samples(
@@ -137,10 +140,16 @@ def validate_samples(
         null_pairs = [(p, weighted_like(q, g, weight_rng)) for p, q in null_pairs]
     # The matrices here are small ((n, d) with d ~ 20): a multi-threaded BLAS only spins its
     # threads, and on a busy machine that makes the metrics several times slower.
+    log.info(
+        "validate 1/4: metrics of the sample and of %d MC-vs-MC null pairs (%s events each)...",
+        n_null,
+        ", ".join(f"{name} {sizes.get(c, 0)}" for name, c in SLICE_CLASS.items() if c in sizes),
+    )
     with threadpool_limits(limits=1, user_api="blas"):
         value = pair_metrics(a, g, slices, seed)
         nulls = [pair_metrics(p, q, slices, seed + 1 + k) for k, (p, q) in enumerate(null_pairs)]
     t_metrics = time.perf_counter()
+    log.info("validate 1/4: metrics done in %.1f s", t_metrics - t_start)
 
     rows: list[dict] = []
     verdict: list[dict] = []
@@ -155,13 +164,21 @@ def validate_samples(
     jetnet = jetnet_distances(a, g, value, slices, seed)
     correlation = correlation_check(value, nulls, slices)
     classifier_result = None
+    t_judged = time.perf_counter()
+    log.info("validate 2/4: verdicts, p-values and distances done in %.1f s", t_judged - t_metrics)
     if classifier:
+        log.info(
+            "validate 3/4: classifier test on the sample and %d null pairs...",
+            max(0, min(n_null_classifier, n_null)),
+        )
         classifier_result, row, clf_verdict = classifier_block(
             a, g, null_pairs[: max(0, min(n_null_classifier, n_null))], seed
         )
         rows.append(row)
         verdict.append(clf_verdict)
     t_classifier = time.perf_counter()
+    if classifier:
+        log.info("validate 3/4: classifier test done in %.1f s", t_classifier - t_judged)
 
     statuses = [v["status"] for v in verdict]
     result = {
@@ -192,6 +209,7 @@ def validate_samples(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
+        log.info("validate 4/4: figures...")
         _write_plots(
             out_dir / layout.VALIDATION_FILES["plots"],
             ref,
@@ -208,6 +226,8 @@ def validate_samples(
             model=model,
         )
     t_end = time.perf_counter()
+    if plots:
+        log.info("validate 4/4: figures done in %.1f s", t_end - t_classifier)
     result["runtime_s"] = {
         "metrics": t_metrics - t_start,
         "classifier": t_classifier - t_metrics,

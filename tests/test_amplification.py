@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hepflows.events.generator import generate
-from hepflows.events.io import write_events
+from hepflows.events.writer import write_events
 from hepflows.validation import amplification as amp
 
 FEATURES = ["lepton_pt", "met", "jet1_pt", "m_jj", "m_bb", "m_wwbb"]

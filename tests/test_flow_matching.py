@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from hepflows import checkpoint
 from hepflows.cli import main
-from hepflows.events.io import read_events
-from hepflows.flows import SOLVERS, FlowMatching, build_flow, check_model_config
+from hepflows.events.reader import read_events
+from hepflows.flows import SOLVERS, FlowMatching, build_flow
 from hepflows.flows.flow_matching import integrate
-from hepflows.model_config import ODE_SOLVERS
+from hepflows.model_config import ODE_SOLVERS, check_model_config
 from hepflows.training import Dataset, Trainer, loss_name, validation_loss
 
 torch.set_num_threads(1)

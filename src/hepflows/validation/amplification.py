@@ -419,7 +419,7 @@ def amplification(
     """The amplification rows of a generated sample against a truth sample.
 
     ``truth`` and ``generated`` are event dicts (feature -> (n,), optional ``label`` (n,) 0/1
-    and ``weight`` (n,)), as :func:`hepflows.events.io.read_events` returns them; ``truth`` is
+    and ``weight`` (n,)), as :func:`hepflows.events.reader.read_events` returns them; ``truth`` is
     MC the flow never saw.  Returns one row per (feature, slice) on ``bins`` quantile bins of the
     truth, then, unless ``cells`` is None, one ``JOINT`` row per slice on ``cells`` k-means
     cells; keys as :data:`COLUMNS` (``n_equiv`` and ``worth`` are lower bounds where
@@ -722,7 +722,7 @@ def write_summary_html(
 
 def _read(path: Path, features: Sequence[str] | None) -> dict[str, np.ndarray]:
     """Events of a ROOT file, with labels and weights where the file has them."""
-    from hepflows.events.io import branch_names, read_events
+    from hepflows.events.reader import branch_names, read_events
 
     names = branch_names(path)
     return read_events(path, features, with_label=LABEL in names, with_weight=WEIGHT in names)
@@ -761,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.train is not None:
-            from hepflows.events.io import count_events
+            from hepflows.events.reader import count_events
 
             args.n_train = count_events(args.train)
         generated = _read(args.generated, args.features)

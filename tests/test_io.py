@@ -12,7 +12,7 @@ import pytest
 import uproot
 
 from hepflows.errors import InputError
-from hepflows.events.convert import convert_higgs_csv, convert_root
+from hepflows.events.convert import convert_higgs_csv
 from hepflows.events.generator import generate
 from hepflows.events.higgs_csv import iter_higgs_csv
 from hepflows.events.reader import count_events, iterate_events, read_events, read_metadata
@@ -418,60 +418,6 @@ def test_convert_csv_higgs_convention(tmp_path, events):
     assert not (tmp_path / "q").exists() or _files(tmp_path / "q") == []
 
 
-def test_convert_root(tmp_path, events):
-    src = tmp_path / "ntuple.root"
-    renamed = {f"b_{f}": events[f] for f in ("met", "m_bb")}
-    with uproot.recreate(src) as f:
-        f.mktree("tree", {**{k: np.float64 for k in renamed}, "is_sig": np.int32}).extend(
-            {**renamed, "is_sig": events[LABEL].astype(np.int32)}
-        )
-    out = _outputs(tmp_path / "o", ("a", "b"))
-    counts = convert_root(
-        src,
-        out,
-        tree="tree",
-        branch_map={"met": "b_met", "m_bb": "b_m_bb"},
-        label_branch="is_sig",
-        split={"a": 0.25, "b": 0.75},
-        step_size=200,
-        limit=1000,
-    )
-    assert counts["a"] + counts["b"] == 1000
-    got = _read_all(out)
-    assert set(got["a"]) == {"met", "m_bb", LABEL}
-    merged = np.concatenate([got["a"]["met"], got["b"]["met"]])
-    np.testing.assert_array_equal(np.sort(merged), np.sort(events["met"][:1000]))
-    one = convert_root(
-        src,
-        {"all": tmp_path / "all.root"},
-        tree="tree",
-        branch_map={"met": "b_met"},
-        label_branch=None,
-        label_value=1,
-    )
-    assert one == {"all": 1500}
-    assert (read_events(tmp_path / "all.root")[LABEL] == 1).all()
-
-
-def test_convert_root_rejects_jagged_branches_by_name(tmp_path):
-    src = _raw_tree(
-        tmp_path / "j.root",
-        {"met": np.float32, "jet1_pt": "var * float32", LABEL: np.int8},
-        {
-            "met": np.ones(2, np.float32),
-            "jet1_pt": ak.Array([[1.0], [2.0, 3.0]]),
-            LABEL: np.array([0, 1], np.int8),
-        },
-    )
-    out = _outputs(tmp_path / "o", ("all",))
-    with pytest.raises(InputError, match=r"j\.root.*jet1_pt.*several values"):
-        convert_root(src, out, tree="events", branch_map=None, label_branch=LABEL)
-    with pytest.raises(InputError, match=r"lacks branch.*nope"):
-        convert_root(src, out, tree="events", branch_map={"met": "nope"}, label_branch=LABEL)
-    assert not (tmp_path / "o").exists() or _files(tmp_path / "o") == []
-
-
-# -- the real HIGGS rows -------------------------------------------------------------------------------
 def test_real_higgs_subset(tmp_path):
     path = SHARED_HIGGS / "higgs_real_subset.csv.gz"
     if not path.exists():

@@ -167,6 +167,9 @@ class FlowMatching(DensityModel):
         self.base = StandardNormal(features)
         self.sigma_min, self.solver, self.steps = float(sigma_min), solver, int(steps)
 
+    #: An exact NLL every epoch would cost an ODE solve with a divergence per event.
+    loss_name = "CFM loss"
+
     # -- training ------------------------------------------------------------------------------
     def training_loss(
         self,

@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # Snakemake's shell commands call `python`: make it the one of .venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint report dag clean
+.PHONY: run test lint docs report dag clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,18 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The README's rule graph (needs Graphviz's dot).
+# The documentation site into site/, strictly: a broken link or anchor, a page missing from the
+# nav or a docstring warning fails the build (mkdocs.yml).
+$(VENV)/.docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	touch $@
+
+docs: $(VENV)/.docs
+	$(BIN)/mkdocs build --strict
+
+# The pipeline page's rule graph (needs Graphviz's dot).
 dag: $(VENV)/.installed
 	$(BIN)/snakemake --configfile $(CONFIG) --rulegraph | dot -Tpng -Gdpi=80 > docs/img/rulegraph.png
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake site

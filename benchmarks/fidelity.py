@@ -93,7 +93,7 @@ def test_nll(run_dir: Path) -> tuple[float, float, int | None]:
     import torch
 
     from hepflows import checkpoint
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.preprocess import Preprocessor
     from hepflows.training import Dataset, mean_nll
@@ -127,7 +127,7 @@ def closure_auc(run_dir: Path, features: list[str], seed: int) -> tuple[float, f
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
 
     def matrix(path, stop=None):
         ev = read_events(path, features, entry_stop=stop)
@@ -170,7 +170,7 @@ def amplification_rows(
     points: an independent generator sample, or for ``--data higgs`` subsamples of the test
     split)."""
     from hepflows.events.generator import generate
-    from hepflows.events.io import count_events, read_events
+    from hepflows.events.reader import count_events, read_events
     from hepflows.events.schema import LABEL
     from hepflows.validation.amplification import (
         amplification,

@@ -530,7 +530,7 @@ def write_peer_root(
     subject: Subject, pre: preprocess.Preprocessor, path: Path, n: int, chunk: int
 ) -> None:
     """What a user of a peer library writes: sample a chunk, map it back, write it, repeat."""
-    from hepflows.events.io import EventWriter
+    from hepflows.events.writer import EventWriter
 
     with EventWriter(path, compression="lz4") as writer:
         for index, size in iter_chunks(n, chunk):

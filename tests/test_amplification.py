@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hepflows.events.generator import generate
-from hepflows.events.io import write_events
+from hepflows.events.writer import write_events
 from hepflows.validation import amplification as amp
 
 FEATURES = ["lepton_pt", "met", "jet1_pt", "m_jj", "m_bb", "m_wwbb"]
@@ -166,39 +166,18 @@ def test_write_amplification_and_plot(tmp_path, truth):
 
 
 def test_command_line(tmp_path):
+    from hepflows.cli import main
+
     write_events(tmp_path / "truth.root", _mc(20_000, TRUTH_START))
     write_events(tmp_path / "gen.root", _mc(4_000, 0))
     out = tmp_path / "out"
-    assert (
-        amp.main(
-            [
-                "--truth",
-                str(tmp_path / "truth.root"),
-                "--generated",
-                str(tmp_path / "gen.root"),
-                "--out",
-                str(out),
-                "--train",
-                str(tmp_path / "gen.root"),
-                "--cells",
-                "20",
-                "--no-plot",
-            ]
-        )
-        == 0
-    )
+    settings = json.dumps({"features": FEATURES, "validation": {"amplification": {"cells": 20}}})
+    command = ["amplification", "--settings", settings, "--quiet"]
+    files = ["--generated", str(tmp_path / "gen.root"), "--out-dir", str(out)]
+    truth = ["--truth", str(tmp_path / "truth.root"), "--train", str(tmp_path / "gen.root")]
+    assert main([*command, *truth, *files]) == 0
     doc = json.loads((out / "amplification.json").read_text())
     assert {r["feature"] for r in doc["rows"]} == {*FEATURES, amp.JOINT}
     assert {r["slice"] for r in doc["rows"]} == {"all", "signal", "background"}
     assert {r["n_train"] for r in doc["rows"]} == {4000}
-    with pytest.raises(SystemExit):
-        amp.main(
-            [
-                "--truth",
-                str(tmp_path / "missing.root"),
-                "--generated",
-                str(tmp_path / "gen.root"),
-                "--out",
-                str(out),
-            ]
-        )
+    assert main([*command, "--truth", str(tmp_path / "missing.root"), *files]) == 2

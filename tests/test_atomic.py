@@ -12,8 +12,9 @@ import pytest
 
 from hepflows.atomic import AtomicFile, atomic_path, atomic_write_text, current_umask
 from hepflows.cli import main
-from hepflows.events.io import EventWriter, convert_higgs_csv, write_events
+from hepflows.events.convert import convert_higgs_csv
 from hepflows.events.schema import HIGGS_FEATURES, LABEL
+from hepflows.events.writer import EventWriter, write_events
 from hepflows.shards import merge_event_files
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hepflows.events.io import read_events, read_metadata
+from hepflows.events.reader import read_events, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -286,7 +286,7 @@ def test_validation_events_outside_the_fitted_range_are_left_out(steps, tmp_path
     # One validation event far beyond the training range would be clipped to its edge, where
     # the flow's density is an extrapolation; early stopping must not watch it.
     from hepflows import cli, preprocess
-    from hepflows.events.io import write_events
+    from hepflows.events.writer import write_events
 
     d = steps[0]
     pre = preprocess.Preprocessor.load(d / "pre.json")

@@ -16,11 +16,11 @@ from torch import Tensor, nn
 
 from hepflows import checkpoint
 from hepflows.cli import main
-from hepflows.events.io import read_events
-from hepflows.flows import SOLVERS, FlowMatching, build_flow, check_model_config
+from hepflows.events.reader import read_events
+from hepflows.flows import SOLVERS, FlowMatching, build_flow
 from hepflows.flows.flow_matching import integrate
-from hepflows.model_config import ODE_SOLVERS
-from hepflows.training import Dataset, Trainer, loss_name, validation_loss
+from hepflows.model_config import ODE_SOLVERS, check_model_config
+from hepflows.training import Dataset, Trainer, validation_loss
 
 torch.set_num_threads(1)
 
@@ -256,7 +256,7 @@ def test_the_trainer_minimises_the_cfm_loss_and_validates_on_it(tmp_path, fast):
         fast=fast,
     )
     state = trainer.fit()
-    assert loss_name(flow) == "CFM loss"
+    assert flow.loss_name == "CFM loss"
     assert state.best_val < before
     assert state.history[-1]["train_nll"] < before
 

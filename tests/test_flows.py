@@ -10,8 +10,6 @@ from torch import nn
 from torch.autograd.functional import jacobian
 
 from hepflows.flows import (
-    COUPLINGS,
-    MODEL_DEFAULTS,
     SOLVERS,
     ActNorm,
     AdditiveCoupling,
@@ -26,11 +24,10 @@ from hepflows.flows import (
     RQSplineCoupling,
     StandardNormal,
     build_flow,
-    check_model_config,
     coupling_mask,
 )
 from hepflows.flows.nets import MADE, MLP
-from hepflows.model_config import ODE_SOLVERS
+from hepflows.model_config import COUPLINGS, MODEL_DEFAULTS, ODE_SOLVERS, check_model_config
 
 torch.set_num_threads(1)
 

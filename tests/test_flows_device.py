@@ -15,9 +15,10 @@ import pytest
 import torch
 from test_flows import LAYERS, context_for, inputs, per_sample_logdet, randomize
 
+from hepflows.errors import Interrupted
 from hepflows.flows import build_flow
 from hepflows.sampling import precision_context, resolve_precision, sample_chunk
-from hepflows.training import Dataset, Interrupted, Trainer, fast_path_default
+from hepflows.training import Dataset, Trainer, fast_path_default
 
 DEVICE = torch.device(os.environ.get("HEPFLOWS_TEST_DEVICE", "cpu"))
 if DEVICE.type == "cuda" and not torch.cuda.is_available():
@@ -269,7 +270,7 @@ def sampler():
 
 
 def test_asynchronous_sampling_writes_the_same_events(tmp_path, sampler) -> None:
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
     from hepflows.sampling import sample_to_root
 
     flow, pre = sampler

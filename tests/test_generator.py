@@ -317,7 +317,7 @@ def test_reconstructed_masses_match_vector(plain_events):
 
 # -- output --------------------------------------------------------------------------------------
 def test_generate_to_root_streams_the_same_events(tmp_path):
-    from hepflows.events.io import read_events, read_metadata
+    from hepflows.events.reader import read_events, read_metadata
 
     path = tmp_path / "gen.root"
     n = gen.generate_to_root(

@@ -22,7 +22,7 @@ from conftest import copy_workflow, snakemake_env
 from hepflows import checkpoint, config
 from hepflows.cli import main
 from hepflows.errors import InputError
-from hepflows.events.io import read_events
+from hepflows.events.reader import read_events
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {

@@ -12,9 +12,12 @@ import pytest
 import uproot
 
 from hepflows.errors import InputError
-from hepflows.events import io
+from hepflows.events.convert import convert_higgs_csv
 from hepflows.events.generator import generate
+from hepflows.events.higgs_csv import iter_higgs_csv
+from hepflows.events.reader import count_events, iterate_events, read_events, read_metadata
 from hepflows.events.schema import BTAGS, HIGGS_FEATURES, LABEL, WEIGHT
+from hepflows.events.writer import EventWriter, write_events
 
 SHARED_HIGGS = Path(__file__).parents[1].parent / "shared" / "data" / "higgs"
 SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -44,31 +47,31 @@ def _assert_events_equal(a: dict, b: dict, names) -> None:
 def test_round_trip(tmp_path, events, compression):
     weight = np.linspace(0.5, 2.0, len(events[LABEL]))
     path = tmp_path / "ev.root"
-    io.write_events(path, {**events, WEIGHT: weight}, compression=compression)
-    got = io.read_events(path, with_weight=True)
+    write_events(path, {**events, WEIGHT: weight}, compression=compression)
+    got = read_events(path, with_weight=True)
     assert set(got) == {*HIGGS_FEATURES, LABEL, WEIGHT}
     assert all(got[f].dtype == np.float32 for f in HIGGS_FEATURES)
     assert got[LABEL].dtype == np.int8 and got[WEIGHT].dtype == np.float32
     _assert_events_equal(got, events, (*HIGGS_FEATURES, LABEL))
     np.testing.assert_array_equal(got[WEIGHT], weight.astype(np.float32))
-    assert io.count_events(path) == len(events[LABEL])
+    assert count_events(path) == len(events[LABEL])
     assert _files(tmp_path) == ["ev.root"]
 
 
 def test_read_subsets_and_ranges(tmp_path, events):
     path = tmp_path / "ev.root"
-    io.write_events(path, {f: events[f] for f in ("met", "m_bb", LABEL)})
-    got = io.read_events(path, ["m_bb"], entry_start=10, entry_stop=20, with_weight=True)
+    write_events(path, {f: events[f] for f in ("met", "m_bb", LABEL)})
+    got = read_events(path, ["m_bb"], entry_start=10, entry_stop=20, with_weight=True)
     assert set(got) == {"m_bb", LABEL, WEIGHT}
     np.testing.assert_array_equal(got["m_bb"], events["m_bb"][10:20])
     np.testing.assert_array_equal(got[WEIGHT], np.ones(10, np.float32))  # no weight branch
-    assert set(io.read_events(path, with_label=False)) == {"met", "m_bb"}  # None: all features
+    assert set(read_events(path, with_label=False)) == {"met", "m_bb"}  # None: all features
 
 
 def test_iterate_events_equals_read(tmp_path, events):
     path = tmp_path / "ev.root"
-    io.write_events(path, events)
-    chunks = list(io.iterate_events(path, ["jet1_pt", "m_wwbb"], step_size=400))
+    write_events(path, events)
+    chunks = list(iterate_events(path, ["jet1_pt", "m_wwbb"], step_size=400))
     assert [len(c[LABEL]) for c in chunks] == [400, 400, 400, 300]
     for f in ("jet1_pt", "m_wwbb", LABEL):
         np.testing.assert_array_equal(np.concatenate([c[f] for c in chunks]), events[f])
@@ -76,25 +79,25 @@ def test_iterate_events_equals_read(tmp_path, events):
 
 def test_writer_chunks_equal_one_write(tmp_path, events):
     one, many = tmp_path / "one.root", tmp_path / "many.root"
-    io.write_events(one, events, compression="lz4")
-    with io.EventWriter(many) as w:
+    write_events(one, events, compression="lz4")
+    with EventWriter(many) as w:
         for a, b in [(0, 1), (1, 500), (500, 500), (500, 1500)]:  # an empty chunk included
             w.write({k: v[a:b] for k, v in events.items()})
         assert w.n_written == 1500
         assert not many.exists(), "the file must appear only at the end"
-    _assert_events_equal(io.read_events(many), io.read_events(one), (*HIGGS_FEATURES, LABEL))
+    _assert_events_equal(read_events(many), read_events(one), (*HIGGS_FEATURES, LABEL))
     with uproot.open(many) as f:
         assert f["events"]["met"].num_baskets == 3  # one basket per non-empty chunk
 
 
 def test_writer_leaves_nothing_after_an_exception(tmp_path, events):
     path = tmp_path / "sub" / "ev.root"
-    with pytest.raises(RuntimeError, match="boom"), io.EventWriter(path) as w:
+    with pytest.raises(RuntimeError, match="boom"), EventWriter(path) as w:
         w.write(events)
         raise RuntimeError("boom")
     assert _files(tmp_path) == []
     # A bad chunk is an InputError, with the same clean-up.
-    with pytest.raises(InputError, match="ev.root.*started with"), io.EventWriter(path) as w:
+    with pytest.raises(InputError, match="ev.root.*started with"), EventWriter(path) as w:
         w.write(events)
         w.write({"met": events["met"]})
     assert _files(tmp_path) == []
@@ -111,10 +114,10 @@ def test_writer_refuses_bad_chunks(tmp_path):
     ]
     for arrays, words in cases:
         with pytest.raises(InputError, match=words) as info:
-            io.write_events(path, arrays)
+            write_events(path, arrays)
         assert "bad.root" in str(info.value)
     with pytest.raises(InputError, match="compression"):
-        io.write_events(path, {"met": np.ones(3)}, compression="gzip")
+        write_events(path, {"met": np.ones(3)}, compression="gzip")
     assert _files(tmp_path) == []
 
 
@@ -125,17 +128,17 @@ def test_metadata_round_trip(tmp_path, events):
         "config": {"units": "higgs", "split": [0.8, 0.2]},
         "path": tmp_path,
     }
-    io.write_events(path, events, metadata=meta)
-    assert io.read_metadata(path) == {
+    write_events(path, events, metadata=meta)
+    assert read_metadata(path) == {
         "seed": 3,
         "config": {"units": "higgs", "split": [0.8, 0.2]},
         "path": str(tmp_path),
     }
     bare = tmp_path / "bare.root"
-    io.write_events(bare, events)
-    assert io.read_metadata(bare) == {}
+    write_events(bare, events)
+    assert read_metadata(bare) == {}
     with pytest.raises(InputError, match="JSON"):
-        io.write_events(tmp_path / "x.root", events, metadata={"f": object()})
+        write_events(tmp_path / "x.root", events, metadata={"f": object()})
     assert not (tmp_path / "x.root").exists()
 
 
@@ -149,7 +152,7 @@ def _raw_tree(path: Path, branches: dict, data: dict) -> Path:
 
 def test_root_errors_name_file_and_place(tmp_path, events):
     good = tmp_path / "good.root"
-    io.write_events(good, {f: events[f] for f in ("met", "m_jj", LABEL)})
+    write_events(good, {f: events[f] for f in ("met", "m_jj", LABEL)})
     truncated = tmp_path / "truncated.root"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     text = tmp_path / "text.root"
@@ -187,14 +190,14 @@ def test_root_errors_name_file_and_place(tmp_path, events):
     ]
     for path, kwargs, words in cases:
         with pytest.raises(InputError) as info:
-            io.read_events(path, **kwargs)
+            read_events(path, **kwargs)
         for word in words:
             assert word in str(info.value), (word, str(info.value))
-    for reader in (io.count_events, io.read_metadata):
+    for reader in (count_events, read_metadata):
         with pytest.raises(InputError, match="truncated"):
             reader(truncated)
     with pytest.raises(InputError, match="several values"):
-        list(io.iterate_events(jagged, ["met"]))
+        list(iterate_events(jagged, ["met"]))
 
 
 # -- HIGGS CSV ---------------------------------------------------------------------------------------
@@ -220,12 +223,12 @@ def csv_lines(events) -> list[str]:
 def test_csv_round_trip_in_chunks(tmp_path, events, csv_lines):
     for name in ("h.csv", "h.csv.gz"):
         path = _write(tmp_path / name, csv_lines)
-        chunks = list(io.iter_higgs_csv(path, chunk_rows=70))
+        chunks = list(iter_higgs_csv(path, chunk_rows=70))
         assert [len(c[LABEL]) for c in chunks] == [70, 70, 70, 70, 20]
         got = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         assert got[LABEL].dtype == np.int8 and got["met"].dtype == np.float32
         _assert_events_equal(got, {k: v[:300] for k, v in events.items()}, (*HIGGS_FEATURES, LABEL))
-        limited = list(io.iter_higgs_csv(path, chunk_rows=70, limit=75))
+        limited = list(iter_higgs_csv(path, chunk_rows=70, limit=75))
         assert [len(c[LABEL]) for c in limited] == [70, 5]
 
 
@@ -285,7 +288,7 @@ def _bad_csvs(folder: Path, lines: list[str]) -> list[tuple[Path, list[str]]]:
 def test_csv_errors_name_file_row_and_column(tmp_path, csv_lines):
     for path, words in _bad_csvs(tmp_path, csv_lines):
         with pytest.raises(InputError) as info:
-            list(io.iter_higgs_csv(path, chunk_rows=50))
+            list(iter_higgs_csv(path, chunk_rows=50))
         for word in words:
             assert word in str(info.value), (path.name, word, str(info.value))
 
@@ -297,14 +300,14 @@ def test_csv_slabs_change_neither_rows_nor_errors(tmp_path, monkeypatch, events,
 
     monkeypatch.setattr(higgs_csv, "CSV_SLAB_SIZE", 997)
     path = _write(tmp_path / "h.csv.gz", csv_lines)
-    chunks = list(io.iter_higgs_csv(path, chunk_rows=70))
+    chunks = list(iter_higgs_csv(path, chunk_rows=70))
     assert [len(c[LABEL]) for c in chunks] == [70, 70, 70, 70, 20]
     got = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     _assert_events_equal(got, {k: v[:300] for k, v in events.items()}, (*HIGGS_FEATURES, LABEL))
     (tmp_path / "bad").mkdir()
     for path, words in _bad_csvs(tmp_path / "bad", csv_lines):
         with pytest.raises(InputError) as info:
-            list(io.iter_higgs_csv(path, chunk_rows=50))
+            list(iter_higgs_csv(path, chunk_rows=50))
         for word in words:
             assert word in str(info.value), (path.name, word, str(info.value))
 
@@ -347,7 +350,7 @@ def test_truncated_gzip_names_the_last_complete_row(tmp_path, csv_lines):
     path = tmp_path / "t.csv.gz"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError) as info:
-        list(io.iter_higgs_csv(path))
+        list(iter_higgs_csv(path))
     complete = gzip.decompress(data).count(b"\n")
     row = int(str(info.value).split("after row ")[1].split()[0])
     assert 0 < row < complete
@@ -359,29 +362,29 @@ def test_failed_conversion_leaves_no_output(tmp_path, csv_lines):
     out = tmp_path / "out"
     for path, _ in _bad_csvs(bad, csv_lines):
         with pytest.raises(InputError):
-            io.convert_higgs_csv(path, _outputs(out), split=SPLIT, chunk_rows=50)
+            convert_higgs_csv(path, _outputs(out), split=SPLIT, chunk_rows=50)
         assert not out.exists() or _files(out) == [], path.name
 
 
 # -- conversion --------------------------------------------------------------------------------------
 def _read_all(outputs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
-    return {k: io.read_events(p) for k, p in outputs.items()}
+    return {k: read_events(p) for k, p in outputs.items()}
 
 
 def test_convert_csv_fractions(tmp_path, events):
     lines = _csv_lines(events)
     path = _write(tmp_path / "h.csv.gz", lines)
     out_a, out_b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
-    counts = io.convert_higgs_csv(path, out_a, split=SPLIT, chunk_rows=1000, metadata={"run": "x"})
+    counts = convert_higgs_csv(path, out_a, split=SPLIT, chunk_rows=1000, metadata={"run": "x"})
     assert sum(counts.values()) == len(lines)
     for k, frac in SPLIT.items():
         n, p = len(lines), frac
         assert abs(counts[k] - n * p) < 4 * np.sqrt(n * p * (1 - p)) + 1, k
-        assert io.count_events(out_a[k]) == counts[k]
-        meta = io.read_metadata(out_a[k])
+        assert count_events(out_a[k]) == counts[k]
+        meta = read_metadata(out_a[k])
         assert (meta["run"], meta["split"], meta["rows"]) == ("x", k, counts[k])
     # The assignment depends on the row index only, not on the chunking.
-    assert io.convert_higgs_csv(path, out_b, split=SPLIT, chunk_rows=211) == counts
+    assert convert_higgs_csv(path, out_b, split=SPLIT, chunk_rows=211) == counts
     a, b = _read_all(out_a), _read_all(out_b)
     for k in SPLIT:
         _assert_events_equal(a[k], b[k], (*HIGGS_FEATURES, LABEL))
@@ -395,7 +398,7 @@ def test_convert_csv_higgs_convention(tmp_path, events):
     path = _write(tmp_path / "h.csv", lines)
     out = _outputs(tmp_path / "o")
     split = {"convention": "higgs", "val": 0.2, "test_rows": 400}
-    counts = io.convert_higgs_csv(path, out, split=split, chunk_rows=130, limit=1400)
+    counts = convert_higgs_csv(path, out, split=split, chunk_rows=130, limit=1400)
     assert counts["test"] == 400 and counts["train"] + counts["val"] == 1000
     assert abs(counts["val"] - 200) < 4 * np.sqrt(1000 * 0.2 * 0.8)
     got = _read_all(out)
@@ -403,78 +406,24 @@ def test_convert_csv_higgs_convention(tmp_path, events):
     rest = np.sort(np.concatenate([got["train"]["met"], got["val"]["met"]]))
     np.testing.assert_array_equal(rest, np.sort(events["met"][:1000]))
     # The plain "higgs" keeps 500,000 test rows: a small file is all test, with empty train/val.
-    counts = io.convert_higgs_csv(path, _outputs(tmp_path / "p"), split="higgs")
+    counts = convert_higgs_csv(path, _outputs(tmp_path / "p"), split="higgs")
     assert counts == {"train": 0, "val": 0, "test": len(lines)}
-    assert io.count_events(tmp_path / "p" / "train.root") == 0
+    assert count_events(tmp_path / "p" / "train.root") == 0
     with pytest.raises(InputError, match="outputs"):
-        io.convert_higgs_csv(path, _outputs(tmp_path / "q", ("train", "test")), split="higgs")
+        convert_higgs_csv(path, _outputs(tmp_path / "q", ("train", "test")), split="higgs")
     with pytest.raises(InputError, match="sum to"):
-        io.convert_higgs_csv(
+        convert_higgs_csv(
             path, _outputs(tmp_path / "q"), split={"train": 0.5, "val": 0.1, "test": 0.1}
         )
     assert not (tmp_path / "q").exists() or _files(tmp_path / "q") == []
 
 
-def test_convert_root(tmp_path, events):
-    src = tmp_path / "ntuple.root"
-    renamed = {f"b_{f}": events[f] for f in ("met", "m_bb")}
-    with uproot.recreate(src) as f:
-        f.mktree("tree", {**{k: np.float64 for k in renamed}, "is_sig": np.int32}).extend(
-            {**renamed, "is_sig": events[LABEL].astype(np.int32)}
-        )
-    out = _outputs(tmp_path / "o", ("a", "b"))
-    counts = io.convert_root(
-        src,
-        out,
-        tree="tree",
-        branch_map={"met": "b_met", "m_bb": "b_m_bb"},
-        label_branch="is_sig",
-        split={"a": 0.25, "b": 0.75},
-        step_size=200,
-        limit=1000,
-    )
-    assert counts["a"] + counts["b"] == 1000
-    got = _read_all(out)
-    assert set(got["a"]) == {"met", "m_bb", LABEL}
-    merged = np.concatenate([got["a"]["met"], got["b"]["met"]])
-    np.testing.assert_array_equal(np.sort(merged), np.sort(events["met"][:1000]))
-    one = io.convert_root(
-        src,
-        {"all": tmp_path / "all.root"},
-        tree="tree",
-        branch_map={"met": "b_met"},
-        label_branch=None,
-        label_value=1,
-    )
-    assert one == {"all": 1500}
-    assert (io.read_events(tmp_path / "all.root")[LABEL] == 1).all()
-
-
-def test_convert_root_rejects_jagged_branches_by_name(tmp_path):
-    src = _raw_tree(
-        tmp_path / "j.root",
-        {"met": np.float32, "jet1_pt": "var * float32", LABEL: np.int8},
-        {
-            "met": np.ones(2, np.float32),
-            "jet1_pt": ak.Array([[1.0], [2.0, 3.0]]),
-            LABEL: np.array([0, 1], np.int8),
-        },
-    )
-    out = _outputs(tmp_path / "o", ("all",))
-    with pytest.raises(InputError, match=r"j\.root.*jet1_pt.*several values"):
-        io.convert_root(src, out, tree="events", branch_map=None, label_branch=LABEL)
-    with pytest.raises(InputError, match=r"lacks branch.*nope"):
-        io.convert_root(src, out, tree="events", branch_map={"met": "nope"}, label_branch=LABEL)
-    assert not (tmp_path / "o").exists() or _files(tmp_path / "o") == []
-
-
-# -- the real HIGGS rows -------------------------------------------------------------------------------
 def test_real_higgs_subset(tmp_path):
     path = SHARED_HIGGS / "higgs_real_subset.csv.gz"
     if not path.exists():
         pytest.skip(f"real HIGGS subset not present at {path}")
     out = _outputs(tmp_path)
-    counts = io.convert_higgs_csv(path, out, split=SPLIT)
+    counts = convert_higgs_csv(path, out, split=SPLIT)
     assert sum(counts.values()) == 15_977
     splits = _read_all(out).values()
     ev = {k: np.concatenate([e[k] for e in splits]) for k in (LABEL, *HIGGS_FEATURES)}

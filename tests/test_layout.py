@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from hepflows import layout
-from hepflows.cli import result_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "workflow" / "rules"
@@ -55,8 +54,7 @@ def test_rules_write_no_path_of_their_own():
             )
 
 
-def test_cli_paths_are_the_layout(tmp_path):
-    assert result_paths(tmp_path) == layout.paths(tmp_path)
+def test_layout_paths(tmp_path):
     paths = layout.paths(tmp_path / "run", "wide")
     assert paths["train"] == tmp_path / "run" / "data" / "train.root"
     assert paths["model"] == tmp_path / "run" / "models" / "wide" / "model" / "model.pt"

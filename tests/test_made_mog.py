@@ -11,8 +11,9 @@ import yaml
 from scipy import stats
 
 from hepflows import checkpoint
-from hepflows.flows import DensityModel, MADEMoG, build_flow, check_model_config
+from hepflows.flows import DensityModel, MADEMoG, build_flow
 from hepflows.flows import made_mog as made_mog_module
+from hepflows.model_config import check_model_config
 from hepflows.training import Dataset, Trainer
 
 MODEL = {"family": "made_mog", "components": 3, "hidden": [16, 16], "blocks": 2}
@@ -200,7 +201,7 @@ def test_bf16_autocast_sampling_runs_the_network_in_float32() -> None:
 @pytest.mark.slow  # the whole pipeline: about 20 s
 def test_hepflows_run_with_the_family_writes_events_and_a_verdict(tmp_path, tiny_settings):
     from hepflows.cli import main
-    from hepflows.events.io import read_events
+    from hepflows.events.reader import read_events
 
     settings = dict(
         tiny_settings,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hepflows import preprocess
-from hepflows.events.io import read_events
+from hepflows.events.reader import read_events
 from hepflows.flows import build_flow
 from hepflows.sampling import chunk_labels, sample_to_root
 

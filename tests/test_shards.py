@@ -17,7 +17,8 @@ from conftest import copy_workflow, snakemake_env
 from hepflows import config as hepflows_config
 from hepflows.cli import main
 from hepflows.errors import InputError
-from hepflows.events.io import iterate_events, read_events, read_metadata, write_events
+from hepflows.events.reader import iterate_events, read_events, read_metadata
+from hepflows.events.writer import write_events
 from hepflows.shards import file_branches, merge_event_files, shard_range, shard_ranges
 
 ROOT = Path(__file__).resolve().parents[1]

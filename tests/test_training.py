@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
+from hepflows.errors import Interrupted
 from hepflows.flows import build_flow
-from hepflows.training import Dataset, Interrupted, Trainer, mean_nll, select_device
+from hepflows.training import Dataset, Trainer, mean_nll, select_device
 
 SETTINGS = {
     "epochs": 3,

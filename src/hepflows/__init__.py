@@ -1,4 +1,10 @@
-"""hepflows: normalizing flows that learn collider events and generate more of them."""
+"""hepflows: normalizing flows that learn collider events and generate more of them.
+
+*The seed study*, named throughout the code, is the 2022 Ljubljana seminar study on normalizing
+flows for the simulation of high-energy-physics events: RealNVP and Glow flows on the 18
+continuous features of the HIGGS dataset; ``config/seed-paper.yaml`` is its exact setup, and
+the documentation's "Getting started" page describes it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hepflows.api import Model
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load(path: str | Path, **kwargs: Any) -> Model:

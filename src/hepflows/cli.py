@@ -57,30 +57,15 @@ def _features(cfg: dict[str, Any]) -> tuple[str, ...]:
 def _metadata(cfg: dict[str, Any], sections: Sequence[str], **extra: Any) -> dict[str, Any]:
     """Provenance written into every output: version, git commit, config hash, seed."""
     from hepflows import __version__, config
+    from hepflows.provenance import git_commit
 
     return {
         "hepflows_version": __version__,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "config_hash": config.section_hash(cfg, sections),
         "seed": cfg["seed"],
         **extra,
     }
-
-
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -337,7 +322,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "metadata": _metadata(cfg, config.MODEL_SECTIONS),
         },
     )
-    loss = training.loss_name(flow)
+    loss = flow.loss_name
     log.info("best epoch %d, validation %s %.4f -> %s", state.best_epoch, loss, state.best_val, out)
     if args.plot:
         label = "Negative log-likelihood per event" if loss == "NLL" else f"{loss} per event"
@@ -630,6 +615,7 @@ def _validate_reweighted(
 
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
+    from hepflows.records import read_json
     from hepflows.validation.runner import validate_samples
     from hepflows.validation.tables import write_refine_comparison
 
@@ -659,8 +645,8 @@ def _validate_reweighted(
         classifier=settings["classifier"],
         plots=False,
     )
-    raw = json.loads((out / layout.VALIDATION_FILES["metrics"]).read_text())
-    report = json.loads(Path(args.refine_report).read_text())
+    raw = read_json(out / layout.VALIDATION_FILES["metrics"])
+    report = read_json(Path(args.refine_report), missing="not found; run the refine step first")
     path = write_refine_comparison(
         out / layout.VALIDATION_FILES["refine_comparison"], raw, result, report
     )
@@ -696,7 +682,7 @@ def _check_validation_weights(path: str, events: dict) -> None:
             "classifier test) needs weights >= 0. Training takes negative weights; validate "
             "against a reference without them (e.g. a sample with only positive weights)"
         )
-    from hepflows.validation.metrics import effective_size
+    from hepflows.kish import effective_size
 
     log.info(
         "%s: weighted MC, %d events, effective sample size (Kish) %.0f",
@@ -1024,11 +1010,6 @@ def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> N
     atomic_write_text(folder / layout.benchmark(name), f"s\th:m:s\n{seconds:.4f}\t{hms}\n")
 
 
-def result_paths(root: Path, model: str | None = None) -> dict[str, Path]:
-    """Where each output of a run lives under ``results/<run>/`` (see :mod:`hepflows.layout`)."""
-    return layout.paths(root, model)
-
-
 # -- argument parsing ----------------------------------------------------------------------------
 def _matrix(events: dict[str, Any], features: Sequence[str]) -> Any:
     """The ``features`` of ``events`` as one (n, d) array."""
@@ -1117,7 +1098,7 @@ def _training_weights(path: str, w: Any) -> Any:
             f"{path}: branch 'weight': the weights sum to {total:g}; the weighted "
             "likelihood needs a positive total"
         )
-    from hepflows.validation.metrics import effective_size
+    from hepflows.kish import effective_size
 
     ess = effective_size(w, len(w))
     log.info(

@@ -47,6 +47,7 @@ from scipy import special
 from hepflows import __version__
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
+from hepflows.records import read_json
 
 log = logging.getLogger("hepflows")
 
@@ -347,12 +348,7 @@ class Preprocessor:
     ) -> Preprocessor:
         """Read parameters; if ``features`` or ``config_hash`` are given they must match."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: preprocessing file not found") from None
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid JSON ({err})") from None
+        data = read_json(path, missing="preprocessing file not found")
         pre = cls.from_dict(data, source=str(path))
         if features is not None and tuple(features) != pre.features:
             raise InputError(

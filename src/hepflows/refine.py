@@ -59,7 +59,7 @@ from numpy.typing import NDArray
 
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
-from hepflows.validation.metrics import effective_size
+from hepflows.kish import effective_size
 
 #: First event of the refine classifier's MC in the generator's stream (source generator):
 #: beyond the splits (events 0 ..) and the amplification's truth (events 1e9 ..).

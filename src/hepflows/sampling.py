@@ -369,7 +369,7 @@ def sample_to_root(
 ) -> int:
     """Stream ``n_events`` generated events to the ROOT file ``path``; returns the count.
 
-    The file appears only when complete (see :class:`hepflows.events.io.EventWriter`).
+    The file appears only when complete (see :class:`hepflows.events.writer.EventWriter`).
     ``precision`` is one of :data:`PRECISIONS` (``"auto"``: bf16 conditioners on a capable GPU,
     float32 elsewhere); ``overlap`` writes on a background thread while the next chunk is drawn.
     Either way chunk ``k`` is drawn from ``(seed, k)`` alone and written in order, so the file

@@ -62,7 +62,7 @@ from tqdm import tqdm
 from hepflows import checkpoint
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError, Interrupted
-from hepflows.flows.model import mutable_buffers
+from hepflows.flows.model import NLL, mutable_buffers
 
 if TYPE_CHECKING:
     from hepflows.flows.model import DensityModel
@@ -142,11 +142,7 @@ def _nll(
 ) -> torch.Tensor:
     """Mean (weighted, weights of mean 1 over the data set) negative log-likelihood of a batch,
     or the model's own training loss where it has one (a flow-matching model's)."""
-    training_loss = getattr(flow, "training_loss", None)
-    if training_loss is not None:
-        return training_loss(x, context, weight)
-    log_prob = flow.log_prob(x, context)
-    return -(log_prob.mean() if weight is None else (log_prob * weight).mean())
+    return flow.training_loss(x, context, weight)
 
 
 class CompiledLoss:
@@ -303,20 +299,12 @@ def mean_nll(flow: DensityModel, data: Dataset, *, batch_size: int = 16384) -> f
 VALIDATION_SEED = 0
 
 
-def loss_name(flow: DensityModel) -> str:
-    """What the log's ``train_nll`` and ``val_nll`` columns hold for ``flow``: ``NLL``, or
-    ``CFM loss`` for a model with its own training loss (an exact NLL every epoch would cost an
-    ODE solve with a divergence per event)."""
-    return "CFM loss" if getattr(flow, "training_loss", None) is not None else "NLL"
-
-
 @torch.no_grad()
 def validation_loss(flow: DensityModel, data: Dataset, *, batch_size: int = 16384) -> float:
     """The per-epoch validation metric: :func:`mean_nll`, or for a model with its own training
     loss that loss on ``data`` in eval mode, with draws seeded by :data:`VALIDATION_SEED` so
     that epochs compare on the same draws."""
-    training_loss = getattr(flow, "training_loss", None)
-    if training_loss is None:
+    if flow.loss_name == NLL:
         return mean_nll(flow, data, batch_size=batch_size)
     was_training = flow.training
     flow.eval()
@@ -325,7 +313,7 @@ def validation_loss(flow: DensityModel, data: Dataset, *, batch_size: int = 1638
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.x.device)
         x, context = data.batch(index)
-        loss = training_loss(x, context, data.weights(index), generator=generator)
+        loss = flow.training_loss(x, context, data.weights(index), generator=generator)
         total += loss.double().item() * len(index)
     flow.train(was_training)
     norm = len(data) if data.weight is None else data.weight.double().sum().item()
@@ -743,9 +731,9 @@ class Trainer:
         log.info(
             "epoch %d: train %s %.4f, val %s %.4f, lr %.3g, %.1f s%s",
             state.epoch,
-            loss_name(self.flow),
+            self.flow.loss_name,
             train_nll,
-            loss_name(self.flow),
+            self.flow.loss_name,
             val_nll,
             row["lr"],
             seconds,

@@ -27,7 +27,7 @@ import yaml
 from conftest import copy_workflow
 
 from hepflows import config
-from hepflows.events.io import read_events
+from hepflows.events.reader import read_events
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "slurm"

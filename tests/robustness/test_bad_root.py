@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hepflows.events import io
+from hepflows.events.writer import write_events
 
 from .conftest import TINY, Pipeline, assert_names, files_in, run_step
 
@@ -47,7 +47,7 @@ def _bad_root(case: str, folder: Path) -> tuple[Path, list[str]]:
         return path, ["not a ROOT file"]
     if case in ("truncated", "truncated header"):
         whole = folder / "whole.root"
-        io.write_events(whole, good)
+        write_events(whole, good)
         data = whole.read_bytes()
         path.write_bytes(data[: len(data) // 2] if case == "truncated" else data[:60])
         whole.unlink()

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from hepflows import checkpoint
-from hepflows.events.io import read_events, read_metadata
+from hepflows.events.reader import read_events, read_metadata
 
 from .conftest import TINY, Pipeline, files_in, run_step, start_script, wait_until
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from hepflows import checkpoint, preprocess
-from hepflows.events.io import read_events
+from hepflows.events.reader import read_events
 from hepflows.flows import build_flow
 from hepflows.sampling import sample_to_root
 from hepflows.training import MAX_RECOVERIES, Dataset, Diverged, Trainer

@@ -24,7 +24,7 @@ import torch
 from conftest import copy_workflow, snakemake_env
 
 from hepflows import checkpoint, config, preprocess
-from hepflows.events.io import read_events, read_metadata
+from hepflows.events.reader import read_events, read_metadata
 from hepflows.flows import build_flow
 from hepflows.sampling import sample_chunk
 

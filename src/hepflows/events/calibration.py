@@ -59,7 +59,7 @@ _PEAK_SMOOTHING_BINS = 2.5
 
 def read_real(path: str | Path) -> dict[str, np.ndarray]:
     """All rows of a HIGGS CSV (label first, then 28 features) as arrays, through the io layer."""
-    from hepflows.events.io import iter_higgs_csv
+    from hepflows.events.higgs_csv import iter_higgs_csv
 
     chunks = list(iter_higgs_csv(path))
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

@@ -1,4 +1,5 @@
-"""Conversion of a HIGGS CSV or a ROOT ntuple into the project's train/val/test event files.
+"""Conversion of a HIGGS CSV into the project's train/val/test event files, and the dealing
+of events to the splits that ROOT ingest (:mod:`hepflows.events.inputs`) shares.
 
 One streaming pass: rows are dealt to the splits by a fixed hash of their index (or by the
 HIGGS dataset's convention, its last 500,000 rows the test set) and written chunk by chunk, in
@@ -21,14 +22,17 @@ from typing import Any
 import numpy as np
 
 from hepflows.errors import InputError
-from hepflows.events.checks import check_finite, check_labels
-from hepflows.events.checks import path_text as _where
 from hepflows.events.higgs_csv import iter_higgs_csv
-from hepflows.events.reader import check_branches, get_tree, open_root
-from hepflows.events.schema import HIGGS_FEATURES, LABEL, TREE_NAME
 from hepflows.events.writer import EventWriter, all_or_nothing
 
-__all__ = ["HIGGS_TEST_ROWS", "convert_higgs_csv", "convert_root", "split_key"]
+__all__ = [
+    "HIGGS_TEST_ROWS",
+    "SplitRouter",
+    "SplitRule",
+    "convert_higgs_csv",
+    "split_key",
+    "split_writers",
+]
 
 #: The HIGGS dataset's test set: its last 500,000 rows.
 HIGGS_TEST_ROWS = 500_000
@@ -68,7 +72,7 @@ def canonical_split_order(names: Iterable[str]) -> list[str]:
     return [n for n in SPLIT_ORDER if n in names] + sorted(n for n in names if n not in SPLIT_ORDER)
 
 
-class _SplitRule:
+class SplitRule:
     """How rows are dealt to the outputs.
 
     * fractions ``{"train": 0.8, "val": 0.1, "test": 0.1}`` (keys = the outputs, summing to 1):
@@ -172,7 +176,7 @@ class _SplitRule:
         )
 
 
-class _Router:
+class SplitRouter:
     """Deal chunks of events to writers by a split rule, holding back the last ``test_rows``
     rows for the tail split (the HIGGS convention) in a bounded FIFO.
 
@@ -185,7 +189,7 @@ class _Router:
 
     MAX_PENDING = 4
 
-    def __init__(self, rule: _SplitRule, writers: Mapping[str, EventWriter]) -> None:
+    def __init__(self, rule: SplitRule, writers: Mapping[str, EventWriter]) -> None:
         self.rule = rule
         self.writers = writers
         self.counts = {k: 0 for k in writers}
@@ -196,7 +200,7 @@ class _Router:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hepflows-write")
         self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
 
-    def __enter__(self) -> _Router:
+    def __enter__(self) -> SplitRouter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
@@ -274,7 +278,7 @@ class _Router:
         return dict(self.counts)
 
 
-def _writers(
+def split_writers(
     outputs: Mapping[str, str | Path],
     compression: str | None,
     metadata: Mapping[str, object] | None,
@@ -313,106 +317,10 @@ def convert_higgs_csv(
     the default, keeps up with the parsing (ZLIB, 15% smaller files, runs at a third of the
     speed).
     """
-    rule = _SplitRule(split, list(outputs))
+    rule = SplitRule(split, list(outputs))
     source = {"source": os.fspath(path), "source_format": "higgs_csv", "limit": limit}
-    writers = _writers(outputs, compression, metadata, source)
-    with all_or_nothing(list(writers.values())), _Router(rule, writers) as router:
+    writers = split_writers(outputs, compression, metadata, source)
+    with all_or_nothing(list(writers.values())), SplitRouter(rule, writers) as router:
         for chunk in iter_higgs_csv(path, chunk_rows=chunk_rows, limit=limit):
             router.add(chunk)
         return router.finish()
-
-
-def convert_root(
-    path: str | Path,
-    outputs: Mapping[str, str | Path],
-    *,
-    tree: str = TREE_NAME,
-    branch_map: Mapping[str, str] | None = None,
-    label_branch: str | None = LABEL,
-    label_value: int | None = None,
-    split: Mapping[str, Any] | str | None = None,
-    limit: int | None = None,
-    step_size: int | str = 100_000,
-    compression: str | None = "lz4",
-    metadata: Mapping[str, object] | None = None,
-) -> dict[str, int]:
-    """Convert a ROOT ntuple into the project's event files, one per split, chunk by chunk.
-
-    ``branch_map``: feature -> branch of ``tree``; empty or None maps every feature the tree
-    has under its own name.  The label comes from ``label_branch`` (values 0/1), or is
-    ``label_value`` for every event (e.g. a file of one process), or is absent when both are
-    None.  ``split`` as in :func:`convert_higgs_csv` (entry index for row index), or None for a
-    single output.  Branches must hold one number per event; jagged ones are refused by name.
-    Returns the events written per split; all outputs or none appear.
-    """
-    where = _where(path)
-    if label_branch is not None and label_value is not None:
-        raise InputError(f"{where}: give label_branch or label_value, not both")
-    if label_value is not None and label_value not in (0, 1):
-        raise InputError(f"{where}: label_value must be 0 or 1, got {label_value!r}")
-    rule = _SplitRule(split, list(outputs))
-    with open_root(path) as f:
-        t = get_tree(f, tree, where)
-        present = list(t.keys(recursive=False))
-        if branch_map:
-            unknown = [k for k in branch_map if k not in HIGGS_FEATURES]
-            if unknown:
-                raise InputError(
-                    f"branch_map: unknown feature name(s) {unknown}; expected names from "
-                    "hepflows.events.schema.HIGGS_FEATURES"
-                )
-            fmap = {feat: branch_map[feat] for feat in HIGGS_FEATURES if feat in branch_map}
-        else:
-            fmap = {feat: feat for feat in HIGGS_FEATURES if feat in present}
-            if not fmap:
-                raise InputError(
-                    f"{where}: tree {tree!r} has no branch named like a HIGGS feature and no "
-                    f"branch_map was given; it has {present}"
-                )
-        needed = list(dict.fromkeys([*fmap.values(), *([label_branch] if label_branch else [])]))
-        check_branches(t, needed, where)
-        n_total = t.num_entries if limit is None else min(limit, t.num_entries)
-        if n_total == 0:
-            # As for an empty CSV: converting nothing is a mistake in the input, not a result.
-            raise InputError(f"{where}: tree {tree!r} has no entries, expected events to convert")
-        source = {
-            "source": os.fspath(path),
-            "source_format": "root",
-            "tree": tree,
-            "branch_map": fmap,
-            "label_branch": label_branch,
-            "label_value": label_value,
-            "limit": limit,
-        }
-        writers = _writers(outputs, compression, metadata, source)
-        with all_or_nothing(list(writers.values())), _Router(rule, writers) as router:
-            router.template = {feat: np.empty(0, np.float32) for feat in fmap}
-            if label_branch is not None or label_value is not None:
-                router.template[LABEL] = np.empty(0, np.int8)
-            # TTree.iterate is uproot.iterate for one open file; it takes an entry range.
-            chunks = t.iterate(needed, step_size=step_size, library="np", entry_stop=n_total)
-            first = 0
-            while first < n_total:
-                try:
-                    raw = next(chunks)
-                except StopIteration:
-                    break
-                except Exception as exc:
-                    raise InputError(
-                        f"{where}: cannot read tree {tree!r} after entry {first} (truncated or "
-                        f"corrupt?): {exc}"
-                    ) from exc
-                n = len(raw[needed[0]])
-                chunk = {feat: np.asarray(raw[b], dtype=np.float32) for feat, b in fmap.items()}
-                check_finite(
-                    {b: chunk[feat] for feat, b in fmap.items()}, list(fmap.values()), where, first
-                )
-                if label_branch is not None:
-                    lab = np.asarray(raw[label_branch])
-                    check_labels(lab, f"{where}: branch {label_branch!r}", first)
-                    chunk[LABEL] = lab.astype(np.int8)
-                elif label_value is not None:
-                    chunk[LABEL] = np.full(n, label_value, dtype=np.int8)
-                router.add(chunk)
-                first += n
-            return router.finish()

@@ -1061,13 +1061,13 @@ def generate_to_root(
     """Stream events ``start .. start + n_events - 1`` of ``seed`` to the ROOT file ``path``.
 
     Chunks of ``chunk_size`` events (a multiple of :data:`BLOCK_SIZE` keeps every block made
-    once) are generated and appended through :class:`hepflows.events.io.EventWriter`, so memory
+    once) are generated and appended through :class:`hepflows.events.writer.EventWriter`, so memory
     stays bounded and the file appears only when complete.  The file's metadata records the
     generator settings (plus ``metadata``).  Returns the number of events written.
     """
     from tqdm.auto import tqdm
 
-    from hepflows.events.io import EventWriter
+    from hepflows.events.writer import EventWriter
 
     signal_fraction = _check_args(n_events, seed, start, signal_fraction, units)
     if chunk_size < 1:

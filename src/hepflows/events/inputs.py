@@ -44,7 +44,6 @@ __all__ = [
     "file_checksum",
     "input_entries",
     "input_paths",
-    "kish_size",
     "resolve_inputs",
 ]
 
@@ -92,13 +91,6 @@ def file_checksum(path: str | Path, block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
-
-
-def kish_size(sum_weights: float, sum_weights_squared: float) -> float:
-    """Kish effective sample size ``(sum w)^2 / sum w^2`` from the two sums, for weights
-    streamed chunk by chunk (:func:`hepflows.validation.metrics.effective_size` is the same
-    for an array in memory); 0 without events."""
-    return sum_weights**2 / sum_weights_squared if sum_weights_squared > 0 else 0.0
 
 
 @dataclass
@@ -220,12 +212,13 @@ def convert_inputs(
     import numpy as np
 
     from hepflows.errors import InputError
-    from hepflows.events.convert import _Router, _SplitRule, _writers, split_key
+    from hepflows.events.convert import SplitRouter, SplitRule, split_key, split_writers
     from hepflows.events.prefetch import prefetch
     from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
     from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
     from hepflows.events.selection import Selection
     from hepflows.events.wild import WildValueGuard
+    from hepflows.kish import kish_size
 
     features = list(features)
     bmap = dict(branch_map or {})
@@ -241,7 +234,7 @@ def convert_inputs(
         cut.check("data.selection")
     weighted = weight_branch is not None or any(f.weight is not None for f in files)
     labelled = bool(files) and (files[0].label is not None or files[0].label_branch is not None)
-    rule = _SplitRule(split, list(outputs))
+    rule = SplitRule(split, list(outputs))
     if rule.test_rows:
         raise InputError("split: the 'higgs' convention is for the HIGGS CSV; give fractions")
 
@@ -293,7 +286,7 @@ def convert_inputs(
         "limit": limit,
         "split_seed": seed,
     }
-    writers = _writers(outputs, compression, metadata, source)
+    writers = split_writers(outputs, compression, metadata, source)
 
     def bad_values(a: np.ndarray, entries: np.ndarray, where: str, what: str) -> None:
         bad = ~np.isfinite(a)
@@ -307,7 +300,7 @@ def convert_inputs(
     before = after = 0
     total_w = total_w2 = 0.0
     guard = WildValueGuard({b: f"feature {f!r}" for f, b in fmap.items()}, wild_values, seed)
-    with _writers_open(writers), _Router(rule, writers) as router:
+    with _writers_open(writers), SplitRouter(rule, writers) as router:
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
             router.template[LABEL] = np.empty(0, np.int8)

@@ -10,15 +10,7 @@ family (:class:`MADEMoG`, the continuous :class:`FlowMatching`) behind the same
 
 from .autoregressive import MaskedRQSAutoregressive
 from .base import Composite, Flow, Transform
-from .build import (
-    BASES,
-    COUPLINGS,
-    MODEL_DEFAULTS,
-    NORMS,
-    PERMUTATIONS,
-    build_flow,
-    check_model_config,
-)
+from .build import build_flow
 from .compiled import CompiledSampler
 from .coupling import (
     MASKS,
@@ -40,12 +32,7 @@ from .splines import piecewise_quadratic_spline, pq_knots, rational_quadratic_sp
 
 __all__ = [
     "ACTIVATIONS",
-    "BASES",
-    "COUPLINGS",
     "MASKS",
-    "MODEL_DEFAULTS",
-    "NORMS",
-    "PERMUTATIONS",
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
@@ -72,7 +59,6 @@ __all__ = [
     "Transform",
     "VelocityField",
     "build_flow",
-    "check_model_config",
     "coupling_mask",
     "piecewise_quadratic_spline",
     "pq_knots",

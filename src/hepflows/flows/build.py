@@ -17,11 +17,6 @@ from typing import Any
 import torch
 
 from ..model_config import (
-    BASES,
-    COUPLINGS,
-    MODEL_DEFAULTS,
-    NORMS,
-    PERMUTATIONS,
     check_model_config,
 )
 from .autoregressive import MaskedRQSAutoregressive
@@ -40,15 +35,7 @@ from .model import DensityModel
 from .normalization import ActNorm, BatchNormFlow
 from .permutations import LULinear, Permutation
 
-__all__ = [
-    "MODEL_DEFAULTS",
-    "COUPLINGS",
-    "PERMUTATIONS",
-    "NORMS",
-    "BASES",
-    "check_model_config",
-    "build_flow",
-]
+__all__ = ["build_flow"]
 
 
 def _norm(cfg: Mapping[str, Any], features: int) -> Transform | None:

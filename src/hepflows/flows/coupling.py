@@ -32,6 +32,7 @@ __all__ = [
     "MASKS",
     "coupling_mask",
     "Coupling",
+    "BinnedCoupling",
     "AffineCoupling",
     "AdditiveCoupling",
     "QuadraticCoupling",
@@ -218,14 +219,10 @@ class AdditiveCoupling(Coupling):
         return (x_b - params, zero) if inverse else (x_b + params, zero)
 
 
-class RQSplineCoupling(Coupling):
-    """Rational-quadratic spline coupling (Durkan et al. 2019, arXiv:1906.04032) on ``[-B, B]``,
-    identity tails.
-
-    Per transformed feature the conditioner emits ``K`` widths, ``K`` heights and ``K - 1``
-    interior derivatives, laid out in blocks ``[widths | heights | derivatives]`` (see
-    :func:`~hepflows.flows.splines.unpack_rq_params`).
-    """
+class BinnedCoupling(Coupling):
+    """A coupling whose map is a spline of ``bins`` bins on ``[-B, B]`` (``B = tail_bound``),
+    the identity outside; a subclass says how many conditioner outputs a feature takes
+    (:meth:`params_for`) and what the map is (``_map``)."""
 
     def __init__(
         self,
@@ -239,9 +236,28 @@ class RQSplineCoupling(Coupling):
         tail_bound: float = 5.0,
     ) -> None:
         self.bins = bins
-        self.params_per_feature = rq_params_per_feature(bins)
+        self.params_per_feature = self.params_for(bins)
         super().__init__(mask, context_features, hidden, activation, dropout)
         self.tail_bound = tail_bound
+
+    @staticmethod
+    def params_for(bins: int) -> int:
+        """Conditioner outputs per transformed feature for ``bins`` bins."""
+        raise NotImplementedError
+
+
+class RQSplineCoupling(BinnedCoupling):
+    """Rational-quadratic spline coupling (Durkan et al. 2019, arXiv:1906.04032) on ``[-B, B]``,
+    identity tails.
+
+    Per transformed feature the conditioner emits ``K`` widths, ``K`` heights and ``K - 1``
+    interior derivatives, laid out in blocks ``[widths | heights | derivatives]`` (see
+    :func:`~hepflows.flows.splines.unpack_rq_params`).
+    """
+
+    @staticmethod
+    def params_for(bins: int) -> int:
+        return rq_params_per_feature(bins)
 
     def _map(self, x_b: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         out, ladj = rq_spline(
@@ -250,7 +266,7 @@ class RQSplineCoupling(Coupling):
         return out, ladj.sum(dim=1)
 
 
-class QuadraticCoupling(Coupling):
+class QuadraticCoupling(BinnedCoupling):
     """Piecewise-quadratic coupling (Müller et al. 2019, arXiv:1808.03856).
 
     The published layer acts on the unit hypercube; here data are standardised reals, so the layer
@@ -261,21 +277,9 @@ class QuadraticCoupling(Coupling):
     :func:`~hepflows.flows.splines.pq_knots`).
     """
 
-    def __init__(
-        self,
-        mask: Tensor,
-        context_features: int = 0,
-        hidden: Sequence[int] = (64, 64),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        *,
-        bins: int = 8,
-        tail_bound: float = 5.0,
-    ) -> None:
-        self.bins = bins
-        self.params_per_feature = 2 * bins + 1
-        super().__init__(mask, context_features, hidden, activation, dropout)
-        self.tail_bound = tail_bound
+    @staticmethod
+    def params_for(bins: int) -> int:
+        return 2 * bins + 1
 
     def _map(self, x_b: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         n, db, k = x_b.shape[0], self.features_b, self.bins

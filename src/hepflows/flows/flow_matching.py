@@ -92,7 +92,9 @@ class VelocityField(nn.Module):
     Arguments:
         features: the event dimension ``d``.
         context_features: the context columns ``c`` (0: unconditional).
-        hidden, activation, dropout: the MLP (see :class:`~hepflows.flows.nets.MLP`).
+        hidden: the MLP's hidden widths (see :class:`~hepflows.flows.nets.MLP`).
+        activation: the MLP's activation.
+        dropout: the MLP's dropout.
     """
 
     MUTABLE_BUFFERS: ClassVar[tuple[str, ...]] = ()
@@ -137,7 +139,9 @@ class FlowMatching(DensityModel):
     Arguments:
         features: the event dimension ``d``.
         context_features: the context columns ``c`` (the pipeline's is the process label).
-        hidden, activation, dropout: the velocity MLP.
+        hidden: the velocity MLP's hidden widths.
+        activation: the velocity MLP's activation.
+        dropout: the velocity MLP's dropout.
         sigma_min: the width of the conditional path at ``t = 1`` (arXiv:2210.02747, eq. 20).
         solver: one of :data:`SOLVERS`, for sampling and densities.
         steps: fixed solver steps from ``t = 0`` to ``t = 1``.
@@ -162,6 +166,9 @@ class FlowMatching(DensityModel):
         self.velocity = VelocityField(features, context_features, hidden, activation, dropout)
         self.base = StandardNormal(features)
         self.sigma_min, self.solver, self.steps = float(sigma_min), solver, int(steps)
+
+    #: An exact NLL every epoch would cost an ODE solve with a divergence per event.
+    loss_name = "CFM loss"
 
     # -- training ------------------------------------------------------------------------------
     def training_loss(

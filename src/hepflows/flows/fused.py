@@ -47,7 +47,7 @@ WORKSPACE_ROWS = 2048
 _workspaces = threading.local()
 
 
-def _workspace(slot: int, rows: int, width: int, like: Tensor) -> Tensor:
+def workspace_buffer(slot: int, rows: int, width: int, like: Tensor) -> Tensor:
     """A reusable (rows, width) buffer of this thread, distinct for each ``slot``."""
     cache: dict = _workspaces.__dict__.setdefault("buffers", {})
     key = (slot, width, like.dtype, like.device)
@@ -143,7 +143,7 @@ def relu_mlp(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> 
     for i, (w, b) in enumerate(zip(weights, biases)):
         if i < last and reuse:
             # alternate two buffers: a layer never reads the one it writes
-            h = torch.addmm(b, h, w.t(), out=_workspace(i % 2, x.shape[0], w.shape[0], x))
+            h = torch.addmm(b, h, w.t(), out=workspace_buffer(i % 2, x.shape[0], w.shape[0], x))
         else:
             h = affine(h, w, b)  # the output leaves the call: fresh memory
         if i < last:

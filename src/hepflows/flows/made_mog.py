@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from .base import CPU_SEQUENTIAL_TILE_ROWS
 from .model import DensityModel
-from .nets import MaskedLinear, _activation
+from .nets import MaskedLinear, activation_module
 
 __all__ = ["ResidualMADE", "ResidualMADESweep", "MADEMoG"]
 
@@ -112,7 +112,7 @@ class ResidualMADE(nn.Module):
             nn.init.zeros_(block[-1].bias)
         nn.init.zeros_(self.last.weight)
         nn.init.zeros_(self.last.bias)
-        self.activation = _activation(activation)
+        self.activation = activation_module(activation)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         #: ``counts[k]``: the hidden units of degree <= k, k = 0..d
         self.counts = [int((degrees <= k).sum()) for k in range(features + 1)]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DensityModel", "mutable_buffers"]
+__all__ = ["NLL", "DensityModel", "mutable_buffers"]
+
+#: The :attr:`DensityModel.loss_name` of a model trained by its negative log-likelihood.
+NLL = "NLL"
 
 
 def mutable_buffers(model: nn.Module) -> list[Tensor]:
@@ -35,10 +38,14 @@ class DensityModel(nn.Module):
     Attributes:
         features: the event dimension ``d``.
         context_features: the number of context columns (0 for an unconditional model).
+        loss_name: what :meth:`training_loss` is, as the training log names it: :data:`NLL`
+            for a model trained by its likelihood, another name for a model with a loss of its
+            own (flow matching's).
     """
 
     features: int
     context_features: int = 0
+    loss_name: str = NLL
 
     def _check(self, x: Tensor | None, context: Tensor | None, n: int | None = None) -> None:
         if x is not None and (x.ndim != 2 or x.shape[1] != self.features):
@@ -72,3 +79,20 @@ class DensityModel(nn.Module):
         """Draw ``n`` events (n, d) and their log-density (n,)."""
         x = self.sample(n, context, generator=generator)
         return x, self.log_prob(x, context)
+
+    def training_loss(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        weight: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The loss training minimises on a batch ``x`` (n, d): a 0-d tensor.
+
+        Here the mean negative log-likelihood, weighted by ``weight`` (n,) of mean 1 over the data
+        set when given; a family with a loss of its own overrides this and :attr:`loss_name`.
+        ``generator`` seeds the draws of a loss that makes any (this one makes none).
+        """
+        log_prob = self.log_prob(x, context)
+        return -(log_prob.mean() if weight is None else (log_prob * weight).mean())

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import InputError
-from .fused import _workspace, relu_mlp
+from .fused import relu_mlp, workspace_buffer
 
 __all__ = ["ACTIVATIONS", "MLP", "MaskedLinear", "MaskedResidualBlock", "MADE", "MADESweep"]
 
@@ -30,7 +30,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _activation(name: str) -> nn.Module:
+def activation_module(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
@@ -82,7 +82,7 @@ class MLP(nn.Sequential):
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h), _activation(activation)]
+            layers += [nn.Linear(width, h), activation_module(activation)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = h
@@ -141,7 +141,7 @@ class MaskedResidualBlock(nn.Module):
         super().__init__()
         self.first = MaskedLinear(mask)
         self.second = MaskedLinear(mask)
-        self.activation = _activation(activation)
+        self.activation = activation_module(activation)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         nn.init.uniform_(self.second.weight, -1e-3, 1e-3)
         nn.init.uniform_(self.second.bias, -1e-3, 1e-3)
@@ -243,7 +243,7 @@ class MADE(nn.Module):
             hidden_layer.register_buffer("unit_degrees", deg, persistent=False)
             layers.append(hidden_layer)
             if not residual:
-                layers.append(_activation(activation))
+                layers.append(activation_module(activation))
                 if dropout > 0:
                     layers.append(nn.Dropout(dropout))
             prev = deg
@@ -456,7 +456,7 @@ class MADESweep:
         self.features = d
         self.context_columns = c
         self.activation = (
-            None if made._activation_name == "relu" else _activation(made._activation_name)
+            None if made._activation_name == "relu" else activation_module(made._activation_name)
         )
         # under autocast the products run in its type (as the plain layers would), explicitly
         autocast = torch.is_autocast_enabled(device.type)
@@ -539,4 +539,4 @@ def _unit_rows(slot: int, units: int, n: int, like: Tensor, reuse: bool) -> Tens
     if not reuse:
         return torch.empty(units, n, dtype=like.dtype, device=like.device)
     # the workspace is a contiguous (n, units) block: the same memory viewed as (units, n)
-    return _workspace(slot, n, units, like).view(units, n)
+    return workspace_buffer(slot, n, units, like).view(units, n)

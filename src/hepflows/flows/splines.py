@@ -181,7 +181,9 @@ def rational_quadratic_spline(
 
     Arguments:
         x: (...) values (spline outputs when ``inverse``).
-        knot_x, knot_y, knot_d: (..., K + 1) knots, increasing in x and y, positive slopes.
+        knot_x: (..., K + 1) knot positions, increasing.
+        knot_y: (..., K + 1) knot values, increasing.
+        knot_d: (..., K + 1) slopes at the knots, positive.
         inverse: evaluate the inverse spline.
 
     Returns:
@@ -260,7 +262,9 @@ def rq_spline(
     Arguments:
         x: (n, features) values (spline outputs when ``inverse``).
         params: (n, features * (3K - 1)) in the block layout of :func:`unpack_rq_params`.
-        features, bins, bound: ``features``, ``K`` and ``B``.
+        features: the number of features.
+        bins: ``K``.
+        bound: ``B``.
         inverse: evaluate the inverse spline.
 
     Returns:
@@ -489,7 +493,10 @@ def piecewise_quadratic_spline(
 
     Arguments:
         x: (...) values (outputs when ``inverse``).
-        bin_width, vertex, knot_u, knot_c: from :func:`pq_knots`.
+        bin_width: from :func:`pq_knots`.
+        vertex: from :func:`pq_knots`.
+        knot_u: from :func:`pq_knots`.
+        knot_c: from :func:`pq_knots`.
         bound: ``B``.
         inverse: evaluate the inverse map.
 

@@ -53,7 +53,6 @@ Weighted samples enter through their weighted fractions and Kish effective sizes
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -71,7 +70,8 @@ from scipy import optimize, stats
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
-from hepflows.validation.metrics import _quantile_inner_edges
+from hepflows.kish import effective_size
+from hepflows.validation.metrics import quantile_inner_edges
 
 __all__ = [
     "COLUMNS",
@@ -84,7 +84,6 @@ __all__ = [
     "chi2_divergence",
     "excess_interval",
     "headline",
-    "main",
     "mc_divergence_curve",
     "summarize",
     "write_amplification",
@@ -171,9 +170,7 @@ class _Events:
     @property
     def size(self) -> float:
         """Kish effective size ``(sum w)^2 / sum w^2``; the event count when unweighted."""
-        if self.w is None:
-            return float(len(self))
-        return float(self.w.sum() ** 2 / np.square(self.w).sum())
+        return effective_size(self.w, len(self))
 
 
 def _events(sample: Mapping[str, ArrayLike], features: Sequence[str], name: str) -> _Events:
@@ -327,7 +324,7 @@ def _n_bins(requested: int, truth: _Events, gen: _Events) -> int:
 
 def _quantile_cells(truth: _Events, samples: Sequence[_Events], bins: int) -> list[FloatArray]:
     """Per-feature fractions (bins, d) of the truth, then of each sample, on ``T``'s quantile bins."""
-    inner = _quantile_inner_edges(truth.x, bins, truth.w)  # (bins - 1, d)
+    inner = quantile_inner_edges(truth.x, bins, truth.w)  # (bins - 1, d)
 
     def fractions(ev: _Events) -> FloatArray:
         idx = np.stack(
@@ -419,7 +416,7 @@ def amplification(
     """The amplification rows of a generated sample against a truth sample.
 
     ``truth`` and ``generated`` are event dicts (feature -> (n,), optional ``label`` (n,) 0/1
-    and ``weight`` (n,)), as :func:`hepflows.events.io.read_events` returns them; ``truth`` is
+    and ``weight`` (n,)), as :func:`hepflows.events.reader.read_events` returns them; ``truth`` is
     MC the flow never saw.  Returns one row per (feature, slice) on ``bins`` quantile bins of the
     truth, then, unless ``cells`` is None, one ``JOINT`` row per slice on ``cells`` k-means
     cells; keys as :data:`COLUMNS` (``n_equiv`` and ``worth`` are lower bounds where
@@ -713,97 +710,3 @@ def write_summary_html(
     path = Path(path)
     atomic_write_text(path, doc)
     return path
-
-
-# ----------------------------------------------------------------------------------------------
-# command line
-# ----------------------------------------------------------------------------------------------
-
-
-def _read(path: Path, features: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """Events of a ROOT file, with labels and weights where the file has them."""
-    from hepflows.events.io import branch_names, read_events
-
-    names = branch_names(path)
-    return read_events(path, features, with_label=LABEL in names, with_weight=WEIGHT in names)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hepflows.validation.amplification --truth T.root --generated S.root --out DIR``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m hepflows.validation.amplification",
-        description="How many MC events a generated sample is worth (arXiv:2008.06545, "
-        "arXiv:2509.08048): writes DIR/amplification.{csv,json} and the figure "
-        "DIR/amplification.{pdf,png}.",
-    )
-    parser.add_argument("--truth", type=Path, required=True, help="MC events the flow never saw")
-    parser.add_argument("--generated", type=Path, required=True, help="generated events")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--n-train", type=int, default=None, help="training events, for G")
-    parser.add_argument(
-        "--train",
-        type=Path,
-        default=None,
-        help="the training events' file: --n-train is its number of events",
-    )
-    parser.add_argument(
-        "--features",
-        nargs="+",
-        default=None,
-        help="features (default: every feature branch of the generated file)",
-    )
-    parser.add_argument("--bins", type=int, default=DEFAULT_BINS)
-    parser.add_argument("--cells", type=int, default=DEFAULT_CELLS, help="0: no joint rows")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-plot", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.train is not None:
-            from hepflows.events.io import count_events
-
-            args.n_train = count_events(args.train)
-        generated = _read(args.generated, args.features)
-        features = [f for f in generated if f not in (LABEL, WEIGHT)]
-        truth = _read(args.truth, features)
-        rows = amplification(
-            truth,
-            generated,
-            features,
-            n_train=args.n_train,
-            bins=args.bins,
-            cells=args.cells or None,
-            alpha=args.alpha,
-            seed=args.seed,
-        )
-    except InputError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    paths: tuple[Path, ...] = write_amplification(rows, args.out, args.alpha)
-    if not args.no_plot:
-        from hepflows.validation.amplification_plot import plot_amplification
-
-        n_max = max(len(next(iter(truth.values()))) // 2, 1)
-        sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
-        curve = mc_divergence_curve(truth, features, sizes, bins=args.bins, seed=args.seed)
-        paths += plot_amplification(rows, curve, args.out / "amplification")
-    head = summarize(rows, args.alpha)
-    for key in ("features", "joint"):
-        w = head[key]
-        if w:
-            log.info(
-                "%s: n_equiv %s %.4g (%s, %s), lower bound (level %g) %.4g",
-                key,
-                ">=" if w["lower_bound"] else "=",
-                w["n_equiv"],
-                w["feature"],
-                w["slice"],
-                1 - args.alpha,
-                w["n_equiv_lo"],
-            )
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

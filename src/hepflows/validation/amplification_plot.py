@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 # plots first: it selects the file-only matplotlib backend before pyplot is imported
-from hepflows.validation.plots import _atlas_style, _label, save_figure  # isort: skip
+from hepflows.validation.plots import atlas_style, simulation_label, save_figure  # isort: skip
 import matplotlib.pyplot as plt
 
 from hepflows.events.schema import axis_label
@@ -169,9 +169,9 @@ def plot_amplification(
         ((left + i * (side + gap)) / width, bottom / height, side / width, side / height)
         for i in range(len(slices))
     ]
-    with _atlas_style():
+    with atlas_style():
         fig = plt.figure(figsize=(width, height))
-        _label(fig, rects[0], loc=0)
+        simulation_label(fig, rects[0], loc=0)
         for i, (name, rect) in enumerate(zip(slices, rects, strict=True)):
             ax = fig.add_axes(rect)
             _panel(

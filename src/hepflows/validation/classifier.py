@@ -19,6 +19,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from hepflows.kish import effective_size
+
 #: Points kept of the ROC curve: enough for a smooth plot, small enough for JSON.
 ROC_POINTS = 201
 
@@ -122,8 +124,7 @@ def classifier_two_sample(
         lo, hi = auc, auc
 
     def n_eff(mask: NDArray) -> float:
-        ww = w_ho[mask]
-        return float(ww.sum() ** 2 / np.square(ww).sum())
+        return effective_size(w_ho[mask], int(mask.sum()))
 
     fpr, tpr, _ = roc_curve(y_ho, score, sample_weight=sw)
     grid, tpr_grid = _downsample_roc(fpr, tpr)

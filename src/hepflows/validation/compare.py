@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from hepflows import layout
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.model_config import model_kind
+from hepflows.records import read_json
 from hepflows.validation import null as nl
 
 __all__ = [
@@ -60,15 +60,6 @@ def describe_model(cfg: Mapping[str, Any]) -> str:
     return text + f"; lr {training['lr']:g}, batch {training['batch_size']}"
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; run the model's validate step first") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-
-
 def read_training_log(path: Path) -> tuple[int, int | None, float]:
     """(epochs run, best epoch, best validation NLL) from a training log."""
     try:
@@ -104,7 +95,7 @@ def model_summary(model_dir: str | Path, name: str, *, description: str = "") ->
     ``model_dir`` holds ``model/training_log.csv`` and ``validation/{metrics.json,closure.csv}``.
     """
     model_dir = Path(model_dir)
-    metrics = _read_json(model_dir / layout.MODEL_FILES["metrics"])
+    metrics = read_json(model_dir / layout.MODEL_FILES["metrics"])
     epochs, best_epoch, best_val = read_training_log(model_dir / layout.MODEL_FILES["log"])
     verdict = {v["metric"]: v for v in metrics.get("verdict", [])}
     row: dict[str, Any] = {
@@ -139,7 +130,7 @@ def _amplification(path: Path) -> dict[str, str]:
     the two, as text ("≥" marks a lower bound); empty where the model has no amplification."""
     if not path.exists():
         return dict.fromkeys(AMPLIFICATION_COLUMNS, "")
-    summary = _read_json(path).get("summary") or {}
+    summary = read_json(path).get("summary") or {}
 
     def text(w: Mapping[str, Any] | None, key: str) -> str:
         if not w:

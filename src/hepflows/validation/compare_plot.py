@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # plots first: it selects the file-only matplotlib backend before pyplot is imported
-from hepflows.validation.plots import _atlas_style, save_figure  # isort: skip
+from hepflows.validation.plots import atlas_style, save_figure  # isort: skip
 import matplotlib.pyplot as plt
 
 __all__ = ["plot_comparison"]
@@ -107,7 +107,7 @@ def plot_comparison(rows: Sequence[Mapping[str, Any]], out_base: str | Path) -> 
     if not rows:
         raise ValueError("no models to compare")
     height = 1.8 + 0.45 * len(rows)
-    with _atlas_style():
+    with atlas_style():
         fig, axes = plt.subplots(1, 3, figsize=(13, height), sharey=True)
         _auc_panel(axes[0], rows)
         _cells_panel(axes[1], rows)

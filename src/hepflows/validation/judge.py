@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from hepflows.kish import effective_size
 from hepflows.validation import metrics as m
 from hepflows.validation import null as nl
 from hepflows.validation.classifier import auc_null_pvalue, classifier_two_sample
@@ -252,7 +253,7 @@ def label_fraction(ref: Sample, gen: Sample) -> dict:
 
     def frac(s: Sample) -> tuple[float, float]:
         w = np.ones(len(s)) if s.w is None else s.w
-        return float(w[s.label == 1].sum() / w.sum()), m.effective_size(s.w, len(s))
+        return float(w[s.label == 1].sum() / w.sum()), effective_size(s.w, len(s))
 
     fr, nr = frac(ref)
     fg, ng = frac(gen)
@@ -274,7 +275,7 @@ def input_weights(ref: Sample) -> dict:
         return {
             "events": len(s),
             "sum_weights": total,
-            "kish_effective_size": m.effective_size(s.w, len(s)),
+            "kish_effective_size": effective_size(s.w, len(s)),
         }
 
     per_slice = {name: summary(ref.slice(name)) for name in ("all", "signal", "background")}

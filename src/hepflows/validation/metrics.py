@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
+from hepflows.kish import effective_size
+
 FloatArray = NDArray[np.float64]
 
 #: Default number of histogram bins for the chi2 test and the separation power.
@@ -64,13 +66,6 @@ def _weights(w: ArrayLike | None, n: int) -> FloatArray | None:
     return arr
 
 
-def effective_size(w: FloatArray | None, n: int) -> float:
-    """Kish effective sample size ``(sum w)^2 / sum w^2``; ``n`` for unweighted samples."""
-    if w is None:
-        return float(n)
-    return float(w.sum() ** 2 / np.square(w).sum())
-
-
 def _ecdf_difference(
     a: FloatArray, b: FloatArray, wa: FloatArray | None, wb: FloatArray | None
 ) -> tuple[FloatArray, FloatArray]:
@@ -91,7 +86,7 @@ def _ecdf_difference(
     return values, np.cumsum(step[order], axis=0)
 
 
-def _quantile_inner_edges(a: FloatArray, n_bins: int, wa: FloatArray | None) -> FloatArray:
+def quantile_inner_edges(a: FloatArray, n_bins: int, wa: FloatArray | None) -> FloatArray:
     """Inner bin edges at the (weighted) quantiles ``k / n_bins`` of each column of ``a``.
 
     Shape (n_bins - 1, d).  Repeated edges (discrete values) give empty bins, which the
@@ -145,7 +140,7 @@ def _binned(
         n_bins = int(bins)  # type: ignore[arg-type]
         if n_bins < 2:
             raise ValueError(f"need at least 2 bins, got {n_bins}")
-        inner = _quantile_inner_edges(a, n_bins, wa)
+        inner = quantile_inner_edges(a, n_bins, wa)
 
         def index(x: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
             idx = np.empty(x.shape, dtype=np.intp)

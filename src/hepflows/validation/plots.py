@@ -42,7 +42,7 @@ TRAINING_LOG_COLUMNS = ("epoch", "train_nll", "val_nll")
 
 
 @contextlib.contextmanager
-def _atlas_style() -> Iterator[None]:
+def atlas_style() -> Iterator[None]:
     """ATLAS style for the duration of one figure."""
     with plt.style.context(mplhep.style.ATLAS):
         yield
@@ -81,7 +81,7 @@ def figure_text(
         _FIGURE_TEXT.reset(token)
 
 
-def _label(
+def simulation_label(
     fig: plt.Figure,
     rect: tuple[float, float, float, float],
     loc: int | None = None,
@@ -347,7 +347,7 @@ def plot_feature(
     classes = [c for c in CLASS_STYLE if np.any(rl == c)]
     n_ratio = max(1, len(classes))
 
-    with _atlas_style():
+    with atlas_style():
         fig = plt.figure(figsize=(8, 6.2 + 1.5 * n_ratio))
         grid = fig.add_gridspec(
             1 + n_ratio,
@@ -359,7 +359,9 @@ def plot_feature(
             top=0.95,
             bottom=0.09,
         )
-        _label(fig, grid[0].get_position(fig).bounds, loc=0, rlabel=_FIGURE_TEXT.get().rlabel())
+        simulation_label(
+            fig, grid[0].get_position(fig).bounds, loc=0, rlabel=_FIGURE_TEXT.get().rlabel()
+        )
         ax = fig.add_subplot(grid[0])
         raxes = [fig.add_subplot(grid[1 + i], sharex=ax) for i in range(n_ratio)]
         for a in (ax, *raxes[:-1]):
@@ -678,10 +680,10 @@ def plot_2d_comparison(
     norm = (
         LogNorm(vmin=float(positive.min()), vmax=float(positive.max())) if len(positive) else None
     )
-    with _atlas_style():
+    with atlas_style():
         fig = plt.figure(figsize=(16, 5.4))
         rects = [(0.06 + 0.31 * i, 0.14, 0.24, 0.74) for i in range(3)]
-        _label(fig, rects[0], loc=0, rlabel="")
+        simulation_label(fig, rects[0], loc=0, rlabel="")
         axes = [fig.add_axes(r) for r in rects]
         titles = ("MC", model or "Flow", f"({model or 'Flow'} $-$ MC) / $\\sigma$")
         images = []
@@ -747,9 +749,9 @@ def plot_correlation_difference(
         ((margin + i * (side + gap)) / width, margin / height, side / width, side / height)
         for i in range(k)
     ]
-    with _atlas_style():
+    with atlas_style():
         fig = plt.figure(figsize=(width, height))
-        _label(fig, rects[0], loc=0)
+        simulation_label(fig, rects[0], loc=0)
         axes = [fig.add_axes(rect) for rect in rects]
         cax = fig.add_axes(
             ((width - bar + 0.3) / width, margin / height, 0.2 / width, side / height)
@@ -798,10 +800,10 @@ def plot_roc(
     ``result`` is the dict of :func:`hepflows.validation.classifier.classifier_two_sample`;
     ``null_results`` the same for MC-vs-MC pairs, drawn thin and grey for comparison.
     """
-    with _atlas_style():
+    with atlas_style():
         fig = plt.figure(figsize=(7, 7))
         rect = (0.15, 0.11, 0.8, 0.82)  # room above for the label
-        _label(fig, rect)
+        simulation_label(fig, rect)
         ax = fig.add_axes(rect)
         for i, res in enumerate(null_results):
             ax.plot(
@@ -882,10 +884,10 @@ def plot_training_curve(
     epoch = log["epoch"]
     finite = np.isfinite(log["val_nll"])
     best = int(np.flatnonzero(finite)[np.argmin(log["val_nll"][finite])]) if finite.any() else None
-    with _atlas_style():
+    with atlas_style():
         fig = plt.figure(figsize=(8, 6))
         rect = (0.14, 0.13, 0.7, 0.78)  # room above for the label, right for the lr axis
-        _label(fig, rect)
+        simulation_label(fig, rect)
         ax = fig.add_axes(rect)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.plot(epoch, log["train_nll"], marker="o", markersize=3, label="training")

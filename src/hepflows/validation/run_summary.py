@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import math
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from hepflows import layout
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.model_config import model_kind
+from hepflows.provenance import git_commit
+from hepflows.records import read_json
 from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS
 from hepflows.validation.tables import refine_html, verdict_html
@@ -50,21 +50,6 @@ _OWN_STEP = "summary"
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """The hash of every section of a validated config (defaults filled): the run's identity."""
     return hconfig.section_hash(cfg, sorted(cfg))
-
-
-def git_commit() -> str:
-    """The commit of the checkout holding this package, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def read_benchmarks(folder: str | Path) -> dict[str, tuple[int, float]]:
@@ -115,36 +100,25 @@ def training_info(model_dir: str | Path) -> dict[str, Any]:
     return info
 
 
-def _read_metrics(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; run the model's validate step first") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-
-
 def _refine_section(folder: Path, metrics: Mapping[str, Any]) -> list[str]:
     """The raw and reweighted verdicts side by side, when the model's refine step ran."""
     files = layout.MODEL_FILES
     reweighted = folder / files["reweighted_metrics"]
     if not reweighted.is_file():
         return []
-    report = json.loads((folder / files["refine_report"]).read_text())
+    report = read_json(folder / files["refine_report"], missing="not found; run refine first")
     n_equiv = None
     raw_amp, rew_amp = folder / files["amplification"], folder / files["reweighted_amplification"]
     if raw_amp.is_file() and rew_amp.is_file():
         from hepflows.validation.amplification import headline
 
         n_equiv = (
-            headline(json.loads(raw_amp.read_text())["summary"]),
-            headline(json.loads(rew_amp.read_text())["summary"]),
+            headline(read_json(raw_amp)["summary"]),
+            headline(read_json(rew_amp)["summary"]),
         )
     return [
         '<h4 style="font-family:sans-serif">Refine: raw and reweighted</h4>',
-        refine_html(
-            metrics, _read_metrics(reweighted), report, n_equiv=n_equiv, full_document=False
-        ),
+        refine_html(metrics, read_json(reweighted), report, n_equiv=n_equiv, full_document=False),
     ]
 
 
@@ -238,7 +212,7 @@ def summary_html(
     """
     esc = html.escape
     run_dir = Path(run_dir)
-    commit = git_commit() if commit is None else commit
+    commit = git_commit(short=True) if commit is None else commit
     parts = [
         f'<h2 style="font-family:sans-serif">Run <code>{esc(str(cfg["run"]))}</code></h2>',
         _table(
@@ -260,7 +234,7 @@ def summary_html(
         folder = Path(folder)
         variant = hconfig.model_variant(cfg, name) if name is not None else cfg
         model, info = variant["model"], training_info(folder)
-        metrics = _read_metrics(folder / layout.MODEL_FILES["metrics"])
+        metrics = read_json(folder / layout.MODEL_FILES["metrics"])
         title = f"Model {esc(name)}" if name is not None else "Model"
         best = "-" if info["best_epoch"] is None else str(info["best_epoch"])
         nll = "-" if math.isnan(info["best_val_nll"]) else f"{info['best_val_nll']:.4f}"

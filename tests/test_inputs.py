@@ -330,7 +330,11 @@ def test_selection_evaluates(expr, n):
     "expr",
     [
         "a.real > 1",
-        "a[0] > 1",
+        "a[-1] > 1",
+        "a[b] > 1",
+        "a[0:2] > 1",
+        "len(a + 1) > 1",
+        "a + a[0] > 1",
         "open('x')",
         "lambda: 1",
         "'a' == a",

@@ -45,9 +45,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _features(cfg: dict[str, Any]) -> tuple[str, ...]:
-    from hepflows.events.schema import resolve_features
+    from hepflows.events.observables import feature_names
 
-    return resolve_features(cfg["features"])
+    return feature_names(cfg)
 
 
 def _metadata(cfg: dict[str, Any], sections: Sequence[str], **extra: Any) -> dict[str, Any]:
@@ -178,6 +178,7 @@ def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int,
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
+    from hepflows import config
     from hepflows.events import convert as io
     from hepflows.events import inputs
 
@@ -196,7 +197,10 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             else None
         )
         meta = _metadata(
-            cfg, ("seed", "features", "data"), source=path, inputs=[record] if record else []
+            cfg,
+            ("seed", *config.FEATURE_SECTIONS, "data"),
+            source=path,
+            inputs=[record] if record else [],
         )
         counts = io.convert_higgs_csv(
             path, outputs, split=data["split"], limit=data["limit"], metadata=meta
@@ -207,7 +211,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         )
         meta = _metadata(
             cfg,
-            ("seed", "features", "data"),
+            ("seed", *config.FEATURE_SECTIONS, "data"),
             source=data["path"] or [e["path"] for e in data["inputs"]],
         )
         counts = inputs.convert_inputs(
@@ -218,6 +222,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             branch_map=data["branch_map"],
             weight_branch=data["weight_branch"],
             selection=data["selection"],
+            derived=cfg.get("derived") or {},
             split=data["split"],
             limit=data["limit"],
             metadata=meta,

@@ -11,6 +11,7 @@ def settings(*sections):
     return json.dumps(hepflows_config.subset(config, sections), sort_keys=True)
 
 
+FEATURE_SECTIONS = hepflows_config.FEATURE_SECTIONS
 PREPROCESS_SECTIONS = hepflows_config.PREPROCESS_SECTIONS
 MODEL_SECTIONS = hepflows_config.MODEL_SECTIONS
 
@@ -106,7 +107,7 @@ def truth_settings():
 
 def amplification_settings():
     """What the measurement depends on: the features, the seed and its own settings only."""
-    cfg = hepflows_config.subset(config, ("seed", "features"))
+    cfg = hepflows_config.subset(config, ("seed", *FEATURE_SECTIONS, "labels", "data"))
     cfg["validation"] = {"amplification": AMPLIFICATION}
     return json.dumps(cfg, sort_keys=True)
 
@@ -125,7 +126,9 @@ def amplification_outputs():
 
 def validate_settings():
     """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
-    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation"))
+    cfg = hepflows_config.subset(
+        config, ("seed", *FEATURE_SECTIONS, "labels", "data", "validation")
+    )
     cfg["validation"].pop("amplification", None)
     return json.dumps(cfg, sort_keys=True)
 

@@ -206,6 +206,7 @@ def convert_inputs(
     branch_map: Mapping[str, str] | None = None,
     weight_branch: str | None = None,
     selection: str | None = None,
+    derived: Mapping[str, str] | None = None,
     split: Mapping[str, Any] | None = None,
     limit: int | None = None,
     step_size: int = 100_000,
@@ -213,28 +214,33 @@ def convert_inputs(
     metadata: Mapping[str, object] | None = None,
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
-    split.  ``limit``: at most this many entries of each file.  Returns events per split."""
+    split.  ``limit``: at most this many entries of each file.  ``derived``: feature -> expression
+    of branches (:class:`~hepflows.events.selection.Expression`), computed after the selection.
+    Returns events per split."""
     import numpy as np
 
     from hepflows.errors import InputError
     from hepflows.events.convert import _Router, _SplitRule, _writers, split_key
     from hepflows.events.prefetch import prefetch
     from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
-    from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
-    from hepflows.events.selection import Selection
+    from hepflows.events.schema import LABEL, WEIGHT
+    from hepflows.events.selection import Expression, Selection
 
     features = list(features)
     bmap = dict(branch_map or {})
-    unknown = [k for k in bmap if k not in HIGGS_FEATURES]
+    unknown = [k for k in bmap if k not in features]
     if unknown:
         raise InputError(
-            f"data.branch_map: unknown feature name(s) {unknown}; expected names "
-            "from hepflows.events.schema.HIGGS_FEATURES"
+            f"data.branch_map: {unknown} are not features; the features are {features}"
         )
-    fmap = {f: bmap.get(f, f) for f in features}
+    exprs = {feat: Expression(text, f"derived.{feat}") for feat, text in (derived or {}).items()}
+    fmap = {f: bmap.get(f, f) for f in features if f not in exprs}
     cut = Selection(selection) if selection else None
-    if cut is not None:
-        cut.check("data.selection")
+    for e in (cut, *exprs.values()):
+        if e is not None:
+            e.check(e.key)
+    # branches read as collections (name[i], len(name)): read through awkward, not numpy
+    jagged = {n for e in (cut, *exprs.values()) if e is not None for n in e.jagged}
     weighted = weight_branch is not None or any(f.weight is not None for f in files)
     labelled = bool(files) and (files[0].label is not None or files[0].label_branch is not None)
     rule = _SplitRule(split, list(outputs))
@@ -253,6 +259,9 @@ def convert_inputs(
             uses.setdefault(weight_branch, []).append("the weight (data.weight_branch)")
         for name in cut.names if cut else ():
             uses.setdefault(name, []).append("data.selection")
+        for feat, e in exprs.items():
+            for name in e.names:
+                uses.setdefault(name, []).append(f"derived.{feat}")
         return list(uses), {c: ", ".join(u) for c, u in uses.items()}
 
     # 1. check every file before writing anything
@@ -262,7 +271,7 @@ def convert_inputs(
             t = get_ntuple(rf, f.tree, where)
             f.kind = ntuple_kind(t)[0]
             cols, uses = columns(f)
-            check_columns(t, cols, where, uses)
+            check_columns(t, cols, where, uses, jagged=jagged)
             f.entries = int(t.num_entries)
         if f.entries == 0:
             name = "tree" if f.kind == "TTree" else "RNTuple"
@@ -286,6 +295,7 @@ def convert_inputs(
         "branch_map": fmap,
         "weight_branch": weight_branch,
         "selection": selection,
+        "derived": dict(derived or {}),
         "limit": limit,
         "split_seed": seed,
     }
@@ -320,7 +330,9 @@ def convert_inputs(
                 name = f"{'tree' if kind == 'TTree' else 'RNTuple'} {f.tree!r}"
                 cols, _ = columns(f)
                 # uproot reads and decompresses the next chunk in a thread meanwhile.
-                reading = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
+                reading = t.iterate(
+                    cols, step_size=step_size, library="ak" if jagged else "np", entry_stop=stop
+                )
                 with contextlib.closing(prefetch(reading, depth=2)) as chunks:
                     first = 0
                     while first < stop:
@@ -333,14 +345,22 @@ def convert_inputs(
                                 f"{where}: cannot read {name} after entry {first} "
                                 f"(truncated or corrupt?): {exc}"
                             ) from exc
+                        if jagged:
+                            raw = _columns(raw, jagged)
                         n = len(raw[cols[0]])
                         entries = np.arange(first, first + n, dtype=np.uint64)
                         if cut is not None:
-                            keep = np.flatnonzero(cut.mask(raw, n, where))
-                            raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
+                            keep = np.flatnonzero(cut.mask(raw, n, where, entries))
+                            raw = {c: v[keep] for c, v in raw.items()}
                             entries = entries[keep]
                         chunk: dict[str, np.ndarray] = {}
-                        for feat, b in fmap.items():
+                        for feat in features:
+                            if feat in exprs:
+                                values = exprs[feat].values(raw, len(entries), where, entries)
+                                chunk[feat] = values.astype(np.float32)
+                                bad_values(chunk[feat], entries, where, f"derived {feat!r}")
+                                continue
+                            b = fmap[feat]
                             chunk[feat] = np.asarray(raw[b], dtype=np.float32)
                             bad_values(
                                 chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})"
@@ -428,6 +448,14 @@ def convert_inputs(
             100.0 * after / before,
         )
     return counts
+
+
+def _columns(chunk: Any, jagged: set[str]) -> dict[str, Any]:
+    """An awkward chunk's fields: numpy arrays (n,), awkward arrays (n, var) for ``jagged``."""
+    import awkward as ak
+    import numpy as np
+
+    return {c: chunk[c] if c in jagged else np.asarray(ak.to_numpy(chunk[c])) for c in chunk.fields}
 
 
 def _writers_open(writers: Mapping[str, Any]) -> Any:

@@ -253,6 +253,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         quantiles=cfg["preprocess"]["quantiles"],
         labels=events[LABEL],
         per_process=per_process,
+        discrete=cfg["discrete"],
+        discrete_values=cfg["preprocess"]["discrete_values"],
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train),
         metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
@@ -551,6 +553,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         seed=cfg["seed"],
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
+        discrete=_discrete(cfg, reference, features),
+        labels=cfg["labels"],
     )
     if args.reweighted:
         _validate_reweighted(args, cfg, reference, labelled)
@@ -564,6 +568,15 @@ def cmd_validate(args: argparse.Namespace) -> None:
             Path(args.out_dir) / layout.VALIDATION_FILES["closure"],
             seed=cfg["seed"],
         )
+
+
+def _discrete(cfg: dict[str, Any], events: dict, features: Sequence[str]) -> list[str]:
+    """The discrete features, found in ``events`` by the preprocessing's rule."""
+    from hepflows.preprocess import find_discrete
+
+    x = _matrix(events, features)
+    limit = cfg["preprocess"]["discrete_values"]
+    return list(find_discrete(x, features, cfg["discrete"], limit))
 
 
 def _validate_reweighted(
@@ -603,6 +616,7 @@ def _validate_reweighted(
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
         plots=False,
+        discrete=_discrete(cfg, reference, features),
     )
     raw = json.loads((out / layout.VALIDATION_FILES["metrics"]).read_text())
     report = json.loads(Path(args.refine_report).read_text())

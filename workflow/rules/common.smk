@@ -8,7 +8,13 @@ def settings(*sections):
 
     Passing only these (as a param) makes Snakemake rerun a step exactly when they change.
     """
-    return json.dumps(hepflows_config.subset(config, sections), sort_keys=True)
+    return literal(json.dumps(hepflows_config.subset(config, sections), sort_keys=True))
+
+
+def literal(text):
+    """A param of this exact text: a function, so that Snakemake does not read the braces of
+    a LaTeX label ("$p_{T}$") as wildcards."""
+    return lambda wildcards: text
 
 
 FEATURE_SECTIONS = hepflows_config.FEATURE_SECTIONS
@@ -109,7 +115,7 @@ def amplification_settings():
     """What the measurement depends on: the features, the seed and its own settings only."""
     cfg = hepflows_config.subset(config, ("seed", *FEATURE_SECTIONS, "labels", "data"))
     cfg["validation"] = {"amplification": AMPLIFICATION}
-    return json.dumps(cfg, sort_keys=True)
+    return literal(json.dumps(cfg, sort_keys=True))
 
 
 def amplification_sample():
@@ -127,10 +133,10 @@ def amplification_outputs():
 def validate_settings():
     """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
     cfg = hepflows_config.subset(
-        config, ("seed", *FEATURE_SECTIONS, "labels", "data", "validation")
+        config, ("seed", *FEATURE_SECTIONS, "labels", "data", "preprocess", "validation")
     )
     cfg["validation"].pop("amplification", None)
-    return json.dumps(cfg, sort_keys=True)
+    return literal(json.dumps(cfg, sort_keys=True))
 
 
 # The refine step (refine.smk) and what validate is given of it.

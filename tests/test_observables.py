@@ -15,7 +15,6 @@ from analysis_ntuples import TREE, build
 from hepflows import config
 from hepflows.cli import main
 from hepflows.errors import InputError
-from hepflows.events.observables import axis_label, feature_names
 from hepflows.events.reader import read_events
 
 FEATURES = ["lep_pt", "met_met", "n_bjets", "mbb"]
@@ -52,6 +51,8 @@ def _ingest(settings: dict, out: Path) -> int:
 
 
 def test_config_takes_the_users_names_and_derived(ntuples):
+    from hepflows.events.observables import feature_names
+
     cfg = config.validate(_settings(ntuples), source="t")
     assert feature_names(cfg) == (*FEATURES, "HT", "jet3_pt")
 
@@ -125,9 +126,22 @@ def test_a_scalar_branch_read_as_a_collection_is_named(ntuples, tmp_path, caplog
 
 
 def test_labels_give_axis_labels_and_higgs_names_keep_theirs():
+    from hepflows.events.observables import axis_label
+
     labels = {"lep_pt": {"label": "$p_T^\\ell$", "unit": "GeV"}, "n_bjets": {"label": "b-jets"}}
     assert axis_label("lep_pt", labels) == "$p_T^\\ell$ [GeV]"
     assert axis_label("lep_pt", labels, units="none") == "$p_T^\\ell$"
     assert axis_label("n_bjets", labels) == "b-jets"
     assert axis_label("mbb", labels) == "mbb"
     assert axis_label("m_bb") == "$m_{bb}$ [GeV]"
+
+
+def test_features_are_the_users_branch_names(ntuples, tmp_path):
+    """Failure 1 of the analysis trial: ``features: [lep_pt, ...]`` was refused."""
+    out = tmp_path / "out"
+    settings = _settings(ntuples, data={"selection": "lep_pt > 25"})
+    settings.pop("derived")
+    settings["features"] = ["lep_pt", "met_met", "mbb"]
+    assert _ingest(settings, out) == 0
+    ev = read_events(out / "train.root", ["lep_pt", "met_met", "mbb"])
+    assert ev["lep_pt"].min() > 25 and ev["met_met"].dtype == np.float32

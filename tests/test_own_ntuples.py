@@ -29,7 +29,6 @@ TINY = {k: TINY_WORKFLOW[k] for k in ("model", "training", "sampling")} | {
         "max_events": 1000,
         "n_null": 20,
         "classifier": False,
-        "amplification": {"enabled": False},
     }
 }
 
@@ -74,6 +73,8 @@ def test_outputs_use_the_users_names(analysis_run):
     for name in ("n_bjets", "n_jets"):
         assert set(np.unique(gen[name])) <= set(np.unique(train[name])), name
     assert set(metrics["discrete"]) == {"n_bjets", "n_jets"}
+    amplification = (run / "validation" / "amplification.csv").read_text()
+    assert all(name in amplification for name in names)
     # the selection's len(jet_pt) >= 3 holds in the MC, and jet3_pt is then a real jet
     assert np.unique(train["n_jets"]).min() >= 3
 
@@ -93,4 +94,3 @@ def test_summary_gives_the_weights_effective_sizes(analysis_run):
     run, _ = analysis_run
     html = (run / "summary.html").read_text()
     assert "Kish effective sample size" in html
-    assert "lep_pt" in html or "HT" in html

@@ -719,7 +719,9 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     n_max = max(len(truth[features[0]]) // 2, 1)
     sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
     curve = amp.mc_divergence_curve(truth, features, sizes, bins=settings["bins"], seed=cfg["seed"])
-    paths += plot_amplification(rows, curve, out / names["amplification_plot"])
+    paths += plot_amplification(
+        rows, curve, out / names["amplification_plot"], labels=cfg.get("labels")
+    )
     paths.append(
         amp.write_summary_html(rows, out / names["amplification_summary"], settings["alpha"])
     )

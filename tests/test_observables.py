@@ -119,10 +119,10 @@ def test_an_event_without_the_element_is_refused_by_name(ntuples, tmp_path, capl
 
 def test_a_scalar_branch_read_as_a_collection_is_named(ntuples, tmp_path, caplog):
     out = tmp_path / "out"
-    settings = _settings(ntuples, derived={"x": "lep_pt[0]"})
+    settings = _settings(ntuples, derived={"x": "lep_eta[0]"})
     assert _ingest(settings, out) == 2
     assert not out.exists() or not any(out.iterdir())
-    assert "branch 'lep_pt' holds one number per event, not a collection" in caplog.text
+    assert "branch 'lep_eta' holds one number per event, not a collection" in caplog.text
 
 
 def test_labels_give_axis_labels_and_higgs_names_keep_theirs():
@@ -145,3 +145,19 @@ def test_features_are_the_users_branch_names(ntuples, tmp_path):
     assert _ingest(settings, out) == 0
     ev = read_events(out / "train.root", ["lep_pt", "met_met", "mbb"])
     assert ev["lep_pt"].min() > 25 and ev["met_met"].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("features", "derived", "words"),
+    [
+        (["lep_pt", "jet_pt"], {}, "hold several values per event"),
+        (["lep_pt", "jet_pt"], {"HT": "jet_pt[0] + lep_pt"}, "read as collections"),
+    ],
+)
+def test_a_collection_is_no_feature(ntuples, tmp_path, caplog, features, derived, words):
+    out = tmp_path / "out"
+    settings = _settings(ntuples, data={"selection": "lep_pt > 25"})
+    settings.update(features=features, derived=derived)
+    assert _ingest(settings, out) == 2
+    assert not out.exists() or not any(out.iterdir())
+    assert words in caplog.text and "jet_pt" in caplog.text

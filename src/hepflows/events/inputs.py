@@ -241,6 +241,13 @@ def convert_inputs(
             e.check(e.key)
     # branches read as collections (name[i], len(name)): read through awkward, not numpy
     jagged = {n for e in (cut, *exprs.values()) if e is not None for n in e.jagged}
+    both = sorted({b for b in fmap.values() if b in jagged})
+    if both:
+        raise InputError(
+            f"features: branch(es) {both} are read as collections (name[i], len(name)) in "
+            "data.selection or derived, so they cannot be features of one number per event; "
+            'model an element instead, e.g. derived: {lead: "name[0]"}'
+        )
     weighted = weight_branch is not None or any(f.weight is not None for f in files)
     labelled = bool(files) and (files[0].label is not None or files[0].label_branch is not None)
     rule = _SplitRule(split, list(outputs))

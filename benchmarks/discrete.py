@@ -60,7 +60,6 @@ def run(work: Path, cfg: dict, scale: float) -> Path:
             "config/bench.yaml",
             "--cores",
             "1",
-            "--quiet",
             target,
         ],
         cwd=work,

@@ -15,7 +15,7 @@ from analysis_ntuples import TREE, build
 from hepflows import config
 from hepflows.cli import main
 from hepflows.errors import InputError
-from hepflows.events.reader import read_events
+from hepflows.events.reader import read_events, read_metadata
 
 FEATURES = ["lep_pt", "met_met", "n_bjets", "mbb"]
 DERIVED = {"HT": "jet_pt[0] + jet_pt[1] + lep_pt", "jet3_pt": "jet_pt[2]"}
@@ -104,6 +104,12 @@ def test_ingest_writes_the_users_names_and_derived_values(ntuples, tmp_path):
     assert set(np.unique(got["n_bjets"])) == {0.0, 1.0, 2.0}
     with uproot.open(out / "train.root") as f:
         assert set(f["events"].keys()) == {*names, "label", "weight"}
+    # found at ingest: the integer-valued features, modelled as discrete by the preprocessing
+    assert read_metadata(out / "train.root")["integer_features"] == ["n_bjets"]
+    settings = _settings(ntuples, preprocess={"discrete_values": 0})
+    args = ["preprocess", "--quiet", "--settings", json.dumps(settings)]
+    assert main([*args, "--train", str(out / "train.root"), "--out", str(out / "p.json")]) == 0
+    assert list(json.loads((out / "p.json").read_text())["discrete"]) == ["n_bjets"]
 
 
 def test_an_event_without_the_element_is_refused_by_name(ntuples, tmp_path, caplog):

@@ -253,7 +253,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         quantiles=cfg["preprocess"]["quantiles"],
         labels=events[LABEL],
         per_process=per_process,
-        discrete=cfg["discrete"],
+        discrete=_declared_discrete(cfg, args.train),
         discrete_values=cfg["preprocess"]["discrete_values"],
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train),
@@ -553,7 +553,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         seed=cfg["seed"],
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
-        discrete=_discrete(cfg, reference, features),
+        discrete=_discrete(cfg, reference, features, args.reference),
         labels=cfg["labels"],
     )
     if args.reweighted:
@@ -570,13 +570,21 @@ def cmd_validate(args: argparse.Namespace) -> None:
         )
 
 
-def _discrete(cfg: dict[str, Any], events: dict, features: Sequence[str]) -> list[str]:
-    """The discrete features, found in ``events`` by the preprocessing's rule."""
+def _declared_discrete(cfg: dict[str, Any], path: str) -> list[str]:
+    """The features of ``discrete:`` and those that ingest found integer-valued in ``path``."""
+    from hepflows.events.reader import read_metadata
+
+    found = read_metadata(path).get("integer_features") or []
+    return list(dict.fromkeys([*cfg["discrete"], *found]))
+
+
+def _discrete(cfg: dict[str, Any], events: dict, features: Sequence[str], path: str) -> list[str]:
+    """The discrete features of the events of ``path``, by the preprocessing's rule."""
     from hepflows.preprocess import find_discrete
 
     x = _matrix(events, features)
     limit = cfg["preprocess"]["discrete_values"]
-    return list(find_discrete(x, features, cfg["discrete"], limit))
+    return list(find_discrete(x, features, _declared_discrete(cfg, path), limit))
 
 
 def _validate_reweighted(
@@ -616,7 +624,7 @@ def _validate_reweighted(
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
         plots=False,
-        discrete=_discrete(cfg, reference, features),
+        discrete=_discrete(cfg, reference, features, args.reference),
     )
     raw = json.loads((out / layout.VALIDATION_FILES["metrics"]).read_text())
     report = json.loads(Path(args.refine_report).read_text())

@@ -18,7 +18,9 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
 3. **Provenance.**  Every output file's metadata lists each input file (path, size, SHA-256,
    TTree or RNTuple, entries read and selected, label, weight factor, sum of weights and of
    their squares, the Kish effective sample size ``input_effective_size``, negative weights),
-   the selection's counts before and after and, when weighted, ``input_effective_size`` of
+   the selection's counts before and after, the ``derived`` expressions, the
+   ``integer_features`` (every selected value an integer: modelled as discrete, see
+   :func:`hepflows.preprocess.find_discrete`) and, when weighted, ``input_effective_size`` of
    all the selected events together.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
@@ -319,6 +321,7 @@ def convert_inputs(
 
     before = after = 0
     total_w = total_w2 = 0.0
+    integers = set(features)  # the features whose every selected value is an integer
     with _writers_open(writers), _Router(rule, writers) as router:
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
@@ -358,7 +361,10 @@ def convert_inputs(
                         entries = np.arange(first, first + n, dtype=np.uint64)
                         if cut is not None:
                             keep = np.flatnonzero(cut.mask(raw, n, where, entries))
-                            raw = {c: v[keep] for c, v in raw.items()}
+                            raw = {
+                                c: v[keep] if c in jagged else np.asarray(v)[keep]
+                                for c, v in raw.items()
+                            }
                             entries = entries[keep]
                         chunk: dict[str, np.ndarray] = {}
                         for feat in features:
@@ -372,6 +378,9 @@ def convert_inputs(
                             bad_values(
                                 chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})"
                             )
+                        for feat in integers.copy():  # a multiplicity, a charge, a b-tag bin
+                            if not np.array_equal(chunk[feat], np.round(chunk[feat])):
+                                integers.discard(feat)
                         m = len(entries)
                         if f.label_branch is not None:
                             lab = np.asarray(raw[f.label_branch])
@@ -443,6 +452,7 @@ def convert_inputs(
                 inputs=[f.record() for f in files],
                 split_rule=rule_text,
                 selection_counts={"before": before, "after": after},
+                integer_features=[feat for feat in features if feat in integers],
             )
             if weighted:
                 writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)

@@ -106,7 +106,7 @@ def test_writer_leaves_nothing_after_an_exception(tmp_path, events):
 def test_writer_refuses_bad_chunks(tmp_path):
     path = tmp_path / "bad.root"
     cases = [
-        ({"met": np.ones(3), "nonsense": np.ones(3)}, "nonsense"),
+        ({"met": np.ones(3), "jet_pt[0]": np.ones(3)}, "not names"),
         ({"met": np.array(["a", "b"])}, "non-numeric"),
         ({"met": np.ones((3, 2))}, "1-D"),
         ({"met": np.ones(3), "m_jj": np.ones(4)}, "different lengths"),

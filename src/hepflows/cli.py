@@ -49,9 +49,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _features(cfg: dict[str, Any]) -> tuple[str, ...]:
-    from hepflows.events.schema import resolve_features
+    from hepflows.events.observables import feature_names
 
-    return resolve_features(cfg["features"])
+    return feature_names(cfg)
 
 
 def _metadata(cfg: dict[str, Any], sections: Sequence[str], **extra: Any) -> dict[str, Any]:
@@ -167,6 +167,7 @@ def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int,
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
+    from hepflows import config
     from hepflows.events import convert as io
     from hepflows.events import inputs
 
@@ -185,7 +186,10 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             else None
         )
         meta = _metadata(
-            cfg, ("seed", "features", "data"), source=path, inputs=[record] if record else []
+            cfg,
+            ("seed", *config.FEATURE_SECTIONS, "data"),
+            source=path,
+            inputs=[record] if record else [],
         )
         counts = io.convert_higgs_csv(
             path, outputs, split=data["split"], limit=data["limit"], metadata=meta
@@ -196,7 +200,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         )
         meta = _metadata(
             cfg,
-            ("seed", "features", "data"),
+            ("seed", *config.FEATURE_SECTIONS, "data"),
             source=data["path"] or [e["path"] for e in data["inputs"]],
         )
         counts = inputs.convert_inputs(
@@ -207,6 +211,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             branch_map=data["branch_map"],
             weight_branch=data["weight_branch"],
             selection=data["selection"],
+            derived=cfg.get("derived") or {},
             split=data["split"],
             limit=data["limit"],
             metadata=meta,
@@ -238,6 +243,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         quantiles=cfg["preprocess"]["quantiles"],
         labels=events[LABEL],
         per_process=per_process,
+        discrete=_declared_discrete(cfg, args.train),
+        discrete_values=cfg["preprocess"]["discrete_values"],
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train),
         metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
@@ -586,6 +593,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
             seed=cfg["seed"],
             units=cfg["data"]["units"],
             classifier=settings["classifier"],
+            discrete=_discrete(cfg, reference, features, args.reference),
+            labels=cfg["labels"],
         )
         if args.reweighted:
             _validate_reweighted(args, cfg, reference, labelled)
@@ -604,6 +613,23 @@ def cmd_validate(args: argparse.Namespace) -> None:
             seed=cfg["seed"],
         )
         log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
+
+
+def _declared_discrete(cfg: dict[str, Any], path: str) -> list[str]:
+    """The features of ``discrete:`` and those that ingest found integer-valued in ``path``."""
+    from hepflows.events.reader import read_metadata
+
+    found = read_metadata(path).get("integer_features") or []
+    return list(dict.fromkeys([*cfg["discrete"], *found]))
+
+
+def _discrete(cfg: dict[str, Any], events: dict, features: Sequence[str], path: str) -> list[str]:
+    """The discrete features of the events of ``path``, by the preprocessing's rule."""
+    from hepflows.preprocess import find_discrete
+
+    x = _matrix(events, features)
+    limit = cfg["preprocess"]["discrete_values"]
+    return list(find_discrete(x, features, _declared_discrete(cfg, path), limit))
 
 
 def _validate_reweighted(
@@ -644,6 +670,7 @@ def _validate_reweighted(
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
         plots=False,
+        discrete=_discrete(cfg, reference, features, args.reference),
     )
     raw = read_json(out / layout.VALIDATION_FILES["metrics"])
     report = read_json(Path(args.refine_report), missing="not found; run the refine step first")
@@ -750,7 +777,9 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     n_max = max(len(truth[features[0]]) // 2, 1)
     sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
     curve = amp.mc_divergence_curve(truth, features, sizes, bins=settings["bins"], seed=cfg["seed"])
-    paths += plot_amplification(rows, curve, out / names["amplification_plot"])
+    paths += plot_amplification(
+        rows, curve, out / names["amplification_plot"], labels=cfg.get("labels")
+    )
     paths.append(
         amp.write_summary_html(rows, out / names["amplification_summary"], settings["alpha"])
     )

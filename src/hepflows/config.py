@@ -24,7 +24,9 @@ from hepflows.errors import InputError
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 #: Sections each step depends on; their hash decides whether a file may be reused.
-PREPROCESS_SECTIONS = ("seed", "features", "data", "preprocess")
+#: The sections that define the observables (labels only dress the plots).
+FEATURE_SECTIONS = ("features", "derived", "discrete")
+PREPROCESS_SECTIONS = ("seed", *FEATURE_SECTIONS, "data", "preprocess")
 MODEL_SECTIONS = (*PREPROCESS_SECTIONS, "model", "training")
 
 
@@ -152,13 +154,13 @@ def _parses_as_number(text: str) -> bool:
 
 
 def _check_semantics(config: dict[str, Any], source: str) -> None:
-    from hepflows.events.schema import resolve_features
+    from hepflows.events.observables import check_observables
     from hepflows.model_config import check_model_config
 
     try:
-        features = resolve_features(config["features"])
+        features = check_observables(config)
     except ValueError as err:
-        raise InputError(f"{source}: key features: {err}") from None
+        raise InputError(f"{source}: key {err}") from None
     try:
         config["model"] = check_model_config(config["model"])
     except ValueError as err:
@@ -193,10 +195,12 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         if abs(total - 1.0) > 1e-9:
             raise InputError(f"{source}: key data.split: fractions must sum to 1, got {total:g}")
     if data["source"] == "root":
-        try:
-            resolve_features(list(data["branch_map"]))
-        except ValueError as err:
-            raise InputError(f"{source}: key data.branch_map: {err}") from None
+        unknown = [k for k in data["branch_map"] if k not in features]
+        if unknown:
+            raise InputError(
+                f"{source}: key data.branch_map: {unknown} are not features; the features "
+                f"are {list(features)}"
+            )
 
 
 def load(

@@ -79,6 +79,8 @@ class Preprocessor:
     knots: np.ndarray | None = None
     #: ... and its values there (K,), increasing from 0 to 1, the same for every table.
     levels: np.ndarray | None = None
+    #: discrete feature -> its values in training, increasing; see :meth:`dequantize`.
+    discrete: dict = field(default_factory=dict)
 
     @property
     def per_process(self) -> bool:
@@ -162,16 +164,21 @@ class Preprocessor:
         return np.log(x1) - np.log1p(-x1)
 
     def dequantize(self, x: np.ndarray) -> np.ndarray:
-        """Spread each point mass uniformly over (centre - w, centre + w), reproducibly.
+        """Spread each point mass uniformly over (centre - w, centre + w), and each value of a
+        discrete feature over its cell (half-way to its neighbours), reproducibly.
 
         A flow has a density: it cannot put a finite fraction of events on one value (m_lv is
-        m_W, to float32 rounding, whenever the W-mass constraint has a real solution).  It
-        learns the narrow box instead, and :meth:`snap` puts what it generates in the box back
-        on the point's values.
+        m_W, to float32 rounding, whenever the W-mass constraint has a real solution; n_bjets
+        is 0, 1 or 2).  It learns the box or the cells instead (uniform dequantisation: Uria,
+        Murray, Larochelle, "RNADE", arXiv:1306.0186; Theis, van den Oord, Bethge, "A note on
+        the evaluation of generative models", arXiv:1511.01844), and :meth:`snap` puts what it
+        generates back on the values seen in training.
         """
+        if not self.spikes and not self.discrete:
+            return x
+        x = self._spread_discrete(x) if self.discrete else x.copy()
         if not self.spikes:
             return x
-        x = x.copy()
         rng = np.random.default_rng(0)
         for name, spike in self.spikes.items():
             j = self.features.index(name)
@@ -179,12 +186,31 @@ class Preprocessor:
             x[at, j] = spike["centre"] + spike["width"] * rng.uniform(-1.0, 1.0, int(at.sum()))
         return x
 
-    def snap(self, x: np.ndarray) -> np.ndarray:
-        """Values (n, d) inside a point mass's box get the point's values again; in place.
+    def _spread_discrete(self, x: np.ndarray) -> np.ndarray:
+        """Each discrete feature's values (n,) spread uniformly over their cells; a copy."""
+        if not self.discrete:
+            return x
+        x = np.array(x, np.float64)
+        rng = np.random.default_rng(2)
+        for name, values in self.discrete.items():
+            j = self.features.index(name)
+            edges = discrete_edges(values)
+            k = np.clip(np.searchsorted(edges, x[:, j], side="right") - 1, 0, len(values) - 1)
+            x[:, j] = edges[k] + (edges[k + 1] - edges[k]) * rng.uniform(0.0, 1.0, len(x))
+        return x
 
-        The values are drawn with the frequencies seen in training, so the few float32
-        neighbours a rounded point mass occupies are reproduced too.
+    def snap(self, x: np.ndarray) -> np.ndarray:
+        """Values (n, d) inside a point mass's box get the point's values again, those of a
+        discrete feature the value of their cell; in place.
+
+        A point mass's values are drawn with the frequencies seen in training, so the few
+        float32 neighbours a rounded point mass occupies are reproduced too.
         """
+        for name, values in self.discrete.items():
+            j = self.features.index(name)
+            edges = discrete_edges(values)
+            k = np.clip(np.searchsorted(edges, x[:, j], side="right") - 1, 0, len(values) - 1)
+            x[:, j] = np.asarray(values, np.float64)[k]
         rng = np.random.default_rng(1)
         for name, spike in self.spikes.items():
             j = self.features.index(name)
@@ -195,7 +221,7 @@ class Preprocessor:
     def log_abs_det(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """log|det dy/dx| per event (n,) of events with ``labels`` (n,), to turn a density of y
         into one of x."""
-        x = np.asarray(x, np.float64)
+        x = self._spread_discrete(np.asarray(x, np.float64))
         if self.transform == "quantile":
             # dy/dx = F'(x) / phi(y): the slope of the knot segment over the normal density
             slope = self._by_table(x, labels, self._segment_slope)
@@ -246,6 +272,8 @@ class Preprocessor:
             ),
             # written only when true, so that files with one table are as before
             **({"per_process": True} if self.per_process else {}),
+            # written only with discrete features, so that other files are as before
+            **({"discrete": self.discrete} if self.discrete else {}),
         }
 
     @classmethod
@@ -283,6 +311,18 @@ class Preprocessor:
         ):
             raise InputError(
                 f"{source}: 'spikes' must map fitted features to {{{', '.join(sorted(keys))}}}"
+            )
+        discrete = data.get("discrete") or {}
+        if not isinstance(discrete, dict) or any(
+            name not in features
+            or not isinstance(values, list)
+            or len(values) < 2
+            or np.any(np.diff(np.asarray(values, np.float64)) <= 0)
+            for name, values in discrete.items()
+        ):
+            raise InputError(
+                f"{source}: 'discrete' must map fitted features to their increasing values "
+                "(at least 2)"
             )
         transform = data.get("transform", "logit")
         per_process = data.get("per_process", False)  # absent from files with one table
@@ -324,6 +364,7 @@ class Preprocessor:
             transform=transform,
             knots=knots,
             levels=levels,
+            discrete=discrete,
             **arrays,
         )
 
@@ -400,6 +441,8 @@ def fit(
     quantiles: int = 128,
     labels: np.ndarray | None = None,
     per_process: bool = False,
+    discrete: Sequence[str] = (),
+    discrete_values: int = 0,
 ) -> Preprocessor:
     """Fit the transform on training events ``x`` (n, d) in the order of ``features``.
 
@@ -409,7 +452,8 @@ def fit(
     ``"logit"`` or ``"quantile"`` (with ``quantiles`` knots of the CDF, the widened range's
     ends included).  ``per_process`` fits the quantile knots of each process on its own events,
     told apart by ``labels`` (n,) (0 background, 1 signal); the range, point masses and
-    standardisation are fitted on all events.
+    standardisation are fitted on all events.  The features named in ``discrete``, and those
+    with at most ``discrete_values`` distinct values, are discrete (:func:`find_discrete`).
     """
     if transform not in ("logit", "quantile"):
         raise ValueError(f"transform: expected 'logit' or 'quantile', got {transform!r}")
@@ -432,8 +476,16 @@ def fit(
             f"{source}: feature(s) {constant} are constant in the training data, expected a "
             "spread of values: nothing to learn"
         )
-    width = hi - lo
+    levels_of = find_discrete(x, features, discrete, discrete_values)
+    continuous = [f for f in features if f not in levels_of]
     spikes = {} if spike_fraction is None else find_spikes(x, features, spike_fraction)
+    spikes = {f: spike for f, spike in spikes.items() if f in continuous}
+    if levels_of:  # the range must hold the discrete values' cells
+        spread = Preprocessor(
+            tuple(features), lo, hi, lo, hi, margin, discrete=levels_of
+        )._spread_discrete(x)
+        lo, hi = spread.min(axis=0), spread.max(axis=0)
+    width = hi - lo
     partial = Preprocessor(
         tuple(features),
         lo - margin * width,
@@ -443,6 +495,7 @@ def fit(
         margin,
         config_hash,
         spikes=spikes,
+        discrete=levels_of,
     )
     if per_process:
         labels = _process_labels(labels, len(x), transform, quantiles, source)
@@ -537,6 +590,31 @@ def _cdf_knots(
     for k in range(1, knots.shape[1]):
         knots[:, k] = np.maximum(knots[:, k], knots[:, k - 1] + step)
     return knots, levels
+
+
+def find_discrete(
+    x: np.ndarray, features: Sequence[str], declared: Sequence[str], max_values: int
+) -> dict[str, list[float]]:
+    """Discrete features of events ``x`` (n, d): those ``declared`` and those with at most
+    ``max_values`` distinct values (0: none found); feature -> its increasing values.
+
+    Multiplicities, b-tag working points and charges take a few values; a continuous feature
+    of even a few hundred events takes as many values as it has events.
+    """
+    found = {}
+    for j, name in enumerate(features):
+        values = np.unique(np.asarray(x[:, j], np.float32)).astype(np.float64)
+        if name in declared or len(values) <= max_values:
+            found[name] = values.tolist()
+    return found
+
+
+def discrete_edges(values: Sequence[float]) -> np.ndarray:
+    """Cell edges (K + 1,) of the increasing ``values`` (K,): half-way between neighbours, and
+    as far outside the end values as the half gap next to them."""
+    v = np.asarray(values, np.float64)
+    mid = 0.5 * (v[1:] + v[:-1])
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
 
 
 #: Half-width of a point mass's box, as a fraction of the feature's fitted range.

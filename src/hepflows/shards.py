@@ -58,13 +58,15 @@ def shard_range(
 
 
 def file_branches(path: str | Path) -> tuple[str, ...]:
-    """Branch names of an event file's tree, in schema order (features, ``label``, ``weight``)."""
+    """Branch names of an event file's tree: its features (HIGGS ones in schema order, the
+    user's in file order), then ``label`` and ``weight``."""
     import uproot
 
     count_events(path)  # turns a missing, truncated or foreign file into an InputError first
     with uproot.open(path) as f:
-        present = set(f[TREE_NAME].keys(recursive=False))
-    return tuple(b for b in (*HIGGS_FEATURES, LABEL, WEIGHT) if b in present)
+        present = list(f[TREE_NAME].keys(recursive=False))
+    own = [b for b in present if b not in HIGGS_FEATURES and b not in (LABEL, WEIGHT)]
+    return tuple(b for b in (*HIGGS_FEATURES, *own, LABEL, WEIGHT) if b in present)
 
 
 def _merged_metadata(
@@ -120,7 +122,7 @@ def merge_event_files(
             raise InputError(
                 f"{path}: branches {list(other)} differ from those of {inputs[0]}: {list(branches)}"
             )
-    features = [b for b in branches if b in HIGGS_FEATURES]
+    features = [b for b in branches if b not in (LABEL, WEIGHT)]
     has_label, has_weight = LABEL in branches, WEIGHT in branches
     counts: list[int] = []
     with EventWriter(out, compression=compression, metadata=dict(metadata or {})) as writer:

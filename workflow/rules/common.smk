@@ -8,9 +8,16 @@ def settings(*sections):
 
     Passing only these (as a param) makes Snakemake rerun a step exactly when they change.
     """
-    return json.dumps(hepflows_config.subset(config, sections), sort_keys=True)
+    return literal(json.dumps(hepflows_config.subset(config, sections), sort_keys=True))
 
 
+def literal(text):
+    """A param of this exact text: a function, so that Snakemake does not read the braces of
+    a LaTeX label ("$p_{T}$") as wildcards."""
+    return lambda wildcards: text
+
+
+FEATURE_SECTIONS = hepflows_config.FEATURE_SECTIONS
 PREPROCESS_SECTIONS = hepflows_config.PREPROCESS_SECTIONS
 MODEL_SECTIONS = hepflows_config.MODEL_SECTIONS
 
@@ -106,9 +113,9 @@ def truth_settings():
 
 def amplification_settings():
     """What the measurement depends on: the features, the seed and its own settings only."""
-    cfg = hepflows_config.subset(config, ("seed", "features"))
+    cfg = hepflows_config.subset(config, ("seed", *FEATURE_SECTIONS, "labels", "data"))
     cfg["validation"] = {"amplification": AMPLIFICATION}
-    return json.dumps(cfg, sort_keys=True)
+    return literal(json.dumps(cfg, sort_keys=True))
 
 
 def amplification_sample():
@@ -125,9 +132,11 @@ def amplification_outputs():
 
 def validate_settings():
     """What validate depends on: the amplification's settings are its own step's (amplification.smk)."""
-    cfg = hepflows_config.subset(config, ("seed", "features", "data", "validation", "plots"))
+    cfg = hepflows_config.subset(
+        config, ("seed", *FEATURE_SECTIONS, "labels", "data", "preprocess", "validation", "plots")
+    )
     cfg["validation"].pop("amplification", None)
-    return json.dumps(cfg, sort_keys=True)
+    return literal(json.dumps(cfg, sort_keys=True))
 
 
 # The refine step (refine.smk) and what validate is given of it.

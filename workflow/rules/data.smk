@@ -36,7 +36,7 @@ else:
             **DATA_FILES,
         params:
             script=script("ingest"),
-            settings=settings("seed", "features", "data"),
+            settings=settings("seed", *FEATURE_SECTIONS, "data"),
         log:
             run_log("ingest"),
         benchmark:

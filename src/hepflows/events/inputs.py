@@ -18,7 +18,9 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
 3. **Provenance.**  Every output file's metadata lists each input file (path, size, SHA-256,
    TTree or RNTuple, entries read and selected, label, weight factor, sum of weights and of
    their squares, the Kish effective sample size ``input_effective_size``, negative weights),
-   the selection's counts before and after and, when weighted, ``input_effective_size`` of
+   the selection's counts before and after, the ``derived`` expressions, the
+   ``integer_features`` (every selected value an integer: modelled as discrete, see
+   :func:`hepflows.preprocess.find_discrete`) and, when weighted, ``input_effective_size`` of
    all the selected events together.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
@@ -198,6 +200,7 @@ def convert_inputs(
     branch_map: Mapping[str, str] | None = None,
     weight_branch: str | None = None,
     selection: str | None = None,
+    derived: Mapping[str, str] | None = None,
     split: Mapping[str, Any] | None = None,
     limit: int | None = None,
     step_size: int = 100_000,
@@ -206,32 +209,43 @@ def convert_inputs(
     wild_values: str = "refuse",
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
-    split.  ``limit``: at most this many entries of each file; ``wild_values``: ``"refuse"`` or
-    ``"drop"`` features absurd for their branch (:mod:`hepflows.events.wild`).  Returns events
-    per split."""
+    split.  ``limit``: at most this many entries of each file.  ``derived``: feature -> expression
+    of branches (:class:`~hepflows.events.selection.Expression`), computed after the selection.
+    ``wild_values``: ``"refuse"`` or ``"drop"`` features absurd for their branch
+    (:mod:`hepflows.events.wild`).  Returns events per split."""
     import numpy as np
 
     from hepflows.errors import InputError
     from hepflows.events.convert import SplitRouter, SplitRule, split_key, split_writers
     from hepflows.events.prefetch import prefetch
     from hepflows.events.reader import check_columns, get_ntuple, ntuple_kind, open_root
-    from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT
-    from hepflows.events.selection import Selection
+    from hepflows.events.schema import LABEL, WEIGHT
+    from hepflows.events.selection import Expression, Selection
     from hepflows.events.wild import WildValueGuard
     from hepflows.kish import kish_size
 
     features = list(features)
     bmap = dict(branch_map or {})
-    unknown = [k for k in bmap if k not in HIGGS_FEATURES]
+    unknown = [k for k in bmap if k not in features]
     if unknown:
         raise InputError(
-            f"data.branch_map: unknown feature name(s) {unknown}; expected names "
-            "from hepflows.events.schema.HIGGS_FEATURES"
+            f"data.branch_map: {unknown} are not features; the features are {features}"
         )
-    fmap = {f: bmap.get(f, f) for f in features}
+    exprs = {feat: Expression(text, f"derived.{feat}") for feat, text in (derived or {}).items()}
+    fmap = {f: bmap.get(f, f) for f in features if f not in exprs}
     cut = Selection(selection) if selection else None
-    if cut is not None:
-        cut.check("data.selection")
+    for e in (cut, *exprs.values()):
+        if e is not None:
+            e.check(e.key)
+    # branches read as collections (name[i], len(name)): read through awkward, not numpy
+    jagged = {n for e in (cut, *exprs.values()) if e is not None for n in e.jagged}
+    both = sorted({b for b in fmap.values() if b in jagged})
+    if both:
+        raise InputError(
+            f"features: branch(es) {both} are read as collections (name[i], len(name)) in "
+            "data.selection or derived, so they cannot be features of one number per event; "
+            'model an element instead, e.g. derived: {lead: "name[0]"}'
+        )
     weighted = weight_branch is not None or any(f.weight is not None for f in files)
     labelled = bool(files) and (files[0].label is not None or files[0].label_branch is not None)
     rule = SplitRule(split, list(outputs))
@@ -250,6 +264,9 @@ def convert_inputs(
             uses.setdefault(weight_branch, []).append("the weight (data.weight_branch)")
         for name in cut.names if cut else ():
             uses.setdefault(name, []).append("data.selection")
+        for feat, e in exprs.items():
+            for name in e.names:
+                uses.setdefault(name, []).append(f"derived.{feat}")
         return list(uses), {c: ", ".join(u) for c, u in uses.items()}
 
     # 1. check every file before writing anything
@@ -259,7 +276,7 @@ def convert_inputs(
             t = get_ntuple(rf, f.tree, where)
             f.kind = ntuple_kind(t)[0]
             cols, uses = columns(f)
-            check_columns(t, cols, where, uses)
+            check_columns(t, cols, where, uses, jagged=jagged)
             f.entries = int(t.num_entries)
         if f.entries == 0:
             name = "tree" if f.kind == "TTree" else "RNTuple"
@@ -283,6 +300,7 @@ def convert_inputs(
         "branch_map": fmap,
         "weight_branch": weight_branch,
         "selection": selection,
+        "derived": dict(derived or {}),
         "limit": limit,
         "split_seed": seed,
     }
@@ -300,6 +318,7 @@ def convert_inputs(
     before = after = 0
     total_w = total_w2 = 0.0
     guard = WildValueGuard({b: f"feature {f!r}" for f, b in fmap.items()}, wild_values, seed)
+    integers = set(features)  # the features whose every selected value is an integer
     with _writers_open(writers), SplitRouter(rule, writers) as router:
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
@@ -318,7 +337,9 @@ def convert_inputs(
                 name = f"{'tree' if kind == 'TTree' else 'RNTuple'} {f.tree!r}"
                 cols, _ = columns(f)
                 # uproot reads and decompresses the next chunk in a thread meanwhile.
-                reading = t.iterate(cols, step_size=step_size, library="np", entry_stop=stop)
+                reading = t.iterate(
+                    cols, step_size=step_size, library="ak" if jagged else "np", entry_stop=stop
+                )
                 with contextlib.closing(prefetch(reading, depth=2)) as chunks:
                     first = 0
                     while first < stop:
@@ -331,21 +352,38 @@ def convert_inputs(
                                 f"{where}: cannot read {name} after entry {first} "
                                 f"(truncated or corrupt?): {exc}"
                             ) from exc
+                        if jagged:
+                            raw = _columns(raw, jagged)
                         n = len(raw[cols[0]])
                         entries = np.arange(first, first + n, dtype=np.uint64)
                         if cut is not None:
-                            keep = np.flatnonzero(cut.mask(raw, n, where))
-                            raw = {c: np.asarray(v)[keep] for c, v in raw.items()}
+                            keep = np.flatnonzero(cut.mask(raw, n, where, entries))
+                            raw = {
+                                c: v[keep] if c in jagged else np.asarray(v)[keep]
+                                for c, v in raw.items()
+                            }
                             entries = entries[keep]
                         if (sane := guard.keep(raw, entries, where, word)) is not None:
-                            raw = {c: np.asarray(v)[sane] for c, v in raw.items()}
+                            raw = {
+                                c: v[sane] if c in jagged else np.asarray(v)[sane]
+                                for c, v in raw.items()
+                            }
                             entries = entries[sane]
                         chunk: dict[str, np.ndarray] = {}
-                        for feat, b in fmap.items():
+                        for feat in features:
+                            if feat in exprs:
+                                values = exprs[feat].values(raw, len(entries), where, entries)
+                                chunk[feat] = values.astype(np.float32)
+                                bad_values(chunk[feat], entries, where, f"derived {feat!r}")
+                                continue
+                            b = fmap[feat]
                             chunk[feat] = np.asarray(raw[b], dtype=np.float32)
                             bad_values(
                                 chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})"
                             )
+                        for feat in integers.copy():  # a multiplicity, a charge, a b-tag bin
+                            if not np.array_equal(chunk[feat], np.round(chunk[feat])):
+                                integers.discard(feat)
                         m = len(entries)
                         if f.label_branch is not None:
                             lab = np.asarray(raw[f.label_branch])
@@ -418,6 +456,7 @@ def convert_inputs(
                 split_rule=rule_text,
                 selection_counts={"before": before, "after": after},
                 wild_values_dropped=guard.dropped,
+                integer_features=[feat for feat in features if feat in integers],
             )
             if weighted:
                 writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)
@@ -430,6 +469,14 @@ def convert_inputs(
             100.0 * after / before,
         )
     return counts
+
+
+def _columns(chunk: Any, jagged: set[str]) -> dict[str, Any]:
+    """An awkward chunk's fields: numpy arrays (n,), awkward arrays (n, var) for ``jagged``."""
+    import awkward as ak
+    import numpy as np
+
+    return {c: chunk[c] if c in jagged else np.asarray(ak.to_numpy(chunk[c])) for c in chunk.fields}
 
 
 def _writers_open(writers: Mapping[str, Any]) -> Any:

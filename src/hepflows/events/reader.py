@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +129,16 @@ def _rntuple_column_problem(t: Any, field: Any) -> tuple[str, str] | None:
 
 
 def check_columns(
-    t: Any, columns: Sequence[str], where: str, uses: Mapping[str, str] | None = None
+    t: Any,
+    columns: Sequence[str],
+    where: str,
+    uses: Mapping[str, str] | None = None,
+    *,
+    jagged: Collection[str] = (),
 ) -> None:
     """Raise InputError unless every branch (TTree) or field (RNTuple) exists and holds one
-    number per entry.  ``uses`` names what a column is for (``"feature 'met'"``), in messages."""
+    number per entry, or, for those in ``jagged`` (read as ``name[i]`` or ``len(name)``),
+    exists.  ``uses`` names what a column is for (``"feature 'met'"``), in messages."""
     kind, word = ntuple_kind(t)
     if kind == "TTree":
         present = list(t.keys(recursive=False))
@@ -150,21 +156,22 @@ def check_columns(
             f"{where}: {kind} {t.name!r} lacks {'branch(es)' if word == 'branch' else 'field(s)'} "
             f"{missing}{_for(missing)}; it has {present}"
         )
+    scalar = [c for c in columns if c not in jagged]
     if kind == "TTree":
-        check_branches(t, columns, where)
+        check_branches(t, scalar, where)
         return
-    jagged: list[str] = []
+    several: list[str] = []
     non_numeric: list[str] = []
     # by name among the top-level fields: t[c] reads a '/' in a field's name as a path
     fields = {f.name: f for f in t.fields}
-    for c in columns:
+    for c in scalar:
         problem = _rntuple_column_problem(t, fields[c] if c in fields else t[c])
         if problem is not None:
-            (jagged if problem[0] == "jagged" else non_numeric).append(problem[1])
-    if jagged:
+            (several if problem[0] == "jagged" else non_numeric).append(problem[1])
+    if several:
         raise InputError(
-            f"{where}: RNTuple {t.name!r}: field(s) {jagged} hold several values per event; "
-            "expected one number per event"
+            f"{where}: RNTuple {t.name!r}: field(s) {several} hold several values per event; "
+            "expected one number per event (name[i] in derived reads element i)"
         )
     if non_numeric:
         raise InputError(
@@ -199,7 +206,7 @@ def check_branches(t: Any, branches: Sequence[str], where: str) -> None:
     if jagged:
         raise InputError(
             f"{where}: tree {t.name!r}: branch(es) {jagged} hold several values per event; "
-            "expected one number per event"
+            "expected one number per event (name[i] in derived reads element i)"
         )
     if non_numeric:
         raise InputError(
@@ -211,21 +218,16 @@ def check_branches(t: Any, branches: Sequence[str], where: str) -> None:
 def _resolve_features(features: Sequence[str] | None, t: Any, where: str) -> tuple[str, ...]:
     if features is None:
         present = set(t.keys(recursive=False))
-        found = tuple(f for f in HIGGS_FEATURES if f in present)
+        found = tuple(f for f in HIGGS_FEATURES if f in present) + tuple(
+            b for b in t.keys(recursive=False) if b not in (*HIGGS_FEATURES, LABEL, WEIGHT)
+        )
         if not found:
             raise InputError(
-                f"{where}: tree {t.name!r} has none of the HIGGS feature branches; it has "
-                f"{sorted(present)}"
+                f"{where}: tree {t.name!r} has no feature branches; it has {sorted(present)}"
             )
         return found
     if isinstance(features, str):
         features = [features]
-    unknown = [f for f in features if f not in HIGGS_FEATURES]
-    if unknown:
-        raise InputError(
-            f"{where}: unknown feature name(s) {unknown}; expected names from "
-            f"hepflows.events.schema.HIGGS_FEATURES"
-        )
     return tuple(features)
 
 

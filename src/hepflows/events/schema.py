@@ -1,9 +1,10 @@
-"""The HIGGS event layout: the one place that names the features.
+"""The HIGGS event layout: the features of the embedded generator and of the HIGGS CSV.
 
 The HIGGS dataset (Baldi, Sadowski, Whiteson 2014) stores per event a label and 28 features:
 21 low-level kinematic quantities and 7 reconstructed invariant masses.  Event files of this
-project are ROOT files with one TTree ``events`` holding one float32 branch per feature, named
-as below, plus an int8 ``label`` branch (1 signal, 0 background).
+project are ROOT files with one TTree ``events`` holding one float32 branch per feature (named
+as below for those sources, by the user for ROOT ntuples, :mod:`hepflows.events.observables`),
+plus an int8 ``label`` branch (1 signal, 0 background).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def axis_label(feature: str, *, units: str = "GeV") -> str:
 def resolve_features(spec: str | Sequence[str]) -> tuple[str, ...]:
     """Turn a config's feature spec (a set name or a list of names) into feature names.
 
-    Raises ``ValueError`` naming every unknown feature and the valid choices.
+    Raises ``ValueError`` for an unknown set name or a repeated name; which names a data source
+    has is checked by :func:`hepflows.events.observables.check_observables`.
     """
     if isinstance(spec, str):
         if spec not in FEATURE_SETS:
@@ -98,7 +100,6 @@ def resolve_features(spec: str | Sequence[str]) -> tuple[str, ...]:
             )
         return FEATURE_SETS[spec]
     names = tuple(spec)
-    check_known(names)
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate feature names in {list(names)}")
     return names

@@ -4,16 +4,20 @@ evaluated on chunks of arrays without evaluating Python.
 The expression is parsed with :mod:`ast` and only these pieces are allowed: branch names,
 numbers, ``True``/``False``, comparisons (``< <= > >= == !=``, chained too), ``&``, ``|``, ``~``
 (and their spellings ``and``, ``or``, ``not``), arithmetic (``+ - * / // % **``, unary ``-``)
-and the functions ``abs``, ``sqrt``, ``exp``, ``log``, ``log10``.  Anything else (attributes,
-subscripts, other calls, strings, lambdas) is refused when the configuration is read, naming
-the piece.  Evaluation is numpy on the chunk's arrays; the result must be true or false per
-event.
+the functions ``abs``, ``sqrt``, ``exp``, ``log``, ``log10``, and for a jagged branch (a
+collection such as ``jet_pt``) ``name[i]``, its element ``i`` (0 is the first), and
+``len(name)``, its number of elements.  Anything else (attributes, other subscripts, other calls,
+strings, lambdas) is refused when the configuration is read, naming the piece.  Evaluation is
+numpy on the chunk's arrays (awkward for the jagged ones); a :class:`Selection`'s result must be
+true or false per event.  In a selection an event without element ``i`` compares false; an
+:class:`Expression` (a derived observable, one number per event) refuses such an event by name.
 
 The language bounds its own work, since a configuration may come from anyone: an expression
 is at most :data:`MAX_LENGTH` characters and :data:`MAX_DEPTH` levels deep, numbers are float64
-(so ``9**9**9`` is ``inf`` at once, never a Python integer of a billion digits), a constant part
-must be finite (``10.0**400`` is refused) and a division, ``//`` or ``%`` by a constant zero is
-refused when the configuration is read.  Every failure is an :class:`InputError`.
+(so ``9**9**9`` is ``inf`` at once, never a Python integer of a billion digits; a whole number
+meets ``&`` and ``|`` as int64, for bit flags), a constant part must be finite (``10.0**400`` is
+refused) and a division, ``//`` or ``%`` by a constant zero is refused when the configuration is
+read.  Every failure is an :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from hepflows.errors import InputError
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "Selection"]
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expression", "Selection"]
 
 #: The longest expression read, in characters: a cut on a few dozen branches fits easily.
 MAX_LENGTH = 2000
@@ -56,6 +60,9 @@ _COMPARE = {
     ast.NotEq: operator.ne,
 }
 _FUNCTIONS = {"abs": np.abs, "sqrt": np.sqrt, "exp": np.exp, "log": np.log, "log10": np.log10}
+_ALLOWED = (
+    "numbers, comparisons, &, |, ~, arithmetic, abs/sqrt/exp/log/log10, name[i] and len(name)"
+)
 
 
 def _syntax_hint(expression: str) -> str:
@@ -102,8 +109,19 @@ class Selection:
                 "(a chain of many terms nests one level per term)"
             )
         names: dict[str, None] = {}
+        #: jagged branches -> the number of elements the expression reads (0 for len() alone)
+        self.jagged: dict[str, int] = {}
+        self._scalar: set[str] = set()  # names read as one number per event
         self._check(self._tree, names)
         self.names: tuple[str, ...] = tuple(names)
+        #: whether an event without the element read is refused (``Expression``) or fails a cut
+        self.strict = False
+        scalar_and_jagged = [n for n in self.jagged if n in self._scalar]
+        if scalar_and_jagged:
+            raise InputError(
+                f"{key} {expression!r}: {scalar_and_jagged} used both as one number per event "
+                "and as a collection (name[i], len(name)); write name[i] for an element"
+            )
         if not self.names:
             raise InputError(f"{key} {expression!r}: names no branch")
 
@@ -111,13 +129,37 @@ class Selection:
         piece = ast.get_source_segment(self.expression.strip(), node) or type(node).__name__
         return InputError(
             f"{self.key} {self.expression!r}: {what} {piece!r} is not allowed; use branch names, "
-            "numbers, comparisons, &, |, ~, arithmetic and abs/sqrt/exp/log/log10"
+            + _ALLOWED
         )
 
     def _check(self, node: ast.AST, names: dict[str, None]) -> None:
         if isinstance(node, ast.Name):
             if node.id not in ("True", "False"):
                 names[node.id] = None
+                self._scalar.add(node.id)
+        elif isinstance(node, ast.Subscript):
+            index = node.slice
+            if not (
+                isinstance(node.value, ast.Name)
+                and isinstance(index, ast.Constant)
+                and type(index.value) is int
+                and index.value >= 0
+            ):
+                raise self._refuse(node, "the subscript")
+            name = node.value.id
+            names[name] = None
+            self.jagged[name] = max(self.jagged.get(name, 0), index.value + 1)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "len"
+            and len(node.args) == 1
+            and not node.keywords
+        ):
+            if not isinstance(node.args[0], ast.Name):
+                raise self._refuse(node, "the call")
+            names[node.args[0].id] = None
+            self.jagged.setdefault(node.args[0].id, 0)
         elif isinstance(node, ast.Constant):
             if isinstance(node.value, str) or not isinstance(node.value, (bool, int, float)):
                 raise self._refuse(node, "the constant")
@@ -190,11 +232,19 @@ class Selection:
         last = int(starts[end_line - 1]) + end_col
         return text[:first].rstrip().endswith("(") and text[last:].lstrip().startswith(")")
 
-    def _eval(self, node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
+    def _eval(self, node: ast.AST, arrays: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.Name):
             if node.id in ("True", "False"):
                 return node.id == "True"
             return arrays[node.id]
+        if isinstance(node, ast.Subscript):
+            assert isinstance(node.value, ast.Name) and isinstance(node.slice, ast.Constant)
+            index = node.slice.value
+            assert isinstance(index, int)  # checked when parsed
+            return self._element(arrays[node.value.id], node.value.id, index)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len":
+            assert isinstance(node.args[0], ast.Name)
+            return _counts(arrays[node.args[0].id], node.args[0].id, self._where)
         if isinstance(node, ast.Constant):
             # numpy scalars, never Python ints: their arithmetic is O(1) and overflows to inf
             value = node.value
@@ -227,15 +277,55 @@ class Selection:
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         return _FUNCTIONS[node.func.id](self._eval(node.args[0], arrays))
 
-    def mask(self, arrays: Mapping[str, np.ndarray], n: int, where: str = "") -> np.ndarray:
-        """Boolean array (n,): which events of the chunk pass.  ``arrays`` holds :attr:`names`."""
+    _where = ""
+    _entries: np.ndarray | None = None
+
+    def _element(self, array: Any, name: str, i: int) -> np.ndarray:
+        """Element ``i`` of each event's collection ``name`` (n,), float64; NaN where missing
+        (a cut), or an InputError naming the first event without it (``strict``)."""
+        counts = _counts(array, name, self._where)
+        short = counts <= i
+        if self.strict and short.any():
+            first = int(np.argmax(short))
+            entry = first if self._entries is None else int(self._entries[first])
+            raise InputError(
+                f"{self._where + ': ' if self._where else ''}{self.key} {self.expression!r}: "
+                f"{name}[{i}] needs {i + 1} element(s) of branch {name!r}, but "
+                f"{int(short.sum())} event(s) have fewer, the first at entry {entry} "
+                f"(with {int(counts[first])}); select them away, e.g. "
+                f'data.selection: "len({name}) >= {i + 1}"'
+            )
+        import awkward as ak
+
+        padded = ak.pad_none(array, i + 1, axis=1)[:, i]
+        return np.asarray(ak.to_numpy(ak.fill_none(padded, np.nan)), dtype=np.float64)
+
+    def _evaluate(
+        self, arrays: Mapping[str, Any], where: str, entries: np.ndarray | None = None
+    ) -> np.ndarray:
+        self._where, self._entries = where, entries
         try:
             with np.errstate(all="ignore"):  # log(0), x/0: comparisons of inf/NaN are just False
-                value = np.asarray(self._eval(self._tree, arrays))
+                return np.asarray(self._eval(self._tree, arrays))
+        except InputError:
+            raise
         except (TypeError, ValueError, ArithmeticError) as exc:  # ~ of a float, int ** -int
             raise InputError(
                 f"{where + ': ' if where else ''}{self.key} {self.expression!r}: {exc}"
             ) from None
+        finally:
+            self._where, self._entries = "", None
+
+    def mask(
+        self,
+        arrays: Mapping[str, Any],
+        n: int,
+        where: str = "",
+        entries: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Boolean array (n,): which events of the chunk pass.  ``arrays`` holds :attr:`names`
+        (numpy arrays (n,); awkward arrays (n, var) for the :attr:`jagged` ones)."""
+        value = self._evaluate(arrays, where, entries)
         if value.dtype != bool:
             raise InputError(
                 f"{where + ': ' if where else ''}{self.key} {self.expression!r} gives {value.dtype} "
@@ -245,7 +335,58 @@ class Selection:
 
     def check(self, where: str) -> None:
         """Evaluate on one made-up event, to refuse a non-boolean expression before any work."""
-        self.mask({name: np.zeros(1) for name in self.names}, 1, where)
+        self.mask(_made_up_event(self), 1, where)
+
+
+class Expression(Selection):
+    """A derived observable, e.g. ``"jet_pt[0] + jet_pt[1] + lep_pt"``: one number per event.
+
+    The same language as :class:`Selection`; an event without an element read (``jet_pt[3]``
+    of an event with three jets) is an error naming the branch and the entry.
+    """
+
+    def __init__(self, expression: str, key: str) -> None:
+        super().__init__(expression, key)
+        self.strict = True
+
+    def values(
+        self, arrays: Mapping[str, Any], n: int, where: str = "", entries: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The observable's values (n,), float64, of the chunk's ``arrays`` (as for ``mask``)."""
+        value = self._evaluate(arrays, where, entries)
+        if value.dtype.kind not in "biuf":
+            raise InputError(
+                f"{where + ': ' if where else ''}{self.key} {self.expression!r} gives "
+                f"{value.dtype} values, expected a number per event"
+            )
+        return np.broadcast_to(value.astype(np.float64), (n,))
+
+    def check(self, where: str) -> None:
+        """Evaluate on one made-up event, to refuse a non-numeric expression before any work."""
+        self.values(_made_up_event(self), 1, where)
+
+
+def _made_up_event(expr: Selection) -> dict[str, Any]:
+    """One event of zeros with as many elements as ``expr`` reads from each jagged branch."""
+    import awkward as ak
+
+    return {
+        name: ak.Array([[0.0] * max(expr.jagged[name], 1)]) if name in expr.jagged else np.zeros(1)
+        for name in expr.names
+    }
+
+
+def _counts(array: Any, name: str, where: str) -> np.ndarray:
+    """Number of elements (n,) of each event's collection, for a jagged (awkward) array."""
+    import awkward as ak
+
+    try:
+        return np.asarray(ak.to_numpy(ak.num(array, axis=1)))
+    except Exception:  # a branch of one number per event has no axis 1
+        raise InputError(
+            f"{where + ': ' if where else ''}branch {name!r} holds one number per event, not a "
+            f"collection: read it as {name}, not {name}[i] or len({name})"
+        ) from None
 
 
 def _depth(tree: ast.AST) -> int:

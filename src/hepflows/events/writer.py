@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,8 @@ COMPRESSIONS: dict[str, tuple[type, int]] = {
 
 
 _FEATURE_DTYPE = np.dtype(np.float32)
+#: A branch name: what a config may name a feature (no brackets, dots or spaces for ROOT).
+_BRANCH_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BRANCH_DTYPES: dict[str, np.dtype[Any]] = {LABEL: np.dtype(np.int8), WEIGHT: np.dtype(np.float32)}
 
 
@@ -61,19 +64,24 @@ def _compression(name: str | None) -> Any:
 def _prepare(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     """Validate a chunk of events and cast it to the file's branch types.
 
-    Features become float32, ``label`` int8 (0/1 only), ``weight`` float32; branches come in
-    schema order.  Raises InputError for unknown names, non-numeric or non-1-D arrays,
-    unequal lengths and bad labels.
+    Features (every name but ``label`` and ``weight``: the HIGGS names or the user's) become
+    float32, ``label`` int8 (0/1 only), ``weight`` float32; branches come in the order given,
+    the HIGGS features in schema order, ``label`` and ``weight`` last.  Raises InputError for
+    names that are not branch names, non-numeric or non-1-D arrays, unequal lengths and bad
+    labels.
     """
     if not isinstance(arrays, Mapping) or not arrays:
         raise InputError(f"{where}: expected a non-empty mapping of branch name -> array")
-    known = (*HIGGS_FEATURES, LABEL, WEIGHT)
-    unknown = [k for k in arrays if k not in known]
-    if unknown:
+    bad = [k for k in arrays if not isinstance(k, str) or not _BRANCH_NAME.match(k)]
+    if bad:
         raise InputError(
-            f"{where}: unknown branch name(s) {unknown}; expected features of "
-            f"hepflows.events.schema, {LABEL!r} or {WEIGHT!r}"
+            f"{where}: branch name(s) {bad} are not names (letters, digits and _, not starting "
+            f"with a digit); expected features, {LABEL!r} or {WEIGHT!r}"
         )
+    features = [f for f in HIGGS_FEATURES if f in arrays] + [
+        k for k in arrays if k not in HIGGS_FEATURES and k not in (LABEL, WEIGHT)
+    ]
+    known = (*features, LABEL, WEIGHT)
     out: dict[str, np.ndarray] = {}
     lengths: dict[str, int] = {}
     for name in (k for k in known if k in arrays):

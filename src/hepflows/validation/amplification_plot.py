@@ -26,7 +26,7 @@ import numpy as np
 from hepflows.validation.plots import atlas_style, simulation_label, save_figure  # isort: skip
 import matplotlib.pyplot as plt
 
-from hepflows.events.schema import axis_label
+from hepflows.events.observables import axis_label
 from hepflows.validation.amplification import JOINT, events_text
 
 __all__ = ["plot_amplification"]
@@ -48,6 +48,7 @@ def _panel(
     curve: Mapping[str, Any] | None,
     slice_name: str,
     highlight: int,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> None:
     """One slice: MC points, expected curves, the generated lines, the worst crossings."""
     n_truth = float(rows[0]["n_truth"])
@@ -105,7 +106,7 @@ def _panel(
         name = (
             "joint (k-means cells)"
             if r["feature"] == JOINT
-            else axis_label(r["feature"], units="none")
+            else axis_label(r["feature"], labels, units="none")
         )
         worth = (
             f"worth $\\geq$ {events_text(r['worth'])}"
@@ -151,8 +152,10 @@ def plot_amplification(
     out_base: Path,
     *,
     highlight: int = 3,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the amplification figure ``out_base``.pdf/.png; one panel per slice in ``rows``.
+    """Write the amplification figure ``out_base``.pdf/.png; one panel per slice in ``rows``;
+    ``labels`` gives features their names on it (:func:`hepflows.events.observables.axis_label`).
 
     ``rows``: :func:`~hepflows.validation.amplification.amplification`'s rows; ``curves``:
     :func:`~hepflows.validation.amplification.mc_divergence_curve`'s result (per slice ``n``
@@ -180,6 +183,7 @@ def plot_amplification(
                 None if curves is None else curves.get(name),
                 name,
                 highlight,
+                labels,
             )
             if i == 0:
                 ax.set_ylabel(r"$\chi^2$ divergence per bin from truth, $d\,/\,(B-1)$")

@@ -27,7 +27,8 @@ from numpy.typing import ArrayLike, NDArray  # noqa: E402
 
 from hepflows.atomic import atomic_path  # noqa: E402
 from hepflows.errors import InputError  # noqa: E402
-from hepflows.events.schema import MASSES, axis_label, unit  # noqa: E402
+from hepflows.events.observables import axis_label, unit  # noqa: E402
+from hepflows.events.schema import MASSES  # noqa: E402
 
 #: Per class: (name, MC fill colour, generated marker colour).  Blue/orange stay distinct for
 #: the common colour-vision deficiencies.
@@ -316,8 +317,9 @@ def plot_feature(
     null_scale: Mapping[int, float] | None = None,
     stats: Mapping[str, Mapping[str, tuple[float, str]]] | None = None,
     model: str | None = None,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> tuple[Path, Path]:
-    """Figure of one feature: MC vs generated, one colour per process, a ratio panel each.
+    """Figure of one feature (its axis label and unit from ``labels``): MC vs generated, one colour per process, a ratio panel each.
 
     ``reference`` and ``generated`` are ``(values (n,), labels (n,), weights (n,) | None)``.
     Each class is a fraction of the whole sample, so a wrong signal fraction shows as an
@@ -340,8 +342,8 @@ def plot_feature(
     edges = axis.edges
     lo, hi = float(edges[0]), float(edges[-1])
     width = float(edges[1] - edges[0])
-    gev = unit(feature) == "GeV" and units == "GeV"
-    log_y = unit(feature) == "GeV" and not is_peaked(feature)
+    gev = unit(feature, labels) == "GeV" and units == "GeV"
+    log_y = unit(feature, labels) == "GeV" and not is_peaked(feature)
     total_r = float(len(rx) if rw is None else rw.sum())
     total_g = float(len(gx) if gw is None else gw.sum())
     classes = [c for c in CLASS_STYLE if np.any(rl == c)]
@@ -500,7 +502,7 @@ def plot_feature(
                     va="center",
                     color="grey",
                 )
-        raxes[-1].set_xlabel(axis_label(feature, units=units))
+        raxes[-1].set_xlabel(axis_label(feature, labels, units=units))
         return save_figure(fig, out_base)
 
 
@@ -529,6 +531,7 @@ def plot_overview(
     statuses: Mapping[tuple[str, str], str] | None = None,
     slices: Sequence[str] = ("all", "signal", "background"),
     model: str | None = None,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> tuple[Path, Path]:
     """All features for each slice in one grid: MC as step lines, generated as markers.
 
@@ -612,7 +615,7 @@ def plot_overview(
                     color=style[2],
                     elinewidth=0.6,
                 )
-            if unit(f) == "GeV" and not is_peaked(f) and np.any(mc > 0):
+            if unit(f, labels) == "GeV" and not is_peaked(f) and np.any(mc > 0):
                 ax.set_yscale("log")
                 ax.set_ylim(float(np.min(mc[mc > 0])) * 0.3, float(np.max(mc)) * 3)
             else:
@@ -621,7 +624,7 @@ def plot_overview(
             ax.set_yticks([])
             ax.minorticks_off()
             ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
-            ax.set_xlabel(axis_label(f, units="none"), fontsize=7, labelpad=1)
+            ax.set_xlabel(axis_label(f, labels, units="none"), fontsize=7, labelpad=1)
             status = (statuses or {}).get((f, slc), nl.UNKNOWN)
             ax.add_patch(
                 plt.Rectangle(
@@ -731,13 +734,14 @@ def plot_correlation_difference(
     out_base: Path,
     *,
     outside: Mapping[str, ArrayLike] | None = None,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> tuple[Path, Path]:
     """Panels of correlation(generated) - correlation(MC), one per slice, each (d, d).
 
     ``outside`` marks, per slice, the entries whose ``|difference|`` exceeds its own MC-vs-MC
     null band (boolean (d, d)); they are drawn with a black dot.
     """
-    names = [axis_label(f, units="none") for f in features]
+    names = [axis_label(f, labels, units="none") for f in features]
     slices = list(differences)
     d, k = len(features), len(slices)
     scale = max(0.05, max(float(np.max(np.abs(np.asarray(v)))) for v in differences.values()))

@@ -104,6 +104,8 @@ def validate_samples(
     training_log: Path | None = None,
     n_null_classifier: int = 5,
     model: str | None = None,
+    discrete: Sequence[str] = (),
+    labels: Mapping[str, Mapping] | None = None,
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -115,7 +117,10 @@ def validate_samples(
     verdict.html and, when ``plots``, plots/<feature>.{pdf,png}, correlation_difference,
     classifier_roc (when ``classifier``) and training_curve (when ``training_log``), the
     overview of every feature and slice and the 2-D comparisons of :data:`plots.PAIRS_2D`;
-    ``model`` names the generator in the figures' legends.
+    ``model`` names the generator in the figures' legends; ``labels`` gives features their
+    axis labels and units (:func:`hepflows.events.observables.axis_label`).  The ``discrete``
+    features are judged by the chi2 of their values (the quantile bins of a feature with few
+    values are its values), not by a KS test of a staircase: they have no KS cells.
     Returns the dict written to metrics.json.
     """
     t_start = time.perf_counter()
@@ -156,6 +161,11 @@ def validate_samples(
     for metric in (*FEATURE_METRICS, *JOINT_METRICS):
         keys, val = cells(metric, value, slices, features)
         null = np.stack([cells(metric, res, slices, features)[1] for res in nulls])
+        if metric == "ks" and discrete:
+            keep = [i for i, (f, _) in enumerate(keys) if f not in discrete]
+            keys, val, null = [keys[i] for i in keep], val[keep], null[:, keep]
+            if not keys:
+                continue
         metric_rows, metric_verdict = judge_metric(metric, keys, val, null)
         rows += metric_rows
         verdict.append(metric_verdict)
@@ -184,6 +194,7 @@ def validate_samples(
     result = {
         "schema_version": 1,
         "features": list(features),
+        "discrete": [f for f in features if f in discrete],
         "slices": slices,
         "settings": _settings(
             n_null, n_null_classifier if classifier else 0, seed, units, separate, a, slices
@@ -224,6 +235,7 @@ def validate_samples(
             rows=rows,
             slices=slices,
             model=model,
+            labels=labels,
         )
     t_end = time.perf_counter()
     if plots:
@@ -301,6 +313,7 @@ def _write_plots(
     rows: Sequence[Mapping] = (),
     slices: Sequence[str] = (),
     model: str | None = None,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> None:
     """All figures; the feature plots show the full samples, not the compared subsamples.
 
@@ -340,6 +353,7 @@ def _write_plots(
             null_scale=scale,
             stats=stats.get(f),
             model=model,
+            labels=labels,
         )
     plots.plot_overview(
         features,
@@ -349,6 +363,7 @@ def _write_plots(
         model=model,
         slices=slices or ("all",),
         statuses={k: nl.worst_status(v) for k, v in worst.items()},
+        labels=labels,
     )
     for fx, fy in plots.PAIRS_2D:
         if fx in features and fy in features:
@@ -366,6 +381,7 @@ def _write_plots(
         features,
         plot_dir / "correlation_difference",
         outside={s: c["outside"] for s, c in correlation.items()},
+        labels=labels,
     )
     if classifier_result is not None:
         plots.plot_roc(

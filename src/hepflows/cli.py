@@ -178,6 +178,7 @@ def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int,
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
+    from hepflows import feasibility
     from hepflows.events import convert as io
     from hepflows.events import inputs
 
@@ -221,6 +222,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             split=data["split"],
             limit=data["limit"],
             metadata=meta,
+            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, cfg),
+            on_splits=lambda tallies, weighted: feasibility.check_splits(tallies, cfg, weighted),
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
@@ -518,7 +521,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         entry_stop=2 * settings["max_events"],
         with_weight=_has_weight(args.reference),
     )
-    _check_validation_weights(args.reference, reference)
+    _check_validation_weights(args.reference, reference, settings["classifier"])
     labelled = _has_label(args.generated)
     generated = read_events(
         args.generated, features, with_label=labelled, entry_stop=settings["max_events"]
@@ -614,34 +617,34 @@ def _has_weight(path: str) -> bool:
     return WEIGHT in branch_names(path)
 
 
-def _check_validation_weights(path: str, events: dict) -> None:
-    """Log the Kish effective sample size of weighted MC; refuse negative weights, by file.
+def _check_validation_weights(path: str, events: dict, classifier: bool) -> None:
+    """Log the Kish effective sample size and negative weights of weighted MC, by file.
 
-    The validation's ECDFs, quantile bins, resampled MC-vs-MC null and classifier need a
-    non-negative measure; the weighted NLL of training takes negative weights, these do not.
+    The metrics take negative weights (signed ECDFs and histograms); the classifier test does
+    not, which ingest has already refused: this catches event files made elsewhere.
     """
     import numpy as np
 
     from hepflows.events.schema import WEIGHT
+    from hepflows.feasibility import NEGATIVE_WEIGHTS
 
     w = events.get(WEIGHT)
     if w is None:
         return
     negative = int((w < 0).sum())
-    if negative:
+    if negative and classifier:
         i = int(np.argmax(w < 0))
         raise InputError(
             f"{path}: branch 'weight': {negative} negative weight(s), the first at entry {i} "
-            f"({w[i].item()!r}); validation (weighted histograms, KS, the MC-vs-MC null, the "
-            "classifier test) needs weights >= 0. Training takes negative weights; validate "
-            "against a reference without them (e.g. a sample with only positive weights)"
+            f"({w[i].item()!r}): {NEGATIVE_WEIGHTS}"
         )
     from hepflows.validation.metrics import effective_size
 
     log.info(
-        "%s: weighted MC, %d events, effective sample size (Kish) %.0f",
+        "%s: weighted MC, %d events (%d negative weights), effective sample size (Kish) %.0f",
         path,
         len(w),
+        negative,
         effective_size(w.astype(np.float64), len(w)),
     )
 

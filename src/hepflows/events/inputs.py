@@ -33,10 +33,12 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hepflows.feasibility import Tally
 
 __all__ = [
     "InputFile",
@@ -211,9 +213,16 @@ def convert_inputs(
     step_size: int = 100_000,
     compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
+    on_negative: Callable[[str, int], None] | None = None,
+    on_splits: Callable[[Mapping[str, Mapping[int, Tally]], bool], None] | None = None,
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
-    split.  ``limit``: at most this many entries of each file.  Returns events per split."""
+    split.  ``limit``: at most this many entries of each file.  Returns events per split.
+
+    ``on_negative(file, count)`` is called for each chunk with negative weights (it may
+    raise: the run stops at once); ``on_splits(tallies, weighted)`` with the events, sums of
+    weights and of their squares per split and label (:class:`hepflows.feasibility.Tally`)
+    once every event is routed, before the outputs appear (it may raise: nothing is left)."""
     import numpy as np
 
     from hepflows.errors import InputError
@@ -302,7 +311,25 @@ def convert_inputs(
 
     before = after = 0
     total_w = total_w2 = 0.0
+    tallies: dict[str, dict[int, Tally]] = {name: {} for name in outputs}
+
+    def tally(split_name: str, part: Mapping[str, np.ndarray]) -> None:
+        labels = part[LABEL] if LABEL in part else np.zeros(len(part[features[0]]), np.int8)
+        for c in np.unique(labels).tolist():
+            t = tallies[split_name].setdefault(int(c), Tally())
+            mine = labels == c
+            t.events += int(mine.sum())
+            if WEIGHT in part:
+                w = part[WEIGHT][mine].astype(np.float64)
+                t.sum_w += float(w.sum())
+                t.sum_w2 += float(np.square(w).sum())
+                t.negative += int((w < 0).sum())
+            else:
+                t.sum_w += float(mine.sum())
+                t.sum_w2 += float(mine.sum())
+
     with _writers_open(writers), _Router(rule, writers) as router:
+        router.tally = tally
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
             router.template[LABEL] = np.empty(0, np.int8)
@@ -374,7 +401,10 @@ def convert_inputs(
                                     "is not finite (factor times weight branch)"
                                 )
                             chunk[WEIGHT] = w.astype(np.float32)
-                            n_neg += int((w < 0).sum())
+                            negative = int((w < 0).sum())
+                            if negative and on_negative is not None:
+                                on_negative(where, negative)
+                            n_neg += negative
                             sum_w += float(w.sum())
                             sum_w2 += float(np.square(w).sum())
                         router.add_keyed(chunk, entries, key)
@@ -408,6 +438,8 @@ def convert_inputs(
                 f"data.selection {selection!r}: no event of {before} passes; nothing to convert"
             )
         counts = router.finish()
+        if on_splits is not None:
+            on_splits(tallies, weighted)
         rule_text = rule.description.replace(
             "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)"
         )

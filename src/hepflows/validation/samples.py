@@ -15,11 +15,11 @@ from numpy.typing import NDArray
 
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
+from hepflows.feasibility import MIN_EVENTS as MIN_EVENTS  # the one threshold, checked early
 
 SLICES: tuple[str, ...] = ("all", "signal", "background")
 SLICE_CLASS: dict[str, int] = {"signal": 1, "background": 0}
-#: Fewest events per compared sample and slice for the metrics to mean anything.
-MIN_EVENTS = 20
+CLASS_NAME: dict[int, str] = {c: s for s, c in SLICE_CLASS.items()}
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,17 @@ def load_sample(sample: Mapping, features: Sequence[str], name: str) -> Sample:
         w = np.asarray(sample[WEIGHT], dtype=np.float64).reshape(-1)
         if w.shape != (n,):
             raise InputError(f"{name} events: {WEIGHT!r} has shape {w.shape}, expected ({n},)")
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise InputError(
-                f"{name} events: {WEIGHT!r} must be finite and >= 0 with a "
-                "positive sum (negative weights are not supported here)"
-            )
+        if not np.all(np.isfinite(w)):
+            raise InputError(f"{name} events: {WEIGHT!r} must be finite")
+        # negative weights (NLO) are fine; each class's weights must sum to a positive total
+        for c in np.unique(label):
+            total = float(w[label == c].sum())
+            if not total > 0:
+                raise InputError(
+                    f"{name} events: the weights of the {CLASS_NAME[int(c)]} events sum to "
+                    f"{total:g}; the weighted distributions need a positive sum per process "
+                    "(too many negative weights for the events validation reads?)"
+                )
         if np.all(w == w[0]):
             w = None
     return Sample(x, label.astype(np.int8), w)

@@ -292,6 +292,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     train = _dataset(args.train, pre, conditional, device)
     val = _dataset(args.val, pre, conditional, device, drop_outside=True)
     signal_fraction = _signal_fraction(args.train, train) if conditional else None
+    if cfg["data"]["normalise"] == "per_process":
+        # after the weighted fraction is taken: it is the default mixture to generate
+        train, val = _per_process(train), _per_process(val)
     torch.manual_seed(cfg["seed"])
     flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
     log.info(
@@ -549,6 +552,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         seed=cfg["seed"],
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
+        normalise=cfg["data"]["normalise"],
     )
     if args.reweighted:
         _validate_reweighted(args, cfg, reference, labelled)
@@ -601,6 +605,7 @@ def _validate_reweighted(
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
         plots=False,
+        normalise=cfg["data"]["normalise"],
     )
     raw = json.loads((out / layout.VALIDATION_FILES["metrics"]).read_text())
     report = json.loads(Path(args.refine_report).read_text())
@@ -694,6 +699,10 @@ def cmd_amplification(args: argparse.Namespace) -> None:
         bins=settings["bins"],
         cells=settings["cells"] or None,
         alpha=settings["alpha"],
+        # per_process: the generated mixture is the user's choice, so only shapes compare
+        slices=("signal", "background")
+        if cfg["data"]["normalise"] == "per_process"
+        else amp.SLICES,
         seed=cfg["seed"],
     )
     out = Path(args.out_dir)
@@ -1022,6 +1031,26 @@ def _dataset(
         context,
         None if weight is None else torch.from_numpy(weight).to(device),
     )
+
+
+def _per_process(data: Any) -> Any:
+    """``data`` with each process's weights scaled to mean 1 (``data.normalise: per_process``).
+
+    The conditional NLL then learns each process's shape with its own weights, whatever its
+    cross-section; the weights' sums per process are positive (checked at ingest and by the
+    signal fraction).
+    """
+    import dataclasses
+
+    if data.weight is None or data.context is None:
+        return data
+    w = data.weight.clone()
+    label = data.context[:, 0]
+    for c in (0.0, 1.0):
+        mine = label == c
+        if bool(mine.any()):
+            w[mine] = w[mine] / w[mine].mean()
+    return dataclasses.replace(data, weight=w)
 
 
 def _check_per_process_is_conditional(conditional: bool) -> None:

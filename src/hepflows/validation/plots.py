@@ -266,12 +266,14 @@ def plot_feature(
     null_scale: Mapping[int, float] | None = None,
     stats: Mapping[str, Mapping[str, tuple[float, str]]] | None = None,
     model: str | None = None,
+    shapes: bool = False,
 ) -> tuple[Path, Path]:
     """Figure of one feature: MC vs generated, one colour per process, a ratio panel each.
 
     ``reference`` and ``generated`` are ``(values (n,), labels (n,), weights (n,) | None)``.
     Each class is a fraction of the whole sample, so a wrong signal fraction shows as an
-    offset.  MC: step line; generated: markers with statistical errors.  Bins from
+    offset; with ``shapes`` (``data.normalise: per_process``, the mixture being the user's
+    choice) each class is normalised to its own area instead.  MC: step line; generated: markers with statistical errors.  Bins from
     :func:`feature_binning` (``bins`` forces that many over the same range); under- and
     overflow folded into the edge bins and marked.  Masses on a linear y axis, momenta and
     MET on a logarithmic one.  Each ratio panel (generated / MC of one process) shows the MC
@@ -319,6 +321,9 @@ def plot_feature(
             name, line, marker = CLASS_STYLE[cls]
             rax = raxes[i]
             mr, mg = rl == cls, gl == cls
+            if shapes:
+                total_r = float(mr.sum() if rw is None else rw[mr].sum())
+                total_g = float(mg.sum() if gw is None else gw[mg].sum())
             mc, mc_err = _normalised_hist(rx[mr], None if rw is None else rw[mr], axis, total_r)
             mplhep.histplot(
                 mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8, label=f"MC {name}"
@@ -410,7 +415,7 @@ def plot_feature(
         else:
             ax.set_ylim(0, ymax * 1.7)
         per = f"{width:g} GeV" if gev else f"{width:g}"
-        ax.set_ylabel(f"Fraction of events / {per}")
+        ax.set_ylabel(f"{'Fraction of process' if shapes else 'Fraction of events'} / {per}")
         ax.set_xlim(lo, hi)
         ax.legend(loc="upper right", fontsize="x-small", ncol=1)
         sizes = f"MC: {_fmt_n(len(rx))} events\n{model or 'Flow'}: {_fmt_n(len(gx))} events"

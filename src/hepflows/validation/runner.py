@@ -79,6 +79,7 @@ from hepflows.validation.samples import (
     draw_null_pair,
     draw_value_pair,
     load_sample,
+    per_process,
 )
 from hepflows.validation.tables import (
     jsonable,
@@ -101,6 +102,7 @@ def validate_samples(
     training_log: Path | None = None,
     n_null_classifier: int = 5,
     model: str | None = None,
+    normalise: str = "total",
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -112,7 +114,11 @@ def validate_samples(
     verdict.html and, when ``plots``, plots/<feature>.{pdf,png}, correlation_difference,
     classifier_roc (when ``classifier``) and training_curve (when ``training_log``), the
     overview of every feature and slice and the 2-D comparisons of :data:`plots.PAIRS_2D`;
-    ``model`` names the generator in the figures' legends.
+    ``model`` names the generator in the figures' legends.  ``normalise`` ``"per_process"``
+    (``data.normalise``) scales each MC process's weights to mean 1 before anything is
+    compared (:func:`samples.per_process`): every slice then compares shapes, the "all"
+    slice at the same mixture as the generated sample's; the signal fraction is reported,
+    not tested, and the plots draw each process normalised to its own area.
     Returns the dict written to metrics.json.
     """
     t_start = time.perf_counter()
@@ -121,9 +127,15 @@ def validate_samples(
         raise InputError("validate_samples: no features given")
     if n_null < 1:
         raise InputError(f"validate_samples: n_null must be >= 1, got {n_null}")
-    ref = load_sample(reference, features, "reference")
+    if normalise not in ("total", "per_process"):
+        raise InputError(f"validate_samples: normalise total or per_process, got {normalise!r}")
+    shapes = normalise == "per_process"
+    raw_ref = load_sample(reference, features, "reference")
+    ref = per_process(raw_ref) if shapes else raw_ref
     gen = load_sample(generated, features, "generated")
     extra = load_sample(null_reference, features, "null_reference") if null_reference else None
+    if extra is not None and shapes:
+        extra = per_process(extra)
     separate = extra is not None
     pool = concat_samples(ref, extra) if extra is not None else ref
 
@@ -177,8 +189,9 @@ def validate_samples(
             "null_reference": len(extra) if extra is not None else None,
             "compared_per_sample": {name: sizes.get(c, 0) for name, c in SLICE_CLASS.items()},
         },
-        "label_fraction": label_fraction(ref, gen),
-        "input_weights": input_weights(ref),
+        "normalise": normalise,
+        "label_fraction": label_fraction(raw_ref, gen, chosen=shapes),
+        "input_weights": input_weights(raw_ref),
         "overall_status": nl.worst_status(statuses),
         "n_metrics_green": statuses.count(nl.GREEN),
         "verdict": verdict,
@@ -206,6 +219,7 @@ def validate_samples(
             rows=rows,
             slices=slices,
             model=model,
+            shapes=shapes,
         )
     t_end = time.perf_counter()
     result["runtime_s"] = {
@@ -281,8 +295,10 @@ def _write_plots(
     rows: Sequence[Mapping] = (),
     slices: Sequence[str] = (),
     model: str | None = None,
+    shapes: bool = False,
 ) -> None:
-    """All figures; the feature plots show the full samples, not the compared subsamples.
+    """All figures; the feature plots show the full samples, not the compared subsamples
+    (each process normalised to its own area with ``shapes``).
 
     The ratio panels' MC-vs-MC band comes from the verdict's own null pairs, scaled per class
     by the ratio of the plotted samples' statistical error to a null pair's,
@@ -320,6 +336,7 @@ def _write_plots(
             null_scale=scale,
             stats=stats.get(f),
             model=model,
+            shapes=shapes,
         )
     plots.plot_overview(
         features,

@@ -87,6 +87,21 @@ def load_sample(sample: Mapping, features: Sequence[str], name: str) -> Sample:
     return Sample(x, label.astype(np.int8), w)
 
 
+def per_process(s: Sample) -> Sample:
+    """``s`` with each class's weights scaled to mean 1 (``data.normalise: per_process``).
+
+    Each process keeps its weighted shape while the classes weigh as their event counts, so
+    a process of small cross-section is compared as a shape, not drowned in the others.
+    """
+    if s.w is None:
+        return s
+    w = s.w.copy()
+    for c in np.unique(s.label):
+        mine = s.label == c
+        w[mine] /= w[mine].mean()
+    return Sample(s.x, s.label, w)
+
+
 def concat_samples(a: Sample, b: Sample) -> Sample:
     """Events of ``a`` then ``b``; weights of 1 where one side has none."""
     w = None

@@ -20,6 +20,7 @@ import uproot
 from hepflows import config
 from hepflows.cli import main
 from hepflows.errors import InputError
+from hepflows.events.reader import read_metadata
 from hepflows.feasibility import MIN_EVENTS, Tally, check_splits
 from hepflows.validation import metrics as m
 from hepflows.validation.runner import validate_samples
@@ -134,6 +135,9 @@ def test_negative_weights_run_through_validation(ntuples, tmp_path):
     """NLO weights (5 % negative) no longer stop validate after training (it exited 2)."""
     out = tmp_path / "run"
     assert _pipeline(_settings(ntuples, signal_factor=1.0), out) == 0
+    split = read_metadata(out / "test.root")["split_weights"]["test"]
+    assert split["signal"]["negative_weights"] > 0
+    assert 0 < split["signal"]["kish_effective_size"] < split["signal"]["events"]
     metrics = json.loads((out / "validation" / "metrics.json").read_text())
     weights = metrics["input_weights"]
     assert (

@@ -19,7 +19,8 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
    TTree or RNTuple, entries read and selected, label, weight factor, sum of weights and of
    their squares, the Kish effective sample size ``input_effective_size``, negative weights),
    the selection's counts before and after and, when weighted, ``input_effective_size`` of
-   all the selected events together.
+   all the selected events together and ``split_weights``: per split and process the events,
+   sum of weights, negative weights and Kish effective size.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
 library: the Snakefile expands the patterns with :func:`input_paths` while parsing.
@@ -440,6 +441,32 @@ def convert_inputs(
         counts = router.finish()
         if on_splits is not None:
             on_splits(tallies, weighted)
+        # per split and process: what each step's weighted statistics will stand on
+        split_weights = {
+            name: {
+                ("signal" if c == 1 else "background"): {
+                    "events": t.events,
+                    "sum_weights": t.sum_w,
+                    "negative_weights": t.negative,
+                    "kish_effective_size": t.effective_size,
+                }
+                for c, t in sorted(per.items(), reverse=True)
+            }
+            for name, per in tallies.items()
+        }
+        if weighted:
+            for name, per in split_weights.items():
+                for process, v in per.items():
+                    log.info(
+                        "split %s, %s: %d events, sum of weights %.6g, %d negative, effective "
+                        "sample size (Kish) %.0f",
+                        name,
+                        process,
+                        v["events"],
+                        v["sum_weights"],
+                        v["negative_weights"],
+                        v["kish_effective_size"],
+                    )
         rule_text = rule.description.replace(
             "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)"
         )
@@ -451,6 +478,7 @@ def convert_inputs(
             )
             if weighted:
                 writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)
+                writer.metadata["split_weights"] = split_weights
     if cut is not None:
         log.info(
             "selection %r: %d of %d events pass (%.2f%%)",

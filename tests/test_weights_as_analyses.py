@@ -198,8 +198,15 @@ def test_the_classifier_with_negative_weights_is_refused_before_training(ntuples
     settings["data"]["inputs"][0]["weight"] = -0.9
     with pytest.raises(InputError, match=r"data.inputs\[0\].weight.*validation.classifier: false"):
         config.validate(settings)
+    # the refine step's classifier learns from the MC's weights: the same for it
+    settings = _settings(ntuples, refine={"enabled": True})
+    settings["data"]["inputs"][1]["weight"] = -1.1
+    with pytest.raises(InputError, match=r"data.inputs\[1\].weight.*refine.enabled: false"):
+        config.validate(settings)
     out = tmp_path / "out"
     assert _ingest(_settings(ntuples, validation={"classifier": True}), out) == 2
+    assert not out.exists() or list(out.iterdir()) == []
+    assert _ingest(_settings(ntuples, refine={"enabled": True}), out) == 2
     assert not out.exists() or list(out.iterdir()) == []
 
 

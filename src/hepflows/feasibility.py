@@ -33,6 +33,21 @@ NEGATIVE_WEIGHTS = (
     "validation.classifier: false (the KS, chi2, W1, separation, FPD, KPD and correlation "
     "checks take negative weights), or give inputs whose weights are >= 0"
 )
+#: The same for the refine step, whose classifier learns from the MC's weights.
+NEGATIVE_WEIGHTS_REFINE = (
+    "the refine step (refine.enabled) fits its classifier with the MC's weights and needs "
+    "them >= 0; set refine.enabled: false, or give inputs whose weights are >= 0"
+)
+
+
+def _refusals(cfg: Mapping[str, Any]) -> list[str]:
+    """Why the config's later steps cannot take negative weights (empty when they can)."""
+    why = []
+    if cfg["validation"]["classifier"]:
+        why.append(NEGATIVE_WEIGHTS)
+    if cfg.get("refine", {}).get("enabled"):
+        why.append(NEGATIVE_WEIGHTS_REFINE)
+    return why
 
 
 @dataclass
@@ -78,7 +93,7 @@ def _check_generated(cfg: Mapping[str, Any], fraction: float, source: str, why: 
 
 def check_config(cfg: Mapping[str, Any], source: str = "config") -> None:
     """What the config alone says validation cannot do; an InputError naming the key."""
-    data, validation = cfg["data"], cfg["validation"]
+    data = cfg["data"]
     conditional = bool(cfg["training"]["conditional"])
     if data.get("normalise") == "per_process" and not conditional:
         raise InputError(
@@ -86,23 +101,27 @@ def check_config(cfg: Mapping[str, Any], source: str = "config") -> None:
             "generates the processes at a chosen mixture, which needs a flow conditioned on "
             "the process label; set training.conditional: true"
         )
-    if validation["classifier"]:
-        for i, entry in enumerate(data.get("inputs") or []):
-            factor = entry.get("weight")
-            if factor is not None and factor < 0:
-                raise InputError(
-                    f"{source}: key data.inputs[{i}].weight is {factor:g}, every event of "
-                    f"{entry.get('path')} gets a negative weight: {NEGATIVE_WEIGHTS}"
-                )
+    refusals = _refusals(cfg)
+    for i, entry in enumerate(data.get("inputs") or []):
+        factor = entry.get("weight")
+        if refusals and factor is not None and factor < 0:
+            raise InputError(
+                f"{source}: key data.inputs[{i}].weight is {factor:g}, every event of "
+                f"{entry.get('path')} gets a negative weight: {'; and '.join(refusals)}"
+            )
     fraction = cfg["sampling"]["signal_fraction"]
     if conditional and fraction is not None:
         _check_generated(cfg, float(fraction), source, "sampling.signal_fraction")
 
 
 def check_negative_weight(where: str, count: int, cfg: Mapping[str, Any]) -> None:
-    """Ingest met ``count`` negative weights in ``where``: refused when the classifier is on."""
-    if count and cfg["validation"]["classifier"]:
-        raise InputError(f"{where}: {count} negative weight(s) (NLO events?): {NEGATIVE_WEIGHTS}")
+    """Ingest met ``count`` negative weights in ``where``: refused when the classifier test or
+    the refine step is on."""
+    refusals = _refusals(cfg)
+    if count and refusals:
+        raise InputError(
+            f"{where}: {count} negative weight(s) (NLO events?): {'; and '.join(refusals)}"
+        )
 
 
 def check_splits(

@@ -301,3 +301,19 @@ def test_ingest_checks_name_the_process_and_the_split():
     small = _tallies({1: (500, 500.0), 0: (500, 500.0)}, {1: (few, 1.0 * few), 0: (200, 200.0)})
     with pytest.raises(InputError, match=f"test split holds {few} signal events"):
         check_splits(small, cfg, weighted=True)
+
+
+def test_per_process_figures_draw_the_mc_at_the_generated_mixture():
+    """The figures of a per_process run show the MC at the chosen mixture (the "all" views)
+    and each process at its own area (the per-feature figures)."""
+    from hepflows.validation.samples import at_mixture, load_sample, per_process
+
+    ref = per_process(load_sample(_events(4000, 0.5, 3, xsec=(1.0, 0.003)), ["met"], "reference"))
+    gen = load_sample(_events(1000, 0.3, 4, xsec=None), ["met"], "generated")
+    w = at_mixture(ref, gen).w
+    assert w is not None
+    share = w[ref.label == 1].sum() / w.sum()
+    assert share == pytest.approx(np.mean(gen.label == 1), rel=1e-9)
+    # within a class the shape (the relative weights) is kept
+    sig = ref.label == 1
+    assert np.allclose(w[sig] / w[sig].sum(), ref.w[sig] / ref.w[sig].sum())

@@ -74,6 +74,7 @@ from hepflows.validation.judge import (
 from hepflows.validation.samples import (
     SLICE_CLASS,
     Sample,
+    at_mixture,
     compared_sizes,
     concat_samples,
     draw_null_pair,
@@ -207,7 +208,7 @@ def validate_samples(
     if plots:
         _write_plots(
             out_dir / layout.VALIDATION_FILES["plots"],
-            ref,
+            at_mixture(ref, gen) if shapes else ref,
             gen,
             features,
             units,

@@ -102,6 +102,20 @@ def per_process(s: Sample) -> Sample:
     return Sample(s.x, s.label, w)
 
 
+def at_mixture(s: Sample, other: Sample) -> Sample:
+    """``s`` with each class's weights scaled so that the classes hold the shares of
+    ``other``'s events: the MC drawn at the generated mixture (figures of ``per_process``
+    runs, where the mixture is the user's choice).  A class ``other`` lacks keeps its weights.
+    """
+    w = np.ones(len(s)) if s.w is None else s.w.copy()
+    for c in np.unique(s.label):
+        mine = s.label == c
+        share = float(np.mean(other.label == c)) if len(other) else 0.0
+        if share > 0:
+            w[mine] *= share * len(s) / w[mine].sum()
+    return Sample(s.x, s.label, w)
+
+
 def concat_samples(a: Sample, b: Sample) -> Sample:
     """Events of ``a`` then ``b``; weights of 1 where one side has none."""
     w = None

@@ -20,9 +20,9 @@ from hepflows import layout
 from hepflows.cli import TRUTH_START, _generate_jobs, main
 from hepflows.errors import InputError
 from hepflows.events.reader import branch_names, read_events, read_metadata
+from hepflows.kish import effective_size
 from hepflows.refine import REFINE_FIRST_CHUNK, REFINE_START, event_weights, refine
 from hepflows.validation.classifier import classifier_two_sample
-from hepflows.validation.metrics import effective_size
 
 SETTINGS = hconfig.load(None, {"refine": {"enabled": True}})["refine"]
 

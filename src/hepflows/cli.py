@@ -167,7 +167,7 @@ def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int,
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
-    from hepflows import config
+    from hepflows import config, feasibility
     from hepflows.events import convert as io
     from hepflows.events import inputs
 
@@ -216,6 +216,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             limit=data["limit"],
             metadata=meta,
             wild_values=data["wild_values"],
+            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, cfg),
+            on_splits=lambda tallies, weighted: feasibility.check_splits(tallies, cfg, weighted),
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
@@ -288,6 +290,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     train = _dataset(args.train, pre, conditional, device)
     val = _dataset(args.val, pre, conditional, device, drop_outside=True)
     signal_fraction = _signal_fraction(args.train, train) if conditional else None
+    if cfg["data"]["normalise"] == "per_process":
+        # after the weighted fraction is taken: it is the default mixture to generate
+        train, val = _per_process(train), _per_process(val)
     torch.manual_seed(cfg["seed"])
     flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
     log.info(
@@ -563,7 +568,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         entry_stop=2 * settings["max_events"],
         with_weight=_has_weight(args.reference),
     )
-    _check_validation_weights(args.reference, reference)
+    _check_validation_weights(args.reference, reference, settings["classifier"])
     labelled = _has_label(args.generated)
     generated = read_events(
         args.generated, features, with_label=labelled, entry_stop=settings["max_events"]
@@ -595,6 +600,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             classifier=settings["classifier"],
             discrete=_discrete(cfg, reference, features, args.reference),
             labels=cfg["labels"],
+            normalise=cfg["data"]["normalise"],
         )
         if args.reweighted:
             _validate_reweighted(args, cfg, reference, labelled)
@@ -671,6 +677,7 @@ def _validate_reweighted(
         classifier=settings["classifier"],
         plots=False,
         discrete=_discrete(cfg, reference, features, args.reference),
+        normalise=cfg["data"]["normalise"],
     )
     raw = read_json(out / layout.VALIDATION_FILES["metrics"])
     report = read_json(Path(args.refine_report), missing="not found; run the refine step first")
@@ -687,34 +694,34 @@ def _has_weight(path: str) -> bool:
     return WEIGHT in branch_names(path)
 
 
-def _check_validation_weights(path: str, events: dict) -> None:
-    """Log the Kish effective sample size of weighted MC; refuse negative weights, by file.
+def _check_validation_weights(path: str, events: dict, classifier: bool) -> None:
+    """Log the Kish effective sample size and negative weights of weighted MC, by file.
 
-    The validation's ECDFs, quantile bins, resampled MC-vs-MC null and classifier need a
-    non-negative measure; the weighted NLL of training takes negative weights, these do not.
+    The metrics take negative weights (signed ECDFs and histograms); the classifier test does
+    not, which ingest has already refused: this catches event files made elsewhere.
     """
     import numpy as np
 
     from hepflows.events.schema import WEIGHT
+    from hepflows.feasibility import NEGATIVE_WEIGHTS
 
     w = events.get(WEIGHT)
     if w is None:
         return
     negative = int((w < 0).sum())
-    if negative:
+    if negative and classifier:
         i = int(np.argmax(w < 0))
         raise InputError(
             f"{path}: branch 'weight': {negative} negative weight(s), the first at entry {i} "
-            f"({w[i].item()!r}); validation (weighted histograms, KS, the MC-vs-MC null, the "
-            "classifier test) needs weights >= 0. Training takes negative weights; validate "
-            "against a reference without them (e.g. a sample with only positive weights)"
+            f"({w[i].item()!r}): {NEGATIVE_WEIGHTS}"
         )
     from hepflows.kish import effective_size
 
     log.info(
-        "%s: weighted MC, %d events, effective sample size (Kish) %.0f",
+        "%s: weighted MC, %d events (%d negative weights), effective sample size (Kish) %.0f",
         path,
         len(w),
+        negative,
         effective_size(w.astype(np.float64), len(w)),
     )
 
@@ -768,6 +775,10 @@ def cmd_amplification(args: argparse.Namespace) -> None:
         bins=settings["bins"],
         cells=settings["cells"] or None,
         alpha=settings["alpha"],
+        # per_process: the generated mixture is the user's choice, so only shapes compare
+        slices=("signal", "background")
+        if cfg["data"]["normalise"] == "per_process"
+        else amp.SLICES,
         seed=cfg["seed"],
     )
     out = Path(args.out_dir)
@@ -1099,6 +1110,26 @@ def _dataset(
         context,
         None if weight is None else torch.from_numpy(weight).to(device),
     )
+
+
+def _per_process(data: Any) -> Any:
+    """``data`` with each process's weights scaled to mean 1 (``data.normalise: per_process``).
+
+    The conditional NLL then learns each process's shape with its own weights, whatever its
+    cross-section; the weights' sums per process are positive (checked at ingest and by the
+    signal fraction).
+    """
+    import dataclasses
+
+    if data.weight is None or data.context is None:
+        return data
+    w = data.weight.clone()
+    label = data.context[:, 0]
+    for c in (0.0, 1.0):
+        mine = label == c
+        if bool(mine.any()):
+            w[mine] = w[mine] / w[mine].mean()
+    return dataclasses.replace(data, weight=w)
 
 
 def _check_per_process_is_conditional(conditional: bool) -> None:

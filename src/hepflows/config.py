@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from hepflows.errors import InputError
+from hepflows.feasibility import check_config
 
 #: Package data: present in a wheel or any install, not only in a checkout.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
@@ -56,6 +57,7 @@ def validate(config: Mapping[str, Any], *, source: str = "config") -> dict[str, 
     if error is not None:
         raise InputError(f"{source}: {_describe(error)}")
     _check_semantics(filled, source)
+    check_config(filled, source)  # what validation could not do, before any event is read
     for name in filled["models"]:
         model_variant(filled, name, source=source)  # a bad grid entry fails here, named
     return filled

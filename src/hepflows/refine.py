@@ -59,6 +59,7 @@ from numpy.typing import NDArray
 
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
+from hepflows.feasibility import NEGATIVE_WEIGHTS_REFINE
 from hepflows.kish import effective_size
 
 #: First event of the refine classifier's MC in the generator's stream (source generator):
@@ -254,7 +255,9 @@ def refine(
     mc = dict(mc)
     w_mc = mc.get(WEIGHT)
     if w_mc is not None and (np.any(w_mc < 0) or not np.all(np.isfinite(w_mc))):
-        raise InputError("refine: the MC's 'weight' branch must be finite and >= 0")
+        raise InputError(
+            f"refine: the MC's 'weight' branch must be finite and >= 0: {NEGATIVE_WEIGHTS_REFINE}"
+        )
     if not labelled:  # an unconditional flow: one process, the MC's labels ignored
         mc.pop(LABEL, None)
     reweighter, record = fit_reweighter(

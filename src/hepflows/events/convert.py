@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,8 @@ class SplitRouter:
         self.held: collections.deque[dict[str, np.ndarray]] = collections.deque()
         self.n_held = 0
         self.template: dict[str, np.ndarray] | None = None
+        #: called with (split name, events) for every part routed, e.g. to tally weights
+        self.tally: Callable[[str, dict[str, np.ndarray]], None] | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hepflows-write")
         self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
 
@@ -219,6 +221,8 @@ class SplitRouter:
 
     def _write(self, name: str, part: dict[str, np.ndarray]) -> None:
         self.counts[name] += len(next(iter(part.values())))
+        if self.tally is not None:
+            self.tally(name, part)
         self._pending.append(self._pool.submit(self.writers[name].write, part))
         self._drain(self.MAX_PENDING)
 

@@ -21,7 +21,8 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
    the selection's counts before and after, the ``derived`` expressions, the
    ``integer_features`` (every selected value an integer: modelled as discrete, see
    :func:`hepflows.preprocess.find_discrete`) and, when weighted, ``input_effective_size`` of
-   all the selected events together.
+   all the selected events together and ``split_weights``: per split and process the events,
+   sum of weights, negative weights and Kish effective size.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
 library: the Snakefile expands the patterns with :func:`input_paths` while parsing.
@@ -35,10 +36,12 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hepflows.feasibility import Tally
 
 __all__ = [
     "InputFile",
@@ -207,12 +210,19 @@ def convert_inputs(
     compression: str | None = "lz4",
     metadata: Mapping[str, object] | None = None,
     wild_values: str = "refuse",
+    on_negative: Callable[[str, int], None] | None = None,
+    on_splits: Callable[[Mapping[str, Mapping[int, Tally]], bool], None] | None = None,
 ) -> dict[str, int]:
     """Convert the checked-and-streamed ``files`` (see the module) into one event file per
     split.  ``limit``: at most this many entries of each file.  ``derived``: feature -> expression
     of branches (:class:`~hepflows.events.selection.Expression`), computed after the selection.
     ``wild_values``: ``"refuse"`` or ``"drop"`` features absurd for their branch
-    (:mod:`hepflows.events.wild`).  Returns events per split."""
+    (:mod:`hepflows.events.wild`).  Returns events per split.
+
+    ``on_negative(file, count)`` is called for each chunk with negative weights (it may
+    raise: the run stops at once); ``on_splits(tallies, weighted)`` with the events, sums of
+    weights and of their squares per split and label (:class:`hepflows.feasibility.Tally`)
+    once every event is routed, before the outputs appear (it may raise: nothing is left)."""
     import numpy as np
 
     from hepflows.errors import InputError
@@ -317,9 +327,27 @@ def convert_inputs(
 
     before = after = 0
     total_w = total_w2 = 0.0
+    tallies: dict[str, dict[int, Tally]] = {name: {} for name in outputs}
+
+    def tally(split_name: str, part: Mapping[str, np.ndarray]) -> None:
+        labels = part[LABEL] if LABEL in part else np.zeros(len(part[features[0]]), np.int8)
+        for c in np.unique(labels).tolist():
+            t = tallies[split_name].setdefault(int(c), Tally())
+            mine = labels == c
+            t.events += int(mine.sum())
+            if WEIGHT in part:
+                w = part[WEIGHT][mine].astype(np.float64)
+                t.sum_w += float(w.sum())
+                t.sum_w2 += float(np.square(w).sum())
+                t.negative += int((w < 0).sum())
+            else:
+                t.sum_w += float(mine.sum())
+                t.sum_w2 += float(mine.sum())
+
     guard = WildValueGuard({b: f"feature {f!r}" for f, b in fmap.items()}, wild_values, seed)
     integers = set(features)  # the features whose every selected value is an integer
     with _writers_open(writers), SplitRouter(rule, writers) as router:
+        router.tally = tally
         router.template = {feat: np.empty(0, np.float32) for feat in features}
         if labelled:
             router.template[LABEL] = np.empty(0, np.int8)
@@ -413,7 +441,10 @@ def convert_inputs(
                                     "is not finite (factor times weight branch)"
                                 )
                             chunk[WEIGHT] = w.astype(np.float32)
-                            n_neg += int((w < 0).sum())
+                            negative = int((w < 0).sum())
+                            if negative and on_negative is not None:
+                                on_negative(where, negative)
+                            n_neg += negative
                             sum_w += float(w.sum())
                             sum_w2 += float(np.square(w).sum())
                         router.add_keyed(chunk, entries, key)
@@ -447,6 +478,34 @@ def convert_inputs(
                 f"data.selection {selection!r}: no event of {before} passes; nothing to convert"
             )
         counts = router.finish()
+        if on_splits is not None:
+            on_splits(tallies, weighted)
+        # per split and process: what each step's weighted statistics will stand on
+        split_weights = {
+            name: {
+                ("signal" if c == 1 else "background"): {
+                    "events": t.events,
+                    "sum_weights": t.sum_w,
+                    "negative_weights": t.negative,
+                    "kish_effective_size": t.effective_size,
+                }
+                for c, t in sorted(per.items(), reverse=True)
+            }
+            for name, per in tallies.items()
+        }
+        if weighted:
+            for name, per in split_weights.items():
+                for process, v in per.items():
+                    log.info(
+                        "split %s, %s: %d events, sum of weights %.6g, %d negative, effective "
+                        "sample size (Kish) %.0f",
+                        name,
+                        process,
+                        v["events"],
+                        v["sum_weights"],
+                        v["negative_weights"],
+                        v["kish_effective_size"],
+                    )
         rule_text = rule.description.replace(
             "by a hash of the row index", "by a hash of (seed, file SHA-256, entry number)"
         )
@@ -460,6 +519,7 @@ def convert_inputs(
             )
             if weighted:
                 writer.metadata["input_effective_size"] = kish_size(total_w, total_w2)
+                writer.metadata["split_weights"] = split_weights
     if cut is not None:
         log.info(
             "selection %r: %d of %d events pass (%.2f%%)",

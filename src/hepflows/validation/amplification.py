@@ -48,7 +48,8 @@ by :func:`summarize`), as with the other metrics' bands.  The smallest ``n_equiv
 is a valid lower bound on the smallest ``n_equiv`` at level ``alpha`` without any correction.
 
 Weighted samples enter through their weighted fractions and Kish effective sizes
-``(sum w)^2 / sum w^2`` in place of ``n``, ``N`` and ``N_T``.
+``(sum w)^2 / sum w^2`` in place of ``n``, ``N`` and ``N_T``; negative weights are counted with
+their sign.
 """
 
 from __future__ import annotations
@@ -193,10 +194,11 @@ def _events(sample: Mapping[str, ArrayLike], features: Sequence[str], name: str)
     w = None
     if sample.get(WEIGHT) is not None:
         w = np.asarray(sample[WEIGHT], dtype=np.float64).reshape(-1)
-        if w.shape != (x.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        # negative weights (NLO) are fine: signed bin fractions, Kish sizes of the signed sums
+        if w.shape != (x.shape[0],) or not np.all(np.isfinite(w)) or w.sum() <= 0:
             raise InputError(
-                f"{name} events: {WEIGHT!r} must be finite, >= 0, with a positive "
-                f"sum, of shape ({x.shape[0]},)"
+                f"{name} events: {WEIGHT!r} must be finite with a positive sum, of shape "
+                f"({x.shape[0]},)"
             )
         if np.all(w == w[0]):
             w = None

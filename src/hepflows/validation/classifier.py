@@ -19,6 +19,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from hepflows.errors import InputError
+from hepflows.feasibility import NEGATIVE_WEIGHTS
 from hepflows.kish import effective_size
 
 #: Points kept of the ROC curve: enough for a smooth plot, small enough for JSON.
@@ -98,6 +100,8 @@ def classifier_two_sample(
         w[: len(xr)] = np.asarray(w_ref, dtype=np.float64)
     if w_test is not None:
         w[len(xr) :] = np.asarray(w_test, dtype=np.float64)
+    if np.any(w < 0):
+        raise InputError(f"{int((w < 0).sum())} negative weight(s): {NEGATIVE_WEIGHTS}")
     if weighted:
         # equal total weight per sample, as for equal-size unweighted samples
         w[y == 0] *= len(x) / (2.0 * w[y == 0].sum())

@@ -244,11 +244,13 @@ def classifier_block(
     return result, row, verdict
 
 
-def label_fraction(ref: Sample, gen: Sample) -> dict:
+def label_fraction(ref: Sample, gen: Sample, *, chosen: bool = False) -> dict:
     """Signal fraction of MC and generated events and a two-proportion test of their equality.
 
     Uses Kish effective sizes when weighted.  The metrics themselves compare equal class sizes,
-    so this is where a wrong signal fraction shows.
+    so this is where a wrong signal fraction shows.  With ``chosen`` (``data.normalise:
+    per_process``) the generated mixture is the user's choice, not a prediction: both
+    fractions are reported, untested (``pvalue`` None, ``chosen`` True).
     """
 
     def frac(s: Sample) -> tuple[float, float]:
@@ -257,6 +259,8 @@ def label_fraction(ref: Sample, gen: Sample) -> dict:
 
     fr, nr = frac(ref)
     fg, ng = frac(gen)
+    if chosen:
+        return {"reference": fr, "generated": fg, "pvalue": None, "chosen": True}
     pooled = (fr * nr + fg * ng) / (nr + ng)
     se = math.sqrt(max(pooled * (1 - pooled), 1e-300) * (1 / nr + 1 / ng))
     p = float(2 * stats.norm.sf(abs(fg - fr) / se)) if se > 0 else 1.0

@@ -12,7 +12,11 @@ Conventions
 * Inputs must be finite; callers check this once, where they can name the offending feature.
 
 Weights: a sample whose weights are all equal is treated exactly like an unweighted one, so a
-weighted call with unit weights returns the unweighted result.  Weights are assumed positive.
+weighted call with unit weights returns the unweighted result.  Weights may be negative (NLO
+generators) as long as their sum is positive: the ECDFs, histograms, means and covariances are
+those of the signed measure, and the resampling estimators (:func:`fpd`,
+:func:`kernel_distance`) draw events with probability ``|w| / sum |w|`` and keep each drawn
+event's sign as its weight, an unbiased importance sampling of the signed measure.
 """
 
 from __future__ import annotations
@@ -99,6 +103,9 @@ def quantile_inner_edges(a: FloatArray, n_bins: int, wa: FloatArray | None) -> F
     sorted_a = np.take_along_axis(a, order, axis=0)
     cum = np.cumsum(wa[order], axis=0)
     cum /= cum[-1]
+    # negative weights make the signed ECDF non-monotone; its running maximum is the smallest
+    # monotone bound, so that searchsorted sees a sorted array and the edges stay ordered
+    np.maximum.accumulate(cum, axis=0, out=cum)
     edges = np.empty((n_bins - 1, a.shape[1]))
     for j in range(a.shape[1]):
         idx = np.searchsorted(cum[:, j], probs, side="left")
@@ -384,10 +391,19 @@ def normalise_features(x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArr
 
 
 def _mean_cov(x: FloatArray, w: FloatArray | None) -> tuple[FloatArray, FloatArray]:
-    """Mean (d,) and covariance (d, d) of the rows of ``x`` (n, d), optionally weighted."""
-    mu = np.average(x, axis=0, weights=w)
-    cov = np.atleast_2d(np.cov(x, rowvar=False, aweights=w))
-    return mu, cov
+    """Mean (d,) and covariance (d, d) of the rows of ``x`` (n, d), optionally weighted.
+
+    Weighted: ``mu = sum w x / V1`` and ``C = sum w (x - mu)(x - mu)^T / (V1 - V2 / V1)`` with
+    ``V1 = sum w``, ``V2 = sum w^2`` (``np.cov``'s ``aweights`` estimator, written out because
+    numpy refuses negative weights).
+    """
+    if w is None:
+        return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+    v1 = w.sum()
+    mu = (w @ x) / v1
+    dx = x - mu
+    cov = (dx * w[:, None]).T @ dx / (v1 - np.square(w).sum() / v1)
+    return mu, np.atleast_2d(cov)
 
 
 def _frechet_from_moments(
@@ -428,10 +444,29 @@ def frechet_distance(
     return _frechet_from_moments(mu1, c1, mu2, c2)
 
 
-def _draw_probabilities(w: ArrayLike | None, n: int) -> FloatArray | None:
-    """Resampling probabilities ``w / sum w``: resampled batches are then unweighted."""
+def _draw_probabilities(w: ArrayLike | None, n: int) -> tuple[FloatArray | None, FloatArray | None]:
+    """Resampling probabilities ``|w| / sum |w|`` and the sign of each event, or None twice.
+
+    Positive weights give unweighted batches (sign None); with negative ones each drawn event
+    keeps its sign as its weight in the batch.
+    """
     ww = _weights(w, n)
-    return None if ww is None else ww / ww.sum()
+    if ww is None:
+        return None, None
+    sign = np.sign(ww) if np.any(ww < 0) else None
+    return np.abs(ww) / np.abs(ww).sum(), sign
+
+
+def _batch(
+    x: FloatArray,
+    p: FloatArray | None,
+    sign: FloatArray | None,
+    size: int,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray | None]:
+    """``size`` rows of ``x`` drawn with replacement with probabilities ``p``, and their signs."""
+    idx = rng.choice(len(x), size=size, p=p)
+    return x[idx], None if sign is None else sign[idx]
 
 
 def fpd(
@@ -453,21 +488,22 @@ def fpd(
     spaced in 1/N between ``min_samples`` and ``max_samples``, averaged over ``num_batches``
     per size, then extrapolated linearly in 1/N to N -> infinity (intercept >= 0).  The error is
     the fit's uncertainty on the intercept.  Weighted samples are drawn with probability
-    proportional to their weights.
+    proportional to their weights (to their absolute values, each keeping its sign, when
+    some are negative).
     """
     x2, y2 = _as_columns(x), _as_columns(y)
     if normalise:
         x2, y2 = normalise_features(x2, y2)
-    px, py = _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
+    (px, sx), (py, sy) = _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
     sizes = (1.0 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype(int)
     rng = np.random.default_rng(seed)
     means = []
     for size in sizes:
         vals = []
         for _ in range(num_batches):
-            bx = x2[rng.choice(len(x2), size=size, p=px)]
-            by = y2[rng.choice(len(y2), size=size, p=py)]
-            vals.append(_frechet_from_moments(*_mean_cov(bx, None), *_mean_cov(by, None)))
+            bx, bsx = _batch(x2, px, sx, size, rng)
+            by, bsy = _batch(y2, py, sy, size, rng)
+            vals.append(_frechet_from_moments(*_mean_cov(bx, bsx), *_mean_cov(by, bsy)))
         means.append(np.mean(vals))
     params, cov = optimize.curve_fit(
         lambda inv_n, c, s: c + s * inv_n,
@@ -499,33 +535,64 @@ def _int_power(base: FloatArray, degree: int) -> FloatArray:
         np.multiply(base, base, out=base)
 
 
-def _poly_kernel_sum(x: FloatArray, y: FloatArray, degree: int, chunk: int = 1024) -> float:
-    """Sum over all pairs of ``(x_i . y_j / d + 1)^degree``, built in row chunks to bound memory."""
+def _poly_kernel_sum(
+    x: FloatArray,
+    y: FloatArray,
+    degree: int,
+    chunk: int = 1024,
+    wx: FloatArray | None = None,
+    wy: FloatArray | None = None,
+) -> float:
+    """Sum over all pairs of ``wx_i wy_j (x_i . y_j / d + 1)^degree`` (weights 1 when None),
+    built in row chunks to bound memory."""
     gamma = 1.0 / x.shape[1]
     total = 0.0
     for start in range(0, len(x), chunk):
         block = x[start : start + chunk] @ y.T
         block *= gamma
         block += 1.0
-        total += float(np.sum(_int_power(block, degree)))
+        k = _int_power(block, degree)
+        if wx is None and wy is None:
+            total += float(np.sum(k))
+            continue
+        row = k.sum(axis=1) if wy is None else k @ wy
+        total += float(row.sum() if wx is None else wx[start : start + chunk] @ row)
     return total
 
 
-def mmd_poly_unbiased(x: ArrayLike, y: ArrayLike, *, degree: int = 4) -> float:
+def mmd_poly_unbiased(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    degree: int = 4,
+    wx: ArrayLike | None = None,
+    wy: ArrayLike | None = None,
+) -> float:
     """Unbiased quadratic-time estimate of MMD^2 with the kernel ``(x.y / d + 1)^degree``.
 
-    Shapes (n, d), (m, d) with n, m >= 2.  Can be negative when the samples agree.
+    Shapes (n, d), (m, d) with n, m >= 2.  Can be negative when the samples agree.  With
+    (signed) weights the pair sums are weighted, ``sum_{i!=j} w_i w_j k_ij / ((sum w)^2 -
+    sum w^2)`` within a sample and ``sum w_i v_j k_ij / (sum w sum v)`` across, which is the
+    unweighted estimator when all weights are 1.
     """
     x2, y2 = _as_columns(x), _as_columns(y)
-    n, m, d = len(x2), len(y2), x2.shape[1]
+    d = x2.shape[1]
     if degree < 1:
         raise ValueError(f"kernel degree must be a positive integer, got {degree}")
-    diag_x = np.sum((np.einsum("ij,ij->i", x2, x2) / d + 1.0) ** degree)
-    diag_y = np.sum((np.einsum("ij,ij->i", y2, y2) / d + 1.0) ** degree)
-    kxx = (_poly_kernel_sum(x2, x2, degree) - diag_x) / (n * (n - 1))
-    kyy = (_poly_kernel_sum(y2, y2, degree) - diag_y) / (m * (m - 1))
-    kxy = _poly_kernel_sum(x2, y2, degree) / (n * m)
-    return float(kxx + kyy - 2.0 * kxy)
+    ax = None if wx is None else np.asarray(wx, dtype=np.float64)
+    ay = None if wy is None else np.asarray(wy, dtype=np.float64)
+
+    def within(z: FloatArray, w: FloatArray | None) -> float:
+        diag = (np.einsum("ij,ij->i", z, z) / d + 1.0) ** degree
+        if w is None:
+            return (_poly_kernel_sum(z, z, degree) - np.sum(diag)) / (len(z) * (len(z) - 1))
+        pairs = w.sum() ** 2 - np.square(w).sum()
+        return (_poly_kernel_sum(z, z, degree, wx=w, wy=w) - float(np.square(w) @ diag)) / pairs
+
+    sx = len(x2) if ax is None else ax.sum()
+    sy = len(y2) if ay is None else ay.sum()
+    kxy = _poly_kernel_sum(x2, y2, degree, wx=ax, wy=ay) / (sx * sy)
+    return float(within(x2, ax) + within(y2, ay) - 2.0 * kxy)
 
 
 def kernel_distance(
@@ -547,18 +614,19 @@ def kernel_distance(
     the value is the median over batches and the error half the 16.275-83.725 % inter-quantile
     range, as in JetNet.  JetNet's code uses ``degree=4``; ``degree=3`` gives the cubic kernel
     of the kernel inception distance.  Weighted samples are drawn with probability
-    proportional to their weights.
+    proportional to their weights (to their absolute values, each keeping its sign, when
+    some are negative).
     """
     x2, y2 = _as_columns(x), _as_columns(y)
     if normalise:
         x2, y2 = normalise_features(x2, y2)
-    px, py = _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
+    (px, sx), (py, sy) = _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
     vals = []
     for i in range(num_batches):
         rng = np.random.default_rng(seed + 1000 * i)
-        bx = x2[rng.choice(len(x2), size=batch_size, p=px)]
-        by = y2[rng.choice(len(y2), size=batch_size, p=py)]
-        vals.append(mmd_poly_unbiased(bx, by, degree=degree))
+        bx, bsx = _batch(x2, px, sx, batch_size, rng)
+        by, bsy = _batch(y2, py, sy, batch_size, rng)
+        vals.append(mmd_poly_unbiased(bx, by, degree=degree, wx=bsx, wy=bsy))
     err = stats.iqr(vals, rng=(16.275, 83.725)) / 2.0
     return float(np.median(vals)), float(err)
 

@@ -295,7 +295,7 @@ def _sample_size(x: ArrayLike, w: ArrayLike | None) -> str:
     n = len(np.asarray(x))
     if w is None:
         return f"{_fmt_n(n)} events"
-    from hepflows.validation.metrics import effective_size
+    from hepflows.kish import effective_size
 
     return f"{_fmt_n(n)} events (effective {_fmt_n(effective_size(np.asarray(w), n))})"
 
@@ -318,12 +318,14 @@ def plot_feature(
     stats: Mapping[str, Mapping[str, tuple[float, str]]] | None = None,
     model: str | None = None,
     labels: Mapping[str, Mapping] | None = None,
+    shapes: bool = False,
 ) -> tuple[Path, Path]:
     """Figure of one feature (its axis label and unit from ``labels``): MC vs generated, one colour per process, a ratio panel each.
 
     ``reference`` and ``generated`` are ``(values (n,), labels (n,), weights (n,) | None)``.
     Each class is a fraction of the whole sample, so a wrong signal fraction shows as an
-    offset.  MC: step line; generated: markers with statistical errors.  Bins from
+    offset; with ``shapes`` (``data.normalise: per_process``, the mixture being the user's
+    choice) each class is normalised to its own area instead.  MC: step line; generated: markers with statistical errors.  Bins from
     :func:`feature_binning` (``bins`` forces that many over the same range); under- and
     overflow folded into the edge bins and marked.  Masses on a linear y axis, momenta and
     MET on a logarithmic one.  Each ratio panel (generated / MC of one process) shows the MC
@@ -373,6 +375,9 @@ def plot_feature(
             name, line, marker = CLASS_STYLE[cls]
             rax = raxes[i]
             mr, mg = rl == cls, gl == cls
+            if shapes:
+                total_r = float(mr.sum() if rw is None else rw[mr].sum())
+                total_g = float(mg.sum() if gw is None else gw[mg].sum())
             mc, mc_err = _normalised_hist(rx[mr], None if rw is None else rw[mr], axis, total_r)
             mplhep.histplot(
                 mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8, label=f"MC {name}"
@@ -472,7 +477,7 @@ def plot_feature(
             # plain numbers: a "x10^-2" above the axis would sit on the label
             ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         per = f"{width:g} GeV" if gev else f"{width:g}"
-        ax.set_ylabel(f"Fraction of events / {per}")
+        ax.set_ylabel(f"{'Fraction of process' if shapes else 'Fraction of events'} / {per}")
         ax.set_xlim(lo, hi)
         ax.legend(loc="upper right", fontsize="x-small", ncol=1)
         sizes = f"MC: {_sample_size(rx, rw)}\n{model or 'Flow'}: {_sample_size(gx, gw)}"

@@ -75,11 +75,13 @@ from hepflows.validation.judge import (
 from hepflows.validation.samples import (
     SLICE_CLASS,
     Sample,
+    at_mixture,
     compared_sizes,
     concat_samples,
     draw_null_pair,
     draw_value_pair,
     load_sample,
+    per_process,
 )
 from hepflows.validation.tables import (
     jsonable,
@@ -106,6 +108,7 @@ def validate_samples(
     model: str | None = None,
     discrete: Sequence[str] = (),
     labels: Mapping[str, Mapping] | None = None,
+    normalise: str = "total",
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -121,6 +124,10 @@ def validate_samples(
     axis labels and units (:func:`hepflows.events.observables.axis_label`).  The ``discrete``
     features are judged by the chi2 of their values (the quantile bins of a feature with few
     values are its values), not by a KS test of a staircase: they have no KS cells.
+    ``normalise`` ``"per_process"`` (``data.normalise``) scales each MC process's weights to mean 1 before anything is
+    compared (:func:`samples.per_process`): every slice then compares shapes, the "all"
+    slice at the same mixture as the generated sample's; the signal fraction is reported,
+    not tested, and the plots draw each process normalised to its own area.
     Returns the dict written to metrics.json.
     """
     t_start = time.perf_counter()
@@ -129,9 +136,15 @@ def validate_samples(
         raise InputError("validate_samples: no features given")
     if n_null < 1:
         raise InputError(f"validate_samples: n_null must be >= 1, got {n_null}")
-    ref = load_sample(reference, features, "reference")
+    if normalise not in ("total", "per_process"):
+        raise InputError(f"validate_samples: normalise total or per_process, got {normalise!r}")
+    shapes = normalise == "per_process"
+    raw_ref = load_sample(reference, features, "reference")
+    ref = per_process(raw_ref) if shapes else raw_ref
     gen = load_sample(generated, features, "generated")
     extra = load_sample(null_reference, features, "null_reference") if null_reference else None
+    if extra is not None and shapes:
+        extra = per_process(extra)
     separate = extra is not None
     pool = concat_samples(ref, extra) if extra is not None else ref
 
@@ -205,8 +218,9 @@ def validate_samples(
             "null_reference": len(extra) if extra is not None else None,
             "compared_per_sample": {name: sizes.get(c, 0) for name, c in SLICE_CLASS.items()},
         },
-        "label_fraction": label_fraction(ref, gen),
-        "input_weights": input_weights(ref),
+        "normalise": normalise,
+        "label_fraction": label_fraction(raw_ref, gen, chosen=shapes),
+        "input_weights": input_weights(raw_ref),
         "overall_status": nl.worst_status(statuses),
         "n_metrics_green": statuses.count(nl.GREEN),
         "verdict": verdict,
@@ -223,7 +237,7 @@ def validate_samples(
         log.info("validate 4/4: figures...")
         _write_plots(
             out_dir / layout.VALIDATION_FILES["plots"],
-            ref,
+            at_mixture(ref, gen) if shapes else ref,
             gen,
             features,
             units,
@@ -236,6 +250,7 @@ def validate_samples(
             slices=slices,
             model=model,
             labels=labels,
+            shapes=shapes,
         )
     t_end = time.perf_counter()
     if plots:
@@ -314,8 +329,10 @@ def _write_plots(
     slices: Sequence[str] = (),
     model: str | None = None,
     labels: Mapping[str, Mapping] | None = None,
+    shapes: bool = False,
 ) -> None:
-    """All figures; the feature plots show the full samples, not the compared subsamples.
+    """All figures; the feature plots show the full samples, not the compared subsamples
+    (each process normalised to its own area with ``shapes``).
 
     The ratio panels' MC-vs-MC band comes from the verdict's own null pairs, scaled per class
     by the ratio of the plotted samples' statistical error to a null pair's,
@@ -354,6 +371,7 @@ def _write_plots(
             stats=stats.get(f),
             model=model,
             labels=labels,
+            shapes=shapes,
         )
     plots.plot_overview(
         features,

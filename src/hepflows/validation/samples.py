@@ -15,11 +15,11 @@ from numpy.typing import NDArray
 
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
+from hepflows.feasibility import MIN_EVENTS as MIN_EVENTS  # the one threshold, checked early
 
 SLICES: tuple[str, ...] = ("all", "signal", "background")
 SLICE_CLASS: dict[str, int] = {"signal": 1, "background": 0}
-#: Fewest events per compared sample and slice for the metrics to mean anything.
-MIN_EVENTS = 20
+CLASS_NAME: dict[int, str] = {c: s for s, c in SLICE_CLASS.items()}
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,49 @@ def load_sample(sample: Mapping, features: Sequence[str], name: str) -> Sample:
         w = np.asarray(sample[WEIGHT], dtype=np.float64).reshape(-1)
         if w.shape != (n,):
             raise InputError(f"{name} events: {WEIGHT!r} has shape {w.shape}, expected ({n},)")
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise InputError(
-                f"{name} events: {WEIGHT!r} must be finite and >= 0 with a "
-                "positive sum (negative weights are not supported here)"
-            )
+        if not np.all(np.isfinite(w)):
+            raise InputError(f"{name} events: {WEIGHT!r} must be finite")
+        # negative weights (NLO) are fine; each class's weights must sum to a positive total
+        for c in np.unique(label):
+            total = float(w[label == c].sum())
+            if not total > 0:
+                raise InputError(
+                    f"{name} events: the weights of the {CLASS_NAME[int(c)]} events sum to "
+                    f"{total:g}; the weighted distributions need a positive sum per process "
+                    "(too many negative weights for the events validation reads?)"
+                )
         if np.all(w == w[0]):
             w = None
     return Sample(x, label.astype(np.int8), w)
+
+
+def per_process(s: Sample) -> Sample:
+    """``s`` with each class's weights scaled to mean 1 (``data.normalise: per_process``).
+
+    Each process keeps its weighted shape while the classes weigh as their event counts, so
+    a process of small cross-section is compared as a shape, not drowned in the others.
+    """
+    if s.w is None:
+        return s
+    w = s.w.copy()
+    for c in np.unique(s.label):
+        mine = s.label == c
+        w[mine] /= w[mine].mean()
+    return Sample(s.x, s.label, w)
+
+
+def at_mixture(s: Sample, other: Sample) -> Sample:
+    """``s`` with each class's weights scaled so that the classes hold the shares of
+    ``other``'s events: the MC drawn at the generated mixture (figures of ``per_process``
+    runs, where the mixture is the user's choice).  A class ``other`` lacks keeps its weights.
+    """
+    w = np.ones(len(s)) if s.w is None else s.w.copy()
+    for c in np.unique(s.label):
+        mine = s.label == c
+        share = float(np.mean(other.label == c)) if len(other) else 0.0
+        if share > 0:
+            w[mine] *= share * len(s) / w[mine].sum()
+    return Sample(s.x, s.label, w)
 
 
 def concat_samples(a: Sample, b: Sample) -> Sample:

@@ -138,7 +138,13 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
             f"null band edge {clf['null']['edge']:.3f}."
         )
     lf = metrics.get("label_fraction")
-    if lf:
+    if lf and lf.get("chosen"):
+        notes.append(
+            f"Signal fraction: MC {lf['reference']:.3g} (weighted), generated "
+            f"{lf['generated']:.3g} (chosen: data.normalise per_process compares each "
+            "process's shape, the mixture is sampling.signal_fraction)."
+        )
+    elif lf:
         notes.append(
             f"Signal fraction: MC {lf['reference']:.3f}, generated "
             f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g})."

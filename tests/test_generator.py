@@ -282,6 +282,27 @@ def test_neutrino_pz_solves_the_w_mass_constraint():
     assert np.median(miss) < 1e-4 and miss.max() < 0.1
 
 
+def test_neutrino_pz_without_solution_gives_the_transverse_mass():
+    # MET far above what a W can give: no pz reaches m_W, and the neutrino takes the lepton's
+    # rapidity, where m(l nu) is least and equals the transverse mass (as in the HIGGS rows).
+    rng = np.random.default_rng(3)
+    n = 500
+    pt_l, eta_l, dphi = rng.uniform(30, 80, n), rng.uniform(-2, 2, n), rng.uniform(2, 3, n)
+    lep = gen._from_pt_eta(pt_l, eta_l, np.ones(n), np.zeros(n))
+    met = rng.uniform(150, 300, n)
+    met_x, met_y = met * np.cos(dphi), met * np.sin(dphi)
+    m_t = np.sqrt(2 * pt_l * met * (1 - np.cos(dphi)))
+    assert (m_t > gen.M_W).all()
+    pz = gen.neutrino_pz(lep, met_x, met_y)
+    nu = _vec(np.stack([np.sqrt(met**2 + pz**2), met_x, met_y, pz]))
+    m_lv = (_vec(lep) + nu).mass
+    np.testing.assert_allclose(m_lv, m_t, rtol=1e-9)
+    # and it is the least m(l nu) over pz: moving pz either way raises it
+    for dz in (-5.0, 5.0):
+        nu_d = _vec(np.stack([np.sqrt(met**2 + (pz + dz) ** 2), met_x, met_y, pz + dz]))
+        assert ((_vec(lep) + nu_d).mass > m_lv).all()
+
+
 def test_reconstructed_masses_match_vector(plain_events):
     ev = {k: v[:500].astype(np.float64) for k, v in plain_events.items()}
     phis = lambda f: (np.cos(ev[f]), np.sin(ev[f]))  # noqa: E731

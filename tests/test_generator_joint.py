@@ -80,3 +80,26 @@ def real_and_generated() -> tuple[dict, dict]:
 def test_real_vs_real_null_is_near_one_half(real_and_generated, process):
     real, _ = real_and_generated
     assert abs(joint.real_null_auc(real, process) - 0.5) < 0.03
+
+
+# What the generator reaches (40k events, seed 7): AUC 0.925 signal, 0.861 t tbar.
+_AUC_REACHED = {"signal": 0.925, "background": 0.861}
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+@pytest.mark.xfail(
+    strict=True,
+    reason="the joint target is not reached: classifier AUC 0.92 (signal), 0.86 (t tbar); "
+    "see docs/generator.md, 'Joint calibration'",
+)
+def test_classifier_auc_meets_the_joint_target(real_and_generated, process):
+    real, gen = real_and_generated
+    assert joint.classifier_auc(gen, real, process, n_bootstrap=1)["auc"] <= joint.AUC_TARGET
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+def test_classifier_auc_stays_where_the_generator_reached(real_and_generated, process):
+    # A change that makes the events easier to tell from the real ones fails here.
+    real, gen = real_and_generated
+    auc = joint.classifier_auc(gen, real, process, n_bootstrap=1)["auc"]
+    assert auc <= _AUC_REACHED[process] + 0.02

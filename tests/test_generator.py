@@ -336,6 +336,21 @@ def test_reconstructed_masses_match_vector(plain_events):
     np.testing.assert_allclose(m_rest[k, np.arange(500)], m["m_bb"], rtol=1e-9)
 
 
+def test_wbb_truth_takes_the_w_of_the_charged_higgs(monkeypatch):
+    # Default: m_wbb from the hadronic W candidate.  With WBB_W "truth" only m_wbb changes, and
+    # in signal it rebuilds the H+- whichever way its W decayed, so its line is not wider.
+    base = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
+    monkeypatch.setattr(gen, "WBB_W", "truth")
+    truth = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
+    changed = [k for k in base if not np.array_equal(base[k], truth[k])]
+    assert changed == ["m_wbb"]
+    differ = base["m_wbb"] != truth["m_wbb"]
+    # the H+-'s W is the leptonic one in 1 - SIGNAL_H0_W_LEPTONIC of the events
+    assert np.mean(differ) == pytest.approx(1 - gen.SIGNAL_H0_W_LEPTONIC, abs=0.03)
+    near = lambda m: np.mean(np.abs(m - gen.M_HPM) < 30.0)  # noqa: E731
+    assert near(truth["m_wbb"][differ]) > near(base["m_wbb"][differ]) + 0.2
+
+
 # -- output --------------------------------------------------------------------------------------
 def test_generate_to_root_streams_the_same_events(tmp_path):
     from hepflows.events.io import read_events, read_metadata

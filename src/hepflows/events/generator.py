@@ -824,7 +824,7 @@ def neutrino_pz(
     solution: the transverse mass m_T of lepton and MET is above m_w, e.g. the MET was
     mismeasured) the pz that brings m(l nu) closest to m_w: the neutrino at the lepton's
     rapidity, pz = MET pz_l / pT_l, where m(l nu) takes its least value m_T.  The real HIGGS
-    rows do this: every row above the W line has m_lv = m_T (to 1 %, 2,750 rows), while the
+    rows do this: every row above the W line has m_lv = m_T (to 1 %, about 2,750 rows), while the
     real part A of the roots gives m_lv up to 1.7 m_T.
     ``lepton``: (4, n) four-momentum; ``met_x``, ``met_y``: (n,) missing ET components;
     ``m_w``: the constraint's mass, one number or one per event (n,).

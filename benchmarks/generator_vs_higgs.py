@@ -21,6 +21,15 @@ made the ones in the generator:
 
     python benchmarks/generator_vs_higgs.py --fit-scales --events 200000 --seed 123
 
+With ``--joint`` it runs the joint diagnosis of :mod:`hepflows.events.joint` per process: the
+classifier AUC of generator vs real events over the 22 features with its real-vs-real null,
+the largest differences of the rank correlation matrices, the pairs of features whose 2-D
+histograms differ most, and the events the classifier finds most generator-like and most
+real-like; ``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
+and the worst pairs into DIR:
+
+    python benchmarks/generator_vs_higgs.py --joint --joint-plot docs/img
+
 With ``--ablation`` it measures what each effect of ``generator.EFFECTS`` does: the median and
 largest KS distance per process with that effect switched off (the scales kept as fitted).
 """
@@ -105,6 +114,109 @@ def print_ablation(real: dict[str, np.ndarray], n: int, seed: int) -> None:
         print(f"{'all on' if off is None else off + ' off':<24}{cells}")
 
 
+def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: int) -> dict:
+    """The joint diagnosis per process, printed; returns its numbers for --json."""
+    from hepflows.events import joint
+
+    out: dict = {}
+    for p in PROCESSES:
+        res = joint.classifier_auc(gen, real, p, seed=seed)
+        null = joint.real_null_auc(real, p, seed=seed)
+        cg, cr = joint.correlations(gen, real, p)
+        diff = np.triu(cg - cr, 1)
+        worst = np.dstack(np.unravel_index(np.argsort(-np.abs(diff).ravel())[:8], diff.shape))[0]
+        pairs = joint.pair_chi2(gen, real, p)
+        ext = joint.extreme_events(gen, real, p, k=3, seed=seed)
+        print(
+            f"{p}: classifier AUC generator vs real {res['auc']:.3f} "
+            f"[{res['auc_lo']:.3f}, {res['auc_hi']:.3f}] (target <= {joint.AUC_TARGET}); "
+            f"real vs real {null:.3f}"
+        )
+        print("  rank correlations that differ most (generator, real):")
+        for i, j in worst:
+            f1, f2 = CALIBRATION_FEATURES[i], CALIBRATION_FEATURES[j]
+            print(f"    {f1:<11} {f2:<11} {cg[i, j]:+.2f} {cr[i, j]:+.2f}")
+        print("  pairs whose 2-D histograms differ most (chi2/ndf):")
+        for f1, f2, c in pairs[:8]:
+            print(f"    {f1:<11} {f2:<11} {c:7.1f}")
+        for kind in ("most_generator_like", "most_real_like"):
+            print(f"  {kind.replace('_', ' ')} events:")
+            print("    " + " ".join(f"{f[:8]:>8}" for f in CALIBRATION_FEATURES))
+            for row in ext[kind]:
+                print("    " + " ".join(f"{v:8.3f}" for v in row))
+        out[p] = {
+            "auc": res["auc"],
+            "auc_interval": [res["auc_lo"], res["auc_hi"]],
+            "real_vs_real_auc": null,
+            "correlation_generator": cg.tolist(),
+            "correlation_real": cr.tolist(),
+            "pair_chi2_ndf": pairs,
+        }
+    return out
+
+
+def draw_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], folder: Path) -> None:
+    """Per process: rank correlation matrices of generator, real events and their difference
+    (generator_joint_corr.png), and the four pairs of continuous features whose 2-D histograms
+    differ most, both samples as contours (generator_joint_pairs.png; the b-tag pairs are in
+    the printed table)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hepflows.events import joint
+    from hepflows.events.schema import BTAGS
+
+    names = [f.replace("_", " ") for f in CALIBRATION_FEATURES]
+    fig, axes = plt.subplots(2, 3, figsize=(24, 16))
+    for row, p in enumerate(PROCESSES):
+        cg, cr = joint.correlations(gen, real, p)
+        for ax, mat, title, lim in (
+            (axes[row, 0], cg, f"generator, {p}", 1.0),
+            (axes[row, 1], cr, f"real HIGGS, {p}", 1.0),
+            (axes[row, 2], cg - cr, f"generator - real, {p}", 0.4),
+        ):
+            im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(title, fontsize=14)
+            ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
+            ax.set_yticks(range(len(names)), names, fontsize=8)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle("Spearman rank correlations of the 22 features", fontsize=18)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / "generator_joint_corr.png", dpi=50)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 4, figsize=(24, 11))
+    for row, p in enumerate(PROCESSES):
+        xg, xr = joint.process_matrix(gen, p), joint.process_matrix(real, p)
+        continuous = [t for t in joint.pair_chi2(gen, real, p) if not {t[0], t[1]} & set(BTAGS)]
+        for ax, (f1, f2, chi2) in zip(axes[row], continuous[:4], strict=True):
+            i, j = CALIBRATION_FEATURES.index(f1), CALIBRATION_FEATURES.index(f2)
+            lo = np.quantile(np.concatenate([xr, xg]), 0.005, axis=0)
+            hi = np.quantile(np.concatenate([xr, xg]), 0.99, axis=0)
+            bins = (np.linspace(lo[i], hi[i], 25), np.linspace(lo[j], hi[j], 25))
+            for x, color, label in ((xg, "tab:blue", "generator"), (xr, "k", "real")):
+                h = np.histogram2d(x[:, i], x[:, j], bins=bins, density=True)[0]
+                ax.contour(
+                    0.5 * (bins[0][1:] + bins[0][:-1]),
+                    0.5 * (bins[1][1:] + bins[1][:-1]),
+                    h.T,
+                    levels=np.quantile(h[h > 0], [0.5, 0.8, 0.95]),
+                    colors=color,
+                )
+                ax.plot([], [], color=color, label=label)
+            ax.set_xlabel(f1)
+            ax.set_ylabel(f2)
+            ax.set_title(f"{p}: chi2/ndf {chi2:.1f}", fontsize=12)
+            ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(folder / "generator_joint_pairs.png", dpi=50)
+    plt.close(fig)
+    print(f"wrote {folder / 'generator_joint_corr.png'} and {folder / 'generator_joint_pairs.png'}")
+
+
 def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) -> None:
     """Unit-area histograms per feature (rows) and process: generator lines, real markers."""
     import matplotlib
@@ -175,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ablation", action="store_true", help="KS summary with each effect switched off"
     )
+    parser.add_argument("--joint", action="store_true", help="the joint diagnosis per process")
+    parser.add_argument("--joint-plot", type=Path, default=None, help="folder for its figures")
     args = parser.parse_args(argv)
 
     if not args.real.exists():
@@ -199,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(real['label'])} real rows from {args.real}\n"
     )
     print_report(result)
+    if args.joint:
+        print()
+        result["joint"] = print_joint(gen, real, args.seed)
+    if args.joint_plot:
+        draw_joint(gen, real, args.joint_plot)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:

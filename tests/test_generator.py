@@ -282,6 +282,27 @@ def test_neutrino_pz_solves_the_w_mass_constraint():
     assert np.median(miss) < 1e-4 and miss.max() < 0.1
 
 
+def test_neutrino_pz_without_solution_gives_the_transverse_mass():
+    # MET far above what a W can give: no pz reaches m_W, and the neutrino takes the lepton's
+    # rapidity, where m(l nu) is least and equals the transverse mass (as in the HIGGS rows).
+    rng = np.random.default_rng(3)
+    n = 500
+    pt_l, eta_l, dphi = rng.uniform(30, 80, n), rng.uniform(-2, 2, n), rng.uniform(2, 3, n)
+    lep = gen._from_pt_eta(pt_l, eta_l, np.ones(n), np.zeros(n))
+    met = rng.uniform(150, 300, n)
+    met_x, met_y = met * np.cos(dphi), met * np.sin(dphi)
+    m_t = np.sqrt(2 * pt_l * met * (1 - np.cos(dphi)))
+    assert (m_t > gen.M_W).all()
+    pz = gen.neutrino_pz(lep, met_x, met_y)
+    nu = _vec(np.stack([np.sqrt(met**2 + pz**2), met_x, met_y, pz]))
+    m_lv = (_vec(lep) + nu).mass
+    np.testing.assert_allclose(m_lv, m_t, rtol=1e-9)
+    # and it is the least m(l nu) over pz: moving pz either way raises it
+    for dz in (-5.0, 5.0):
+        nu_d = _vec(np.stack([np.sqrt(met**2 + (pz + dz) ** 2), met_x, met_y, pz + dz]))
+        assert ((_vec(lep) + nu_d).mass > m_lv).all()
+
+
 def test_reconstructed_masses_match_vector(plain_events):
     ev = {k: v[:500].astype(np.float64) for k, v in plain_events.items()}
     phis = lambda f: (np.cos(ev[f]), np.sin(ev[f]))  # noqa: E731
@@ -313,6 +334,21 @@ def test_reconstructed_masses_match_vector(plain_events):
     k = np.argmin(np.abs(m_pairs - m["m_jj"]), axis=0)
     np.testing.assert_allclose(m_pairs[k, np.arange(500)], m["m_jj"], rtol=1e-9)
     np.testing.assert_allclose(m_rest[k, np.arange(500)], m["m_bb"], rtol=1e-9)
+
+
+def test_wbb_truth_takes_the_w_of_the_charged_higgs(monkeypatch):
+    # Default: m_wbb from the hadronic W candidate.  With WBB_W "truth" only m_wbb changes, and
+    # in signal it rebuilds the H+- whichever way its W decayed, so its line is not wider.
+    base = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
+    monkeypatch.setattr(gen, "WBB_W", "truth")
+    truth = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
+    changed = [k for k in base if not np.array_equal(base[k], truth[k])]
+    assert changed == ["m_wbb"]
+    differ = base["m_wbb"] != truth["m_wbb"]
+    # the H+-'s W is the leptonic one in 1 - SIGNAL_H0_W_LEPTONIC of the events
+    assert np.mean(differ) == pytest.approx(1 - gen.SIGNAL_H0_W_LEPTONIC, abs=0.03)
+    near = lambda m: np.mean(np.abs(m - gen.M_HPM) < 30.0)  # noqa: E731
+    assert near(truth["m_wbb"][differ]) > near(base["m_wbb"][differ]) + 0.2
 
 
 # -- output --------------------------------------------------------------------------------------

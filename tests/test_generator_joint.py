@@ -1,0 +1,105 @@
+"""The joint diagnosis of the embedded generator (hepflows.events.joint) and its targets.
+
+The unit tests build samples whose marginals agree and whose correlation does not; the
+calibration tests need ``../shared/data/higgs/higgs_real_subset.csv.gz`` and are skipped with
+the reason otherwise.  ``python benchmarks/generator_vs_higgs.py --joint`` prints the numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hepflows.events import calibration as cal
+from hepflows.events import joint
+from hepflows.events.generator import generate
+from hepflows.events.schema import LABEL
+
+REAL = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "higgs" / "higgs_real_subset.csv.gz"
+)
+
+
+def _sample(n: int, rho: float, seed: int) -> dict[str, np.ndarray]:
+    """Events of both processes: 22 independent features but lepton_pt and met, which are
+    Gaussian with correlation rho (same marginals whatever rho)."""
+    rng = np.random.default_rng(seed)
+    out = {f: rng.standard_normal(n) for f in cal.CALIBRATION_FEATURES}
+    for f in ("jet1_btag", "jet2_btag", "jet3_btag", "jet4_btag"):
+        out[f] = rng.integers(0, 3, n).astype(float)
+    z = rng.standard_normal(n)
+    out["met"] = rho * out["lepton_pt"] + np.sqrt(1 - rho * rho) * z
+    out[LABEL] = (rng.random(n) < 0.5).astype(np.int8)
+    return out
+
+
+def test_pair_chi2_finds_the_pair_whose_correlation_differs():
+    gen, real = _sample(20_000, 0.0, 1), _sample(8_000, 0.6, 2)
+    pairs = joint.pair_chi2(gen, real, "signal")
+    assert len(pairs) == 231
+    assert {pairs[0][0], pairs[0][1]} == {"lepton_pt", "met"}
+    assert pairs[0][2] > 5.0
+    # every other pair agrees: about 1 per degree of freedom
+    assert np.median([c for _, _, c in pairs[1:]]) < 1.5
+
+
+def test_correlations_and_classifier_see_the_difference():
+    gen, real = _sample(20_000, 0.0, 1), _sample(8_000, 0.8, 2)
+    cg, cr = joint.correlations(gen, real, "background")
+    i, j = cal.CALIBRATION_FEATURES.index("lepton_pt"), cal.CALIBRATION_FEATURES.index("met")
+    assert abs(cg[i, j]) < 0.05
+    assert cr[i, j] > 0.7
+    assert joint.classifier_auc(gen, real, "background", n_bootstrap=1)["auc"] > 0.65
+    same = joint.classifier_auc(_sample(20_000, 0.8, 3), real, "background", n_bootstrap=1)
+    assert same["auc"] < 0.56
+
+
+def test_extreme_events_are_ranked_by_the_classifier():
+    gen, real = _sample(20_000, 0.0, 1), _sample(8_000, 0.8, 2)
+    ext = joint.extreme_events(gen, real, "signal", k=4)
+    assert ext["most_generator_like"].shape == (4, 22)
+    assert ext["most_real_like"].shape == (4, 22)
+    i, j = cal.CALIBRATION_FEATURES.index("lepton_pt"), cal.CALIBRATION_FEATURES.index("met")
+    # uncorrelated events far off the real diagonal look generated: lepton_pt and met of
+    # opposite sign; the most real-like sit on it
+    g, r = ext["most_generator_like"], ext["most_real_like"]
+    assert np.all(g[:, i] * g[:, j] < 0)
+    assert np.mean(r[:, i] * r[:, j] > 0) >= 0.75
+
+
+@pytest.fixture(scope="module")
+def real_and_generated() -> tuple[dict, dict]:
+    if not REAL.exists():
+        pytest.skip(f"real HIGGS subset not present at {REAL}")
+    return cal.read_real(REAL), generate(40_000, seed=7, units="higgs")
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+def test_real_vs_real_null_is_near_one_half(real_and_generated, process):
+    real, _ = real_and_generated
+    assert abs(joint.real_null_auc(real, process) - 0.5) < 0.03
+
+
+# What the generator reaches (40k events, seed 7): AUC 0.925 signal, 0.861 t tbar.
+_AUC_REACHED = {"signal": 0.925, "background": 0.861}
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+@pytest.mark.xfail(
+    strict=True,
+    reason="the joint target is not reached: classifier AUC 0.92 (signal), 0.86 (t tbar); "
+    "see docs/generator.md, 'Joint calibration'",
+)
+def test_classifier_auc_meets_the_joint_target(real_and_generated, process):
+    real, gen = real_and_generated
+    assert joint.classifier_auc(gen, real, process, n_bootstrap=1)["auc"] <= joint.AUC_TARGET
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+def test_classifier_auc_stays_where_the_generator_reached(real_and_generated, process):
+    # A change that makes the events easier to tell from the real ones fails here.
+    real, gen = real_and_generated
+    auc = joint.classifier_auc(gen, real, process, n_bootstrap=1)["auc"]
+    assert auc <= _AUC_REACHED[process] + 0.02

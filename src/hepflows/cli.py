@@ -546,6 +546,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         seed=cfg["seed"],
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
+        judge_families=settings["judges"]["families"],
+        derived=settings["judges"]["derived"],
     )
     if args.reweighted:
         _validate_reweighted(args, cfg, reference, labelled)
@@ -597,6 +599,8 @@ def _validate_reweighted(
         seed=cfg["seed"],
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
+        judge_families=settings["judges"]["families"],
+        derived=settings["judges"]["derived"],
         plots=False,
     )
     raw = json.loads((out / layout.VALIDATION_FILES["metrics"]).read_text())

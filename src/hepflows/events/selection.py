@@ -140,6 +140,13 @@ class Selection:
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         return _FUNCTIONS[node.func.id](self._eval(node.args[0], arrays))
 
+    def values(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The expression's value per event, float64 (n,), for an arithmetic expression of
+        branches (a derived observable); ``arrays`` holds :attr:`names`.  log(0), x/0 give
+        -inf, inf or NaN, as numpy does."""
+        with np.errstate(all="ignore"):
+            return np.asarray(self._eval(self._tree, arrays), dtype=np.float64)
+
     def mask(self, arrays: Mapping[str, np.ndarray], n: int, where: str = "") -> np.ndarray:
         """Boolean array (n,): which events of the chunk pass.  ``arrays`` holds :attr:`names`."""
         try:

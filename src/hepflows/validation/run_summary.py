@@ -162,7 +162,11 @@ def verdict_sentence(metrics: Mapping[str, Any]) -> str:
     )
     clf = metrics.get("classifier")
     if clf:
-        text += f", classifier AUC {clf['auc']:.3f} (MC-vs-MC band edge {clf['null']['edge']:.3f})"
+        judge = f" of the most sensitive judge ({clf['judge']['name']})" if "judge" in clf else ""
+        text += (
+            f", classifier AUC{judge} {clf['auc']:.3f} "
+            f"(MC-vs-MC band edge {clf['null']['edge']:.3f})"
+        )
     return text + "."
 
 

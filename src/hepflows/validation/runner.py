@@ -33,8 +33,13 @@ described in :mod:`hepflows.validation.null`.
 
 The classifier test is costlier, so its null has fewer empirical pairs
 (``n_null_classifier``, default 5) and its band comes from the exact Mann-Whitney distribution
-of a held-out AUC under the null (mean 0.5, one-sided 95 % edge at 0.5 + 1.645 sigma); the
-empirical MC-vs-MC AUCs are reported beside it as a check.
+of a held-out AUC under the null (mean 0.5, one-sided edge at 0.5 + z sigma); the empirical
+MC-vs-MC AUCs are reported beside it as a check.  It is a panel of judges: each classifier
+family of ``judge_families`` on the features, and again with the ``derived`` observables
+(:mod:`hepflows.validation.derived`) added; the most sensitive judge gives the verdict, at a
+Bonferroni-corrected edge (:func:`judge.classifier_block`).  The judges are trained on half
+of the compared events (the held-out MC and the generated sample) and scored on the other
+half: no event of the refine step's classifier (:mod:`hepflows.refine`) is among them.
 
 A weighted generated sample (the refine step's) is noisier than its event count says: its
 metrics fluctuate as for its Kish effective size.  So that its null describes that, the second
@@ -55,6 +60,7 @@ from threadpoolctl import threadpool_limits
 from hepflows import layout
 from hepflows.errors import InputError
 from hepflows.validation import null as nl
+from hepflows.validation.derived import derived_expressions
 from hepflows.validation.judge import (
     FEATURE_METRICS,
     JOINT_METRICS,
@@ -101,6 +107,8 @@ def validate_samples(
     training_log: Path | None = None,
     n_null_classifier: int = 5,
     model: str | None = None,
+    judge_families: Sequence[str] = ("gbt", "mlp"),
+    derived: Mapping[str, str] | None = None,
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -112,7 +120,9 @@ def validate_samples(
     verdict.html and, when ``plots``, plots/<feature>.{pdf,png}, correlation_difference,
     classifier_roc (when ``classifier``) and training_curve (when ``training_log``), the
     overview of every feature and slice and the 2-D comparisons of :data:`plots.PAIRS_2D`;
-    ``model`` names the generator in the figures' legends.
+    ``model`` names the generator in the figures' legends.  ``judge_families`` and ``derived``
+    (name: expression; None: the defaults of :mod:`hepflows.validation.derived`, {}: none)
+    make the classifier panel.
     Returns the dict written to metrics.json.
     """
     t_start = time.perf_counter()
@@ -121,6 +131,8 @@ def validate_samples(
         raise InputError("validate_samples: no features given")
     if n_null < 1:
         raise InputError(f"validate_samples: n_null must be >= 1, got {n_null}")
+    # parsed first: a bad expression is refused before any work
+    observables = derived_expressions(derived, features) if classifier else {}
     ref = load_sample(reference, features, "reference")
     gen = load_sample(generated, features, "generated")
     extra = load_sample(null_reference, features, "null_reference") if null_reference else None
@@ -156,10 +168,16 @@ def validate_samples(
     correlation = correlation_check(value, nulls, slices)
     classifier_result = None
     if classifier:
-        classifier_result, row, clf_verdict = classifier_block(
-            a, g, null_pairs[: max(0, min(n_null_classifier, n_null))], seed
+        classifier_result, clf_rows, clf_verdict = classifier_block(
+            a,
+            g,
+            null_pairs[: max(0, min(n_null_classifier, n_null))],
+            seed,
+            families=judge_families,
+            derived=observables,
+            features=features,
         )
-        rows.append(row)
+        rows += clf_rows
         verdict.append(clf_verdict)
     t_classifier = time.perf_counter()
 

@@ -420,6 +420,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
         progress=not args.quiet,
         precision=precision,
+        support=sampling["support"],
     )
 
 

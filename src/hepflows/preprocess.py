@@ -43,6 +43,7 @@ from scipy import special
 from hepflows import __version__
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
+from hepflows.support import Support, fit_support
 
 #: Out-of-range inputs are clipped this far inside (0, 1) before the logit.
 _CLIP = 1e-7
@@ -72,6 +73,9 @@ class Preprocessor:
     knots: np.ndarray | None = None
     #: ... and its values there (K,), increasing from 0 to 1, the same for every table.
     levels: np.ndarray | None = None
+    #: the training events' physical support, ``{"low": [...], "high": [...]}`` (null: open);
+    #: generated events outside it are redrawn (:mod:`hepflows.support`); {} in older files
+    support: dict = field(default_factory=dict)
 
     @property
     def per_process(self) -> bool:
@@ -239,6 +243,7 @@ class Preprocessor:
             ),
             # written only when true, so that files with one table are as before
             **({"per_process": True} if self.per_process else {}),
+            **({"support": self.support} if self.support else {}),
         }
 
     @classmethod
@@ -300,9 +305,13 @@ class Preprocessor:
             raise InputError(
                 f"{source}: 'transform' is {transform!r}, expected 'logit' or 'quantile'"
             )
+        support = data.get("support") or {}
+        if support:  # checked here, so that a broken file fails at load, naming itself
+            support = Support.from_dict(support, features, source).to_dict()
         return cls(
             features,
             margin=margin,
+            support=support,
             config_hash=str(data.get("config_hash", "")),
             metadata=metadata,
             spikes=spikes,
@@ -401,6 +410,7 @@ def fit(
         margin,
         config_hash,
         spikes=spikes,
+        support=fit_support(x, features).to_dict(),
     )
     if per_process:
         labels = _process_labels(labels, len(x), transform, quantiles, source)

@@ -12,6 +12,7 @@ from hepflows.flows import build_flow
 from hepflows.sampling import sample_to_root
 from hepflows.support import Support, fit_support
 from hepflows.training import Dataset, Trainer
+from hepflows.validation.run_summary import support_sentence
 
 FEATURES = ("lepton_pt", "m_jj", "lepton_eta", "delta")
 
@@ -93,7 +94,7 @@ def test_no_generated_event_outside_the_support_of_a_trained_model(tmp_path, tra
     flow.eval()
 
     def draw(name, **kw):
-        path = tmp_path / f"{name}.root"
+        path = tmp_path / name / "samples" / "generated.root"  # a run's layout
         n = sample_to_root(
             flow,
             pre,
@@ -124,3 +125,8 @@ def test_no_generated_event_outside_the_support_of_a_trained_model(tmp_path, tra
     # the rejection rate is the raw sample's fraction outside, within its binomial error
     rate = 1 - accepted / drawn
     assert abs(rate - outside.mean()) < 5 * np.sqrt(outside.mean() / n) + 1e-3
+    # the run's summary page says it, per process
+    sentence = support_sentence(tmp_path / "kept")
+    assert "inside the training events' support" in sentence
+    assert f"signal {record['signal']['acceptance']:.5f}" in sentence
+    assert support_sentence(tmp_path / "nowhere") == ""

@@ -147,6 +147,26 @@ def _refine_section(folder: Path, metrics: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def support_sentence(folder: Path) -> str:
+    """The sample's support acceptance per process (:mod:`hepflows.support`), from the generated
+    file's metadata; empty where the file or the record is absent (sharded samples, old runs)."""
+    from hepflows.events.reader import read_metadata
+
+    path = folder / layout.MODEL_FILES["generated"]
+    record = read_metadata(path).get("support_acceptance") if path.is_file() else None
+    if not record:
+        return ""
+    parts = [
+        f"{name} {r['acceptance']:.5f} ({r['drawn'] - r['accepted']:,} of {r['drawn']:,} drawn "
+        "events redrawn)"
+        for name, r in record.items()
+    ]
+    return (
+        "Every generated event lies inside the training events' support (cuts, bounds, "
+        f"non-negative masses, pT and MET); acceptance per process: {'; '.join(parts)}."
+    )
+
+
 def verdict_sentence(metrics: Mapping[str, Any]) -> str:
     """The verdict in one sentence: (in)distinguishable, the cells outside the MC-vs-MC band
     over all per-feature metrics, and the classifier AUC."""
@@ -260,6 +280,9 @@ def summary_html(
             verdict_html(metrics, full_document=False),
             *_refine_section(folder, metrics),
         ]
+        support = support_sentence(folder)
+        if support:
+            parts.append(f'<p style="font-family:sans-serif">{esc(support)}</p>')
         if name is not None:  # a grid model's own steps, under its folder
             for step, (jobs, s) in read_benchmarks(folder).items():
                 wall[f"{step} ({name})"] = (jobs, s)

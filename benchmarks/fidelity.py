@@ -63,6 +63,20 @@ DATA = {
 }
 
 
+def merge_settings(base: dict, settings: list[str]) -> dict:
+    """``base`` with each ``section.key=value`` of ``settings`` (value parsed as YAML) set."""
+    from hepflows.config import merge
+
+    for item in settings:
+        dotted, _, value = item.partition("=")
+        *path, key = dotted.split(".")
+        patch: dict = {key: yaml.safe_load(value)}
+        for part in reversed(path):
+            patch = {part: patch}
+        base = merge(base, patch)
+    return base
+
+
 def merged_config(path: Path, data: str, out: Path) -> Path:
     """The model's config with the benchmark's data section, written under ``out``."""
     from hepflows.config import merge
@@ -284,7 +298,7 @@ def step_seconds(run_dir: Path, step: str) -> float:
     return float(rows[1].split("\t")[0])
 
 
-def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
+def row(config: Path, data: str, out: Path, quiet: bool, skip: list[str] | None = None) -> dict:
     from hepflows.config import load
 
     cfg_path = merged_config(config, data, out)
@@ -301,6 +315,7 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "--results",
         str(out),
     ]
+    cmd += ["--skip", *skip] if skip else []
     subprocess.run(cmd + (["--quiet"] if quiet else []), check=True)
     wall = time.perf_counter() - started
     metrics = json.loads((run_dir / "validation" / "metrics.json").read_text())
@@ -358,10 +373,26 @@ def main() -> None:
     parser.add_argument("--data", choices=sorted(DATA), default="generator")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "fidelity")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="STEP",
+        help="steps of `hepflows run` to skip, their outputs reused (generate train: judge the "
+        "trained model of an earlier run again; its 'train s' is the earlier run's)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=YAML",
+        help="a config value over the model's config, e.g. sampling.support=false",
+    )
     args = parser.parse_args()
     if args.data == "higgs" and not HIGGS.exists():
         sys.exit(f"real HIGGS subset not found at {HIGGS}")
-    rows = [row(c, args.data, args.out, args.quiet) for c in args.configs]
+    DATA[args.data] = merge_settings(DATA[args.data], args.set)
+    rows = [row(c, args.data, args.out, args.quiet, args.skip) for c in args.configs]
     columns = list(dict.fromkeys(c for r in rows for c in r))  # runs without refine: "-"
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))

@@ -885,6 +885,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         ]
     )
     for step in steps:
+        if step[0] in args.skip:  # e.g. judge a trained model again: its outputs are reused
+            log.info("== hepflows %s: skipped (--skip), its outputs reused", step[0])
+            continue
         log.info("== hepflows %s", step[0])
         _run_step(step, [*step[:1], *common, *map(str, step[1:])], root, grid)
 
@@ -1268,6 +1271,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default="config/config.yaml")
     run.add_argument("--results", default="results", help="folder of the runs (results/)")
     run.add_argument("--quiet", action="store_true")
+    run.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="STEP",
+        help="steps not to run, their outputs in results/<run>/ reused (e.g. generate train: "
+        "sample and validate a trained model again)",
+    )
     run.set_defaults(func=cmd_run)
     return parser
 

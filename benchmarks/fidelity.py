@@ -260,6 +260,13 @@ def g_cell(rows: list[dict]) -> str:
     return ("≥ " if r["lower_bound"] else "") + f"{r['G']:.2g}"
 
 
+def judges_cell(clf: dict) -> str:
+    """Every judge's AUC, the verdict's marked with *: 'gbt 0.568, mlp 0.577*, ...'."""
+    return ", ".join(
+        f"{j['name']} {j['auc']:.3f}{'*' if j['verdict'] else ''}" for j in clf.get("judges", [])
+    )
+
+
 def outside(verdict: dict) -> str:
     """'cells outside the band / cells tested (expected by chance)'."""
     return f"{verdict['n_outside']}/{verdict['n_tested']} (exp {verdict['n_expected']:.1f})"
@@ -284,11 +291,22 @@ def reweighted_columns(run_dir: Path, cfg: dict, data: str, features: list[str])
         "C2ST AUC (reweighted)": (
             f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else "n/a"
         ),
+        "judges (reweighted)": judges_cell(clf),
         "n_equiv (joint, reweighted)": n_equiv_cell([r for r in amp if r["feature"] == "joint"]),
         "n_equiv (features x slices, reweighted)": n_equiv_cell(
             [r for r in amp if r["feature"] != "joint"]
         ),
     }
+
+
+def support_cell(run_dir: Path) -> str:
+    """The sample's acceptance per process inside the training support, or 'off'."""
+    from hepflows.events.reader import read_metadata
+
+    record = read_metadata(run_dir / "samples" / "generated.root").get("support_acceptance")
+    if not record:
+        return "off"
+    return ", ".join(f"{k} {v['acceptance']:.4f}" for k, v in record.items())
 
 
 def step_seconds(run_dir: Path, step: str) -> float:
@@ -358,6 +376,12 @@ def row(config: Path, data: str, out: Path, quiet: bool, skip: list[str] | None 
         "chi2 outside": outside(verdict["chi2_ndf"]),
         "C2ST AUC": f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]",
         "MC-vs-MC AUC": f"{clf['null']['empirical_mean']:.3f}",
+        "judges": judges_cell(clf),
+        "judges s": round(metrics["runtime_s"]["classifier"]),
+        "judges' MC-vs-MC": ", ".join(
+            f"{j['name']} {j['null_mean']:.3f}" for j in clf.get("judges", [])
+        ),
+        "support acceptance": support_cell(run_dir),
         "sig/bkg AUC MC": round(auc_mc, 4),
         "gen - MC": closure,
         "n_equiv (features x slices)": n_equiv_cell([r for r in amp if r["feature"] != "joint"]),

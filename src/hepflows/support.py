@@ -10,8 +10,10 @@ beyond the detector's 2.5.  The support fitted here is a box per feature,
 * **a hard edge**: at least :data:`EDGE_FRACTION` of the events (and at least
   :data:`EDGE_EVENTS`) lie within :data:`EDGE_WIDTH` of the feature's range from its minimum
   (maximum).  The events crowd against a cut (pT at 20 GeV, |eta| at 2.5, an ingest
-  selection, m_lv at the W-mass constraint), so the bound is the training minimum (maximum);
-  a falling tail has a few events there and stays open.
+  selection, m_lv at the W-mass constraint), so the bound is the training minimum (maximum)
+  moved out by the mean spacing of those events (the unbiased estimate of the end point of a
+  uniform density: |eta| <= 2.4999 rather than the sample's 2.4987); a falling tail has a few
+  events there and stays open.
 * **a non-negative quantity**: a feature whose training events are all >= 0 (masses, pT, MET)
   gets a lower bound of at least 0.
 
@@ -89,10 +91,12 @@ def fit_support(x: NDArray, features: Sequence[str]) -> Support:
     lo, hi = x.min(axis=0), x.max(axis=0)
     near = EDGE_WIDTH * (hi - lo)
     need = max(EDGE_FRACTION * len(x), EDGE_EVENTS)
-    hard_low = (x <= lo + near).sum(axis=0) >= need
-    hard_high = (x >= hi - near).sum(axis=0) >= need
-    low = np.where(hard_low, lo, np.where(lo >= 0.0, 0.0, -np.inf))
-    high = np.where(hard_high, hi, np.inf)
+    n_low, n_high = (x <= lo + near).sum(axis=0), (x >= hi - near).sum(axis=0)
+    # the cut lies beyond the sample's extreme by about the events' spacing there (the
+    # unbiased estimate of a uniform density's end point), not at the extreme itself
+    low = np.where(n_low >= need, lo - near / np.maximum(n_low, 1), -np.inf)
+    low = np.where(lo >= 0.0, np.maximum(low, 0.0), low)
+    high = np.where(n_high >= need, hi + near / np.maximum(n_high, 1), np.inf)
     return Support(tuple(features), low, high)
 
 

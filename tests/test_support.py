@@ -6,8 +6,7 @@ import torch
 
 from hepflows import preprocess
 from hepflows.errors import InputError
-from hepflows.events.io import read_events
-from hepflows.events.reader import read_metadata
+from hepflows.events.reader import read_events, read_metadata
 from hepflows.flows import build_flow
 from hepflows.sampling import sample_to_root
 from hepflows.support import Support, fit_support

@@ -63,6 +63,20 @@ DATA = {
 }
 
 
+def merge_settings(base: dict, settings: list[str]) -> dict:
+    """``base`` with each ``section.key=value`` of ``settings`` (value parsed as YAML) set."""
+    from hepflows.config import merge
+
+    for item in settings:
+        dotted, _, value = item.partition("=")
+        *path, key = dotted.split(".")
+        patch: dict = {key: yaml.safe_load(value)}
+        for part in reversed(path):
+            patch = {part: patch}
+        base = merge(base, patch)
+    return base
+
+
 def merged_config(path: Path, data: str, out: Path) -> Path:
     """The model's config with the benchmark's data section, written under ``out``."""
     from hepflows.config import merge
@@ -246,6 +260,13 @@ def g_cell(rows: list[dict]) -> str:
     return ("≥ " if r["lower_bound"] else "") + f"{r['G']:.2g}"
 
 
+def judges_cell(clf: dict) -> str:
+    """Every judge's AUC, the verdict's marked with *: 'gbt 0.568, mlp 0.577*, ...'."""
+    return ", ".join(
+        f"{j['name']} {j['auc']:.3f}{'*' if j['verdict'] else ''}" for j in clf.get("judges", [])
+    )
+
+
 def outside(verdict: dict) -> str:
     """'cells outside the band / cells tested (expected by chance)'."""
     return f"{verdict['n_outside']}/{verdict['n_tested']} (exp {verdict['n_expected']:.1f})"
@@ -270,11 +291,22 @@ def reweighted_columns(run_dir: Path, cfg: dict, data: str, features: list[str])
         "C2ST AUC (reweighted)": (
             f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]" if clf else "n/a"
         ),
+        "judges (reweighted)": judges_cell(clf),
         "n_equiv (joint, reweighted)": n_equiv_cell([r for r in amp if r["feature"] == "joint"]),
         "n_equiv (features x slices, reweighted)": n_equiv_cell(
             [r for r in amp if r["feature"] != "joint"]
         ),
     }
+
+
+def support_cell(run_dir: Path) -> str:
+    """The sample's acceptance per process inside the training support, or 'off'."""
+    from hepflows.events.reader import read_metadata
+
+    record = read_metadata(run_dir / "samples" / "generated.root").get("support_acceptance")
+    if not record:
+        return "off"
+    return ", ".join(f"{k} {v['acceptance']:.4f}" for k, v in record.items())
 
 
 def step_seconds(run_dir: Path, step: str) -> float:
@@ -284,7 +316,7 @@ def step_seconds(run_dir: Path, step: str) -> float:
     return float(rows[1].split("\t")[0])
 
 
-def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
+def row(config: Path, data: str, out: Path, quiet: bool, skip: list[str] | None = None) -> dict:
     from hepflows.config import load
 
     cfg_path = merged_config(config, data, out)
@@ -301,6 +333,7 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "--results",
         str(out),
     ]
+    cmd += ["--skip", *skip] if skip else []
     subprocess.run(cmd + (["--quiet"] if quiet else []), check=True)
     wall = time.perf_counter() - started
     metrics = json.loads((run_dir / "validation" / "metrics.json").read_text())
@@ -343,6 +376,12 @@ def row(config: Path, data: str, out: Path, quiet: bool) -> dict:
         "chi2 outside": outside(verdict["chi2_ndf"]),
         "C2ST AUC": f"{clf['auc']:.3f} [{clf['auc_lo']:.3f}, {clf['auc_hi']:.3f}]",
         "MC-vs-MC AUC": f"{clf['null']['empirical_mean']:.3f}",
+        "judges": judges_cell(clf),
+        "judges s": round(metrics["runtime_s"]["classifier"]),
+        "judges' MC-vs-MC": ", ".join(
+            f"{j['name']} {j['null_mean']:.3f}" for j in clf.get("judges", [])
+        ),
+        "support acceptance": support_cell(run_dir),
         "sig/bkg AUC MC": round(auc_mc, 4),
         "gen - MC": closure,
         "n_equiv (features x slices)": n_equiv_cell([r for r in amp if r["feature"] != "joint"]),
@@ -358,10 +397,26 @@ def main() -> None:
     parser.add_argument("--data", choices=sorted(DATA), default="generator")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "fidelity")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="STEP",
+        help="steps of `hepflows run` to skip, their outputs reused (generate train: judge the "
+        "trained model of an earlier run again; its 'train s' is the earlier run's)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=YAML",
+        help="a config value over the model's config, e.g. sampling.support=false",
+    )
     args = parser.parse_args()
     if args.data == "higgs" and not HIGGS.exists():
         sys.exit(f"real HIGGS subset not found at {HIGGS}")
-    rows = [row(c, args.data, args.out, args.quiet) for c in args.configs]
+    DATA[args.data] = merge_settings(DATA[args.data], args.set)
+    rows = [row(c, args.data, args.out, args.quiet, args.skip) for c in args.configs]
     columns = list(dict.fromkeys(c for r in rows for c in r))  # runs without refine: "-"
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))

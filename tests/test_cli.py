@@ -358,3 +358,14 @@ def test_hepflows_run_with_quantiles_per_process(tiny_settings, tmp_path):
     assert set(np.unique(events["label"])) == {0, 1} and len(x) == cfg["sampling"]["events"]
     assert np.isfinite(x).all() and ((x >= pre.low) & (x <= pre.high)).all()
     assert (run / "validation" / "metrics.json").exists()
+    # judged again without training: the model is reused, the events inside the support
+    from hepflows.support import Support
+
+    model = run / "model" / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    argv = ["run", "--config", str(path), "--results", str(tmp_path), "--quiet"]
+    assert main([*argv, "--skip", "generate", "train"]) == 0
+    assert model.stat().st_mtime_ns == stamp
+    events = read_events(run / "samples" / "generated.root", pre.features)
+    x = np.stack([events[f] for f in pre.features], 1)
+    assert Support.from_dict(pre.support, pre.features, "run").inside(x).all()

@@ -101,7 +101,12 @@ def test_same_distribution_is_mostly_green_and_writes_every_file(tmp_path):
 
     rows = read_csv(out / "metrics.csv")
     n_slices = 3
-    expected = len(FEATURE_METRICS) * len(FEATURES) * n_slices + len(JOINT_METRICS) * n_slices + 1
+    # the classifier panel: gbt and mlp, on the features and with the derived observables
+    # (log_lepton_pt, log_met of the defaults are formed from these features)
+    n_judges = 4
+    expected = (
+        len(FEATURE_METRICS) * len(FEATURES) * n_slices + len(JOINT_METRICS) * n_slices + n_judges
+    )
     assert len(rows) == expected
     assert list(rows[0]) == [
         "feature",

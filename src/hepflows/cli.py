@@ -469,6 +469,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
         progress=not args.quiet,
         precision=precision,
+        support=sampling["support"],
     )
 
 
@@ -601,6 +602,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
             discrete=_discrete(cfg, reference, features, args.reference),
             labels=cfg["labels"],
             normalise=cfg["data"]["normalise"],
+            judge_families=settings["judges"]["families"],
+            derived=settings["judges"]["derived"],
         )
         if args.reweighted:
             _validate_reweighted(args, cfg, reference, labelled)
@@ -675,6 +678,8 @@ def _validate_reweighted(
         seed=cfg["seed"],
         units=cfg["data"]["units"],
         classifier=settings["classifier"],
+        judge_families=settings["judges"]["families"],
+        derived=settings["judges"]["derived"],
         plots=False,
         discrete=_discrete(cfg, reference, features, args.reference),
         normalise=cfg["data"]["normalise"],
@@ -971,6 +976,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         ]
     )
     for step in steps:
+        if step[0] in args.skip:  # e.g. judge a trained model again: its outputs are reused
+            log.info("== hepflows %s: skipped (--skip), its outputs reused", step[0])
+            continue
         log.info("== hepflows %s", step[0])
         _run_step(step, [*step[:1], *common, *map(str, step[1:])], root, grid)
 
@@ -1423,6 +1431,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--results", default="results", help="folder of the runs (results/)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="STEP",
+        help="steps not to run, their outputs in results/<run>/ reused (e.g. generate train: "
+        "sample and validate a trained model again)",
+    )
     run.set_defaults(func=cmd_run)
     return parser
 

@@ -48,6 +48,7 @@ from hepflows import __version__
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.records import read_json
+from hepflows.support import Support, fit_support
 
 log = logging.getLogger("hepflows")
 
@@ -81,6 +82,9 @@ class Preprocessor:
     levels: np.ndarray | None = None
     #: discrete feature -> its values in training, increasing; see :meth:`dequantize`.
     discrete: dict = field(default_factory=dict)
+    #: the training events' physical support, ``{"low": [...], "high": [...]}`` (null: open);
+    #: generated events outside it are redrawn (:mod:`hepflows.support`); {} in older files
+    support: dict = field(default_factory=dict)
 
     @property
     def per_process(self) -> bool:
@@ -274,6 +278,7 @@ class Preprocessor:
             **({"per_process": True} if self.per_process else {}),
             # written only with discrete features, so that other files are as before
             **({"discrete": self.discrete} if self.discrete else {}),
+            **({"support": self.support} if self.support else {}),
         }
 
     @classmethod
@@ -355,9 +360,13 @@ class Preprocessor:
             raise InputError(
                 f"{source}: 'transform' is {transform!r}, expected 'logit' or 'quantile'"
             )
+        support = data.get("support") or {}
+        if support:  # checked here, so that a broken file fails at load, naming itself
+            support = Support.from_dict(support, features, source).to_dict()
         return cls(
             features,
             margin=margin,
+            support=support,
             config_hash=str(data.get("config_hash", "")),
             metadata=metadata,
             spikes=spikes,
@@ -496,6 +505,7 @@ def fit(
         config_hash,
         spikes=spikes,
         discrete=levels_of,
+        support=fit_support(x, features).to_dict(),
     )
     if per_process:
         labels = _process_labels(labels, len(x), transform, quantiles, source)

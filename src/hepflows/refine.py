@@ -67,6 +67,8 @@ from hepflows.kish import effective_size
 REFINE_START = 2 * 10**9
 #: First chunk of the model's separate draw for the classifier: beyond every sample's chunks.
 REFINE_FIRST_CHUNK = 2**31
+#: The reweighter's classifier family, in the terms of :data:`hepflows.validation.classifier.FAMILIES`.
+FAMILY = "gbt"
 #: Quantile bins of the calibration check.
 CALIBRATION_BINS = 10
 
@@ -274,7 +276,8 @@ def refine(
     weights, weight_record = event_weights(
         reweighter.log_odds(design(sample, features)), sample.get(LABEL), settings["clip"]
     )
-    return weights, {"fit": record, "weights": weight_record}
+    # the validation's judges of another family check what this classifier cannot see
+    return weights, {"fit": {**record, "family": FAMILY}, "weights": weight_record}
 
 
 def with_weights(events: Mapping[str, NDArray], weights: NDArray) -> dict[str, NDArray]:

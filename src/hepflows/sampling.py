@@ -26,6 +26,7 @@ The fast path of :func:`sample_to_root`:
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +57,8 @@ __all__ = [
     "iter_chunks",
     "sample_to_root",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Accepted values of ``precision``.
 PRECISIONS = ("auto", "float32", "bf16")
@@ -166,6 +169,8 @@ def _draw(
     device: torch.device,
     precision: str,
     asynchronous: Literal[False] = ...,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = ...,
+    counts: dict[int, list[int]] | None = ...,
 ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
@@ -180,6 +185,8 @@ def _draw(
     device: torch.device,
     precision: str,
     asynchronous: bool,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = ...,
+    counts: dict[int, list[int]] | None = ...,
 ) -> _Chunk: ...
 
 
@@ -193,9 +200,13 @@ def _draw(
     device: torch.device,
     precision: str,
     asynchronous: bool = False,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    counts: dict[int, list[int]] | None = None,
 ) -> _Chunk:
     """Latent-to-data step of a chunk: preprocessed events (n, d) float32 and labels (or None);
-    with ``asynchronous`` the events as a :class:`_Pending` copy."""
+    with ``asynchronous`` the events as a :class:`_Pending` copy.  With ``bounds`` (the
+    support in the latent space, :func:`hepflows.support.latent_bounds`) events outside are
+    redrawn, and ``counts`` tallies {label: [drawn, accepted]}."""
     generator = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk))
     context = None
     labels = None
@@ -204,12 +215,86 @@ def _draw(
         context = torch.from_numpy(labels.astype(np.float32)).to(device).unsqueeze(1)
     with precision_context(precision, device):
         y = flow.sample(n, context, generator=generator)
+    if bounds is not None:
+        y = _redraw_outside(
+            flow, y, context, bounds, seed=seed, chunk=chunk, precision=precision, counts=counts
+        )
     # one row test on the device; float32 -> float64 happens exactly in Preprocessor.inverse
     n_bad = (~torch.isfinite(y).all(dim=1)).sum()
     if asynchronous:
         return _Pending(y, n_bad, chunk), labels
     _check_finite(int(n_bad), chunk)
     return y.float().cpu().numpy(), labels
+
+
+#: Redraws of a chunk's rejected events before the support is deemed out of the model's reach.
+MAX_REDRAWS = 100
+
+
+def _redraw_outside(
+    flow: DensityModel,
+    y: torch.Tensor,
+    context: torch.Tensor | None,
+    bounds: tuple[torch.Tensor, torch.Tensor],
+    *,
+    seed: int,
+    chunk: int,
+    precision: str,
+    counts: dict[int, list[int]] | None,
+) -> torch.Tensor:
+    """``y`` (n, d) with every finite event outside ``bounds`` (low, high: (P, d), row p for
+    label p, or one row) replaced by a fresh draw of the same label, until all are inside.
+
+    Redraw ``k`` of chunk ``c`` is seeded by ``(seed, c, 2, k)``, so the chunk stays a function
+    of ``(seed, c)`` alone.  Non-finite events are left for the finiteness check to refuse.
+    """
+    low, high = bounds
+    labels = (
+        torch.zeros(len(y), dtype=torch.long, device=y.device)
+        if context is None
+        else context[:, 0].long()
+    )
+    row = labels if low.shape[0] > 1 else torch.zeros_like(labels)
+    todo = torch.arange(len(y), device=y.device)
+    for attempt in range(1, MAX_REDRAWS + 2):
+        part, r = y[todo], row[todo]
+        ok = ((part >= low[r]) & (part <= high[r])).all(dim=1) | ~torch.isfinite(part).all(dim=1)
+        if counts is not None:
+            lab = labels[todo]
+            for label in lab.unique().tolist():
+                mine = lab == label
+                tally = counts.setdefault(int(label), [0, 0])
+                tally[0] += int(mine.sum())
+                tally[1] += int((ok & mine).sum())
+        todo = todo[~ok]
+        if len(todo) == 0:
+            return y
+        if attempt > MAX_REDRAWS:
+            break
+        state = np.random.SeedSequence([seed, chunk, 2, attempt]).generate_state(2, np.uint32)
+        generator = torch.Generator(device=y.device).manual_seed(int(state.view(np.uint64)[0] >> 1))
+        with precision_context(precision, y.device):
+            again = flow.sample(
+                len(todo), None if context is None else context[todo], generator=generator
+            )
+        y[todo] = again.to(y.dtype)
+    raise FloatingPointError(
+        f"chunk {chunk}: {len(todo)} events still outside the training events' support after "
+        f"{MAX_REDRAWS} redraws; the model puts almost none of its probability inside it, "
+        "retrain it"
+    )
+
+
+def acceptance_record(counts: dict[int, list[int]], labelled: bool) -> dict:
+    """The support's acceptance per process from ``counts`` {label: [drawn, accepted]}:
+    ``{process: {"drawn", "accepted", "acceptance"}}`` (one entry "all" without labels)."""
+    from hepflows.preprocess import PROCESSES
+
+    out = {}
+    for label, (drawn, accepted) in sorted(counts.items()):
+        name = PROCESSES.get(label, str(label)) if labelled else "all"
+        out[name] = {"drawn": drawn, "accepted": accepted, "acceptance": accepted / max(drawn, 1)}
+    return out
 
 
 def _check_finite(n_bad: int, chunk: int) -> None:
@@ -366,6 +451,7 @@ def sample_to_root(
     precision: str = "float32",
     overlap: bool = True,
     fast: bool | None = None,
+    support: bool = True,
 ) -> int:
     """Stream ``n_events`` generated events to the ROOT file ``path``; returns the count.
 
@@ -375,13 +461,27 @@ def sample_to_root(
     Either way chunk ``k`` is drawn from ``(seed, k)`` alone and written in order, so the file
     does not depend on ``overlap`` and, for a given device and precision, is reproducible bit for
     bit.  ``fast`` (default: on CUDA) copies chunks asynchronously through pinned memory
-    (with ``overlap`` only); the events are the same.
+    (with ``overlap`` only); the events are the same.  With ``support`` (and a preprocessor that
+    holds one) every event lies inside the training events' support: events outside are
+    redrawn (:mod:`hepflows.support`), and the acceptance per process goes into the file's
+    metadata (``support_acceptance``) and the log.
     """
     from hepflows.events.writer import EventWriter
+    from hepflows.support import latent_bounds
 
     device = torch.device(device)
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)
     precision = resolve_precision(precision, device)
+    box = latent_bounds(preprocessor) if support else None
+    bounds = (
+        None
+        if box is None
+        else (
+            torch.as_tensor(box[0], dtype=torch.float32, device=device),
+            torch.as_tensor(box[1], dtype=torch.float32, device=device),
+        )
+    )
+    counts: dict[int, list[int]] = {}
     flow.eval()
     with (
         EventWriter(path, compression=compression, metadata=metadata) as writer,
@@ -415,6 +515,8 @@ def sample_to_root(
                         device=device,
                         precision=precision,
                         asynchronous=asynchronous,
+                        bounds=bounds,
+                        counts=counts,
                     )
                 if worker is None:
                     write(item)
@@ -422,6 +524,13 @@ def sample_to_root(
                     worker.put(item)
             if worker is not None:
                 worker.close()
+            if bounds is not None:
+                record = acceptance_record(counts, signal_fraction is not None)
+                writer.metadata["support_acceptance"] = record
+                log.info(
+                    "support: acceptance %s",
+                    ", ".join(f"{k} {v['acceptance']:.5f}" for k, v in record.items()),
+                )
         except BaseException:
             if worker is not None:
                 worker.abandon()

@@ -134,6 +134,26 @@ def read_closure(path: str | Path) -> dict[str, tuple[float, float]]:
         }
 
 
+def support_sentence(folder: Path) -> str:
+    """The sample's support acceptance per process (:mod:`hepflows.support`), from the generated
+    file's metadata; empty where the file or the record is absent (sharded samples, old runs)."""
+    from hepflows.events.reader import read_metadata
+
+    path = folder / layout.MODEL_FILES["generated"]
+    record = read_metadata(path).get("support_acceptance") if path.is_file() else None
+    if not record:
+        return ""
+    parts = [
+        f"{name} {r['acceptance']:.5f} ({r['drawn'] - r['accepted']:,} of {r['drawn']:,} drawn "
+        "events redrawn)"
+        for name, r in record.items()
+    ]
+    return (
+        "Every generated event lies inside the training events' support (cuts, bounds, "
+        f"non-negative masses, pT and MET); acceptance per process: {'; '.join(parts)}."
+    )
+
+
 #: The closure checks the verdict sentence quotes.
 AUC_MC = "signal/background classifier AUC on MC"
 AUC_GENERATED = "signal/background classifier AUC on generated"
@@ -158,7 +178,11 @@ def verdict_sentence(
     )
     clf = metrics.get("classifier")
     if clf:
-        text += f", classifier AUC {clf['auc']:.3f} (MC-vs-MC band edge {clf['null']['edge']:.3f})"
+        judge = f" of the most sensitive judge ({clf['judge']['name']})" if "judge" in clf else ""
+        text += (
+            f", classifier AUC{judge} {clf['auc']:.3f} "
+            f"(MC-vs-MC band edge {clf['null']['edge']:.3f})"
+        )
     if closure and AUC_MC in closure and AUC_GENERATED in closure:
         (mc, mc_err), (gen, gen_err) = closure[AUC_MC], closure[AUC_GENERATED]
         text += (
@@ -270,6 +294,9 @@ def summary_html(
             verdict_html(metrics, full_document=False),
             *_refine_section(folder, metrics),
         ]
+        support = support_sentence(folder)
+        if support:
+            parts.append(f'<p style="font-family:sans-serif">{esc(support)}</p>')
         if name is not None:  # a grid model's own steps, under its folder
             for step, (jobs, s) in read_benchmarks(folder).items():
                 wall[f"{step} ({name})"] = (jobs, s)

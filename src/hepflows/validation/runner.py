@@ -33,8 +33,13 @@ described in :mod:`hepflows.validation.null`.
 
 The classifier test is costlier, so its null has fewer empirical pairs
 (``n_null_classifier``, default 5) and its band comes from the exact Mann-Whitney distribution
-of a held-out AUC under the null (mean 0.5, one-sided 95 % edge at 0.5 + 1.645 sigma); the
-empirical MC-vs-MC AUCs are reported beside it as a check.
+of a held-out AUC under the null (mean 0.5, one-sided edge at 0.5 + z sigma); the empirical
+MC-vs-MC AUCs are reported beside it as a check.  It is a panel of judges: each classifier
+family of ``judge_families`` on the features, and again with the ``derived`` observables
+(:mod:`hepflows.validation.derived`) added; the most sensitive judge gives the verdict, at a
+Bonferroni-corrected edge (:func:`judge.classifier_block`).  The judges are trained on half
+of the compared events (the held-out MC and the generated sample) and scored on the other
+half: no event of the refine step's classifier (:mod:`hepflows.refine`) is among them.
 
 A weighted generated sample (the refine step's) is noisier than its event count says: its
 metrics fluctuate as for its Kish effective size.  So that its null describes that, the second
@@ -56,6 +61,7 @@ from threadpoolctl import threadpool_limits
 from hepflows import layout
 from hepflows.errors import InputError
 from hepflows.validation import null as nl
+from hepflows.validation.derived import derived_expressions
 from hepflows.validation.judge import (
     FEATURE_METRICS,
     JOINT_METRICS,
@@ -109,6 +115,8 @@ def validate_samples(
     discrete: Sequence[str] = (),
     labels: Mapping[str, Mapping] | None = None,
     normalise: str = "total",
+    judge_families: Sequence[str] = ("gbt", "mlp"),
+    derived: Mapping[str, str] | None = None,
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -124,10 +132,12 @@ def validate_samples(
     axis labels and units (:func:`hepflows.events.observables.axis_label`).  The ``discrete``
     features are judged by the chi2 of their values (the quantile bins of a feature with few
     values are its values), not by a KS test of a staircase: they have no KS cells.
-    ``normalise`` ``"per_process"`` (``data.normalise``) scales each MC process's weights to mean 1 before anything is
-    compared (:func:`samples.per_process`): every slice then compares shapes, the "all"
+    ``normalise`` ``"per_process"`` (``data.normalise``) scales each MC process's weights to
+    mean 1 before anything is compared (:func:`samples.per_process`): every slice then compares shapes, the "all"
     slice at the same mixture as the generated sample's; the signal fraction is reported,
     not tested, and the plots draw each process normalised to its own area.
+    ``judge_families`` and ``derived`` (name: expression; None: the defaults of
+    :mod:`hepflows.validation.derived`, {}: none) make the classifier panel.
     Returns the dict written to metrics.json.
     """
     t_start = time.perf_counter()
@@ -139,6 +149,8 @@ def validate_samples(
     if normalise not in ("total", "per_process"):
         raise InputError(f"validate_samples: normalise total or per_process, got {normalise!r}")
     shapes = normalise == "per_process"
+    # parsed first: a bad expression is refused before any work
+    observables = derived_expressions(derived, features) if classifier else {}
     raw_ref = load_sample(reference, features, "reference")
     ref = per_process(raw_ref) if shapes else raw_ref
     gen = load_sample(generated, features, "generated")
@@ -194,10 +206,16 @@ def validate_samples(
             "validate 3/4: classifier test on the sample and %d null pairs...",
             max(0, min(n_null_classifier, n_null)),
         )
-        classifier_result, row, clf_verdict = classifier_block(
-            a, g, null_pairs[: max(0, min(n_null_classifier, n_null))], seed
+        classifier_result, clf_rows, clf_verdict = classifier_block(
+            a,
+            g,
+            null_pairs[: max(0, min(n_null_classifier, n_null))],
+            seed,
+            families=judge_families,
+            derived=observables,
+            features=features,
         )
-        rows.append(row)
+        rows += clf_rows
         verdict.append(clf_verdict)
     t_classifier = time.perf_counter()
     if classifier:

@@ -137,6 +137,13 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
             f"{clf['auc_lo']:.3f}-{clf['auc_hi']:.3f}); 0.5 means indistinguishable, "
             f"null band edge {clf['null']['edge']:.3f}."
         )
+        for j in clf.get("judges", []):
+            notes.append(
+                f"Judge {j['name']}: AUC {j['auc']:.3f} [{j['auc_lo']:.3f}, {j['auc_hi']:.3f}], "
+                f"edge {j['edge']:.3f}, MC-vs-MC {_fmt_num(j['null_mean'], 3)}; inputs: "
+                f"{', '.join(j['inputs'])}; trained on half of the compared held-out MC and "
+                f"generated events{' (gives the verdict)' if j['verdict'] else ''}."
+            )
     lf = metrics.get("label_fraction")
     if lf and lf.get("chosen"):
         notes.append(
@@ -251,6 +258,15 @@ def refine_html(
             f"<tr><td {td}>Classifier ROC AUC, value</td><td {td}>{clf_raw['auc']:.4f}</td>"
             f"<td {td}>{clf_rew['auc']:.4f}</td></tr>"
         )
+        family = report["fit"].get("family", "gbt")
+        rew_judges = {j["name"]: j for j in clf_rew.get("judges", [])}
+        for j in clf_raw.get("judges", []):
+            if j["name"] in rew_judges:
+                same = " (the reweighter's family)" if j["family"] == family else ""
+                lines.append(
+                    f"<tr><td {td}>AUC of judge {esc(j['name'])}{same}</td>"
+                    f"<td {td}>{j['auc']:.4f}</td><td {td}>{rew_judges[j['name']]['auc']:.4f}</td></tr>"
+                )
     if n_equiv is not None:
         lines.append(
             f"<tr><td {td}>n_equiv (amplification)</td><td {td}>{esc(n_equiv[0])}</td>"

@@ -13,7 +13,7 @@ from hepflows.cli import main
 
 def test_rntuple_field_with_a_slash_in_its_name(tmp_path):
     rng = np.random.default_rng(4)
-    n = 400
+    n = 1000  # a test split large enough for validation (ingest checks it)
     cols = {
         "lepton_pt": rng.uniform(25.0, 100.0, n),
         "MET/pt": rng.exponential(40.0, n),

@@ -35,6 +35,8 @@ def _settings(inputs, **top) -> dict:
         "selection": "(lep_pt > 25) & (len(jet_pt) >= 3)",
     }
     data.update(top.pop("data", {}))
+    # NLO-like weights, some negative: the classifier judges cannot take them
+    top.setdefault("validation", {"classifier": False})
     return {"seed": 3, "features": FEATURES, "derived": DERIVED, "data": data, **top}
 
 

@@ -144,7 +144,8 @@ def test_summary_says_what_ran_and_the_verdict(workdir):
     word = "indistinguishable" if metrics["overall_status"] == "green" else "distinguishable"
     m = re.search(
         rf"Generated events are {word} from MC: (\d+) of (\d+) cells outside the "
-        r"MC-vs-MC band \([\d.]+ expected by chance\), classifier AUC ([\d.]+)",
+        r"MC-vs-MC band \([\d.]+ expected by chance\), classifier AUC of the most sensitive "
+        r"judge \([^)]+\) ([\d.]+)",
         page,
     )
     assert m, page

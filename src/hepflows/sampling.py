@@ -358,21 +358,41 @@ def sample_chunk(
     signal_fraction: float | None,
     device: torch.device,
     precision: str = "float32",
+    support: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Generate chunk ``chunk``: ``n`` events as {feature: float32 (n,), "label": int8 (n,)}.
+    """Generate chunk ``chunk``: ``n`` events as {feature: float32 (n,), "label": int8 (n,)},
+    the events of :func:`sample_to_root` for the same seed, chunk and ``support``.
 
     ``signal_fraction`` is None for an unconditional flow (no label is drawn or written).
     """
+    device = torch.device(device)
     y, labels = _draw(
         flow,
         n,
         seed=seed,
         chunk=chunk,
         signal_fraction=signal_fraction,
-        device=torch.device(device),
+        device=device,
         precision=precision,
+        bounds=support_bounds(preprocessor, device) if support else None,
     )
     return _to_events(preprocessor, y, labels)
+
+
+def support_bounds(
+    preprocessor: Preprocessor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The training events' support in the latent space (low, high: (P, d) float32 on
+    ``device``, :func:`hepflows.support.latent_bounds`); None where the preprocessing has none."""
+    from hepflows.support import latent_bounds
+
+    box = latent_bounds(preprocessor)
+    if box is None:
+        return None
+    return (
+        torch.as_tensor(box[0], dtype=torch.float32, device=device),
+        torch.as_tensor(box[1], dtype=torch.float32, device=device),
+    )
 
 
 def iter_chunks(n_events: int, chunk_size: int, first_chunk: int = 0) -> Iterator[tuple[int, int]]:
@@ -467,20 +487,11 @@ def sample_to_root(
     metadata (``support_acceptance``) and the log.
     """
     from hepflows.events.writer import EventWriter
-    from hepflows.support import latent_bounds
 
     device = torch.device(device)
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)
     precision = resolve_precision(precision, device)
-    box = latent_bounds(preprocessor) if support else None
-    bounds = (
-        None
-        if box is None
-        else (
-            torch.as_tensor(box[0], dtype=torch.float32, device=device),
-            torch.as_tensor(box[1], dtype=torch.float32, device=device),
-        )
-    )
+    bounds = support_bounds(preprocessor, device) if support else None
     counts: dict[int, list[int]] = {}
     flow.eval()
     with (

@@ -18,11 +18,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows import heap, layout
 from hepflows.errors import InputError, Interrupted, ResourceError
 from hepflows.model_config import model_kind
+
+if TYPE_CHECKING:
+    from hepflows.events.feature_cut import FeatureCut
 
 log = logging.getLogger("hepflows")
 
@@ -247,6 +250,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         per_process=per_process,
         discrete=_declared_discrete(cfg, args.train),
         discrete_values=cfg["preprocess"]["discrete_values"],
+        cut=_selection_on_features(args.train, features),
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train),
         metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
@@ -622,6 +626,25 @@ def cmd_validate(args: argparse.Namespace) -> None:
             seed=cfg["seed"],
         )
         log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
+
+
+def _selection_on_features(path: str, features: Sequence[str]) -> FeatureCut:
+    """The selection the events of ``path`` passed at ingest, on the features
+    (:mod:`hepflows.events.feature_cut`): what generated events are held to."""
+    from hepflows.events.feature_cut import feature_cut
+    from hepflows.events.reader import read_metadata
+
+    meta = read_metadata(path)
+    cut = feature_cut(meta.get("selection"), features, meta.get("branch_map"), meta.get("derived"))
+    if cut.expression is not None:
+        log.info("selection: generated events will pass %s", cut.expression)
+    if cut.skipped:
+        log.info(
+            "selection: the terms %s read branches that are not features; generated events "
+            "cannot be checked against them",
+            list(cut.skipped),
+        )
+    return cut
 
 
 def _declared_discrete(cfg: dict[str, Any], path: str) -> list[str]:

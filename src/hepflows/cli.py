@@ -175,6 +175,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from hepflows.events import inputs
 
     cfg = _settings(args)
+    checked = _checked_settings(args, cfg)
     data = cfg["data"]
     outputs = {"train": args.train, "val": args.val, "test": args.test}
     if data["source"] == "higgs_csv":
@@ -219,12 +220,28 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             limit=data["limit"],
             metadata=meta,
             wild_values=data["wild_values"],
-            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, cfg),
-            on_splits=lambda tallies, weighted: feasibility.check_splits(tallies, cfg, weighted),
+            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, checked),
+            on_splits=lambda tallies, weighted: feasibility.check_splits(
+                tallies, checked, weighted
+            ),
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
     log.info("rows per split: %s", counts)
+
+
+def _checked_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings ingest's fail-fast checks see: ``cfg`` with ``--checks`` merged over it
+    (the workflow passes ingest only its own sections, and the later steps' choices apart)."""
+    from hepflows import config
+
+    if not getattr(args, "checks", None):
+        return cfg
+    try:
+        checks = json.loads(args.checks)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--checks: not valid JSON ({err})") from None
+    return config.load(args.config, config.merge(json.loads(args.settings or "{}"), checks))
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -1246,6 +1263,15 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
             ("--train", {"required": True, "help": "the training split's ROOT file to write"}),
             ("--val", {"required": True, "help": "the validation split's ROOT file to write"}),
             ("--test", {"required": True, "help": "the test split's ROOT file to write"}),
+            (
+                "--checks",
+                {
+                    "help": "JSON of the later steps' settings that ingest's fail-fast checks "
+                    "read (validation.classifier, refine.enabled, training.conditional, "
+                    "sampling.events and signal_fraction, validation.max_events), merged over "
+                    "--config/--settings for those checks only"
+                },
+            ),
         ],
     ),
     "preprocess": (

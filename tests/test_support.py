@@ -205,3 +205,6 @@ def test_no_generated_event_fails_the_ingest_selection(tmp_path, caplog):
     # the selection's rejections are counted in the same record: at least the raw failures
     assert 1 - n / drawn >= fails.mean() - 5 * np.sqrt(fails.mean() / n)
     assert "len(jet_pt) >= 4" in caplog.text
+    sentence = support_sentence(tmp_path / "kept")
+    assert "pT and MET, the selection (m_jj < lepton_pt)); acceptance" in sentence
+    assert sentence.endswith("not features): len(jet_pt) >= 4.")

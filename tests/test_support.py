@@ -9,7 +9,7 @@ from hepflows.errors import InputError
 from hepflows.events.feature_cut import FeatureCut, feature_cut
 from hepflows.events.reader import read_events, read_metadata
 from hepflows.flows import build_flow
-from hepflows.sampling import sample_to_root
+from hepflows.sampling import sample_chunk, sample_to_root
 from hepflows.support import Support, fit_support
 from hepflows.training import Dataset, Trainer
 from hepflows.validation.run_summary import support_sentence
@@ -205,6 +205,12 @@ def test_no_generated_event_fails_the_ingest_selection(tmp_path, caplog):
     # the selection's rejections are counted in the same record: at least the raw failures
     assert 1 - n / drawn >= fails.mean() - 5 * np.sqrt(fails.mean() / n)
     assert "len(jet_pt) >= 4" in caplog.text
+    # a chunk drawn alone (the Python API's way) is the same chunk of the file
+    alone = sample_chunk(
+        flow, pre, 5000, seed=3, chunk=1, signal_fraction=0.4, device=torch.device("cpu")
+    )
+    for f in features:
+        np.testing.assert_array_equal(alone[f], kept[f][5000:])
     sentence = support_sentence(tmp_path / "kept")
     assert "pT and MET, the selection (m_jj < lepton_pt)); acceptance" in sentence
     assert sentence.endswith("not features): len(jet_pt) >= 4.")

@@ -405,21 +405,49 @@ def sample_chunk(
     signal_fraction: float | None,
     device: torch.device,
     precision: str = "float32",
+    support: bool = True,
 ) -> dict[str, np.ndarray]:
     """Generate chunk ``chunk``: ``n`` events as {feature: float32 (n,), "label": int8 (n,)}.
 
     ``signal_fraction`` is None for an unconditional flow (no label is drawn or written).
+    The events are chunk ``chunk`` of :func:`sample_to_root` with the same arguments: with
+    ``support``, inside the training events' support and passing the selection.
     """
+    device = torch.device(device)
+    bounds, cut = _support_checks(preprocessor, device, support)
     y, labels = _draw(
         flow,
         n,
         seed=seed,
         chunk=chunk,
         signal_fraction=signal_fraction,
-        device=torch.device(device),
+        device=device,
         precision=precision,
+        bounds=bounds,
+        cut=cut,
     )
     return _to_events(preprocessor, y, labels)
+
+
+def _support_checks(
+    preprocessor: Preprocessor, device: torch.device, support: bool
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, Cut | None]:
+    """The support's latent bounds on ``device`` and the selection's check
+    (:mod:`hepflows.support`), each None where absent or without ``support``."""
+    from hepflows.support import data_cut, latent_bounds
+
+    if not support:
+        return None, None
+    box = latent_bounds(preprocessor)
+    bounds = (
+        None
+        if box is None
+        else (
+            torch.as_tensor(box[0], dtype=torch.float32, device=device),
+            torch.as_tensor(box[1], dtype=torch.float32, device=device),
+        )
+    )
+    return bounds, data_cut(preprocessor)
 
 
 def iter_chunks(n_events: int, chunk_size: int, first_chunk: int = 0) -> Iterator[tuple[int, int]]:
@@ -514,21 +542,11 @@ def sample_to_root(
     metadata (``support_acceptance``) and the log.
     """
     from hepflows.events.writer import EventWriter
-    from hepflows.support import data_cut, latent_bounds
 
     device = torch.device(device)
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)
     precision = resolve_precision(precision, device)
-    box = latent_bounds(preprocessor) if support else None
-    cut = data_cut(preprocessor) if support else None
-    bounds = (
-        None
-        if box is None
-        else (
-            torch.as_tensor(box[0], dtype=torch.float32, device=device),
-            torch.as_tensor(box[1], dtype=torch.float32, device=device),
-        )
-    )
+    bounds, cut = _support_checks(preprocessor, device, support)
     counts: dict[int, list[int]] = {}
     flow.eval()
     with (

@@ -22,12 +22,12 @@ beyond the detector's 2.5.  The support fitted here is a box per feature,
   ``len(jet_pt) >= 4``), checked on the events as they are written (float32, after the
   preprocessing's inverse); the terms that read other branches are recorded as skipped.
 
-Generated events outside the box or failing the selection are rejected and redrawn (:mod:`hepflows.sampling`), with the
-acceptance per process recorded: the accepted events follow the flow's density restricted to
-the support, as a rejection sampler's do (Robert and Casella, "Monte Carlo Statistical
-Methods", ch. 2.3).  The rule can make a bound a little tighter than the physics (MET's
-training minimum is 0.3 GeV, not 0): a fraction of the events of order 1e-5 is then rejected
-that could have been kept.
+Generated events outside the box or failing the selection are rejected and redrawn
+(:mod:`hepflows.sampling`), with the acceptance per process recorded: the accepted events
+follow the flow's density restricted to the support, as a rejection sampler's do (Robert and
+Casella, "Monte Carlo Statistical Methods", ch. 2.3).  The rule can make a bound a little
+tighter than the physics (MET's training minimum is 0.3 GeV, not 0): a fraction of the events
+of order 1e-5 is then rejected that could have been kept.
 
 Serialised with the preprocessing parameters as ``{"low": [...], "high": [...]}`` (null for an
 open side), with ``"selection"`` (the checked terms in feature names) and
@@ -108,9 +108,10 @@ class Support:
             reads = Selection(cut.expression, f"{source}: support.selection")
             unknown = [n for n in reads.names if n not in features]
             if unknown or reads.jagged:
+                what = unknown or "collections"
                 raise InputError(
-                    f"{source}: 'support' selection {cut.expression!r} reads {unknown or 'collections'}"
-                    f", expected only the features {list(features)}"
+                    f"{source}: 'support' selection {cut.expression!r} reads {what}, expected "
+                    f"only the features {list(features)}"
                 )
         return cls(tuple(features), low, high, cut)
 

@@ -146,10 +146,9 @@ def support_sentence(folder: Path) -> str:
         return ""
     selection = meta.get("support_selection") or {}
     cut = f", the selection {selection['checked']}" if selection.get("checked") else ""
+    terms = "; ".join(selection.get("skipped") or ())
     skipped = (
-        f" Not checked (the terms read branches that are not features): {'; '.join(selection['skipped'])}."
-        if selection.get("skipped")
-        else ""
+        f" Not checked (the terms read branches that are not features): {terms}." if terms else ""
     )
     parts = [
         f"{name} {r['acceptance']:.5f} ({r['drawn'] - r['accepted']:,} of {r['drawn']:,} drawn "

@@ -151,3 +151,21 @@ def test_later_steps_settings_reach_ingests_checks_but_do_not_rerun_it(analysis_
     assert re.search(r"\bsample\b", jobs) and re.search(r"\bvalidate\b", jobs)
     for step in ("ingest", "preprocess", "train"):
         assert not re.search(rf"rule {step}\b", jobs), step
+
+
+def test_ingest_refuses_nlo_weights_for_a_classifier_test_under_snakemake(tmp_path):
+    # the fixture's run passes with validation.classifier false; with true, ingest (given only
+    # its own sections as settings) still sees it and stops before writing any event file
+    cfg = config.merge(
+        config.merge(walkthrough_config(), TINY), {"validation": {"classifier": True}}
+    )
+    build(tmp_path / "ntuples", negative_fraction=0.05, xsec=XSEC)
+    copy_workflow(tmp_path, {"tiny": cfg})
+    data = tmp_path / "results" / cfg["run"] / "data"
+    target = f"results/{cfg['run']}/data/train.root"
+    result = run_tiny_snakemake(tmp_path, "--cores", "1", target, check=False)
+    assert result.returncode != 0
+    said = result.stdout + result.stderr  # the failed step's log, as the workflow prints it
+    assert "ntuples/ttbar_0.root" in said and "negative weight(s)" in said
+    assert "Set validation.classifier: false" in said
+    assert not list(data.glob("*.root"))

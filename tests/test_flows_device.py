@@ -150,6 +150,7 @@ def test_sampling_is_reproducible_for_a_seed_on_device(precision: str) -> None:
 
     class Identity:  # the preprocessing's inverse is not what this test is about
         features = ("a", "b", "c")
+        support: dict = {}  # none: the flow's own draws
 
         @staticmethod
         def inverse(y, labels=None):

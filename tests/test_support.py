@@ -6,9 +6,10 @@ import torch
 
 from hepflows import preprocess
 from hepflows.errors import InputError
+from hepflows.events.feature_cut import FeatureCut, feature_cut
 from hepflows.events.reader import read_events, read_metadata
 from hepflows.flows import build_flow
-from hepflows.sampling import sample_to_root
+from hepflows.sampling import sample_chunk, sample_to_root
 from hepflows.support import Support, fit_support
 from hepflows.training import Dataset, Trainer
 from hepflows.validation.run_summary import support_sentence
@@ -31,6 +32,41 @@ def mc(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         1,
     )
     return x, label
+
+
+def trained(pre, x, label, tmp_path):
+    """A tiny flow trained two epochs on ``x`` (n, d) preprocessed by ``pre``."""
+    d = x.shape[1]
+    torch.manual_seed(0)
+    flow = build_flow({"coupling": "affine", "blocks": 2, "hidden": [16, 16]}, d, 1)
+
+    def data(rows):
+        y = torch.from_numpy(pre.forward(x[rows], label[rows]).astype(np.float32))
+        return Dataset(y, torch.from_numpy(label[rows, None].astype(np.float32)))
+
+    settings = {
+        "epochs": 2,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+        "scheduler": "cosine",
+        "patience": None,
+        "grad_clip": 5.0,
+        "max_bad_steps": 4,
+        "device": "cpu",
+    }
+    Trainer(
+        flow,
+        data(slice(0, -500)),
+        data(slice(-500, None)),
+        settings,
+        seed=0,
+        resume_path=tmp_path / "resume.pt",
+        log_path=tmp_path / "log.csv",
+        progress=False,
+    ).fit()
+    flow.eval()
+    return flow
 
 
 def test_fitted_support_closes_cuts_and_non_negative_quantities_only():
@@ -63,35 +99,7 @@ def test_no_generated_event_outside_the_support_of_a_trained_model(tmp_path, tra
     box = Support.from_dict(pre.support, features, "fitted")
     # the margin lets the preprocessing's range reach below the cut and below zero
     assert pre.low[0] < 20.0 and pre.low[1] < 0.0
-    torch.manual_seed(0)
-    flow = build_flow({"coupling": "affine", "blocks": 2, "hidden": [16, 16]}, 3, 1)
-
-    def data(rows):
-        y = torch.from_numpy(pre.forward(x[rows], label[rows]).astype(np.float32))
-        return Dataset(y, torch.from_numpy(label[rows, None].astype(np.float32)))
-
-    settings = {
-        "epochs": 2,
-        "batch_size": 256,
-        "lr": 3e-3,
-        "weight_decay": 0.0,
-        "scheduler": "cosine",
-        "patience": None,
-        "grad_clip": 5.0,
-        "max_bad_steps": 4,
-        "device": "cpu",
-    }
-    Trainer(
-        flow,
-        data(slice(0, 3500)),
-        data(slice(3500, None)),
-        settings,
-        seed=0,
-        resume_path=tmp_path / "resume.pt",
-        log_path=tmp_path / "log.csv",
-        progress=False,
-    ).fit()
-    flow.eval()
+    flow = trained(pre, x, label, tmp_path)
 
     def draw(name, **kw):
         path = tmp_path / name / "samples" / "generated.root"  # a run's layout
@@ -130,3 +138,79 @@ def test_no_generated_event_outside_the_support_of_a_trained_model(tmp_path, tra
     assert "inside the training events' support" in sentence
     assert f"signal {record['signal']['acceptance']:.5f}" in sentence
     assert support_sentence(tmp_path / "nowhere") == ""
+
+
+def test_the_selection_on_features_is_restated_in_their_names():
+    cut = feature_cut(
+        "(el_pt > 27) & (len(jet_pt) >= 4) and (jet_pt[0] + jet_pt[1] < 3 * el_pt) & (x > 1)",
+        ["lep_pt", "HT2"],
+        branch_map={"lep_pt": "el_pt"},
+        derived={"HT2": "jet_pt[0] + jet_pt[1]"},
+    )
+    # branch el_pt is feature lep_pt, the derived expression is HT2; the jet count and the
+    # branch x are no feature: skipped, as written
+    assert cut.expression == "(lep_pt > 27) & (HT2 < (3 * lep_pt))"
+    assert cut.skipped == ("len(jet_pt) >= 4", "x > 1")
+    assert feature_cut("len(jet_pt) >= 4", ["lep_pt"]) == FeatureCut(None, ("len(jet_pt) >= 4",))
+    box = fit_support(np.array([[30.0, 50.0], [40.0, 100.0]]), ["lep_pt", "HT2"], cut)
+    again = Support.from_dict(box.to_dict(), ["lep_pt", "HT2"], "p.json")
+    assert again.cut == cut
+    np.testing.assert_array_equal(again.inside(np.array([[30.0, 50.0], [30.0, 95.0]])), [1, 0])
+    with pytest.raises(InputError, match=r"p.json: 'support' selection .* reads \['HT2'\]"):
+        Support.from_dict(box.to_dict(), ["lep_pt", "other"], "p.json")
+
+
+def test_no_generated_event_fails_the_ingest_selection(tmp_path, caplog):
+    """A term tying two features together, which no box per feature can hold."""
+    x, label = mc(6000, 2)
+    x, features = x[:, :2], FEATURES[:2]
+    selection = "(m_jj < lepton_pt) & (len(jet_pt) >= 4)"
+    keep = x[:, 1] < x[:, 0]
+    x, label = x[keep], label[keep]
+    cut = feature_cut(selection, features)
+    pre = preprocess.fit(x, features, labels=label, cut=cut)
+    flow = trained(pre, x, label, tmp_path)
+
+    def draw(name, **kw):
+        path = tmp_path / name / "samples" / "generated.root"
+        n = sample_to_root(
+            flow,
+            pre,
+            path,
+            10_000,
+            seed=3,
+            chunk_size=5000,
+            signal_fraction=0.4,
+            progress=False,
+            **kw,
+        )
+        ev = read_events(path, features)
+        return n, ev, path
+
+    _, raw, _ = draw("raw", support=False)
+    fails = ~(raw["m_jj"] < raw["lepton_pt"])
+    assert fails.mean() > 0.01  # without the check the flow breaks the selection
+    with caplog.at_level("INFO", logger="hepflows"):
+        n, kept, path = draw("kept")
+    assert n == len(kept["m_jj"]) == 10_000
+    assert (kept["m_jj"] < kept["lepton_pt"]).all()
+    meta = read_metadata(path)
+    assert meta["support_selection"] == {
+        "checked": "(m_jj < lepton_pt)",
+        "skipped": ["len(jet_pt) >= 4"],
+    }
+    record = meta["support_acceptance"]
+    drawn = sum(r["drawn"] for r in record.values())
+    assert sum(r["accepted"] for r in record.values()) == n
+    # the selection's rejections are counted in the same record: at least the raw failures
+    assert 1 - n / drawn >= fails.mean() - 5 * np.sqrt(fails.mean() / n)
+    assert "len(jet_pt) >= 4" in caplog.text
+    # a chunk drawn alone (the Python API's way) is the same chunk of the file
+    alone = sample_chunk(
+        flow, pre, 5000, seed=3, chunk=1, signal_fraction=0.4, device=torch.device("cpu")
+    )
+    for f in features:
+        np.testing.assert_array_equal(alone[f], kept[f][5000:])
+    sentence = support_sentence(tmp_path / "kept")
+    assert "pT and MET, the selection (m_jj < lepton_pt)); acceptance" in sentence
+    assert sentence.endswith("not features): len(jet_pt) >= 4.")

@@ -18,11 +18,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows import heap, layout
 from hepflows.errors import InputError, Interrupted, ResourceError
 from hepflows.model_config import model_kind
+
+if TYPE_CHECKING:
+    from hepflows.events.feature_cut import FeatureCut
 
 log = logging.getLogger("hepflows")
 
@@ -172,6 +175,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from hepflows.events import inputs
 
     cfg = _settings(args)
+    checked = _checked_settings(args, cfg)
     data = cfg["data"]
     outputs = {"train": args.train, "val": args.val, "test": args.test}
     if data["source"] == "higgs_csv":
@@ -216,12 +220,28 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             limit=data["limit"],
             metadata=meta,
             wild_values=data["wild_values"],
-            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, cfg),
-            on_splits=lambda tallies, weighted: feasibility.check_splits(tallies, cfg, weighted),
+            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, checked),
+            on_splits=lambda tallies, weighted: feasibility.check_splits(
+                tallies, checked, weighted
+            ),
         )
     else:
         raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
     log.info("rows per split: %s", counts)
+
+
+def _checked_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings ingest's fail-fast checks see: ``cfg`` with ``--checks`` merged over it
+    (the workflow passes ingest only its own sections, and the later steps' choices apart)."""
+    from hepflows import config
+
+    if not getattr(args, "checks", None):
+        return cfg
+    try:
+        checks = json.loads(args.checks)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--checks: not valid JSON ({err})") from None
+    return config.load(args.config, config.merge(json.loads(args.settings or "{}"), checks))
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -247,6 +267,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         per_process=per_process,
         discrete=_declared_discrete(cfg, args.train),
         discrete_values=cfg["preprocess"]["discrete_values"],
+        cut=_selection_on_features(args.train, features),
         config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
         source=str(args.train),
         metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
@@ -622,6 +643,25 @@ def cmd_validate(args: argparse.Namespace) -> None:
             seed=cfg["seed"],
         )
         log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
+
+
+def _selection_on_features(path: str, features: Sequence[str]) -> FeatureCut:
+    """The selection the events of ``path`` passed at ingest, on the features
+    (:mod:`hepflows.events.feature_cut`): what generated events are held to."""
+    from hepflows.events.feature_cut import feature_cut
+    from hepflows.events.reader import read_metadata
+
+    meta = read_metadata(path)
+    cut = feature_cut(meta.get("selection"), features, meta.get("branch_map"), meta.get("derived"))
+    if cut.expression is not None:
+        log.info("selection: generated events will pass %s", cut.expression)
+    if cut.skipped:
+        log.info(
+            "selection: the terms %s read branches that are not features; generated events "
+            "cannot be checked against them",
+            list(cut.skipped),
+        )
+    return cut
 
 
 def _declared_discrete(cfg: dict[str, Any], path: str) -> list[str]:
@@ -1223,6 +1263,15 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
             ("--train", {"required": True, "help": "the training split's ROOT file to write"}),
             ("--val", {"required": True, "help": "the validation split's ROOT file to write"}),
             ("--test", {"required": True, "help": "the test split's ROOT file to write"}),
+            (
+                "--checks",
+                {
+                    "help": "JSON of the later steps' settings that ingest's fail-fast checks "
+                    "read (validation.classifier, refine.enabled, training.conditional, "
+                    "sampling.events and signal_fraction, validation.max_events), merged over "
+                    "--config/--settings for those checks only"
+                },
+            ),
         ],
     ),
     "preprocess": (

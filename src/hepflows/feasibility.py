@@ -40,6 +40,26 @@ NEGATIVE_WEIGHTS_REFINE = (
 )
 
 
+#: The settings of later steps that ingest's checks read (:func:`check_negative_weight`,
+#: :func:`check_splits`), section -> keys.
+INGEST_READS: dict[str, tuple[str, ...]] = {
+    "training": ("conditional",),
+    "sampling": ("events", "signal_fraction"),
+    "validation": ("classifier", "max_events"),
+    "refine": ("enabled",),
+}
+
+
+def ingest_reads(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The part of ``cfg`` (a validated config) that ingest's checks read, :data:`INGEST_READS`:
+    passed to ingest beside its own sections, since its outputs do not depend on it."""
+    return {
+        section: {k: cfg[section][k] for k in keys if k in cfg.get(section, {})}
+        for section, keys in INGEST_READS.items()
+        if section in cfg
+    }
+
+
 def _refusals(cfg: Mapping[str, Any]) -> list[str]:
     """Why the config's later steps cannot take negative weights (empty when they can)."""
     why = []

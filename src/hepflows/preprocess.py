@@ -47,6 +47,7 @@ from scipy import special
 from hepflows import __version__
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
+from hepflows.events.feature_cut import FeatureCut
 from hepflows.records import read_json
 from hepflows.support import Support, fit_support
 
@@ -452,6 +453,7 @@ def fit(
     per_process: bool = False,
     discrete: Sequence[str] = (),
     discrete_values: int = 0,
+    cut: FeatureCut | None = None,
 ) -> Preprocessor:
     """Fit the transform on training events ``x`` (n, d) in the order of ``features``.
 
@@ -463,6 +465,7 @@ def fit(
     told apart by ``labels`` (n,) (0 background, 1 signal); the range, point masses and
     standardisation are fitted on all events.  The features named in ``discrete``, and those
     with at most ``discrete_values`` distinct values, are discrete (:func:`find_discrete`).
+    ``cut``: the ingest selection on the features, kept with the support (:mod:`hepflows.support`).
     """
     if transform not in ("logit", "quantile"):
         raise ValueError(f"transform: expected 'logit' or 'quantile', got {transform!r}")
@@ -505,7 +508,7 @@ def fit(
         config_hash,
         spikes=spikes,
         discrete=levels_of,
-        support=fit_support(x, features).to_dict(),
+        support=fit_support(x, features, cut).to_dict(),
     )
     if per_process:
         labels = _process_labels(labels, len(x), transform, quantiles, source)

@@ -158,6 +158,10 @@ def precision_context(
     return contextlib.nullcontext()
 
 
+#: The selection's check of preprocessed events (n, d) float32 and labels: (n,) bool.
+Cut = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
 @overload
 def _draw(
     flow: DensityModel,
@@ -170,6 +174,7 @@ def _draw(
     precision: str,
     asynchronous: Literal[False] = ...,
     bounds: tuple[torch.Tensor, torch.Tensor] | None = ...,
+    cut: Cut | None = ...,
     counts: dict[int, list[int]] | None = ...,
 ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
@@ -186,6 +191,7 @@ def _draw(
     precision: str,
     asynchronous: bool,
     bounds: tuple[torch.Tensor, torch.Tensor] | None = ...,
+    cut: Cut | None = ...,
     counts: dict[int, list[int]] | None = ...,
 ) -> _Chunk: ...
 
@@ -201,12 +207,14 @@ def _draw(
     precision: str,
     asynchronous: bool = False,
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cut: Cut | None = None,
     counts: dict[int, list[int]] | None = None,
 ) -> _Chunk:
     """Latent-to-data step of a chunk: preprocessed events (n, d) float32 and labels (or None);
     with ``asynchronous`` the events as a :class:`_Pending` copy.  With ``bounds`` (the
-    support in the latent space, :func:`hepflows.support.latent_bounds`) events outside are
-    redrawn, and ``counts`` tallies {label: [drawn, accepted]}."""
+    support in the latent space, :func:`hepflows.support.latent_bounds`) or ``cut`` (the
+    selection, :func:`hepflows.support.data_cut`) events outside are redrawn, and ``counts``
+    tallies {label: [drawn, accepted]}."""
     generator = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk))
     context = None
     labels = None
@@ -215,9 +223,17 @@ def _draw(
         context = torch.from_numpy(labels.astype(np.float32)).to(device).unsqueeze(1)
     with precision_context(precision, device):
         y = flow.sample(n, context, generator=generator)
-    if bounds is not None:
+    if bounds is not None or cut is not None:
         y = _redraw_outside(
-            flow, y, context, bounds, seed=seed, chunk=chunk, precision=precision, counts=counts
+            flow,
+            y,
+            context,
+            bounds,
+            cut,
+            seed=seed,
+            chunk=chunk,
+            precision=precision,
+            counts=counts,
         )
     # one row test on the device; float32 -> float64 happens exactly in Preprocessor.inverse
     n_bad = (~torch.isfinite(y).all(dim=1)).sum()
@@ -235,7 +251,8 @@ def _redraw_outside(
     flow: DensityModel,
     y: torch.Tensor,
     context: torch.Tensor | None,
-    bounds: tuple[torch.Tensor, torch.Tensor],
+    bounds: tuple[torch.Tensor, torch.Tensor] | None,
+    cut: Cut | None,
     *,
     seed: int,
     chunk: int,
@@ -243,22 +260,33 @@ def _redraw_outside(
     counts: dict[int, list[int]] | None,
 ) -> torch.Tensor:
     """``y`` (n, d) with every finite event outside ``bounds`` (low, high: (P, d), row p for
-    label p, or one row) replaced by a fresh draw of the same label, until all are inside.
+    label p, or one row) or failing ``cut`` replaced by a fresh draw of the same label, until
+    all are inside.
 
     Redraw ``k`` of chunk ``c`` is seeded by ``(seed, c, 2, k)``, so the chunk stays a function
     of ``(seed, c)`` alone.  Non-finite events are left for the finiteness check to refuse.
     """
-    low, high = bounds
     labels = (
         torch.zeros(len(y), dtype=torch.long, device=y.device)
         if context is None
         else context[:, 0].long()
     )
-    row = labels if low.shape[0] > 1 else torch.zeros_like(labels)
     todo = torch.arange(len(y), device=y.device)
     for attempt in range(1, MAX_REDRAWS + 2):
-        part, r = y[todo], row[todo]
-        ok = ((part >= low[r]) & (part <= high[r])).all(dim=1) | ~torch.isfinite(part).all(dim=1)
+        part = y[todo]
+        finite = torch.isfinite(part).all(dim=1)
+        ok = finite.clone()
+        if bounds is not None:
+            low, high = bounds
+            r = labels[todo] if low.shape[0] > 1 else torch.zeros_like(todo)
+            ok &= ((part >= low[r]) & (part <= high[r])).all(dim=1)
+        if cut is not None and bool(ok.any()):
+            # only the events inside the box go through the inverse, on the host
+            rows = ok.nonzero()[:, 0]
+            kinds = None if context is None else labels[todo][rows].cpu().numpy().astype(np.int8)
+            passed = cut(part[rows].float().cpu().numpy(), kinds)
+            ok[rows] = torch.from_numpy(np.array(passed, bool)).to(ok.device)
+        ok |= ~finite
         if counts is not None:
             lab = labels[todo]
             for label in lab.unique().tolist():
@@ -295,6 +323,25 @@ def acceptance_record(counts: dict[int, list[int]], labelled: bool) -> dict:
         name = PROCESSES.get(label, str(label)) if labelled else "all"
         out[name] = {"drawn": drawn, "accepted": accepted, "acceptance": accepted / max(drawn, 1)}
     return out
+
+
+def _record_selection(metadata: dict, preprocessor: Preprocessor, applied: bool) -> None:
+    """The ingest selection's terms checked on the events and those skipped (they read
+    branches that are not features), into the sample's metadata and the log."""
+    support = preprocessor.support or {}
+    checked = support.get("selection") if applied else None
+    skipped = list(support.get("selection_skipped") or ())
+    if checked is None and not skipped:
+        return
+    metadata["support_selection"] = {"checked": checked, "skipped": skipped}
+    if checked is not None:
+        log.info("support: every event passes the selection's terms %s", checked)
+    if skipped:
+        log.info(
+            "support: the selection's terms %s read branches that are not features; "
+            "generated events are not checked against them",
+            skipped,
+        )
 
 
 def _check_finite(n_bad: int, chunk: int) -> None:
@@ -360,12 +407,14 @@ def sample_chunk(
     precision: str = "float32",
     support: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Generate chunk ``chunk``: ``n`` events as {feature: float32 (n,), "label": int8 (n,)},
-    the events of :func:`sample_to_root` for the same seed, chunk and ``support``.
+    """Generate chunk ``chunk``: ``n`` events as {feature: float32 (n,), "label": int8 (n,)}.
 
     ``signal_fraction`` is None for an unconditional flow (no label is drawn or written).
+    The events are chunk ``chunk`` of :func:`sample_to_root` with the same arguments: with
+    ``support``, inside the training events' support and passing the selection.
     """
     device = torch.device(device)
+    bounds, cut = _support_checks(preprocessor, device, support)
     y, labels = _draw(
         flow,
         n,
@@ -374,25 +423,31 @@ def sample_chunk(
         signal_fraction=signal_fraction,
         device=device,
         precision=precision,
-        bounds=support_bounds(preprocessor, device) if support else None,
+        bounds=bounds,
+        cut=cut,
     )
     return _to_events(preprocessor, y, labels)
 
 
-def support_bounds(
-    preprocessor: Preprocessor, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The training events' support in the latent space (low, high: (P, d) float32 on
-    ``device``, :func:`hepflows.support.latent_bounds`); None where the preprocessing has none."""
-    from hepflows.support import latent_bounds
+def _support_checks(
+    preprocessor: Preprocessor, device: torch.device, support: bool
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, Cut | None]:
+    """The support's latent bounds on ``device`` and the selection's check
+    (:mod:`hepflows.support`), each None where absent or without ``support``."""
+    from hepflows.support import data_cut, latent_bounds
 
+    if not support:
+        return None, None
     box = latent_bounds(preprocessor)
-    if box is None:
-        return None
-    return (
-        torch.as_tensor(box[0], dtype=torch.float32, device=device),
-        torch.as_tensor(box[1], dtype=torch.float32, device=device),
+    bounds = (
+        None
+        if box is None
+        else (
+            torch.as_tensor(box[0], dtype=torch.float32, device=device),
+            torch.as_tensor(box[1], dtype=torch.float32, device=device),
+        )
     )
+    return bounds, data_cut(preprocessor)
 
 
 def iter_chunks(n_events: int, chunk_size: int, first_chunk: int = 0) -> Iterator[tuple[int, int]]:
@@ -491,7 +546,7 @@ def sample_to_root(
     device = torch.device(device)
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)
     precision = resolve_precision(precision, device)
-    bounds = support_bounds(preprocessor, device) if support else None
+    bounds, cut = _support_checks(preprocessor, device, support)
     counts: dict[int, list[int]] = {}
     flow.eval()
     with (
@@ -527,6 +582,7 @@ def sample_to_root(
                         precision=precision,
                         asynchronous=asynchronous,
                         bounds=bounds,
+                        cut=cut,
                         counts=counts,
                     )
                 if worker is None:
@@ -535,9 +591,10 @@ def sample_to_root(
                     worker.put(item)
             if worker is not None:
                 worker.close()
-            if bounds is not None:
+            if bounds is not None or cut is not None:
                 record = acceptance_record(counts, signal_fraction is not None)
                 writer.metadata["support_acceptance"] = record
+                _record_selection(writer.metadata, preprocessor, cut is not None)
                 log.info(
                     "support: acceptance %s",
                     ", ".join(f"{k} {v['acceptance']:.5f}" for k, v in record.items()),

@@ -26,6 +26,7 @@ if config["data"]["source"] == "generator":
 
 else:
 
+    from hepflows import feasibility as hepflows_feasibility
     from hepflows.events import inputs as hepflows_inputs
 
     rule ingest:
@@ -37,6 +38,12 @@ else:
         params:
             script=script("ingest"),
             settings=settings("seed", *FEATURE_SECTIONS, "data"),
+            # what the fail-fast checks read of later steps (validation.classifier, ...): a
+            # function of the output, so that Snakemake does not count it among the params
+            # that rerun ingest (and retrain) when they change; ingest's files do not depend on it
+            checks=lambda wildcards, output: json.dumps(
+                hepflows_feasibility.ingest_reads(config), sort_keys=True
+            ),
         log:
             run_log("ingest"),
         benchmark:
@@ -44,7 +51,7 @@ else:
         conda:
             "../../envs/data.yaml"
         shell:
-            "python {params.script} --settings {params.settings:q}"
+            "python {params.script} --settings {params.settings:q} --checks {params.checks:q}"
             " --train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
 
 

@@ -125,6 +125,24 @@ class Selection:
         if not self.names:
             raise InputError(f"{key} {expression!r}: names no branch")
 
+    def conjuncts(self) -> list[ast.expr]:
+        """The top-level terms joined by ``&`` (or ``and``): each must hold for an event to
+        pass, so each can be checked on its own; a selection without one is its only term."""
+        terms, todo = [], [self._tree]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd):
+                todo += [node.right, node.left]
+            elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+                todo += reversed(node.values)
+            else:
+                terms.append(node)
+        return terms
+
+    def text(self, node: ast.AST) -> str:
+        """The expression's own text of ``node``, one of its parts."""
+        return ast.get_source_segment(self.expression.strip(), node) or ast.unparse(node)
+
     def _refuse(self, node: ast.AST, what: str) -> InputError:
         piece = ast.get_source_segment(self.expression.strip(), node) or type(node).__name__
         return InputError(

@@ -140,9 +140,16 @@ def support_sentence(folder: Path) -> str:
     from hepflows.events.reader import read_metadata
 
     path = folder / layout.MODEL_FILES["generated"]
-    record = read_metadata(path).get("support_acceptance") if path.is_file() else None
+    meta = read_metadata(path) if path.is_file() else {}
+    record = meta.get("support_acceptance")
     if not record:
         return ""
+    selection = meta.get("support_selection") or {}
+    cut = f", the selection {selection['checked']}" if selection.get("checked") else ""
+    terms = "; ".join(selection.get("skipped") or ())
+    skipped = (
+        f" Not checked (the terms read branches that are not features): {terms}." if terms else ""
+    )
     parts = [
         f"{name} {r['acceptance']:.5f} ({r['drawn'] - r['accepted']:,} of {r['drawn']:,} drawn "
         "events redrawn)"
@@ -150,7 +157,8 @@ def support_sentence(folder: Path) -> str:
     ]
     return (
         "Every generated event lies inside the training events' support (cuts, bounds, "
-        f"non-negative masses, pT and MET); acceptance per process: {'; '.join(parts)}."
+        f"non-negative masses, pT and MET{cut}); acceptance per process: {'; '.join(parts)}."
+        + skipped
     )
 
 

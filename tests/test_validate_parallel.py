@@ -4,6 +4,7 @@ number of workers, the figure text of the caller, a worker's error raised as its
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ def _threads() -> int:
     return max((lib["num_threads"] for lib in threadpool_info()), default=1)
 
 
+def _warn(n: int) -> int:
+    warnings.warn(f"clipped to {n}", UserWarning, stacklevel=1)
+    return n
+
+
 def _fail(path: str) -> None:
     raise InputError(f"{path}: no events")
 
@@ -29,6 +35,8 @@ def test_task_pool_keeps_order_runs_one_thread_a_task_and_raises_the_tasks_error
     with task_pool(2) as run:
         assert run(tasks) == [k * k for k in range(7)]
         assert run([(_threads, (), {})] * 2) == [1, 1]  # two workers never fight for cores
+        with pytest.warns(UserWarning, match="clipped to 3"):  # a worker's warning reaches us
+            assert run([(_warn, (3,), {})]) == [3]
         with pytest.raises(InputError, match="bad.root: no events"):
             run([(pow, (2, 3), {}), (_fail, ("bad.root",), {})])
     with task_pool(1) as run:
@@ -73,6 +81,23 @@ def test_workers_give_the_same_numbers_and_figures_as_one_process(tmp_path):
     assert pngs == sorted(p.relative_to(two) for p in two.rglob("*.png"))
     differ = [str(p) for p in pngs if (one / p).read_bytes() != (two / p).read_bytes()]
     assert not differ, differ
+
+
+def test_small_samples_stay_in_one_process_by_default(tmp_path, monkeypatch):
+    from hepflows.validation import runner
+
+    asked = []
+    pool = runner.task_pool
+
+    def spy(workers: int):
+        asked.append(workers)
+        return pool(workers)
+
+    monkeypatch.setattr(runner, "task_pool", spy)
+    validate_samples(
+        events(600, 1), events(300, 2), FEATURES, tmp_path, n_null=5, classifier=False, plots=False
+    )
+    assert asked == [1]  # below POOL_MIN_EVENTS the pool's start-up would cost more
 
 
 def test_a_workers_error_is_the_users_message(tmp_path):

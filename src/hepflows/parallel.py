@@ -5,7 +5,8 @@ MC-vs-MC null pair, the classifier judges' fits, the figures.  :func:`task_pool`
 of such calls on ``workers`` processes (joblib's loky: started afresh, not forked, so no copy
 of a parent's threads, and no re-run of a script that lacks an ``if __name__ == "__main__"``
 guard) and returns their results in the order of the list.  Each call is seeded by its own arguments and
-runs on one BLAS/OpenMP thread, so the results do not depend on the number of workers.  With
+runs on one BLAS/OpenMP thread, so the results do not depend on the number of workers; the
+warnings of the calls are shown by the caller, through its filters.  With
 one worker the calls run in this process, one after the other.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,10 +39,25 @@ def default_workers(limit: int = MAX_DEFAULT_WORKERS) -> int:
     return max(1, min(limit, cpus))
 
 
-def _one_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+#: The warnings already shown by :func:`_rewarn`, as the ``default`` filter action keeps them.
+_SHOWN: dict[Any, Any] = {}
+
+
+def _one_thread(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[Any, list[tuple[str, type[Warning], str, int]]]:
+    """``fn(*args, **kwargs)`` on one thread, and the warnings it raised, for the caller."""
     # two workers of two OpenMP threads each would fight over two cores
-    with threadpool_limits(limits=1):
-        return fn(*args, **kwargs)
+    with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
+
+
+def _rewarn(caught: list[tuple[str, type[Warning], str, int]]) -> None:
+    # through the caller's filters, each shown once as in one process (not once per task)
+    for text, category, filename, lineno in caught:
+        warnings.warn_explicit(text, category, filename, lineno, registry=_SHOWN)
 
 
 def run_here(tasks: Sequence[Task]) -> list[Any]:
@@ -61,8 +78,9 @@ def task_pool(workers: int) -> Iterator[Runner]:
     with Parallel(n_jobs=workers, backend="loky") as parallel:
 
         def run(tasks: Sequence[Task]) -> list[Any]:
-            return list(
-                parallel(delayed(_one_thread)(fn, args, kwargs) for fn, args, kwargs in tasks)
-            )
+            done = parallel(delayed(_one_thread)(fn, args, kwargs) for fn, args, kwargs in tasks)
+            for _, caught in done:
+                _rewarn(caught)
+            return [result for result, _ in done]
 
         yield run

@@ -101,6 +101,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Generated events from which ``validate_samples`` shares its work by default.
+POOL_MIN_EVENTS = 5000
+
 
 def validate_samples(
     reference: Mapping,
@@ -144,11 +147,16 @@ def validate_samples(
     not tested, and the plots draw each process normalised to its own area.
     ``judge_families`` and ``derived`` (name: expression; None: the defaults of
     :mod:`hepflows.validation.derived`, {}: none) make the classifier panel.
-    ``workers`` processes (None: :func:`parallel.default_workers`) share the null pairs'
-    metrics, the judges' fits and the figures; every number is the same for any count.
+    ``workers`` processes share the null pairs' metrics, the judges' fits and the figures;
+    every number and figure is the same for any count.  None: :func:`parallel.default_workers`
+    from :data:`POOL_MIN_EVENTS` generated events on, one process below (starting the pool
+    costs a few seconds, more than it saves on a small sample).
     Returns the dict written to metrics.json.
     """
-    with task_pool(default_workers() if workers is None else workers) as run:
+    if workers is None:
+        n_generated = max((len(v) for v in generated.values()), default=0)
+        workers = default_workers() if n_generated >= POOL_MIN_EVENTS else 1
+    with task_pool(workers) as run:
         return _validate_samples(
             run,
             reference,

@@ -114,3 +114,33 @@ def test_a_workers_error_is_the_users_message(tmp_path):
             training_log=bad_log,
             workers=2,
         )
+
+
+@pytest.fixture()
+def fit_threads(monkeypatch):
+    """The most OpenMP threads any gradient-boosted fit was allowed."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    seen: list[int] = []
+    fit = HistGradientBoostingClassifier.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", spy)
+    return seen
+
+
+def test_the_judges_and_the_closure_fit_on_one_thread(tmp_path, fit_threads):
+    """Threads that spin and wait on a busy machine made these fits 10-50x slower."""
+    from threadpoolctl import threadpool_limits
+
+    from hepflows.validation.closure import write_closure
+
+    ref, gen = events(600, 1), events(300, 2)
+    with threadpool_limits(limits=2):  # what a 2-core machine gives by default
+        validate_samples(ref, gen, FEATURES, tmp_path, n_null=5, plots=False, workers=1)
+        write_closure(events(600, 3), ref, gen, FEATURES, tmp_path / "closure.csv", seed=1)
+    assert len(fit_threads) >= 2 + 1  # judges and the closure's classifier
+    assert max(fit_threads) == 1, fit_threads

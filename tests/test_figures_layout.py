@@ -98,6 +98,7 @@ def test_every_figure_type_has_no_overlapping_or_clipped_text(figures, tmp_path)
             n_null=20,
             seed=3,
             training_log=_training_log(tmp_path / "log.csv"),
+            workers=1,  # the figures drawn here, where the fixture sees them
         )
     expected = {"lepton_pt", "m_bb", "overview", "correlation_difference", "classifier_roc"}
     assert expected | {"training_curve", "2d_m_bb_vs_m_wwbb"} <= set(seen), sorted(seen)

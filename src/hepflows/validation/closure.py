@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import norm
+from threadpoolctl import threadpool_limits
 
 from hepflows.atomic import atomic_write_text
 from hepflows.events.schema import LABEL
@@ -55,12 +56,16 @@ def classifier_closure(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
-    clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x_train, y_train)
     auc = {}
     err = {}
-    for name, x, y in (("mc", x_mc, y_mc), ("generated", x_gen, y_gen)):
-        auc[name] = float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
-        err[name] = hanley_mcneil_error(auc[name], int(y.sum()), int(len(y) - y.sum()))
+    # one thread (the same trees): on a machine with other work, OpenMP's threads spin and
+    # wait, and this took 10-12 s instead of 1 s on the tiny config's events
+    with threadpool_limits(limits=1):
+        clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+        clf.fit(x_train, y_train)
+        for name, x, y in (("mc", x_mc, y_mc), ("generated", x_gen, y_gen)):
+            auc[name] = float(roc_auc_score(y, clf.predict_proba(x)[:, 1]))
+            err[name] = hanley_mcneil_error(auc[name], int(y.sum()), int(len(y) - y.sum()))
     diff = auc["generated"] - auc["mc"]
     sigma = math.hypot(err["mc"], err["generated"])
     return {

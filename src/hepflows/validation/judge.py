@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from hepflows.events.selection import Expression
 from hepflows.kish import effective_size
+from hepflows.parallel import Runner, Task, run_here
 from hepflows.validation import metrics as m
 from hepflows.validation import null as nl
 from hepflows.validation.classifier import auc_null_pvalue, classifier_two_sample
@@ -196,6 +197,7 @@ def classifier_block(
     families: Sequence[str] = ("gbt",),
     derived: Mapping[str, Expression] | None = None,
     features: Sequence[str] = (),
+    run: Runner = run_here,
 ) -> tuple[dict, list[dict], dict]:
     """Classifier tests by a panel of judges: the most sensitive one's result, a row per judge
     and the verdict row.
@@ -206,7 +208,8 @@ def classifier_block(
     has its own MC-vs-MC AUCs on ``null_pairs``.  Taking the largest of k AUCs would raise the
     false-alarm rate k-fold, so each judge's band edge is the one-sided 1 - 0.05/k Mann-Whitney
     quantile (Bonferroni; the judges are correlated, so this is conservative); the verdict is
-    the judge with the largest ratio to its edge, and names it (``worst_feature``).
+    the judge with the largest ratio to its edge, and names it (``worst_feature``).  ``run``
+    runs the judges' fits (:mod:`hepflows.parallel`); each fit has its own seed.
     """
     extra = dict(derived or {})
 
@@ -219,29 +222,34 @@ def classifier_block(
 
     panel = [(f, False) for f in families] + ([(f, True) for f in families] if extra else [])
     z_edge = float(stats.norm.ppf(1.0 - 0.05 / len(panel)))
-    results, rows = [], []
+    tasks: list[Task] = []
     for family, with_derived in panel:
-        name = family + (" + derived" if with_derived else "")
-        res = classifier_two_sample(
-            design(a, with_derived),
-            design(g, with_derived),
-            seed=seed,
-            w_ref=a.w,
-            w_test=g.w,
-            family=family,
+        tasks.append(
+            (
+                classifier_two_sample,
+                (design(a, with_derived), design(g, with_derived)),
+                {"seed": seed, "w_ref": a.w, "w_test": g.w, "family": family},
+            )
         )
-        null_res = [
-            classifier_two_sample(
-                design(p, with_derived),
-                design(q, with_derived),
-                seed=seed + 1 + k,
-                n_bootstrap=0,
-                w_ref=p.w,
-                w_test=q.w,
-                family=family,
+        tasks += [
+            (
+                classifier_two_sample,
+                (design(p, with_derived), design(q, with_derived)),
+                {
+                    "seed": seed + 1 + k,
+                    "n_bootstrap": 0,
+                    "w_ref": p.w,
+                    "w_test": q.w,
+                    "family": family,
+                },
             )
             for k, (p, q) in enumerate(null_pairs)
         ]
+    fits = run(tasks)
+    results, rows = [], []
+    for j, (family, with_derived) in enumerate(panel):
+        name = family + (" + derived" if with_derived else "")
+        res, *null_res = fits[j * (1 + len(null_pairs)) : (j + 1) * (1 + len(null_pairs))]
         null_aucs = np.array([q["auc"] for q in null_res])
         edge = 0.5 + z_edge * res["sigma_null"]
         r = float(nl.ratio(res["auc"], edge, baseline=0.5))

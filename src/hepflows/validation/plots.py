@@ -82,6 +82,11 @@ def figure_text(
         _FIGURE_TEXT.reset(token)
 
 
+def current_figure_text() -> FigureText:
+    """The figure text in force here (:func:`figure_text`), to hand to another process."""
+    return _FIGURE_TEXT.get()
+
+
 def simulation_label(
     fig: plt.Figure,
     rect: tuple[float, float, float, float],

@@ -52,14 +52,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from hepflows import layout
 from hepflows.errors import InputError
+from hepflows.parallel import Runner, Task, default_workers, run_here, task_pool
 from hepflows.validation import null as nl
 from hepflows.validation.derived import derived_expressions
 from hepflows.validation.judge import (
@@ -94,7 +96,13 @@ from hepflows.validation.tables import (
     write_tables,
 )
 
+if TYPE_CHECKING:
+    from hepflows.validation.plots import FigureText
+
 log = logging.getLogger(__name__)
+
+#: Generated events from which ``validate_samples`` shares its work by default.
+POOL_MIN_EVENTS = 5000
 
 
 def validate_samples(
@@ -117,6 +125,7 @@ def validate_samples(
     normalise: str = "total",
     judge_families: Sequence[str] = ("gbt", "mlp"),
     derived: Mapping[str, str] | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Compare generated events with held-out MC; write metrics, verdict and figures.
 
@@ -138,8 +147,62 @@ def validate_samples(
     not tested, and the plots draw each process normalised to its own area.
     ``judge_families`` and ``derived`` (name: expression; None: the defaults of
     :mod:`hepflows.validation.derived`, {}: none) make the classifier panel.
+    ``workers`` processes share the null pairs' metrics, the judges' fits and the figures;
+    every number and figure is the same for any count.  None: :func:`parallel.default_workers`
+    from :data:`POOL_MIN_EVENTS` generated events on, one process below (starting the pool
+    costs a few seconds, more than it saves on a small sample).
     Returns the dict written to metrics.json.
     """
+    if workers is None:
+        n_generated = max((len(v) for v in generated.values()), default=0)
+        workers = default_workers() if n_generated >= POOL_MIN_EVENTS else 1
+    with task_pool(workers) as run:
+        return _validate_samples(
+            run,
+            reference,
+            generated,
+            features,
+            out_dir,
+            null_reference=null_reference,
+            n_null=n_null,
+            seed=seed,
+            units=units,
+            classifier=classifier,
+            plots=plots,
+            training_log=training_log,
+            n_null_classifier=n_null_classifier,
+            model=model,
+            discrete=discrete,
+            labels=labels,
+            normalise=normalise,
+            judge_families=judge_families,
+            derived=derived,
+        )
+
+
+def _validate_samples(
+    run: Runner,
+    reference: Mapping,
+    generated: Mapping,
+    features: Sequence[str],
+    out_dir: Path,
+    *,
+    null_reference: Mapping | None,
+    n_null: int,
+    seed: int,
+    units: str,
+    classifier: bool,
+    plots: bool,
+    training_log: Path | None,
+    n_null_classifier: int,
+    model: str | None,
+    discrete: Sequence[str],
+    labels: Mapping[str, Mapping] | None,
+    normalise: str,
+    judge_families: Sequence[str],
+    derived: Mapping[str, str] | None,
+) -> dict:
+    """:func:`validate_samples` with ``run`` running its independent tasks."""
     t_start = time.perf_counter()
     features = tuple(features)
     if not features:
@@ -176,8 +239,13 @@ def validate_samples(
         ", ".join(f"{name} {sizes.get(c, 0)}" for name, c in SLICE_CLASS.items() if c in sizes),
     )
     with threadpool_limits(limits=1, user_api="blas"):
-        value = pair_metrics(a, g, slices, seed)
-        nulls = [pair_metrics(p, q, slices, seed + 1 + k) for k, (p, q) in enumerate(null_pairs)]
+        value, *nulls = run(
+            [(pair_metrics, (a, g, slices, seed), {})]
+            + [
+                (pair_metrics, (p, q, slices, seed + 1 + k), {})
+                for k, (p, q) in enumerate(null_pairs)
+            ]
+        )
     t_metrics = time.perf_counter()
     log.info("validate 1/4: metrics done in %.1f s", t_metrics - t_start)
 
@@ -214,6 +282,7 @@ def validate_samples(
             families=judge_families,
             derived=observables,
             features=features,
+            run=run,
         )
         rows += clf_rows
         verdict.append(clf_verdict)
@@ -269,6 +338,7 @@ def validate_samples(
             model=model,
             labels=labels,
             shapes=shapes,
+            run=run,
         )
     t_end = time.perf_counter()
     if plots:
@@ -348,8 +418,9 @@ def _write_plots(
     model: str | None = None,
     labels: Mapping[str, Mapping] | None = None,
     shapes: bool = False,
+    run: Runner | None = None,
 ) -> None:
-    """All figures; the feature plots show the full samples, not the compared subsamples
+    """All figures, drawn by ``run`` (in this process when None); the feature plots show the full samples, not the compared subsamples
     (each process normalised to its own area with ``shapes``).
 
     The ratio panels' MC-vs-MC band comes from the verdict's own null pairs, scaled per class
@@ -361,6 +432,12 @@ def _write_plots(
     )
 
     plot_dir.mkdir(parents=True, exist_ok=True)
+    text = plots.current_figure_text()
+    tasks: list[Task] = []
+
+    def draw(fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+        tasks.append((_draw, (text, fn, args, kwargs), {}))
+
     scale = {}
     for c, n_c in (sizes or {}).items():
         n_r, n_g = np.count_nonzero(ref.label == c), np.count_nonzero(gen.label == c)
@@ -378,7 +455,8 @@ def _write_plots(
                 )
     for j, f in enumerate(features):
         pairs = [((p.x[:, j], p.label, p.w), (q.x[:, j], q.label, q.w)) for p, q in null_pairs]
-        plots.plot_feature(
+        draw(
+            plots.plot_feature,
             f,
             (ref.x[:, j], ref.label, ref.w),
             (gen.x[:, j], gen.label, gen.w),
@@ -391,7 +469,8 @@ def _write_plots(
             labels=labels,
             shapes=shapes,
         )
-    plots.plot_overview(
+    draw(
+        plots.plot_overview,
         features,
         (ref.x, ref.label, ref.w),
         (gen.x, gen.label, gen.w),
@@ -404,7 +483,8 @@ def _write_plots(
     for fx, fy in plots.PAIRS_2D:
         if fx in features and fy in features:
             cols = [features.index(fx), features.index(fy)]
-            plots.plot_2d_comparison(
+            draw(
+                plots.plot_2d_comparison,
                 (fx, fy),
                 (ref.x[:, cols], ref.label, ref.w),
                 (gen.x[:, cols], gen.label, gen.w),
@@ -412,7 +492,8 @@ def _write_plots(
                 units=units,
                 model=model,
             )
-    plots.plot_correlation_difference(
+    draw(
+        plots.plot_correlation_difference,
         {s: c["difference"] for s, c in correlation.items()},
         features,
         plot_dir / "correlation_difference",
@@ -420,10 +501,24 @@ def _write_plots(
         labels=labels,
     )
     if classifier_result is not None:
-        plots.plot_roc(
+        draw(
+            plots.plot_roc,
             classifier_result,
             plot_dir / "classifier_roc",
             null_results=classifier_result["null"]["roc"],
         )
     if training_log is not None:
-        plots.plot_training_curve(Path(training_log), plot_dir / "training_curve")
+        draw(plots.plot_training_curve, Path(training_log), plot_dir / "training_curve")
+    # the costliest first, so that no worker is left with a long one at the end
+    tasks.reverse()
+    (run or run_here)(tasks)
+
+
+def _draw(
+    text: FigureText, fn: Callable[..., object], args: tuple, kwargs: Mapping[str, object]
+) -> object:
+    """``fn(*args, **kwargs)`` under the figure text ``text`` (a worker has none of its own)."""
+    from hepflows.validation.plots import figure_text
+
+    with figure_text(label=text.label, energy=text.energy, lumi=text.lumi):
+        return fn(*args, **kwargs)

@@ -469,6 +469,17 @@ def _batch(
     return x[idx], None if sign is None else sign[idx]
 
 
+def _batch_sources(
+    x: ArrayLike, y: ArrayLike, wx: ArrayLike | None, wy: ArrayLike | None, normalise: bool
+) -> tuple[FloatArray, FloatArray, tuple, tuple]:
+    """The two samples as columns (standardised together with ``normalise``) and, for each, the
+    draw probabilities and signs of :func:`_batch`: what the batched JetNet distances share."""
+    x2, y2 = _as_columns(x), _as_columns(y)
+    if normalise:
+        x2, y2 = normalise_features(x2, y2)
+    return x2, y2, _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
+
+
 def fpd(
     x: ArrayLike,
     y: ArrayLike,
@@ -491,10 +502,7 @@ def fpd(
     proportional to their weights (to their absolute values, each keeping its sign, when
     some are negative).
     """
-    x2, y2 = _as_columns(x), _as_columns(y)
-    if normalise:
-        x2, y2 = normalise_features(x2, y2)
-    (px, sx), (py, sy) = _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
+    x2, y2, (px, sx), (py, sy) = _batch_sources(x, y, wx, wy, normalise)
     sizes = (1.0 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype(int)
     rng = np.random.default_rng(seed)
     means = []
@@ -617,10 +625,7 @@ def kernel_distance(
     proportional to their weights (to their absolute values, each keeping its sign, when
     some are negative).
     """
-    x2, y2 = _as_columns(x), _as_columns(y)
-    if normalise:
-        x2, y2 = normalise_features(x2, y2)
-    (px, sx), (py, sy) = _draw_probabilities(wx, len(x2)), _draw_probabilities(wy, len(y2))
+    x2, y2, (px, sx), (py, sy) = _batch_sources(x, y, wx, wy, normalise)
     vals = []
     for i in range(num_batches):
         rng = np.random.default_rng(seed + 1000 * i)

@@ -285,8 +285,9 @@ def test_unconditional_model_is_validated_as_one_class(steps, tmp_path):
 def test_validation_events_outside_the_fitted_range_are_left_out(steps, tmp_path, caplog):
     # One validation event far beyond the training range would be clipped to its edge, where
     # the flow's density is an extrapolation; early stopping must not watch it.
-    from hepflows import cli, preprocess
+    from hepflows import preprocess
     from hepflows.events.writer import write_events
+    from hepflows.steps.train import dataset
 
     d = steps[0]
     pre = preprocess.Preprocessor.load(d / "pre.json")
@@ -304,8 +305,8 @@ def test_validation_events_outside_the_fitted_range_are_left_out(steps, tmp_path
     events["m_bb"][inside] = pre.high[pre.features.index("m_bb")] * 10
     write_events(tmp_path / "val.root", events)
     with caplog.at_level("WARNING"):
-        kept = cli._dataset(str(tmp_path / "val.root"), pre, True, "cpu", drop_outside=True)
-        clipped = cli._dataset(str(tmp_path / "val.root"), pre, True, "cpu")
+        kept = dataset(str(tmp_path / "val.root"), pre, True, "cpu", drop_outside=True)
+        clipped = dataset(str(tmp_path / "val.root"), pre, True, "cpu")
     assert len(kept.x) == n - natural - 1 and len(clipped.x) == n
     assert f"{natural + 1} events outside the fitted range left out" in caplog.text
 

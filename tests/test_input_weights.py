@@ -61,14 +61,14 @@ def test_signal_fraction_refuses_a_process_of_non_positive_total():
 
 
 def test_train_takes_the_weighted_fraction_of_its_dataset():
-    from hepflows.cli import _signal_fraction
+    from hepflows.steps.train import signal_fraction
     from hepflows.training import Dataset
 
     label = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
-    weight = torch.tensor([3.0, 0.5, 0.25, 0.25])  # mean 1, as _dataset scales them
+    weight = torch.tensor([3.0, 0.5, 0.25, 0.25])  # mean 1, as train.dataset scales them
     data = Dataset(torch.zeros(4, 2), label, weight)
-    assert _signal_fraction("train.root", data) == pytest.approx(0.75)
-    assert _signal_fraction("train.root", Dataset(torch.zeros(4, 2), label)) == 0.25
+    assert signal_fraction("train.root", data) == pytest.approx(0.75)
+    assert signal_fraction("train.root", Dataset(torch.zeros(4, 2), label)) == 0.25
 
 
 # -- the input events' effective sample size in validation -----------------------------------

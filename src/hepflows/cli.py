@@ -18,14 +18,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hepflows import heap, layout
 from hepflows.errors import InputError, Interrupted, ResourceError
-from hepflows.model_config import model_kind
-
-if TYPE_CHECKING:
-    from hepflows.events.feature_cut import FeatureCut
+from hepflows.steps import common
 
 log = logging.getLogger("hepflows")
 
@@ -51,26 +48,6 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return config.load(args.config, overrides)
 
 
-def _features(cfg: dict[str, Any]) -> tuple[str, ...]:
-    from hepflows.events.observables import feature_names
-
-    return feature_names(cfg)
-
-
-def _metadata(cfg: dict[str, Any], sections: Sequence[str], **extra: Any) -> dict[str, Any]:
-    """Provenance written into every output: version, git commit, config hash, seed."""
-    from hepflows import __version__, config
-    from hepflows.provenance import git_commit
-
-    return {
-        "hepflows_version": __version__,
-        "git_commit": git_commit(),
-        "config_hash": config.section_hash(cfg, sections),
-        "seed": cfg["seed"],
-        **extra,
-    }
-
-
 # -- steps ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> None:
     """MC events from the embedded generator: one ROOT file per split, or one shard of a split."""
@@ -78,7 +55,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     cfg = _settings(args)
     data = cfg["data"]
-    meta = _metadata(cfg, ("seed", "data"), source="generator")
+    meta = common.metadata(cfg, ("seed", "data"), source="generator")
     args.truth_events = cfg["validation"]["amplification"]["truth_events"]
     args.refine_events = cfg["refine"]["mc_events"]
     for split, path, start, n, shard in _generate_jobs(args, data):
@@ -170,64 +147,11 @@ def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int,
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
-    from hepflows import config, feasibility
-    from hepflows.events import convert as io
-    from hepflows.events import inputs
+    from hepflows.steps import ingest
 
     cfg = _settings(args)
-    checked = _checked_settings(args, cfg)
-    data = cfg["data"]
     outputs = {"train": args.train, "val": args.val, "test": args.test}
-    if data["source"] == "higgs_csv":
-        if data["inputs"]:
-            raise InputError("key data.inputs: for source root; source higgs_csv reads data.path")
-        if not data["path"]:
-            raise InputError("key data.path: source higgs_csv needs the CSV file")
-        path = data["path"]
-        record = (
-            {"path": path, "size": Path(path).stat().st_size, "sha256": inputs.file_checksum(path)}
-            if Path(path).is_file()
-            else None
-        )
-        meta = _metadata(
-            cfg,
-            ("seed", *config.FEATURE_SECTIONS, "data"),
-            source=path,
-            inputs=[record] if record else [],
-        )
-        counts = io.convert_higgs_csv(
-            path, outputs, split=data["split"], limit=data["limit"], metadata=meta
-        )
-    elif data["source"] == "root":
-        files = inputs.resolve_inputs(
-            data, default_tree=data["tree"], default_label_branch=data["label_branch"]
-        )
-        meta = _metadata(
-            cfg,
-            ("seed", *config.FEATURE_SECTIONS, "data"),
-            source=data["path"] or [e["path"] for e in data["inputs"]],
-        )
-        counts = inputs.convert_inputs(
-            files,
-            outputs,
-            features=_features(cfg),
-            seed=cfg["seed"],
-            branch_map=data["branch_map"],
-            weight_branch=data["weight_branch"],
-            selection=data["selection"],
-            derived=cfg.get("derived") or {},
-            split=data["split"],
-            limit=data["limit"],
-            metadata=meta,
-            wild_values=data["wild_values"],
-            on_negative=lambda where, n: feasibility.check_negative_weight(where, n, checked),
-            on_splits=lambda tallies, weighted: feasibility.check_splits(
-                tallies, checked, weighted
-            ),
-        )
-    else:
-        raise InputError(f"key data.source: ingest needs higgs_csv or root, got {data['source']!r}")
-    log.info("rows per split: %s", counts)
+    ingest.run(cfg, outputs, _checked_settings(args, cfg))
 
 
 def _checked_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -246,136 +170,26 @@ def _checked_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
     """Fit min-max (with margin) -> logit -> standardise on the training events."""
-    from hepflows import config, preprocess
-    from hepflows.events.reader import read_events
-    from hepflows.events.schema import LABEL
+    from hepflows.steps import preprocess
 
-    cfg = _settings(args)
-    features = _features(cfg)
-    per_process = cfg["preprocess"]["per_process"]
-    if per_process:
-        _check_per_process_is_conditional(cfg["training"]["conditional"])
-    events = read_events(args.train, features)
-    x = _matrix(events, features)
-    pre = preprocess.fit(
-        x,
-        features,
-        margin=cfg["preprocess"]["margin"],
-        transform=cfg["preprocess"]["transform"],
-        quantiles=cfg["preprocess"]["quantiles"],
-        labels=events[LABEL],
-        per_process=per_process,
-        discrete=_declared_discrete(cfg, args.train),
-        discrete_values=cfg["preprocess"]["discrete_values"],
-        cut=_selection_on_features(args.train, features),
-        config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
-        source=str(args.train),
-        metadata=_metadata(cfg, config.PREPROCESS_SECTIONS),
-    )
-    pre.save(args.out)
-    log.info(
-        "fitted preprocessing on %d events of %d features -> %s", len(x), len(features), args.out
-    )
+    preprocess.run(_settings(args), train=args.train, out=args.out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train the flow; writes the best model, the per-epoch log (CSV) and its plot."""
-    import torch
+    from hepflows.steps import train
 
-    from hepflows import checkpoint, config, training
-    from hepflows.events.reader import read_metadata
-    from hepflows.flows import build_flow
-    from hepflows.normalisation import input_normalisation
-    from hepflows.preprocess import Preprocessor
-    from hepflows.validation.plots import plot_training_curve
-
-    cfg = _settings(args)
-    settings = dict(cfg["training"])
-    if args.device:
-        settings["device"] = args.device
-    features = _features(cfg)
-    pre = Preprocessor.load(
-        args.preprocess,
-        features=features,
-        config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
-    )
-    if pre.per_process:
-        _check_per_process_is_conditional(settings["conditional"])
-    device = training.select_device(settings["device"])
-    log.info(
-        "training on %s%s",
-        device,
-        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
-    )
-    conditional = settings["conditional"]
-    train = _dataset(args.train, pre, conditional, device)
-    val = _dataset(args.val, pre, conditional, device, drop_outside=True)
-    signal_fraction = _signal_fraction(args.train, train) if conditional else None
-    if cfg["data"]["normalise"] == "per_process":
-        # after the weighted fraction is taken: it is the default mixture to generate
-        train, val = _per_process(train), _per_process(val)
-    torch.manual_seed(cfg["seed"])
-    flow = build_flow(cfg["model"], len(features), 1 if conditional else 0).to(device)
-    log.info(
-        "model: %s, %d parameters",
-        model_kind(cfg["model"]),
-        sum(p.numel() for p in flow.parameters()),
-    )
-    model_hash = config.section_hash(cfg, config.MODEL_SECTIONS)
-    out = Path(args.model)
-    trainer = training.Trainer(
-        flow,
-        train,
-        val,
-        settings,
-        seed=cfg["seed"],
-        resume_path=out.with_name(out.stem + ".resume.pt"),
+    train.run(
+        _settings(args),
+        train=args.train,
+        val=args.val,
+        preprocess=args.preprocess,
+        model=args.model,
         log_path=args.log,
-        config_hash=model_hash,
+        plot=args.plot,
+        device=args.device,
         progress=not args.quiet,
     )
-    trainer.try_resume()
-    state = trainer.fit()
-    checkpoint.save(
-        out,
-        {
-            "state_dict": state.best_state,
-            "model": cfg["model"],
-            "features": list(features),
-            "context_features": 1 if conditional else 0,
-            "config_hash": model_hash,
-            "preprocess_hash": pre.config_hash,
-            "preprocess_parameters_hash": pre.parameters_hash,
-            "epoch": state.best_epoch,
-            "val_nll": state.best_val,
-            "signal_fraction": signal_fraction,
-            # the conditions it saw: sampling refuses the others
-            "labels": _labels(train) if conditional else None,
-            "normalisation": input_normalisation(read_metadata(args.train)),
-            "metadata": _metadata(cfg, config.MODEL_SECTIONS),
-        },
-    )
-    loss = flow.loss_name
-    log.info("best epoch %d, validation %s %.4f -> %s", state.best_epoch, loss, state.best_val, out)
-    if args.plot:
-        label = "Negative log-likelihood per event" if loss == "NLL" else f"{loss} per event"
-        plot_training_curve(Path(args.log), Path(args.plot), label)
-    trainer.resume_path.unlink(missing_ok=True)
-
-
-def _labels(train: Any) -> list[int]:
-    """The process labels present in the training events (their context)."""
-    import torch
-
-    return [int(v) for v in torch.unique(train.context[:, 0]).tolist()]
-
-
-def _signal_fraction(path: str, train: Any) -> float:
-    """The training data's (weighted) signal fraction, checked before training starts."""
-    from hepflows.sampling import training_signal_fraction
-
-    weight = None if train.weight is None else train.weight.cpu().numpy()
-    return training_signal_fraction(train.context[:, 0].cpu().numpy(), weight, path)
 
 
 def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
@@ -408,7 +222,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model_file, preprocess_file = (
         (Path(args.model), Path(args.preprocess)) if args.preprocess else api.locate(args.model)
     )
-    pre = Preprocessor.load(preprocess_file, features=_features(cfg) if with_config else None)
+    pre = Preprocessor.load(preprocess_file, features=common.features(cfg) if with_config else None)
     total = args.events or sampling["events"]
     chunk_size = sampling["chunk_size"]
     # the refine classifier's draw: its own chunks, far beyond every sample's
@@ -487,7 +301,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         signal_fraction=fraction,
         compression=compression,
         device=device,
-        metadata=_metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
+        metadata=common.metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
         progress=not args.quiet,
         precision=precision,
         support=sampling["support"],
@@ -504,7 +318,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
     from hepflows.refine import disjointness, refine, with_weights
 
     cfg = _settings(args)
-    features = list(_features(cfg))
+    features = list(common.features(cfg))
     settings = cfg["refine"]
     labelled = _has_label(args.draw)
     mc = read_events(
@@ -530,7 +344,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
         settings=settings,
     )
     compression = cfg["sampling"]["compression"]
-    meta = _metadata(
+    meta = common.metadata(
         cfg, (*config.MODEL_SECTIONS, "sampling", "refine"), refined=str(args.generated)
     )
     write_events(
@@ -582,7 +396,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from hepflows.validation.runner import validate_samples
 
     cfg = _settings(args)
-    features = _features(cfg)
+    features = common.features(cfg)
     settings = cfg["validation"]
     reference = read_events(
         args.reference,
@@ -620,7 +434,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             seed=cfg["seed"],
             units=cfg["data"]["units"],
             classifier=settings["classifier"],
-            discrete=_discrete(cfg, reference, features, args.reference),
+            discrete=common.discrete_features(cfg, reference, features, args.reference),
             labels=cfg["labels"],
             normalise=cfg["data"]["normalise"],
             judge_families=settings["judges"]["families"],
@@ -645,42 +459,6 @@ def cmd_validate(args: argparse.Namespace) -> None:
         log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
 
 
-def _selection_on_features(path: str, features: Sequence[str]) -> FeatureCut:
-    """The selection the events of ``path`` passed at ingest, on the features
-    (:mod:`hepflows.events.feature_cut`): what generated events are held to."""
-    from hepflows.events.feature_cut import feature_cut
-    from hepflows.events.reader import read_metadata
-
-    meta = read_metadata(path)
-    cut = feature_cut(meta.get("selection"), features, meta.get("branch_map"), meta.get("derived"))
-    if cut.expression is not None:
-        log.info("selection: generated events will pass %s", cut.expression)
-    if cut.skipped:
-        log.info(
-            "selection: the terms %s read branches that are not features; generated events "
-            "cannot be checked against them",
-            list(cut.skipped),
-        )
-    return cut
-
-
-def _declared_discrete(cfg: dict[str, Any], path: str) -> list[str]:
-    """The features of ``discrete:`` and those that ingest found integer-valued in ``path``."""
-    from hepflows.events.reader import read_metadata
-
-    found = read_metadata(path).get("integer_features") or []
-    return list(dict.fromkeys([*cfg["discrete"], *found]))
-
-
-def _discrete(cfg: dict[str, Any], events: dict, features: Sequence[str], path: str) -> list[str]:
-    """The discrete features of the events of ``path``, by the preprocessing's rule."""
-    from hepflows.preprocess import find_discrete
-
-    x = _matrix(events, features)
-    limit = cfg["preprocess"]["discrete_values"]
-    return list(find_discrete(x, features, _declared_discrete(cfg, path), limit))
-
-
 def _validate_reweighted(
     args: argparse.Namespace, cfg: dict[str, Any], reference: dict, labelled: bool
 ) -> None:
@@ -696,7 +474,7 @@ def _validate_reweighted(
 
     if not args.refine_report:
         raise InputError("validate --reweighted: give --refine-report (refine's refine.json)")
-    features = _features(cfg)
+    features = common.features(cfg)
     settings = cfg["validation"]
     out = Path(args.out_dir)
     reweighted = read_events(
@@ -721,7 +499,7 @@ def _validate_reweighted(
         judge_families=settings["judges"]["families"],
         derived=settings["judges"]["derived"],
         plots=False,
-        discrete=_discrete(cfg, reference, features, args.reference),
+        discrete=common.discrete_features(cfg, reference, features, args.reference),
         normalise=cfg["data"]["normalise"],
     )
     raw = read_json(out / layout.VALIDATION_FILES["metrics"])
@@ -789,7 +567,7 @@ def cmd_amplification(args: argparse.Namespace) -> None:
     from hepflows.validation.amplification_plot import plot_amplification
 
     cfg = _settings(args)
-    features = list(_features(cfg))
+    features = list(common.features(cfg))
     settings = cfg["validation"]["amplification"]
 
     def events(path: str) -> dict:
@@ -1099,128 +877,6 @@ def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> N
 
 
 # -- argument parsing ----------------------------------------------------------------------------
-def _matrix(events: dict[str, Any], features: Sequence[str]) -> Any:
-    """The ``features`` of ``events`` as one (n, d) array."""
-    import numpy as np
-
-    return np.stack([events[f] for f in features], axis=1)
-
-
-def _dataset(
-    path: str, pre: Any, conditional: bool, device: Any, *, drop_outside: bool = False
-) -> Any:
-    """The events of ``path`` preprocessed for training, on ``device``.
-
-    With ``drop_outside`` (the validation split) events with a value outside the fitted range
-    are left out: their values would be clipped to the range's edge, where the flow's density
-    is an extrapolation, and one such event can dominate the mean NLL that early stopping
-    watches (seen: 1 event in 10k moving it from 16 to 1e8 nats).
-    """
-    import numpy as np
-    import torch
-
-    from hepflows.events.reader import branch_names, read_events
-    from hepflows.events.schema import LABEL, WEIGHT
-    from hepflows.training import Dataset
-
-    weighted = WEIGHT in branch_names(path)
-    events = read_events(path, pre.features, with_weight=weighted)
-    if len(events[LABEL]) == 0:
-        raise InputError(f"{path}: 0 events, expected at least one")
-    matrix = _matrix(events, pre.features)
-    mask = pre.outside_mask(matrix)
-    if mask.any():
-        named = {f: int(c) for f, c in zip(pre.features, mask.sum(axis=0)) if c}
-        if drop_outside:
-            keep = ~mask.any(axis=1)
-            log.warning(
-                "%s: %d events outside the fitted range left out of the validation NLL: %s",
-                path,
-                int((~keep).sum()),
-                named,
-            )
-            events = {k: v[keep] for k, v in events.items()}
-            matrix = matrix[keep]
-            if not keep.any():
-                raise InputError(
-                    f"{path}: all {len(keep)} events lie outside the preprocessing's fitted "
-                    f"range ({named}); no validation events are left, expected at least one"
-                )
-        else:
-            log.warning("%s: values outside the fitted range were clipped: %s", path, named)
-    weight = _training_weights(path, events.get(WEIGHT))
-    x = pre.forward(matrix, events[LABEL]).astype(np.float32)
-    context = None
-    if conditional:
-        context = torch.from_numpy(events[LABEL].astype(np.float32)).unsqueeze(1).to(device)
-    return Dataset(
-        torch.from_numpy(x).to(device),
-        context,
-        None if weight is None else torch.from_numpy(weight).to(device),
-    )
-
-
-def _per_process(data: Any) -> Any:
-    """``data`` with each process's weights scaled to mean 1 (``data.normalise: per_process``).
-
-    The conditional NLL then learns each process's shape with its own weights, whatever its
-    cross-section; the weights' sums per process are positive (checked at ingest and by the
-    signal fraction).
-    """
-    import dataclasses
-
-    if data.weight is None or data.context is None:
-        return data
-    w = data.weight.clone()
-    label = data.context[:, 0]
-    for c in (0.0, 1.0):
-        mine = label == c
-        if bool(mine.any()):
-            w[mine] = w[mine] / w[mine].mean()
-    return dataclasses.replace(data, weight=w)
-
-
-def _check_per_process_is_conditional(conditional: bool) -> None:
-    """Quantile tables fitted per process need the label at generation: a conditional flow."""
-    if not conditional:
-        raise InputError(
-            "key preprocess.per_process: one quantile table per process needs a flow "
-            "conditioned on the process label, expected training.conditional true"
-        )
-
-
-def _training_weights(path: str, w: Any) -> Any:
-    """Event weights scaled to mean 1 for the weighted NLL, or None when absent or all equal.
-
-    Negative weights (NLO generators) are kept: the weighted NLL stays an unbiased estimate of
-    the expected NLL under the signed measure.  The total must be positive.
-    """
-    import numpy as np
-
-    if w is None or len(w) == 0 or np.all(w == w[0]):
-        return None
-    w = w.astype(np.float64)
-    total = w.sum()
-    if not total > 0:
-        raise InputError(
-            f"{path}: branch 'weight': the weights sum to {total:g}; the weighted "
-            "likelihood needs a positive total"
-        )
-    from hepflows.kish import effective_size
-
-    ess = effective_size(w, len(w))
-    log.info(
-        "%s: weighted events: %d, effective sample size (Kish) %.0f, %d negative weight(s) "
-        "(%.2f%%)",
-        path,
-        len(w),
-        ess,
-        int((w < 0).sum()),
-        100.0 * float((w < 0).mean()),
-    )
-    return (w / w.mean()).astype(np.float32)
-
-
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str, dict]]]] = {
     "generate": (
         cmd_generate,

@@ -207,104 +207,23 @@ def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them)."""
-    from hepflows import api, checkpoint, config, training
-    from hepflows.normalisation import sample_normalisation
-    from hepflows.preprocess import Preprocessor
-    from hepflows.sampling import check_trained_labels, resolve_precision, sample_to_root
-    from hepflows.shards import shard_range
+    from hepflows.steps import sample
 
     # Without --config/--settings the model alone is the identity (its weights and
     # preprocessing) and the sampling settings are the schema's defaults.
     with_config = args.config is not None or args.settings is not None
-    cfg = _settings(args) if with_config else config.validate({}, source="defaults")
-    sampling = cfg["sampling"]
-    device = training.select_device(args.device or sampling["device"])
-    model_file, preprocess_file = (
-        (Path(args.model), Path(args.preprocess)) if args.preprocess else api.locate(args.model)
-    )
-    pre = Preprocessor.load(preprocess_file, features=common.features(cfg) if with_config else None)
-    total = args.events or sampling["events"]
-    chunk_size = sampling["chunk_size"]
-    # the refine classifier's draw: its own chunks, far beyond every sample's
-    first_chunk = 0
-    if args.refine_draw:
-        from hepflows.refine import REFINE_FIRST_CHUNK
-
-        if args.shard is not None:
-            raise InputError("sample --refine-draw: the draw is one file, give no --shard")
-        total, first_chunk = cfg["refine"]["generated_events"], REFINE_FIRST_CHUNK
-    # Shard k is a whole range of chunks, and chunk c is seeded by (seed, c) alone: the shards
-    # together are exactly the unsharded sample, and any shard can be rerun on its own.
-    start, stop = 0, total
-    if args.shard is not None:
-        start, stop = shard_range(
-            total, sampling["shards"], args.shard, chunk_size, key="sampling.shards"
-        )
-    flow, meta = checkpoint.load_model(
-        model_file,
-        features=pre.features,
-        preprocess_hash=pre.config_hash,
-        preprocess_parameters_hash=pre.parameters_hash,
-        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS) if with_config else None,
-        device=device,
-    )
-    fraction = None
-    if meta["context_features"]:
-        fraction = sampling["signal_fraction"]
-        if fraction is None:
-            fraction = meta["signal_fraction"]
-        check_trained_labels(fraction, meta, where=str(model_file))
-    # --seed draws another, independent sample of the same model (chunk k from (seed, k))
-    seed = cfg["seed"] if args.seed is None else args.seed
-    where = (
-        "" if args.shard is None else f" (shard {args.shard}: events {start}..{stop} of {total})"
-    )
-    precision = resolve_precision(args.precision or sampling["precision"], device)
-    log.info(
-        "sampling %d events%s on %s in %s, signal fraction %s -> %s",
-        stop - start,
-        where,
-        device,
-        precision,
-        fraction,
-        args.out,
-    )
-    compression = None if sampling["compression"] == "none" else sampling["compression"]
-    extra: dict[str, Any] = {
-        "model": str(model_file),
-        "start": start,
-        "n_events": stop - start,
-        "precision": precision,
-        "seed": seed,
-        "model_config_hash": meta.get("config_hash"),
-        "process_fractions": None
-        if fraction is None
-        else {"signal": fraction, "background": 1.0 - fraction},
-        "normalisation": sample_normalisation(
-            meta.get("normalisation"), total, fraction, meta.get("signal_fraction")
-        ),
-    }
-    if not with_config:
-        extra["config_hash"] = meta.get("config_hash")  # the model's: no config was given
-    if args.refine_draw:
-        extra["first_chunk"] = first_chunk
-    if args.shard is not None:
-        extra.update(shard=args.shard, shards=sampling["shards"])
-    sample_to_root(
-        flow,
-        pre,
-        args.out,
-        stop - start,
-        seed=seed,
-        chunk_size=chunk_size,
-        first_chunk=first_chunk + start // chunk_size,
-        signal_fraction=fraction,
-        compression=compression,
-        device=device,
-        metadata=common.metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
+    sample.run(
+        _settings(args) if with_config else None,
+        model=args.model,
+        out=args.out,
+        preprocess=args.preprocess,
+        events=args.events,
+        shard=args.shard,
+        seed=args.seed,
+        precision=args.precision,
+        device=args.device,
+        refine_draw=args.refine_draw,
         progress=not args.quiet,
-        precision=precision,
-        support=sampling["support"],
     )
 
 
@@ -320,9 +239,9 @@ def cmd_refine(args: argparse.Namespace) -> None:
     cfg = _settings(args)
     features = list(common.features(cfg))
     settings = cfg["refine"]
-    labelled = _has_label(args.draw)
+    labelled = common.has_label(args.draw)
     mc = read_events(
-        args.mc, features, entry_stop=settings["mc_events"], with_weight=_has_weight(args.mc)
+        args.mc, features, entry_stop=settings["mc_events"], with_weight=common.has_weight(args.mc)
     )
     draw = read_events(args.draw, features, with_label=labelled)
     sample = read_events(args.generated, features, with_label=labelled)
@@ -387,174 +306,17 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Compare generated events with held-out MC: metrics (JSON, CSV), verdict and plots."""
-    import numpy as np
+    from hepflows.steps import validate
 
-    from hepflows.events.reader import read_events
-    from hepflows.events.schema import LABEL
-    from hepflows.validation.closure import write_closure
-    from hepflows.validation.plots import figure_text
-    from hepflows.validation.runner import validate_samples
-
-    cfg = _settings(args)
-    features = common.features(cfg)
-    settings = cfg["validation"]
-    reference = read_events(
-        args.reference,
-        features,
-        entry_stop=2 * settings["max_events"],
-        with_weight=_has_weight(args.reference),
+    validate.run(
+        _settings(args),
+        reference=args.reference,
+        generated=args.generated,
+        out_dir=args.out_dir,
+        train=args.train,
+        reweighted=args.reweighted,
+        refine_report=args.refine_report,
     )
-    _check_validation_weights(args.reference, reference, settings["classifier"])
-    labelled = _has_label(args.generated)
-    generated = read_events(
-        args.generated, features, with_label=labelled, entry_stop=settings["max_events"]
-    )
-    if not labelled:
-        # An unconditional flow generates signal and background together, without labels:
-        # compare everything as one class (only the "all" slice), and skip the closure.
-        log.warning(
-            "%s has no labels (unconditional model): comparing all events as one class",
-            args.generated,
-        )
-        reference[LABEL] = np.zeros_like(reference[LABEL])
-        generated[LABEL] = np.zeros(len(generated[features[0]]), np.int8)
-    log.info(
-        "validating %d generated against %d MC events",
-        len(generated[features[0]]),
-        len(reference[features[0]]),
-    )
-    # the figures' label, sqrt(s) and luminosity: config plots
-    with figure_text(**cfg["plots"]):
-        validate_samples(
-            reference,
-            generated,
-            features,
-            Path(args.out_dir),
-            n_null=settings["n_null"],
-            seed=cfg["seed"],
-            units=cfg["data"]["units"],
-            classifier=settings["classifier"],
-            discrete=common.discrete_features(cfg, reference, features, args.reference),
-            labels=cfg["labels"],
-            normalise=cfg["data"]["normalise"],
-            judge_families=settings["judges"]["families"],
-            derived=settings["judges"]["derived"],
-        )
-        if args.reweighted:
-            _validate_reweighted(args, cfg, reference, labelled)
-    if args.train:
-        import time
-
-        log.info("validate: physics closure (classifier AUC, pyhf signal-strength fit)...")
-        t0 = time.perf_counter()
-        training = read_events(args.train, features, entry_stop=5 * settings["max_events"])
-        write_closure(
-            training,
-            reference,
-            generated,
-            features,
-            Path(args.out_dir) / layout.VALIDATION_FILES["closure"],
-            seed=cfg["seed"],
-        )
-        log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
-
-
-def _validate_reweighted(
-    args: argparse.Namespace, cfg: dict[str, Any], reference: dict, labelled: bool
-) -> None:
-    """The reweighted verdict (refine): the same events with their weights, against the same
-    MC, into ``<out-dir>/reweighted/``; then the raw and reweighted verdicts side by side."""
-    import numpy as np
-
-    from hepflows.events.reader import read_events
-    from hepflows.events.schema import LABEL
-    from hepflows.records import read_json
-    from hepflows.validation.runner import validate_samples
-    from hepflows.validation.tables import write_refine_comparison
-
-    if not args.refine_report:
-        raise InputError("validate --reweighted: give --refine-report (refine's refine.json)")
-    features = common.features(cfg)
-    settings = cfg["validation"]
-    out = Path(args.out_dir)
-    reweighted = read_events(
-        args.reweighted,
-        features,
-        with_label=labelled,
-        with_weight=True,
-        entry_stop=settings["max_events"],
-    )
-    if not labelled:
-        reweighted[LABEL] = np.zeros(len(reweighted[features[0]]), np.int8)
-    log.info("validating the reweighted sample %s", args.reweighted)
-    result = validate_samples(
-        reference,
-        reweighted,
-        features,
-        out / layout.VALIDATION_FILES["reweighted"],
-        n_null=settings["n_null"],
-        seed=cfg["seed"],
-        units=cfg["data"]["units"],
-        classifier=settings["classifier"],
-        judge_families=settings["judges"]["families"],
-        derived=settings["judges"]["derived"],
-        plots=False,
-        discrete=common.discrete_features(cfg, reference, features, args.reference),
-        normalise=cfg["data"]["normalise"],
-    )
-    raw = read_json(out / layout.VALIDATION_FILES["metrics"])
-    report = read_json(Path(args.refine_report), missing="not found; run the refine step first")
-    path = write_refine_comparison(
-        out / layout.VALIDATION_FILES["refine_comparison"], raw, result, report
-    )
-    log.info("raw and reweighted verdicts: %s -> %s", result["overall_status"], path)
-
-
-def _has_weight(path: str) -> bool:
-    from hepflows.events.reader import branch_names
-    from hepflows.events.schema import WEIGHT
-
-    return WEIGHT in branch_names(path)
-
-
-def _check_validation_weights(path: str, events: dict, classifier: bool) -> None:
-    """Log the Kish effective sample size and negative weights of weighted MC, by file.
-
-    The metrics take negative weights (signed ECDFs and histograms); the classifier test does
-    not, which ingest has already refused: this catches event files made elsewhere.
-    """
-    import numpy as np
-
-    from hepflows.events.schema import WEIGHT
-    from hepflows.feasibility import NEGATIVE_WEIGHTS
-
-    w = events.get(WEIGHT)
-    if w is None:
-        return
-    negative = int((w < 0).sum())
-    if negative and classifier:
-        i = int(np.argmax(w < 0))
-        raise InputError(
-            f"{path}: branch 'weight': {negative} negative weight(s), the first at entry {i} "
-            f"({w[i].item()!r}): {NEGATIVE_WEIGHTS}"
-        )
-    from hepflows.kish import effective_size
-
-    log.info(
-        "%s: weighted MC, %d events (%d negative weights), effective sample size (Kish) %.0f",
-        path,
-        len(w),
-        negative,
-        effective_size(w.astype(np.float64), len(w)),
-    )
-
-
-def _has_label(path: str) -> bool:
-    """Whether the event file at ``path`` has a label branch (conditional flows write one)."""
-    from hepflows.events.reader import branch_names
-    from hepflows.events.schema import LABEL
-
-    return LABEL in branch_names(path)
 
 
 def cmd_amplification(args: argparse.Namespace) -> None:
@@ -572,7 +334,7 @@ def cmd_amplification(args: argparse.Namespace) -> None:
 
     def events(path: str) -> dict:
         return read_events(
-            path, features, with_label=_has_label(path), with_weight=_has_weight(path)
+            path, features, with_label=common.has_label(path), with_weight=common.has_weight(path)
         )
 
     parts = [events(p) for p in args.generated]

@@ -124,15 +124,13 @@ STEPS: dict[str, Step] = {
     "ingest": Step("scripts/ingest.py", "envs/data.yaml", "hepflows.steps.ingest"),
     "preprocess": Step("scripts/preprocess.py", "envs/data.yaml", "hepflows.steps.preprocess"),
     "train": Step("scripts/train.py", "envs/train.yaml", "hepflows.steps.train", True),
-    "sample": Step("scripts/sample.py", "envs/train.yaml", "hepflows.sampling", True),
+    "sample": Step("scripts/sample.py", "envs/train.yaml", "hepflows.steps.sample", True),
     "generate_refine": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
-    "sample_refine": Step("scripts/sample.py", "envs/train.yaml", "hepflows.sampling", True),
+    "sample_refine": Step("scripts/sample.py", "envs/train.yaml", "hepflows.steps.sample", True),
     "refine": Step("scripts/refine.py", "envs/validate.yaml", "hepflows.refine", True),
     "merge_samples": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "merge_validation_sample": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
-    "validate": Step(
-        "scripts/validate.py", "envs/validate.yaml", "hepflows.validation.runner", True
-    ),
+    "validate": Step("scripts/validate.py", "envs/validate.yaml", "hepflows.steps.validate", True),
     "amplification": Step(
         "scripts/amplification.py", "envs/validate.yaml", "hepflows.validation.amplification", True
     ),

@@ -91,3 +91,19 @@ def discrete_features(
     x = matrix(events, features)
     limit = cfg["preprocess"]["discrete_values"]
     return list(find_discrete(x, features, declared_discrete(cfg, path), limit))
+
+
+def has_weight(path: str) -> bool:
+    """Whether the event file at ``path`` has a weight branch."""
+    from hepflows.events.reader import branch_names
+    from hepflows.events.schema import WEIGHT
+
+    return WEIGHT in branch_names(path)
+
+
+def has_label(path: str) -> bool:
+    """Whether the event file at ``path`` has a label branch (conditional flows write one)."""
+    from hepflows.events.reader import branch_names
+    from hepflows.events.schema import LABEL
+
+    return LABEL in branch_names(path)

@@ -72,3 +72,36 @@ def test_readme_names_the_code_of_every_step():
     readme = (ROOT / "README.md").read_text()
     for name, step in layout.STEPS.items():
         assert f"`{step.module}`" in readme, f"README: no module for step {name}"
+
+
+def test_the_run_without_snakemake_plans_every_step_of_the_layout(tmp_path):
+    # hepflows run's step list, with refine and the amplification on and a grid of two
+    # models: every step of the layout but the merges (shards), the toys and ingest (the
+    # source is the generator), each model's steps writing under its own folder.
+    from hepflows import config, pipeline
+
+    cfg = config.load(
+        None,
+        {
+            "refine": {"enabled": True},
+            "validation": {"amplification": {"enabled": True}},
+            "models": {"a": {}, "b": {"training": {"lr": 1.0e-4}}},
+        },
+    )
+    root = tmp_path / "results" / "x"
+    steps = pipeline.plan(cfg, root)
+    names = [pipeline.step_name(s) for s in steps]
+    expected = set(layout.STEPS) - {
+        "merge_data",
+        "merge_samples",
+        "merge_validation_sample",
+        "toys",
+        "ingest",
+    }
+    assert set(names) == expected
+    assert names[:2] == ["generate", "preprocess"]
+    assert names.count("train") == 2 and names[-2:] == ["compare", "summary"]
+    for step in steps:
+        if layout.STEPS[pipeline.step_name(step)].per_model:
+            folder = pipeline.step_folder(step, root, ["a", "b"])
+            assert folder.parent == root / layout.MODELS and folder.name in ("a", "b"), step

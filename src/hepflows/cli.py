@@ -428,214 +428,24 @@ def cmd_run(args: argparse.Namespace) -> None:
     With a grid of models (``models:``) each model is trained, sampled and validated under
     results/<run>/models/<name>/, then compared in results/<run>/comparison/.
     """
-    from hepflows import config, precheck
+    from hepflows import config, pipeline, precheck
 
     cfg = config.load(args.config)
     precheck.check_run(cfg, source=args.config)  # inputs and selection, before any step runs
     root = layout.run_dir(cfg["run"], args.results)
-    paths = layout.paths(root)
-    common = ["--config", args.config] + (["--quiet"] if args.quiet else [])
-    data_step = "generate" if cfg["data"]["source"] == "generator" else "ingest"
-    steps: list[list[Any]] = [
-        [data_step, "--train", paths["train"], "--val", paths["val"], "--test", paths["test"]],
-        ["preprocess", "--train", paths["train"], "--out", paths["preprocess"]],
-    ]
-    amplify = cfg["validation"]["amplification"]["enabled"]
-    # the amplification's truth: a disjoint range of the generator, or the test split
-    truth = paths["truth"] if data_step == "generate" else paths["test"]
-    if amplify and data_step == "generate":
-        steps.append(["generate", "--truth", truth])
-    refine = cfg["refine"]["enabled"]
-    # the refine classifier's MC: another disjoint range of the generator, or the training split
-    refine_mc = paths["refine_mc"] if data_step == "generate" else paths["train"]
-    if refine and data_step == "generate":
-        steps.append(["generate", "--refine", refine_mc])
+    options = ["--config", args.config] + (["--quiet"] if args.quiet else [])
     grid = config.model_names(cfg)
-    # a run without a grid is one model, in the run's own folder (name None)
-    models: list[str | None] = list(grid) if grid else [None]
-    for name in models:
-        own = layout.paths(root, name)
-        # the model's own sections, merged over the config file's by each step
-        variant = (
-            []
-            if name is None
-            else [
-                "--settings",
-                json.dumps(config.subset(config.model_variant(cfg, name), config.MODEL_SECTIONS)),
-            ]
-        )
-        steps += [
-            [
-                "train",
-                *variant,
-                "--train",
-                paths["train"],
-                "--val",
-                paths["val"],
-                "--preprocess",
-                paths["preprocess"],
-                "--model",
-                own["model"],
-                "--log",
-                own["log"],
-                "--plot",
-                own["curve"],
-            ],
-            [
-                "sample",
-                *variant,
-                "--model",
-                own["model"],
-                "--preprocess",
-                paths["preprocess"],
-                "--out",
-                own["generated"],
-            ],
-            [
-                "validate",
-                "--reference",
-                paths["test"],
-                "--generated",
-                own["generated"],
-                "--train",
-                paths["train"],
-                "--out-dir",
-                own["validation"],
-            ],
-        ]
-        if refine:
-            steps[-1:-1] = _refine_steps(variant, own, paths, refine_mc)
-            steps[-1] += ["--reweighted", own["refined"], "--refine-report", own["refine_report"]]
-        if amplify:
-            steps.append(
-                [
-                    "amplification",
-                    "--truth",
-                    truth,
-                    "--generated",
-                    own["generated"],
-                    "--train",
-                    paths["train"],
-                    "--out-dir",
-                    own["validation"],
-                ]
-            )
-        if amplify and refine:
-            steps.append(
-                [
-                    "amplification",
-                    "--truth",
-                    truth,
-                    "--generated",
-                    own["refined"],
-                    "--train",
-                    paths["train"],
-                    "--out-dir",
-                    own["reweighted"],
-                ]
-            )
-    if grid:
-        steps.append(
-            [
-                "compare",
-                "--models",
-                *(layout.model_dir(root, name) for name in grid),
-                "--out-dir",
-                paths["comparison"],
-            ]
-        )
-    steps.append(
-        [
-            "summary",
-            "--run-dir",
-            root,
-            "--models",
-            *(layout.model_dir(root, name) for name in models),
-            "--out",
-            paths["summary"],
-        ]
-    )
-    for step in steps:
+    for step in pipeline.plan(cfg, root):
         if step[0] in args.skip:  # e.g. judge a trained model again: its outputs are reused
             log.info("== hepflows %s: skipped (--skip), its outputs reused", step[0])
             continue
         log.info("== hepflows %s", step[0])
-        _run_step(step, [*step[:1], *common, *map(str, step[1:])], root, grid)
+        pipeline.run_step(step, options, root, grid, _call)
 
 
-def _refine_steps(
-    variant: list[str], own: dict[str, Path], paths: dict[str, Path], refine_mc: Path
-) -> list[list[Any]]:
-    """:func:`cmd_run`'s refine steps of one model: the classifier's draw, then the weights."""
-    return [
-        [
-            "sample",
-            *variant,
-            "--refine-draw",
-            "--model",
-            own["model"],
-            "--preprocess",
-            paths["preprocess"],
-            "--out",
-            own["refine_draw"],
-        ],
-        [
-            "refine",
-            *variant,
-            "--mc",
-            refine_mc,
-            "--draw",
-            own["refine_draw"],
-            "--generated",
-            own["generated"],
-            "--out",
-            own["refined"],
-            "--report",
-            own["refine_report"],
-        ],
-    ]
-
-
-def _step_name(step: list) -> str:
-    """The layout's name of a :func:`cmd_run` step (a subcommand serves several steps)."""
-    if step[0] == "generate" and "--truth" in step:
-        return "generate_truth"
-    if step[0] == "generate" and "--refine" in step:
-        return "generate_refine"
-    if step[0] == "sample" and "--refine-draw" in step:
-        return "sample_refine"
-    if step[0] == "amplification" and Path(str(step[-1])).name == "reweighted":
-        return "amplification_reweighted"
-    return str(step[0])
-
-
-def _run_step(step: list, argv: list[str], root: Path, grid: Sequence[str]) -> None:
-    """One step of :func:`cmd_run`, with the log and benchmark record Snakemake would write
-    (``logs/<step>.log``, ``benchmarks/<step>.tsv``: wall seconds, for the summary)."""
-    import time
-
-    from hepflows.atomic import atomic_write_text
-
-    name = _step_name(step)
-    folder = root
-    if layout.STEPS[name].per_model and grid:  # a grid model's step: under its folder
-        folder = Path(
-            str(step[step.index("--model" if "--model" in step else "--generated") + 1])
-        ).parents[1]
-    log_path = folder / layout.log(name)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
-    start = time.perf_counter()
-    try:
-        _dispatch(build_parser().parse_args(argv))
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-    seconds = time.perf_counter() - start
-    hms = time.strftime("%H:%M:%S", time.gmtime(seconds))
-    atomic_write_text(folder / layout.benchmark(name), f"s\th:m:s\n{seconds:.4f}\t{hms}\n")
+def _call(argv: list[str]) -> None:
+    """One subcommand with its arguments, as ``hepflows`` runs it (for ``hepflows run``)."""
+    _dispatch(build_parser().parse_args(argv))
 
 
 # -- argument parsing ----------------------------------------------------------------------------

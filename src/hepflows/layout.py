@@ -1,7 +1,7 @@
 """The results layout: where every output of a run lives and which step writes it.
 
 This module is the one map of ``results/<run>/``.  The Snakemake rules (``workflow/rules/``),
-``hepflows run`` (:func:`hepflows.cli.cmd_run`) and the tests all take their paths from it, so
+``hepflows run`` (:mod:`hepflows.pipeline`) and the tests all take their paths from it, so
 that files made by the scripts and by Snakemake carry the same names.  Nothing here imports
 more than the standard library: the Snakefile reads it while parsing the DAG.
 

@@ -230,61 +230,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_refine(args: argparse.Namespace) -> None:
     """Weight each generated event by a classifier of MC vs a separate draw of the model:
     samples/refined.root (the events plus a ``weight`` branch) and its record refine.json."""
-    from hepflows import config
-    from hepflows.atomic import atomic_write_text
-    from hepflows.events.reader import read_events
-    from hepflows.events.writer import write_events
-    from hepflows.refine import disjointness, refine, with_weights
+    from hepflows.steps import refine
 
-    cfg = _settings(args)
-    features = list(common.features(cfg))
-    settings = cfg["refine"]
-    labelled = common.has_label(args.draw)
-    mc = read_events(
-        args.mc, features, entry_stop=settings["mc_events"], with_weight=common.has_weight(args.mc)
-    )
-    draw = read_events(args.draw, features, with_label=labelled)
-    sample = read_events(args.generated, features, with_label=labelled)
-    log.info(
-        "refine: classifier of %d MC (%s) vs %d generated (%s) events; weighting %d events of %s",
-        len(mc[features[0]]),
-        args.mc,
-        len(draw[features[0]]),
-        args.draw,
-        len(sample[features[0]]),
-        args.generated,
-    )
-    weights, record = refine(mc, draw, sample, features, settings, seed=cfg["seed"])
-    record.update(
-        disjoint=disjointness(cfg["data"]["source"], len(mc[features[0]])),
-        mc=str(args.mc),
-        draw=str(args.draw),
-        generated=str(args.generated),
-        settings=settings,
-    )
-    compression = cfg["sampling"]["compression"]
-    meta = common.metadata(
-        cfg, (*config.MODEL_SECTIONS, "sampling", "refine"), refined=str(args.generated)
-    )
-    write_events(
-        args.out,
-        with_weights(sample, weights),
-        compression=None if compression == "none" else compression,
-        metadata=meta,
-    )
-    atomic_write_text(args.report, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    fit, w = record["fit"], record["weights"]
-    log.info(
-        "refine: held-out AUC %.4f, calibration error %.4f -> %.4f; ESS %.0f of %d events, "
-        "%.3f%% clipped at %g -> %s",
-        fit["auc_check"],
-        fit["ece_uncalibrated"],
-        fit["ece_calibrated"],
-        w["ess"],
-        w["events"],
-        100 * w["fraction_clipped"],
-        w["clip"],
-        args.out,
+    refine.run(
+        _settings(args),
+        mc_path=args.mc,
+        draw_path=args.draw,
+        generated=args.generated,
+        out=args.out,
+        report=args.report,
     )
 
 
@@ -322,65 +276,15 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_amplification(args: argparse.Namespace) -> None:
     """How many MC events the generated sample is worth (n_equiv, G): amplification.{csv,json},
     the d(n) figure and the verdict line amplification_summary.html."""
-    import numpy as np
+    from hepflows.steps import amplification
 
-    from hepflows.events.reader import count_events, read_events
-    from hepflows.validation import amplification as amp
-    from hepflows.validation.amplification_plot import plot_amplification
-
-    cfg = _settings(args)
-    features = list(common.features(cfg))
-    settings = cfg["validation"]["amplification"]
-
-    def events(path: str) -> dict:
-        return read_events(
-            path, features, with_label=common.has_label(path), with_weight=common.has_weight(path)
-        )
-
-    parts = [events(p) for p in args.generated]
-    keys = set.intersection(*(set(p) for p in parts))
-    generated = {k: np.concatenate([p[k] for p in parts]) for k in keys}
-    if len(generated[features[0]]) == 0:
-        raise InputError(f"{', '.join(args.generated)}: 0 generated events, expected at least one")
-    truth = events(args.truth)
-    if len(truth[features[0]]) == 0:
-        raise InputError(f"{args.truth}: 0 truth events, expected at least one")
-    n_train = count_events(args.train) if args.train else None
-    log.info(
-        "amplification: %d generated events against %d truth events (%s)",
-        len(generated[features[0]]),
-        len(truth[features[0]]),
-        args.truth,
+    amplification.run(
+        _settings(args),
+        truth_path=args.truth,
+        generated=args.generated,
+        out_dir=args.out_dir,
+        train=args.train,
     )
-    rows = amp.amplification(
-        truth,
-        generated,
-        features,
-        n_train=n_train,
-        bins=settings["bins"],
-        cells=settings["cells"] or None,
-        alpha=settings["alpha"],
-        # per_process: the generated mixture is the user's choice, so only shapes compare
-        slices=("signal", "background")
-        if cfg["data"]["normalise"] == "per_process"
-        else amp.SLICES,
-        seed=cfg["seed"],
-    )
-    out = Path(args.out_dir)
-    names = layout.VALIDATION_FILES
-    paths = list(amp.write_amplification(rows, out, settings["alpha"]))
-    # the MC curve of the figure: subsamples of the truth itself, up to half of it
-    n_max = max(len(truth[features[0]]) // 2, 1)
-    sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
-    curve = amp.mc_divergence_curve(truth, features, sizes, bins=settings["bins"], seed=cfg["seed"])
-    paths += plot_amplification(
-        rows, curve, out / names["amplification_plot"], labels=cfg.get("labels")
-    )
-    paths.append(
-        amp.write_summary_html(rows, out / names["amplification_summary"], settings["alpha"])
-    )
-    log.info("amplification: %s", amp.headline(amp.summarize(rows, settings["alpha"])))
-    log.info("wrote %s", ", ".join(map(str, paths)))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

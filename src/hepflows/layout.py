@@ -127,15 +127,15 @@ STEPS: dict[str, Step] = {
     "sample": Step("scripts/sample.py", "envs/train.yaml", "hepflows.steps.sample", True),
     "generate_refine": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
     "sample_refine": Step("scripts/sample.py", "envs/train.yaml", "hepflows.steps.sample", True),
-    "refine": Step("scripts/refine.py", "envs/validate.yaml", "hepflows.refine", True),
+    "refine": Step("scripts/refine.py", "envs/validate.yaml", "hepflows.steps.refine", True),
     "merge_samples": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "merge_validation_sample": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),
     "validate": Step("scripts/validate.py", "envs/validate.yaml", "hepflows.steps.validate", True),
     "amplification": Step(
-        "scripts/amplification.py", "envs/validate.yaml", "hepflows.validation.amplification", True
+        "scripts/amplification.py", "envs/validate.yaml", "hepflows.steps.amplification", True
     ),
     "amplification_reweighted": Step(
-        "scripts/amplification.py", "envs/validate.yaml", "hepflows.validation.amplification", True
+        "scripts/amplification.py", "envs/validate.yaml", "hepflows.steps.amplification", True
     ),
     "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.validation.compare"),
     "toys": Step("scripts/toys.py", "envs/train.yaml", "hepflows.toys"),

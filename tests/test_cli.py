@@ -402,6 +402,16 @@ def test_the_layout_names_each_moved_step_by_its_home_function():
 
     from hepflows import layout
 
-    for name in ("ingest", "preprocess", "train", "sample", "refine", "validate", "amplification"):
+    for name in (
+        "ingest",
+        "preprocess",
+        "train",
+        "sample",
+        "refine",
+        "validate",
+        "amplification",
+        "compare",
+        "summary",
+    ):
         module = importlib.import_module(layout.STEPS[name].module)
         assert module.__name__ == f"hepflows.steps.{name}" and callable(module.run), name

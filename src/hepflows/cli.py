@@ -17,7 +17,6 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from hepflows import heap, layout
@@ -289,41 +288,17 @@ def cmd_amplification(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     """The verdicts of a grid's models side by side: models.csv and models.html."""
-    from hepflows import config
-    from hepflows.validation.compare import (
-        describe_model,
-        model_summary,
-        write_comparison,
-    )
+    from hepflows.steps import compare
 
-    cfg = _settings(args)
-    grid = config.model_names(cfg)
-    rows = []
-    for folder in map(Path, args.models):
-        # a model's folder is named as in the grid; a folder of another run is shown undescribed
-        name = folder.name
-        description = describe_model(config.model_variant(cfg, name)) if name in grid else ""
-        rows.append(model_summary(folder, name, description=description))
-    write_comparison(rows, args.out_dir)
-    log.info(
-        "compared %d model(s) -> %s",
-        len(rows),
-        Path(args.out_dir) / layout.COMPARISON_FILES["comparison_html"],
-    )
+    compare.run(_settings(args), models=args.models, out_dir=args.out_dir)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
     """The report's first page: what ran (config, model, epochs, device, wall time per step,
     commit) and the verdict in one sentence with its coloured table."""
-    from hepflows import config
-    from hepflows.validation.run_summary import write_summary
+    from hepflows.steps import summary
 
-    cfg = _settings(args)
-    grid = config.model_names(cfg)
-    folders = [Path(m) for m in args.models] if args.models else [Path(args.run_dir)]
-    models = [(folder, folder.name if grid else None) for folder in folders]
-    out = write_summary(cfg, args.run_dir, models, args.out)
-    log.info("summary of %d model(s) -> %s", len(models), out)
+    summary.run(_settings(args), run_dir=args.run_dir, models=args.models, out=args.out)
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -137,9 +137,9 @@ STEPS: dict[str, Step] = {
     "amplification_reweighted": Step(
         "scripts/amplification.py", "envs/validate.yaml", "hepflows.steps.amplification", True
     ),
-    "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.validation.compare"),
+    "compare": Step("scripts/compare.py", "envs/validate.yaml", "hepflows.steps.compare"),
     "toys": Step("scripts/toys.py", "envs/train.yaml", "hepflows.toys"),
-    "summary": Step("scripts/summary.py", "envs/validate.yaml", "hepflows.validation.run_summary"),
+    "summary": Step("scripts/summary.py", "envs/validate.yaml", "hepflows.steps.summary"),
 }
 
 

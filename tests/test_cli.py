@@ -403,6 +403,7 @@ def test_the_layout_names_each_moved_step_by_its_home_function():
     from hepflows import layout
 
     for name in (
+        "generate",
         "ingest",
         "preprocess",
         "train",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,12 @@ from test_workflow import jobs_planned
 
 from hepflows import config as hconfig
 from hepflows import layout
-from hepflows.cli import TRUTH_START, _generate_jobs, main
+from hepflows.cli import main
 from hepflows.errors import InputError
 from hepflows.events.reader import branch_names, read_events, read_metadata
 from hepflows.kish import effective_size
 from hepflows.refine import REFINE_FIRST_CHUNK, REFINE_START, event_weights, refine
+from hepflows.steps.generate import TRUTH_START, Outputs, jobs
 from hepflows.validation.classifier import classifier_two_sample
 
 SETTINGS = hconfig.load(None, {"refine": {"enabled": True}})["refine"]
@@ -88,14 +88,7 @@ def test_clip_counts_what_it_clips():
 
 
 def _ranges(cfg: dict, **outputs: str) -> dict[str, range]:
-    args = Namespace(
-        train=None, val=None, test=None, split=None, out=None, shard=None, truth=None, refine=None
-    )
-    args.truth_events = cfg["validation"]["amplification"]["truth_events"]
-    args.refine_events = cfg["refine"]["mc_events"]
-    for k, v in outputs.items():
-        setattr(args, k, v)
-    return {s: range(a, a + n) for s, _, a, n, _ in _generate_jobs(args, cfg["data"])}
+    return {s: range(a, a + n) for s, _, a, n, _ in jobs(cfg, Outputs(**outputs))}
 
 
 def test_refine_mc_range_is_disjoint_from_every_split_and_the_truth():

@@ -21,7 +21,7 @@ from typing import Any
 
 from hepflows import heap, layout
 from hepflows.errors import InputError, Interrupted, ResourceError
-from hepflows.steps import common
+from hepflows.steps.generate import TRUTH_START
 
 log = logging.getLogger("hepflows")
 
@@ -50,98 +50,19 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 # -- steps ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> None:
     """MC events from the embedded generator: one ROOT file per split, or one shard of a split."""
-    from hepflows.events.generator import generate_to_root
+    from hepflows.steps import generate
 
-    cfg = _settings(args)
-    data = cfg["data"]
-    meta = common.metadata(cfg, ("seed", "data"), source="generator")
-    args.truth_events = cfg["validation"]["amplification"]["truth_events"]
-    args.refine_events = cfg["refine"]["mc_events"]
-    for split, path, start, n, shard in _generate_jobs(args, data):
-        log.info(
-            "generating %d %s events (events %d..%d of seed %d%s) -> %s",
-            n,
-            split,
-            start,
-            start + n,
-            cfg["seed"],
-            "" if shard is None else f", shard {shard}",
-            path,
-        )
-        extra = (
-            {"split": split}
-            if shard is None
-            else {"split": split, "shard": shard, "shards": data["shards"]}
-        )
-        generate_to_root(
-            path,
-            n,
-            seed=cfg["seed"],
-            start=start,
-            signal_fraction=data["signal_fraction"],
-            units=data["units"],
-            progress=not args.quiet,
-            metadata=dict(meta, **extra),
-        )
-
-
-#: First event of the amplification's truth sample (``generate --truth``) in the generator's
-#: stream: far beyond train + val + test, so the flow never saw any of it.
-TRUTH_START = 10**9
-
-
-def _generate_jobs(
-    args: argparse.Namespace, data: dict[str, Any]
-) -> list[tuple[str, str, int, int, int | None]]:
-    """(split, path, first event, events, shard or None) for each file ``generate`` writes.
-
-    Splits are disjoint ranges of one seeded stream (train, then val, then test): independent,
-    and each reproducible alone.  ``--shard K --split S`` writes only shard K of split S, cut as
-    :func:`hepflows.shards.shard_ranges` cuts it into ``data.shards`` pieces.
-    """
-    from hepflows.shards import shard_range
-
-    starts, start = {}, 0
-    for split in ("train", "val", "test"):
-        starts[split] = start
-        start += data["events"][split]
-    if getattr(args, "refine", None) is not None:
-        return [_refine_job(args, start)]
-    if getattr(args, "truth", None) is not None:
-        if any((args.train, args.val, args.test, args.split, args.out)) or args.shard is not None:
-            raise InputError("generate --truth: give only --truth (the truth is one file)")
-        if start > TRUTH_START:
-            raise InputError(
-                f"key data.events: {start} events in all reach the truth's range, "
-                f"which starts at event {TRUTH_START}"
-            )
-        return [("truth", args.truth, TRUTH_START, args.truth_events, None)]
-    if args.shard is None:
-        paths = {"train": args.train, "val": args.val, "test": args.test}
-        missing = [f"--{k}" for k, v in paths.items() if v is None]
-        if missing or args.split or args.out:
-            raise InputError(
-                "generate: give --train, --val and --test, or --shard with --split and --out"
-            )
-        return [(k, v, starts[k], data["events"][k], None) for k, v in paths.items()]
-    if not (args.split and args.out) or any((args.train, args.val, args.test)):
-        raise InputError("generate --shard: give --split and --out (and not --train/--val/--test)")
-    lo, hi = shard_range(data["events"][args.split], data["shards"], args.shard, key="data.shards")
-    return [(args.split, args.out, starts[args.split] + lo, hi - lo, args.shard)]
-
-
-def _refine_job(args: argparse.Namespace, n_splits: int) -> tuple[str, str, int, int, None]:
-    """``generate --refine``: the refine classifier's MC, a range beyond the splits and truth."""
-    from hepflows.refine import REFINE_START
-
-    if any((args.train, args.val, args.test, args.split, args.out, args.truth)) or args.shard:
-        raise InputError("generate --refine: give only --refine (the refine MC is one file)")
-    if max(n_splits, TRUTH_START + args.truth_events) > REFINE_START:
-        raise InputError(
-            f"keys data.events, validation.amplification.truth_events: the splits or the truth "
-            f"reach the refine MC's range, which starts at event {REFINE_START}"
-        )
-    return ("refine", args.refine, REFINE_START, args.refine_events, None)
+    outputs = generate.Outputs(
+        train=args.train,
+        val=args.val,
+        test=args.test,
+        split=args.split,
+        shard=args.shard,
+        out=args.out,
+        truth=args.truth,
+        refine=args.refine,
+    )
+    generate.run(_settings(args), outputs, progress=not args.quiet)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:

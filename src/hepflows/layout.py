@@ -118,14 +118,14 @@ class Step:
 
 #: Every step of the pipeline, in DAG order; each is one Snakemake rule (merges: one per kind).
 STEPS: dict[str, Step] = {
-    "generate": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
-    "generate_truth": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
+    "generate": Step("scripts/generate.py", "envs/data.yaml", "hepflows.steps.generate"),
+    "generate_truth": Step("scripts/generate.py", "envs/data.yaml", "hepflows.steps.generate"),
     "merge_data": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards"),
     "ingest": Step("scripts/ingest.py", "envs/data.yaml", "hepflows.steps.ingest"),
     "preprocess": Step("scripts/preprocess.py", "envs/data.yaml", "hepflows.steps.preprocess"),
     "train": Step("scripts/train.py", "envs/train.yaml", "hepflows.steps.train", True),
     "sample": Step("scripts/sample.py", "envs/train.yaml", "hepflows.steps.sample", True),
-    "generate_refine": Step("scripts/generate.py", "envs/data.yaml", "hepflows.events.generator"),
+    "generate_refine": Step("scripts/generate.py", "envs/data.yaml", "hepflows.steps.generate"),
     "sample_refine": Step("scripts/sample.py", "envs/train.yaml", "hepflows.steps.sample", True),
     "refine": Step("scripts/refine.py", "envs/validate.yaml", "hepflows.steps.refine", True),
     "merge_samples": Step("scripts/merge.py", "envs/data.yaml", "hepflows.shards", True),

@@ -2,8 +2,8 @@
 run with the log and benchmark record Snakemake would write.
 
 A step is its subcommand and arguments, ``["train", "--train", path, ...]``, as
-``hepflows <step>`` takes them; paths come from :mod:`hepflows.layout`.  Only the standard
-library is imported here.
+``hepflows <step>`` takes them; paths come from :mod:`hepflows.layout`.  Besides the layout,
+only the standard library is imported at module level.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What several steps read from the settings and the event files: the features, the provenance
 written into every output, the discrete features and the ingest selection.
 
-Only the standard library is imported at module level: every step's environment loads this.
+Only the standard library and :mod:`hepflows.errors` are imported at module level: every
+step's environment loads this.
 """
 
 from __future__ import annotations

@@ -37,9 +37,10 @@ __all__ = ["Model", "load", "locate", "DEFAULT_CHUNK_SIZE"]
 DEFAULT_CHUNK_SIZE = 100_000
 
 
-def locate(path: str | Path) -> tuple[Path, Path]:
+def locate(path: str | Path, preprocess: str | Path | None = None) -> tuple[Path, Path]:
     """The model file and the preprocessing file of ``path``: a run's folder (one model), a
-    grid model's folder, or a model file (its run's ``preprocess.json`` found above it)."""
+    grid model's folder, or a model file (its run's ``preprocess.json`` found above it, unless
+    ``preprocess`` names it)."""
     path = Path(path)
     if path.is_dir():
         model = path / layout.MODEL_FILES["model"]
@@ -55,6 +56,8 @@ def locate(path: str | Path) -> tuple[Path, Path]:
         model = path
     else:
         raise InputError(f"{path}: no such run folder or model file")
+    if preprocess is not None:
+        return model, Path(preprocess)
     # the run's folder is the model's folder, or two levels above it in a grid
     for folder in model.resolve().parents[:4]:
         preprocess = folder / layout.RUN_FILES["preprocess"]
@@ -80,11 +83,15 @@ def load(
     from hepflows import checkpoint, training
     from hepflows.preprocess import Preprocessor
 
-    model_path, found = locate(path)
-    pre = Preprocessor.load(preprocess or found)
+    model_path, found = locate(path, preprocess)
+    pre = Preprocessor.load(found)
     dev = training.select_device(device)
     flow, info = checkpoint.load_model(
-        model_path, features=pre.features, preprocess_hash=pre.config_hash, device=dev
+        model_path,
+        features=pre.features,
+        preprocess_hash=pre.config_hash,
+        preprocess_parameters_hash=pre.parameters_hash,
+        device=dev,
     )
     return Model(flow=flow, preprocessor=pre, info=info, path=model_path, device=dev)
 
@@ -130,9 +137,14 @@ class Model:
                 )
             return None
         if value is None:
-            return self.training_signal_fraction
-        if not 0.0 <= value <= 1.0:
+            value = self.training_signal_fraction
+            if value is None:
+                raise InputError(f"{self.path}: records no training signal fraction; give one")
+        elif not 0.0 <= value <= 1.0:
             raise InputError(f"signal_fraction: expected a number in [0, 1], got {value!r}")
+        from hepflows.sampling import check_trained_labels
+
+        check_trained_labels(value, self.info, where=str(self.path))
         return float(value)
 
     def sample(

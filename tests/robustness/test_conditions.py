@@ -62,3 +62,20 @@ def test_sample_refuses_background_from_an_all_signal_model(pipeline: Pipeline, 
     assert files_in(out) == []
     settings = dict(TINY, sampling=dict(TINY["sampling"], signal_fraction=1))
     assert run_step("sample", *args, "--out", out / "g.root", settings=settings) == 0
+
+
+def test_python_api_refuses_background_from_an_all_signal_model(pipeline: Pipeline, tmp_path):
+    """``hepflows.load(...).sample`` makes the check ``hepflows sample`` makes."""
+    import hepflows
+
+    data = checkpoint.read(pipeline.path("model"))
+    signal_only = tmp_path / "signal.pt"
+    payload = dict(data, labels=[1], signal_fraction=1.0)
+    checkpoint.save(
+        signal_only, {k: v for k, v in payload.items() if k not in ("format", "version")}
+    )
+    model = hepflows.load(signal_only, preprocess=pipeline.path("preprocess"))
+    with pytest.raises(InputError) as err:
+        model.sample(100, seed=1, signal_fraction=0.5)
+    assert_names(str(err.value), [str(signal_only), "background (label 0)", "never saw"])
+    assert set(model.sample(100, seed=1)["label"].tolist()) == {1}

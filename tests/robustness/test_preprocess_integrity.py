@@ -78,6 +78,19 @@ def test_sample_refuses_refitted_preprocessing(pipeline: Pipeline, tmp_path, cap
     assert files_in(out) == []
 
 
+def test_python_api_refuses_refitted_preprocessing(pipeline: Pipeline, tmp_path):
+    """``hepflows.load`` makes the check ``hepflows sample`` makes."""
+    import hepflows
+
+    refit = tmp_path / "refit.json"
+    assert (
+        run_step("preprocess", "--train", pipeline.path("val"), "--out", refit, settings=TINY) == 0
+    )
+    with pytest.raises(InputError) as err:
+        hepflows.load(pipeline.path("model"), preprocess=refit)
+    assert_names(str(err.value), [str(pipeline.path("model")), "preprocessing parameters of hash"])
+
+
 def test_validation_left_empty_names_its_file(pipeline: Pipeline, tmp_path, caplog):
     """Every validation event outside the fitted range: the message names the file."""
     data = json.loads(pipeline.path("preprocess").read_text())

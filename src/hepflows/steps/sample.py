@@ -7,7 +7,6 @@ on its own and the shards together are exactly the unsharded sample.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from hepflows.errors import InputError
@@ -58,9 +57,7 @@ def run(
         cfg = config.validate({}, source="defaults")
     sampling = cfg["sampling"]
     on = training.select_device(device or sampling["device"])
-    model_file, preprocess_file = (
-        (Path(model), Path(preprocess)) if preprocess else api.locate(model)
-    )
+    model_file, preprocess_file = api.locate(model, preprocess)
     pre = Preprocessor.load(preprocess_file, features=features(cfg) if with_config else None)
     total = events or sampling["events"]
     chunk_size = sampling["chunk_size"]

@@ -77,7 +77,8 @@ def run(
     if cfg["data"]["normalise"] == "per_process":
         # after the weighted fraction is taken: it is the default mixture to generate
         train_data, val_data = per_process(train_data), per_process(val_data)
-    torch.manual_seed(cfg["seed"])
+    seed = cfg["seed"] if settings["seed"] is None else settings["seed"]
+    torch.manual_seed(seed)
     flow = build_flow(cfg["model"], len(names), 1 if conditional else 0).to(on)
     log.info(
         "model: %s, %d parameters",
@@ -91,7 +92,7 @@ def run(
         train_data,
         val_data,
         settings,
-        seed=cfg["seed"],
+        seed=seed,
         resume_path=out.with_name(out.stem + ".resume.pt"),
         log_path=log_path,
         config_hash=model_hash,

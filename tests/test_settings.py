@@ -1,0 +1,151 @@
+"""The typed, frozen settings: one field per schema key, the validated dict given back exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import pytest
+
+from hepflows import config
+from hepflows.model_config import MODEL_DEFAULTS
+from hepflows.settings import (
+    InputFile,
+    ModelSettings,
+    Section,
+    Settings,
+    TrainingSettings,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "config").rglob("*.yaml"))
+
+
+def _section_class(hint: Any) -> type | None:
+    """The settings class a field typed ``hint`` holds (through unions, tuples, mappings)."""
+    if isinstance(hint, type) and issubclass(hint, Section):
+        return hint
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType, tuple, Mapping):
+        for arg in get_args(hint):
+            found = _section_class(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _walk(schema: Mapping[str, Any], cls: type, where: str) -> list[str]:
+    """The schema's keys below ``where`` that have no field in ``cls`` (or its nested ones)."""
+    missing = []
+    hints = get_type_hints(cls)
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{where}.{key}".lstrip(".")
+        if key not in hints:
+            missing.append(path)
+            continue
+        nested = sub.get("items") or sub.get("additionalProperties") or sub
+        if isinstance(nested, Mapping) and "properties" in nested:
+            inner = _section_class(hints[key])
+            if inner is None:
+                missing.append(f"{path} (a block without its settings class)")
+            else:
+                missing += _walk(nested, inner, path)
+    return missing
+
+
+def test_every_key_of_the_schema_is_a_field_of_its_settings_class():
+    missing = _walk(config._schema(), Settings, "")
+    # model: is checked by model_config, not by the schema: its keys are MODEL_DEFAULTS'
+    missing += [f"model.{k}" for k in MODEL_DEFAULTS if k not in get_type_hints(ModelSettings)]
+    assert missing == []
+
+
+def test_every_field_is_a_key_of_the_schema():
+    # the other direction: no field the schema does not define
+    def fields(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert fields(Settings) == set(config._schema()["properties"])
+    assert fields(ModelSettings) == set(MODEL_DEFAULTS)
+
+
+def test_the_walk_finds_a_key_without_its_field():
+    schema = {"properties": {"training": {"properties": {"epochs": {}, "new_key": {}}}}}
+    assert _walk(schema, Settings, "") == ["training.new_key"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_settings_give_back_the_validated_dict(path):
+    cfg = config.load(path)
+    assert Settings.from_config(cfg).to_dict() == cfg
+
+
+def test_nested_blocks_lists_and_mappings_are_typed_and_read_only():
+    cfg = config.validate(
+        {
+            "data": {"source": "root", "inputs": [{"path": "a.root", "label": 1}]},
+            "features": ["a", "b"],
+            "derived": {"c": "a + b"},
+            "labels": {"a": {"label": "$a$"}},
+        }
+    )
+    s = Settings.from_config(cfg)
+    assert s.features == ("a", "b")
+    assert s.data.inputs == (InputFile(path="a.root", label=1),)
+    assert s.data.split.train == 0.8 and s.model.hidden == (512, 512)
+    assert s.labels["a"].label == "$a$" and s.labels["a"].unit is None
+    assert s.to_dict() == cfg  # keys left out stay out
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.training.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.seed = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.derived["d"] = "a"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        s.discrete.append("a")  # type: ignore[attr-defined]
+
+
+def test_a_grid_entry_keeps_its_partial_blocks():
+    cfg = config.validate({"models": {"small": {"model": {"blocks": 2}}}})
+    s = Settings.from_config(cfg)
+    assert s.models["small"].model == {"blocks": 2} and s.models["small"].training is None
+    assert s.to_dict() == cfg
+
+
+def test_the_default_hashes_are_those_model_files_record():
+    # Computed from the validated dict before the settings existed: a model file made then
+    # must still match. A changed default changes these on purpose, never the settings.
+    s = Settings.from_config(config.validate({}))
+    assert s.section_hash(config.FEATURE_SECTIONS) == "9a4d14972b977594"
+    assert s.section_hash(config.PREPROCESS_SECTIONS) == "6655e18559c9bfa8"
+    assert s.section_hash(config.MODEL_SECTIONS) == "e80fd976b0ec58cb"
+    assert s.section_hash((*config.MODEL_SECTIONS, "sampling")) == "59a85fbfc55c8f20"
+
+
+def test_section_hash_is_the_config_s_for_every_shipped_config():
+    for path in CONFIGS:
+        cfg = config.load(path)
+        s = Settings.from_config(cfg)
+        for sections in (config.PREPROCESS_SECTIONS, config.MODEL_SECTIONS):
+            assert s.section_hash(sections) == config.section_hash(cfg, sections), path
+
+
+def test_partial_blocks_are_checked_and_filled():
+    assert ModelSettings.from_block({"blocks": 2}).blocks == 2
+    assert ModelSettings.from_block(None).to_dict() == MODEL_DEFAULTS
+    t = TrainingSettings.from_block({"epochs": 3})
+    assert t.epochs == 3 and t.batch_size == 512
+    with pytest.raises(ValueError, match="model.blocks"):
+        ModelSettings.from_block({"blocks": 0})
+    with pytest.raises(ValueError, match="training.epochs"):
+        TrainingSettings.from_block({"epochs": 0})
+
+
+def test_training_seed_falls_back_to_the_run_seed():
+    s = Settings.from_config(config.validate({"seed": 7}))
+    assert s.training_seed == 7
+    s = Settings.from_config(config.validate({"seed": 7, "training": {"seed": 3}}))
+    assert s.training_seed == 3

@@ -10,6 +10,7 @@ import sys
 from hepflows import config as hepflows_config
 from hepflows import layout, precheck
 from hepflows.errors import InputError
+from hepflows.settings import Settings
 
 
 # The user's --configfile alone when one is given (keys it leaves out take the schema's defaults,
@@ -26,7 +27,7 @@ try:
     # Schema (src/hepflows/schemas/config.schema.yaml, package data) plus the checks a schema
     # cannot express, then what only this machine can check (inputs, selection syntax).
     config = hepflows_config.validate(config, source=CONFIG_SOURCE)
-    precheck.check_run(config, source=CONFIG_SOURCE)
+    precheck.check_run(Settings.from_config(config), source=CONFIG_SOURCE)
 except InputError as err:
     # hepflows' message alone, as the steps print it: no traceback into this file
     print(f"hepflows: invalid configuration: {err}", file=sys.stderr)

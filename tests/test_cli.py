@@ -375,11 +375,11 @@ def test_hepflows_run_with_quantiles_per_process(tiny_settings, tmp_path):
 def test_each_step_is_one_function_the_command_calls(steps, tmp_path):
     # The step's home function, called with the settings and paths alone, writes what the
     # script (the command line) wrote: the same preprocessing and the same events.
-    from hepflows import config
+    from hepflows.settings import Settings
     from hepflows.steps import preprocess, sample
 
     d, settings, _ = steps
-    cfg = config.load(None, settings)
+    cfg = Settings.load(None, settings)
     preprocess.run(cfg, train=str(d / "train.root"), out=str(tmp_path / "pre.json"))
     assert json.loads((tmp_path / "pre.json").read_text()) == json.loads(
         (d / "pre.json").read_text()

@@ -78,9 +78,10 @@ def test_the_run_without_snakemake_plans_every_step_of_the_layout(tmp_path):
     # hepflows run's step list, with refine and the amplification on and a grid of two
     # models: every step of the layout but the merges (shards), the toys and ingest (the
     # source is the generator), each model's steps writing under its own folder.
-    from hepflows import config, pipeline
+    from hepflows import pipeline
+    from hepflows.settings import Settings
 
-    cfg = config.load(
+    settings = Settings.load(
         None,
         {
             "refine": {"enabled": True},
@@ -89,7 +90,7 @@ def test_the_run_without_snakemake_plans_every_step_of_the_layout(tmp_path):
         },
     )
     root = tmp_path / "results" / "x"
-    steps = pipeline.plan(cfg, root)
+    steps = pipeline.plan(settings, root)
     names = [pipeline.step_name(s) for s in steps]
     expected = set(layout.STEPS) - {
         "merge_data",

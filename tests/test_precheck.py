@@ -17,6 +17,7 @@ from hepflows import config as hepflows_config
 from hepflows.errors import InputError
 from hepflows.events.selection import Selection
 from hepflows.precheck import check_run
+from hepflows.settings import Settings
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
@@ -81,11 +82,11 @@ def test_parenthesised_and_integer_bit_operations_still_parse():
 def test_check_run_names_the_source_and_the_input_that_matches_nothing(tmp_path):
     cfg = hepflows_config.validate(_ntuple_config(str(tmp_path / "none_*.root")))
     with pytest.raises(InputError, match=r"ana.yaml: data.inputs\[0\]: .*no file matches"):
-        check_run(cfg, source="ana.yaml")
+        check_run(Settings.from_config(cfg), source="ana.yaml")
     _ntuple(tmp_path / "a.root")
     bad_cut = _ntuple_config(str(tmp_path / "a.root"), selection="lepton_pt > 1 && met < 5")
     with pytest.raises(InputError, match="write &"):
-        check_run(hepflows_config.validate(bad_cut), source="ana.yaml")
+        check_run(Settings.from_config(hepflows_config.validate(bad_cut)), source="ana.yaml")
 
 
 def test_snakemake_reports_config_errors_with_hepflows_messages(tmp_path):

@@ -21,6 +21,7 @@ from hepflows.errors import InputError
 from hepflows.events.reader import branch_names, read_events, read_metadata
 from hepflows.kish import effective_size
 from hepflows.refine import REFINE_FIRST_CHUNK, REFINE_START, event_weights, refine
+from hepflows.settings import Settings
 from hepflows.steps.generate import TRUTH_START, Outputs, jobs
 from hepflows.validation.classifier import classifier_two_sample
 
@@ -88,7 +89,8 @@ def test_clip_counts_what_it_clips():
 
 
 def _ranges(cfg: dict, **outputs: str) -> dict[str, range]:
-    return {s: range(a, a + n) for s, _, a, n, _ in jobs(cfg, Outputs(**outputs))}
+    settings = Settings.from_config(cfg)
+    return {s: range(a, a + n) for s, _, a, n, _ in jobs(settings, Outputs(**outputs))}
 
 
 def test_refine_mc_range_is_disjoint_from_every_split_and_the_truth():

@@ -140,8 +140,7 @@ def test_partial_blocks_are_checked_and_filled():
     assert t.epochs == 3 and t.batch_size == 512
     with pytest.raises(ValueError, match="model.blocks"):
         ModelSettings.from_block({"blocks": 0})
-    with pytest.raises(ValueError, match="training.epochs"):
-        TrainingSettings.from_block({"epochs": 0})
+    assert TrainingSettings.from_block({}).to_dict() == config.validate({})["training"]
 
 
 def test_training_seed_falls_back_to_the_run_seed():

@@ -17,11 +17,14 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows import heap, layout
 from hepflows.errors import InputError, Interrupted, ResourceError
 from hepflows.steps.generate import TRUTH_START
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
@@ -33,8 +36,8 @@ EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what batch systems expect of a pre-empt
 QUIET_LIBRARIES = ("pyhf", "iminuit", "matplotlib", "numba", "jax", "PIL", "fsspec", "urllib3")
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    from hepflows import config
+def _settings(args: argparse.Namespace) -> Settings:
+    from hepflows.settings import Settings
 
     overrides = None
     if args.settings:
@@ -44,7 +47,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"--settings: not valid JSON ({err})") from None
     if args.config is None and overrides is None:
         raise InputError("give --config FILE and/or --settings JSON")
-    return config.load(args.config, overrides)
+    return Settings.load(args.config, overrides)
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -69,23 +72,25 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     """Convert a HIGGS CSV or ROOT ntuples (data.inputs) into train/val/test event files."""
     from hepflows.steps import ingest
 
-    cfg = _settings(args)
+    settings = _settings(args)
     outputs = {"train": args.train, "val": args.val, "test": args.test}
-    ingest.run(cfg, outputs, _checked_settings(args, cfg))
+    ingest.run(settings, outputs, _checked_settings(args, settings))
 
 
-def _checked_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The settings ingest's fail-fast checks see: ``cfg`` with ``--checks`` merged over it
-    (the workflow passes ingest only its own sections, and the later steps' choices apart)."""
+def _checked_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings ingest's fail-fast checks see: ``settings`` with ``--checks`` merged over
+    them (the workflow passes ingest only its own sections, and the later steps' choices
+    apart)."""
     from hepflows import config
+    from hepflows.settings import Settings
 
     if not getattr(args, "checks", None):
-        return cfg
+        return settings
     try:
         checks = json.loads(args.checks)
     except json.JSONDecodeError as err:
         raise InputError(f"--checks: not valid JSON ({err})") from None
-    return config.load(args.config, config.merge(json.loads(args.settings or "{}"), checks))
+    return Settings.load(args.config, config.merge(json.loads(args.settings or "{}"), checks))
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -228,14 +233,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     With a grid of models (``models:``) each model is trained, sampled and validated under
     results/<run>/models/<name>/, then compared in results/<run>/comparison/.
     """
-    from hepflows import config, pipeline, precheck
+    from hepflows import pipeline, precheck
+    from hepflows.settings import Settings
 
-    cfg = config.load(args.config)
-    precheck.check_run(cfg, source=args.config)  # inputs and selection, before any step runs
-    root = layout.run_dir(cfg["run"], args.results)
+    settings = Settings.load(args.config)
+    precheck.check_run(settings, source=args.config)  # inputs and selection, before any step
+    root = layout.run_dir(settings.run, args.results)
     options = ["--config", args.config] + (["--quiet"] if args.quiet else [])
-    grid = config.model_names(cfg)
-    for step in pipeline.plan(cfg, root):
+    grid = list(settings.models)
+    for step in pipeline.plan(settings, root):
         if step[0] in args.skip:  # e.g. judge a trained model again: its outputs are reused
             log.info("== hepflows %s: skipped (--skip), its outputs reused", step[0])
             continue

@@ -57,7 +57,10 @@ def validate(config: Mapping[str, Any], *, source: str = "config") -> dict[str, 
     if error is not None:
         raise InputError(f"{source}: {_describe(error)}")
     _check_semantics(filled, source)
-    check_config(filled, source)  # what validation could not do, before any event is read
+    from hepflows.settings import Settings
+
+    # what validation could not do, before any event is read
+    check_config(Settings.from_config(filled), source)
     for name in filled["models"]:
         model_variant(filled, name, source=source)  # a bad grid entry fails here, named
     return filled
@@ -92,6 +95,12 @@ def _fill_defaults(config: dict[str, Any]) -> Any:
 
     validator = jsonschema.validators.extend(base, {"properties": set_defaults})(_schema())
     return next(iter(validator.iter_errors(config)), None)
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """The schema's default of every key of a top-level ``section`` that has one."""
+    properties = _schema()["properties"][section].get("properties", {})
+    return {k: copy.deepcopy(v["default"]) for k, v in properties.items() if "default" in v}
 
 
 def model_names(config: Mapping[str, Any]) -> list[str]:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows.errors import InputError
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 #: Fewest events per compared sample and slice (the validation's own threshold).
 MIN_EVENTS = 20
@@ -60,12 +63,12 @@ def ingest_reads(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _refusals(cfg: Mapping[str, Any]) -> list[str]:
+def _refusals(settings: Settings) -> list[str]:
     """Why the config's later steps cannot take negative weights (empty when they can)."""
     why = []
-    if cfg["validation"]["classifier"]:
+    if settings.validation.classifier:
         why.append(NEGATIVE_WEIGHTS)
-    if cfg.get("refine", {}).get("enabled"):
+    if settings.refine.enabled:
         why.append(NEGATIVE_WEIGHTS_REFINE)
     return why
 
@@ -89,9 +92,9 @@ class Tally:
         return kish_size(self.sum_w, self.sum_w2)
 
 
-def generated_for_validation(cfg: Mapping[str, Any]) -> int:
+def generated_for_validation(settings: Settings) -> int:
     """How many generated events validation reads: the sample, capped at max_events."""
-    return min(int(cfg["sampling"]["events"]), int(cfg["validation"]["max_events"]))
+    return min(settings.sampling.events, settings.validation.max_events)
 
 
 def _fewest_drawn(n: int, fraction: float) -> float:
@@ -100,9 +103,9 @@ def _fewest_drawn(n: int, fraction: float) -> float:
     return n * fraction - 3.0 * math.sqrt(n * fraction * (1.0 - fraction))
 
 
-def _check_generated(cfg: Mapping[str, Any], fraction: float, source: str, why: str) -> None:
+def _check_generated(settings: Settings, fraction: float, source: str, why: str) -> None:
     """Each process generated at ``fraction`` (signal) must give validation enough events."""
-    n = generated_for_validation(cfg)
+    n = generated_for_validation(settings)
     for label, f in ((1, fraction), (0, 1.0 - fraction)):
         if 0.0 < f and _fewest_drawn(n, f) < MIN_EVENTS:
             raise InputError(
@@ -115,33 +118,33 @@ def _check_generated(cfg: Mapping[str, Any], fraction: float, source: str, why: 
             )
 
 
-def check_config(cfg: Mapping[str, Any], source: str = "config") -> None:
+def check_config(settings: Settings, source: str = "config") -> None:
     """What the config alone says validation cannot do; an InputError naming the key."""
-    data = cfg["data"]
-    conditional = bool(cfg["training"]["conditional"])
-    if data.get("normalise") == "per_process" and not conditional:
+    data = settings.data
+    conditional = settings.training.conditional
+    if data.normalise == "per_process" and not conditional:
         raise InputError(
             f"{source}: key data.normalise: per_process compares each process's shape and "
             "generates the processes at a chosen mixture, which needs a flow conditioned on "
             "the process label; set training.conditional: true"
         )
-    refusals = _refusals(cfg)
-    for i, entry in enumerate(data.get("inputs") or []):
-        factor = entry.get("weight")
+    refusals = _refusals(settings)
+    for i, entry in enumerate(data.inputs):
+        factor = entry.weight
         if refusals and factor is not None and factor < 0:
             raise InputError(
                 f"{source}: key data.inputs[{i}].weight is {factor:g}, every event of "
-                f"{entry.get('path')} gets a negative weight: {'; and '.join(refusals)}"
+                f"{entry.path} gets a negative weight: {'; and '.join(refusals)}"
             )
-    fraction = cfg["sampling"]["signal_fraction"]
+    fraction = settings.sampling.signal_fraction
     if conditional and fraction is not None:
-        _check_generated(cfg, float(fraction), source, "sampling.signal_fraction")
+        _check_generated(settings, float(fraction), source, "sampling.signal_fraction")
 
 
-def check_negative_weight(where: str, count: int, cfg: Mapping[str, Any]) -> None:
+def check_negative_weight(where: str, count: int, settings: Settings) -> None:
     """Ingest met ``count`` negative weights in ``where``: refused when the classifier test or
     the refine step is on."""
-    refusals = _refusals(cfg)
+    refusals = _refusals(settings)
     if count and refusals:
         raise InputError(
             f"{where}: {count} negative weight(s) (NLO events?): {'; and '.join(refusals)}"
@@ -149,11 +152,11 @@ def check_negative_weight(where: str, count: int, cfg: Mapping[str, Any]) -> Non
 
 
 def check_splits(
-    tallies: Mapping[str, Mapping[int, Tally]], cfg: Mapping[str, Any], weighted: bool
+    tallies: Mapping[str, Mapping[int, Tally]], settings: Settings, weighted: bool
 ) -> None:
     """What the selected events per split (train, val, test) and process say validation and
     training could not do; an InputError that names the split, the process and what to do."""
-    conditional = bool(cfg["training"]["conditional"])
+    conditional = settings.training.conditional
     train, val, test = (tallies.get(s, {}) for s in ("train", "val", "test"))
 
     def present(split: Mapping[int, Tally]) -> list[int]:
@@ -182,9 +185,9 @@ def check_splits(
                         "weighted histograms need a positive sum per process (too many "
                         "negative weights? add events of that process)"
                     )
-    _check_reference(test, cfg, conditional)
+    _check_reference(test, settings, conditional)
     if conditional and len(present(train)) == 2:
-        fraction = cfg["sampling"]["signal_fraction"]
+        fraction = settings.sampling.signal_fraction
         if fraction is None:
             sums = {c: (train[c].sum_w if weighted else train[c].events) for c in (1, 0)}
             why = (
@@ -193,14 +196,14 @@ def check_splits(
                 if weighted
                 else "the signal fraction of the training split (sampling.signal_fraction: null)"
             )
-            _check_generated(cfg, sums[1] / (sums[1] + sums[0]), "data", why)
+            _check_generated(settings, sums[1] / (sums[1] + sums[0]), "data", why)
 
 
-def _check_reference(test: Mapping[int, Tally], cfg: Mapping[str, Any], conditional: bool) -> None:
+def _check_reference(test: Mapping[int, Tally], settings: Settings, conditional: bool) -> None:
     """The held-out MC validation reads (the test split, up to 2 max_events) is halved by the
     null; each slice must keep :data:`MIN_EVENTS`."""
     total = sum(t.events for t in test.values())
-    read = min(total, 2 * int(cfg["validation"]["max_events"]))
+    read = min(total, 2 * settings.validation.max_events)
     slices = {"all": read}
     if conditional and total:
         slices.update(

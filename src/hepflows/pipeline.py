@@ -13,9 +13,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows import layout
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
@@ -24,20 +27,18 @@ log = logging.getLogger("hepflows")
 Step = list[Any]
 
 
-def plan(cfg: dict[str, Any], root: Path) -> list[Step]:
-    """Every step of the validated config ``cfg`` in order, writing below the run's folder
+def plan(settings: Settings, root: Path) -> list[Step]:
+    """Every step of the validated ``settings`` in order, writing below the run's folder
     ``root``: the data and their preprocessing, each model's steps, the comparison of a grid
     (``models:``) and the summary."""
-    from hepflows import config
-
     paths = layout.paths(root)
-    generator = cfg["data"]["source"] == "generator"
-    grid = config.model_names(cfg)
+    generator = settings.data.source == "generator"
+    grid = list(settings.models)
     # a run without a grid is one model, in the run's own folder (name None)
     models: list[str | None] = list(grid) if grid else [None]
-    steps = data_steps(cfg, paths)
+    steps = data_steps(settings, paths)
     for name in models:
-        steps += model_steps(cfg, name, layout.paths(root, name), paths, generator)
+        steps += model_steps(settings, name, layout.paths(root, name), paths, generator)
     if grid:
         steps.append(
             [
@@ -62,23 +63,23 @@ def plan(cfg: dict[str, Any], root: Path) -> list[Step]:
     return steps
 
 
-def data_steps(cfg: dict[str, Any], paths: dict[str, Path]) -> list[Step]:
+def data_steps(settings: Settings, paths: dict[str, Path]) -> list[Step]:
     """The run's data: the three splits, their preprocessing, and the generator's disjoint
     ranges for the amplification's truth and the refine classifier's MC when those are on."""
-    data_step = "generate" if cfg["data"]["source"] == "generator" else "ingest"
+    data_step = "generate" if settings.data.source == "generator" else "ingest"
     steps: list[Step] = [
         [data_step, "--train", paths["train"], "--val", paths["val"], "--test", paths["test"]],
         ["preprocess", "--train", paths["train"], "--out", paths["preprocess"]],
     ]
-    if data_step == "generate" and cfg["validation"]["amplification"]["enabled"]:
+    if data_step == "generate" and settings.validation.amplification.enabled:
         steps.append(["generate", "--truth", paths["truth"]])
-    if data_step == "generate" and cfg["refine"]["enabled"]:
+    if data_step == "generate" and settings.refine.enabled:
         steps.append(["generate", "--refine", paths["refine_mc"]])
     return steps
 
 
 def model_steps(
-    cfg: dict[str, Any],
+    settings: Settings,
     name: str | None,
     own: dict[str, Path],
     paths: dict[str, Path],
@@ -92,13 +93,16 @@ def model_steps(
     truth = paths["truth"] if generator else paths["test"]
     # the refine classifier's MC: another disjoint range of the generator, or the training split
     refine_mc = paths["refine_mc"] if generator else paths["train"]
-    # the model's own sections, merged over the config file's by each step
+    # the model's own sections, merged over the config file's by each step (as the dict the
+    # command line reads back)
     variant = (
         []
         if name is None
         else [
             "--settings",
-            json.dumps(config.subset(config.model_variant(cfg, name), config.MODEL_SECTIONS)),
+            json.dumps(
+                config.subset(config.model_variant(settings.to_dict(), name), config.MODEL_SECTIONS)
+            ),
         ]
     )
     steps: list[Step] = [
@@ -140,11 +144,11 @@ def model_steps(
             own["validation"],
         ],
     ]
-    refine = cfg["refine"]["enabled"]
+    refine = settings.refine.enabled
     if refine:
         steps[-1:-1] = refine_steps(variant, own, paths, refine_mc)
         steps[-1] += ["--reweighted", own["refined"], "--refine-report", own["refine_report"]]
-    if cfg["validation"]["amplification"]["enabled"]:
+    if settings.validation.amplification.enabled:
         samples = [(own["generated"], own["validation"])]
         if refine:
             samples.append((own["refined"], own["reweighted"]))

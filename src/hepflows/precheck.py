@@ -11,11 +11,13 @@ for the terminal.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hepflows.errors import InputError
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 __all__ = ["check_run", "failed_step_messages", "started"]
 
@@ -23,21 +25,21 @@ __all__ = ["check_run", "failed_step_messages", "started"]
 TAIL_LINES = 8
 
 
-def check_run(config: Mapping[str, Any], *, source: str = "config") -> None:
-    """Raise :class:`InputError` naming ``source`` and the key when a validated ``config``
+def check_run(settings: Settings, *, source: str = "config") -> None:
+    """Raise :class:`InputError` naming ``source`` and the key when validated ``settings``
     cannot run here: an input pattern that matches nothing, a selection that does not parse."""
     from hepflows.events.inputs import resolve_inputs
     from hepflows.events.selection import Selection
 
-    data = config["data"]
+    data = settings.data
     try:
-        if data["source"] == "root":
-            resolve_inputs(data)
-        elif data["source"] != "generator" and data.get("path"):
-            if not Path(data["path"]).is_file():
-                raise InputError(f"data.path: {data['path']}: no such file")
-        if data.get("selection"):
-            Selection(data["selection"])
+        if data.source == "root":
+            resolve_inputs(data.to_dict())  # events/inputs reads the block as the config holds it
+        elif data.source != "generator" and data.path:
+            if not Path(data.path).is_file():
+                raise InputError(f"data.path: {data.path}: no such file")
+        if data.selection:
+            Selection(data.selection)
     except InputError as err:
         raise InputError(f"{source}: {err}") from None
 

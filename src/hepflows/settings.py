@@ -263,11 +263,11 @@ class TrainingSettings(Section):
 
     @classmethod
     def from_block(cls, training: Mapping[str, Any]) -> TrainingSettings:
-        """The settings of a ``training:`` block that may leave keys out: the schema's
-        defaults fill them (checked by :func:`hepflows.config.validate`)."""
+        """The settings of a ``training:`` block that may leave keys out (a caller's, not a
+        validated config's): the schema's defaults fill them, the loop checks the values."""
         from hepflows import config
 
-        return cls.from_dict(config.validate({"training": dict(training)})["training"])
+        return cls.from_dict({**config.section_defaults("training"), **training})
 
 
 # -- sampling and validation ---------------------------------------------------------------------

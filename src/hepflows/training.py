@@ -8,8 +8,8 @@ loss or gradient never reaches the weights: the step is skipped; too many in a r
 last checkpoint with half the learning rate, and a loss that stays non-finite through
 :data:`MAX_RECOVERIES` such restores stops training with :class:`Diverged` instead of looping.
 
-On the CPU the loop runs on a fixed number of intra-op threads (``threads`` in the settings, 1
-when absent), not on as many as the job was given: the weight gradients of a matrix product are
+On the CPU the loop runs on a fixed number of intra-op threads (``training.threads``, 1 by
+default), not on as many as the job was given: the weight gradients of a matrix product are
 sums over the batch that the math library splits between threads, and the rounding of those sums
 depends on the split, so without a fixed count the same seed gives other weights under another
 ``--cores``.
@@ -63,6 +63,7 @@ from hepflows import checkpoint
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError, Interrupted
 from hepflows.flows.model import NLL, mutable_buffers
+from hepflows.settings import TrainingSettings
 
 if TYPE_CHECKING:
     from hepflows.flows.model import DensityModel
@@ -78,9 +79,6 @@ LOG_COLUMNS = ("epoch", "train_nll", "val_nll", "lr", "seconds", "skipped_steps"
 #: before training gives up: the rate has then fallen by 256, and a loss that is still
 #: non-finite will not be cured by smaller steps (the data or the model is broken).
 MAX_RECOVERIES = 8
-
-#: Intra-op threads of CPU training when the settings name none; see the module docstring.
-DEFAULT_CPU_THREADS = 1
 
 #: Steps between two host reads of the losses and skip flags on the fast path.
 CHECK_EVERY = 64
@@ -323,7 +321,8 @@ def validation_loss(flow: DensityModel, data: Dataset, *, batch_size: int = 1638
 class Trainer:
     """Trains ``flow`` on ``train`` with early stopping on ``val``; see the module docstring.
 
-    ``settings`` is the config's ``training`` block; ``resume_path`` the resumable checkpoint;
+    ``settings`` is the config's ``training`` settings (a block that leaves keys out is filled
+    with the schema's defaults, :meth:`TrainingSettings.from_block`); ``resume_path`` the resumable checkpoint;
     ``log_path`` the per-epoch CSV log (epoch, train_nll, val_nll, lr, seconds, skipped_steps).
     """
 
@@ -332,7 +331,7 @@ class Trainer:
         flow: DensityModel,
         train: Dataset,
         val: Dataset,
-        settings: Mapping[str, Any],
+        settings: TrainingSettings | Mapping[str, Any],
         *,
         seed: int,
         resume_path: str | Path,
@@ -342,7 +341,9 @@ class Trainer:
         fast: bool | None = None,
     ) -> None:
         self.flow, self.train_data, self.val_data = flow, train, val
-        self.settings = dict(settings)
+        if not isinstance(settings, TrainingSettings):
+            settings = TrainingSettings.from_block(settings)
+        self.settings = settings
         self.seed = seed
         self.resume_path, self.log_path = Path(resume_path), Path(log_path)
         self.config_hash = config_hash
@@ -350,16 +351,15 @@ class Trainer:
         for name, data in (("training", train), ("validation", val)):
             if len(data) == 0:
                 raise InputError(f"the {name} events are empty (0 events), expected at least one")
-        self.batch_size = min(int(settings["batch_size"]), len(train))
+        self.batch_size = min(settings.batch_size, len(train))
         self.batches_per_epoch = len(train) // self.batch_size  # drop the ragged last batch
         # The fused kernel updates all parameters at once: several times faster than the
         # per-tensor loop on the CPU, where the flow's many small tensors make Adam a hot spot.
         self.optimizer = torch.optim.Adam(
-            flow.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"], fused=True
+            flow.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, fused=True
         )
         self.scheduler = self._make_scheduler()
-        ema = settings.get("ema")
-        self.ema = None if ema is None else WeightAverage(flow, ema)
+        self.ema = None if settings.ema is None else WeightAverage(flow, settings.ema)
         self.state = State()
         self._stop_signal: int | None = None
         self._checkpoint_is_ours = False  # the file at resume_path was written by this run
@@ -369,15 +369,15 @@ class Trainer:
             torch.amp.GradScaler(train.x.device.type, init_scale=1.0) if self.fast else None
         )
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, ok) not yet read
-        self._loss = loss_function(flow, settings.get("compile", False))
+        self._loss = loss_function(flow, settings.compile)
         # what a step may change besides the weights, put back after a non-finite step (fixed:
         # the trainer never moves the flow; a step of the seed study has 40 of its 161 buffers)
         self._mutable_buffers = mutable_buffers(flow)
         self._snapshot = [b.clone() for b in self._mutable_buffers]  # rewritten every step
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        total = self.settings["epochs"] * self.batches_per_epoch
-        cosine = self.settings["scheduler"] == "cosine"
+        total = self.settings.epochs * self.batches_per_epoch
+        cosine = self.settings.scheduler == "cosine"
         warmup = self._warmup_steps()
         if warmup > 0:
             return torch.optim.lr_scheduler.LambdaLR(
@@ -389,15 +389,15 @@ class Trainer:
 
     def _warmup_steps(self) -> int:
         """``training.warmup_epochs`` in optimiser steps (a positive fraction: at least one)."""
-        epochs = self.settings.get("warmup_epochs", 0)
+        epochs = self.settings.warmup_epochs
         if (
             isinstance(epochs, bool)
             or not isinstance(epochs, (int, float))
-            or not 0 <= epochs < self.settings["epochs"]
+            or not 0 <= epochs < self.settings.epochs
         ):
             raise InputError(
                 "training.warmup_epochs: expected a number >= 0 and below training.epochs "
-                f"({self.settings['epochs']}), got {epochs!r}"
+                f"({self.settings.epochs}), got {epochs!r}"
             )
         return math.ceil(epochs * self.batches_per_epoch)
 
@@ -478,7 +478,7 @@ class Trainer:
     def _pin_threads(self) -> int:
         """Fix the CPU intra-op threads for reproducibility; returns the previous count."""
         previous = torch.get_num_threads()
-        threads = self.settings.get("threads", DEFAULT_CPU_THREADS)
+        threads = self.settings.threads
         if threads is not None and self.train_data.x.device.type == "cpu":
             torch.set_num_threads(int(threads))
             if threads != previous:
@@ -502,7 +502,7 @@ class Trainer:
                 # Something to restore if the first epoch already meets non-finite steps (and
                 # never a stale file of another configuration, which try_resume ignored).
                 self.save_checkpoint()
-            while self.state.epoch < self.settings["epochs"] and not self._early_stopped():
+            while self.state.epoch < self.settings.epochs and not self._early_stopped():
                 started = time.perf_counter()
                 self._run_epoch()
                 row = self._finish_epoch(time.perf_counter() - started)
@@ -516,7 +516,7 @@ class Trainer:
         return self.state
 
     def _early_stopped(self) -> bool:
-        patience = self.settings["patience"]
+        patience = self.settings.patience
         return patience is not None and self.state.epochs_without_improvement >= patience
 
     def _run_epoch(self) -> None:
@@ -527,7 +527,7 @@ class Trainer:
             total=self.batches_per_epoch,
             initial=self.state.batch,
             disable=not self.progress,
-            desc=f"epoch {self.state.epoch + 1}/{self.settings['epochs']}",
+            desc=f"epoch {self.state.epoch + 1}/{self.settings.epochs}",
             unit="batch",
             mininterval=5.0,
             leave=False,
@@ -567,7 +567,7 @@ class Trainer:
         if loss is None:
             self._bad_in_row += 1
             self.state.skipped_steps += 1
-            if self._bad_in_row >= self.settings["max_bad_steps"]:
+            if self._bad_in_row >= self.settings.max_bad_steps:
                 self._recover(self._bad_in_row)
                 self._bad_in_row = 0
                 return True
@@ -605,7 +605,7 @@ class Trainer:
         buffers, saved = self._mutable_buffers, self._take_snapshot()
         loss = self._loss(x, context, weight)
         scaler.scale(loss).backward()  # times 1: the scaler needs to have seen the loss
-        clip = self.settings["grad_clip"]
+        clip = self.settings.grad_clip
         params = [p for p in self.flow.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
         ok = torch.isfinite(loss) & torch.isfinite(norm)
@@ -639,7 +639,7 @@ class Trainer:
             self._put_back(buffers, saved)
             return None
         loss.backward()
-        clip = self.settings["grad_clip"]
+        clip = self.settings.grad_clip
         norm = torch.nn.utils.clip_grad_norm_(
             self.flow.parameters(), clip if clip is not None else math.inf
         )

@@ -6,17 +6,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hepflows import layout
 from hepflows.errors import InputError
-from hepflows.steps.common import features, has_label, has_weight
+from hepflows.steps.common import axis_labels, features, has_label, has_weight
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
 
 def run(
-    cfg: dict[str, Any],
+    settings: Settings,
     *,
     truth_path: str,
     generated: Sequence[str],
@@ -27,7 +30,7 @@ def run(
     figure and the verdict line amplification_summary.html.
 
     Args:
-        cfg: The validated settings.
+        settings: The validated settings.
         truth_path: The truth events (ROOT), never seen in training.
         generated: The generated events, one or more files read as one sample.
         out_dir: The validation folder to write into.
@@ -39,8 +42,8 @@ def run(
     from hepflows.validation import amplification as amp
     from hepflows.validation.amplification_plot import plot_amplification
 
-    names = list(features(cfg))
-    settings = cfg["validation"]["amplification"]
+    names = list(features(settings))
+    own = settings.validation.amplification
 
     def events(path: str) -> dict:
         return read_events(path, names, with_label=has_label(path), with_weight=has_weight(path))
@@ -65,27 +68,23 @@ def run(
         made,
         names,
         n_train=n_train,
-        bins=settings["bins"],
-        cells=settings["cells"] or None,
-        alpha=settings["alpha"],
+        bins=own.bins,
+        cells=own.cells or None,
+        alpha=own.alpha,
         # per_process: the generated mixture is the user's choice, so only shapes compare
-        slices=("signal", "background")
-        if cfg["data"]["normalise"] == "per_process"
-        else amp.SLICES,
-        seed=cfg["seed"],
+        slices=("signal", "background") if settings.data.normalise == "per_process" else amp.SLICES,
+        seed=settings.seed,
     )
     out = Path(out_dir)
     files = layout.VALIDATION_FILES
-    paths = list(amp.write_amplification(rows, out, settings["alpha"]))
+    paths = list(amp.write_amplification(rows, out, own.alpha))
     # the MC curve of the figure: subsamples of the truth itself, up to half of it
     n_max = max(len(truth[names[0]]) // 2, 1)
     sizes = np.unique(np.geomspace(min(1000, n_max), n_max, 8).astype(int))
-    curve = amp.mc_divergence_curve(truth, names, sizes, bins=settings["bins"], seed=cfg["seed"])
+    curve = amp.mc_divergence_curve(truth, names, sizes, bins=own.bins, seed=settings.seed)
     paths += plot_amplification(
-        rows, curve, out / files["amplification_plot"], labels=cfg.get("labels")
+        rows, curve, out / files["amplification_plot"], labels=axis_labels(settings)
     )
-    paths.append(
-        amp.write_summary_html(rows, out / files["amplification_summary"], settings["alpha"])
-    )
-    log.info("amplification: %s", amp.headline(amp.summarize(rows, settings["alpha"])))
+    paths.append(amp.write_summary_html(rows, out / files["amplification_summary"], own.alpha))
+    log.info("amplification: %s", amp.headline(amp.summarize(rows, own.alpha)))
     log.info("wrote %s", ", ".join(map(str, paths)))

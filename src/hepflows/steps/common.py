@@ -15,29 +15,35 @@ from hepflows.errors import InputError
 
 if TYPE_CHECKING:
     from hepflows.events.feature_cut import FeatureCut
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
 
-def features(cfg: dict[str, Any]) -> tuple[str, ...]:
+def features(settings: Settings) -> tuple[str, ...]:
     """The feature names the settings select, in their order."""
     from hepflows.events.observables import feature_names
 
-    return feature_names(cfg)
+    return feature_names({"features": settings.features, "derived": settings.derived})
 
 
-def metadata(cfg: dict[str, Any], sections: Sequence[str], **extra: Any) -> dict[str, Any]:
+def metadata(settings: Settings, sections: Sequence[str], **extra: Any) -> dict[str, Any]:
     """Provenance written into every output: version, git commit, config hash, seed."""
-    from hepflows import __version__, config
+    from hepflows import __version__
     from hepflows.provenance import git_commit
 
     return {
         "hepflows_version": __version__,
         "git_commit": git_commit(),
-        "config_hash": config.section_hash(cfg, sections),
-        "seed": cfg["seed"],
+        "config_hash": settings.section_hash(sections),
+        "seed": settings.seed,
         **extra,
     }
+
+
+def axis_labels(settings: Settings) -> dict[str, dict[str, str]]:
+    """The ``labels:`` block as the validation modules read it (feature -> label, unit)."""
+    return {name: label.to_dict() for name, label in settings.labels.items()}
 
 
 def matrix(events: dict[str, Any], features: Sequence[str]) -> Any:
@@ -75,23 +81,23 @@ def selection_on_features(path: str, features: Sequence[str]) -> FeatureCut:
     return cut
 
 
-def declared_discrete(cfg: dict[str, Any], path: str) -> list[str]:
+def declared_discrete(settings: Settings, path: str) -> list[str]:
     """The features of ``discrete:`` and those that ingest found integer-valued in ``path``."""
     from hepflows.events.reader import read_metadata
 
     found = read_metadata(path).get("integer_features") or []
-    return list(dict.fromkeys([*cfg["discrete"], *found]))
+    return list(dict.fromkeys([*settings.discrete, *found]))
 
 
 def discrete_features(
-    cfg: dict[str, Any], events: dict, features: Sequence[str], path: str
+    settings: Settings, events: dict, features: Sequence[str], path: str
 ) -> list[str]:
     """The discrete features of the events of ``path``, by the preprocessing's rule."""
     from hepflows.preprocess import find_discrete
 
     x = matrix(events, features)
-    limit = cfg["preprocess"]["discrete_values"]
-    return list(find_discrete(x, features, declared_discrete(cfg, path), limit))
+    limit = settings.preprocess.discrete_values
+    return list(find_discrete(x, features, declared_discrete(settings, path), limit))
 
 
 def has_weight(path: str) -> bool:

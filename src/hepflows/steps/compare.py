@@ -5,25 +5,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hepflows import layout
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
 
-def run(cfg: dict[str, Any], *, models: Sequence[str], out_dir: str) -> None:
+def run(settings: Settings, *, models: Sequence[str], out_dir: str) -> None:
     """The verdicts of a grid's models side by side: models.csv and models.html.
 
     Args:
-        cfg: The validated settings (``models:`` describes the grid).
+        settings: The validated settings (``models:`` describes the grid).
         models: The models' folders; a folder is named as its model in the grid.
         out_dir: The comparison folder to write.
     """
     from hepflows import config
     from hepflows.validation.compare import describe_model, model_summary, write_comparison
 
-    grid = config.model_names(cfg)
+    cfg = settings.to_dict()  # a grid model's variant is merged and validated as a dict
+    grid = list(settings.models)
     rows = []
     for folder in map(Path, models):
         # a model's folder is named as in the grid; a folder of another run is shown undescribed

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hepflows.errors import InputError
 from hepflows.steps.common import metadata
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
@@ -41,47 +44,47 @@ class Outputs:
     refine: str | None = None
 
 
-def run(cfg: dict[str, Any], outputs: Outputs, progress: bool = True) -> None:
+def run(settings: Settings, outputs: Outputs, progress: bool = True) -> None:
     """Generate the events of each file of ``outputs`` (see :func:`jobs`) and write them.
 
     Args:
-        cfg: The validated settings (``seed``, ``data``, the truth and refine MC sizes).
+        settings: The validated settings (``seed``, ``data``, the truth and refine MC sizes).
         outputs: The files to write.
         progress: Whether to show a progress bar.
     """
     from hepflows.events.generator import generate_to_root
 
-    data = cfg["data"]
-    meta = metadata(cfg, ("seed", "data"), source="generator")
-    for split, path, start, n, shard in jobs(cfg, outputs):
+    data = settings.data
+    meta = metadata(settings, ("seed", "data"), source="generator")
+    for split, path, start, n, shard in jobs(settings, outputs):
         log.info(
             "generating %d %s events (events %d..%d of seed %d%s) -> %s",
             n,
             split,
             start,
             start + n,
-            cfg["seed"],
+            settings.seed,
             "" if shard is None else f", shard {shard}",
             path,
         )
         extra = (
             {"split": split}
             if shard is None
-            else {"split": split, "shard": shard, "shards": data["shards"]}
+            else {"split": split, "shard": shard, "shards": data.shards}
         )
         generate_to_root(
             path,
             n,
-            seed=cfg["seed"],
+            seed=settings.seed,
             start=start,
-            signal_fraction=data["signal_fraction"],
-            units=data["units"],
+            signal_fraction=data.signal_fraction,
+            units=data.units,
             progress=progress,
             metadata=dict(meta, **extra),
         )
 
 
-def jobs(cfg: dict[str, Any], outputs: Outputs) -> list[Job]:
+def jobs(settings: Settings, outputs: Outputs) -> list[Job]:
     """(split, path, first event, events, shard or None) for each file ``generate`` writes.
 
     ``shard=K, split=S`` writes only shard K of split S, cut as
@@ -89,14 +92,15 @@ def jobs(cfg: dict[str, Any], outputs: Outputs) -> list[Job]:
     """
     from hepflows.shards import shard_range
 
-    data, o = cfg["data"], outputs
-    truth_events = cfg["validation"]["amplification"]["truth_events"]
+    data, o = settings.data, outputs
+    counts = data.events.to_dict()
+    truth_events = settings.validation.amplification.truth_events
     starts, start = {}, 0
     for split in ("train", "val", "test"):
         starts[split] = start
-        start += data["events"][split]
+        start += counts[split]
     if o.refine is not None:
-        return [_refine_job(cfg, o, start, truth_events)]
+        return [_refine_job(settings, o, start, truth_events)]
     if o.truth is not None:
         if any((o.train, o.val, o.test, o.split, o.out)) or o.shard is not None:
             raise InputError("generate --truth: give only --truth (the truth is one file)")
@@ -113,14 +117,14 @@ def jobs(cfg: dict[str, Any], outputs: Outputs) -> list[Job]:
             raise InputError(
                 "generate: give --train, --val and --test, or --shard with --split and --out"
             )
-        return [(k, str(v), starts[k], data["events"][k], None) for k, v in paths.items()]
+        return [(k, str(v), starts[k], counts[k], None) for k, v in paths.items()]
     if not (o.split and o.out) or any((o.train, o.val, o.test)):
         raise InputError("generate --shard: give --split and --out (and not --train/--val/--test)")
-    lo, hi = shard_range(data["events"][o.split], data["shards"], o.shard, key="data.shards")
+    lo, hi = shard_range(counts[o.split], data.shards, o.shard, key="data.shards")
     return [(o.split, o.out, starts[o.split] + lo, hi - lo, o.shard)]
 
 
-def _refine_job(cfg: dict[str, Any], o: Outputs, n_splits: int, truth_events: int) -> Job:
+def _refine_job(settings: Settings, o: Outputs, n_splits: int, truth_events: int) -> Job:
     """``generate --refine``: the refine classifier's MC, a range beyond the splits and truth."""
     from hepflows.refine import REFINE_START
 
@@ -131,4 +135,4 @@ def _refine_job(cfg: dict[str, Any], o: Outputs, n_splits: int, truth_events: in
             f"keys data.events, validation.amplification.truth_events: the splits or the truth "
             f"reach the refine MC's range, which starts at event {REFINE_START}"
         )
-    return ("refine", str(o.refine), REFINE_START, cfg["refine"]["mc_events"], None)
+    return ("refine", str(o.refine), REFINE_START, settings.refine.mc_events, None)

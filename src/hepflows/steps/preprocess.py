@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hepflows.steps.common import (
     check_per_process_is_conditional,
@@ -14,14 +14,17 @@ from hepflows.steps.common import (
     selection_on_features,
 )
 
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
+
 log = logging.getLogger("hepflows")
 
 
-def run(cfg: dict[str, Any], *, train: str, out: str) -> None:
+def run(settings: Settings, *, train: str, out: str) -> None:
     """Fit min-max (with margin) -> logit -> standardise on the training events.
 
     Args:
-        cfg: The validated settings.
+        settings: The validated settings.
         train: The training events (ROOT) to fit on.
         out: The preprocessing file to write (JSON).
     """
@@ -29,26 +32,26 @@ def run(cfg: dict[str, Any], *, train: str, out: str) -> None:
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
 
-    names = features(cfg)
-    settings = cfg["preprocess"]
-    if settings["per_process"]:
-        check_per_process_is_conditional(cfg["training"]["conditional"])
+    names = features(settings)
+    own = settings.preprocess
+    if own.per_process:
+        check_per_process_is_conditional(settings.training.conditional)
     events = read_events(train, names)
     x = matrix(events, names)
     pre = preprocess.fit(
         x,
         names,
-        margin=settings["margin"],
-        transform=settings["transform"],
-        quantiles=settings["quantiles"],
+        margin=own.margin,
+        transform=own.transform,
+        quantiles=own.quantiles,
         labels=events[LABEL],
-        per_process=settings["per_process"],
-        discrete=declared_discrete(cfg, train),
-        discrete_values=settings["discrete_values"],
+        per_process=own.per_process,
+        discrete=declared_discrete(settings, train),
+        discrete_values=own.discrete_values,
         cut=selection_on_features(train, names),
-        config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
+        config_hash=settings.section_hash(config.PREPROCESS_SECTIONS),
         source=str(train),
-        metadata=metadata(cfg, config.PREPROCESS_SECTIONS),
+        metadata=metadata(settings, config.PREPROCESS_SECTIONS),
     )
     pre.save(out)
     log.info("fitted preprocessing on %d events of %d features -> %s", len(x), len(names), out)

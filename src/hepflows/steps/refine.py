@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hepflows.steps.common import features, has_label, has_weight, metadata
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
 
 def run(
-    cfg: dict[str, Any], *, mc_path: str, draw_path: str, generated: str, out: str, report: str
+    settings: Settings, *, mc_path: str, draw_path: str, generated: str, out: str, report: str
 ) -> None:
     """Weight each generated event by a classifier of MC vs a separate draw of the model:
     the events plus a ``weight`` branch and the record of the classifier and the weights.
 
     Args:
-        cfg: The validated settings.
+        settings: The validated settings.
         mc_path: The classifier's MC events (ROOT), disjoint from every validation.
         draw_path: The classifier's own draw of the model (ROOT).
         generated: The generated events to weight (ROOT).
@@ -32,12 +35,10 @@ def run(
     from hepflows.events.writer import write_events
     from hepflows.refine import disjointness, refine, with_weights
 
-    names = list(features(cfg))
-    settings = cfg["refine"]
+    names = list(features(settings))
+    own = settings.refine
     labelled = has_label(draw_path)
-    mc = read_events(
-        mc_path, names, entry_stop=settings["mc_events"], with_weight=has_weight(mc_path)
-    )
+    mc = read_events(mc_path, names, entry_stop=own.mc_events, with_weight=has_weight(mc_path))
     draw = read_events(draw_path, names, with_label=labelled)
     sample = read_events(generated, names, with_label=labelled)
     log.info(
@@ -49,16 +50,19 @@ def run(
         len(sample[names[0]]),
         generated,
     )
-    weights, record = refine(mc, draw, sample, names, settings, seed=cfg["seed"])
+    block = own.to_dict()  # hepflows.refine reads the block as the config holds it
+    weights, record = refine(mc, draw, sample, names, block, seed=settings.seed)
     record.update(
-        disjoint=disjointness(cfg["data"]["source"], len(mc[names[0]])),
+        disjoint=disjointness(settings.data.source, len(mc[names[0]])),
         mc=str(mc_path),
         draw=str(draw_path),
         generated=str(generated),
-        settings=settings,
+        settings=block,
     )
-    compression = cfg["sampling"]["compression"]
-    meta = metadata(cfg, (*config.MODEL_SECTIONS, "sampling", "refine"), refined=str(generated))
+    compression = settings.sampling.compression
+    meta = metadata(
+        settings, (*config.MODEL_SECTIONS, "sampling", "refine"), refined=str(generated)
+    )
     write_events(
         out,
         with_weights(sample, weights),

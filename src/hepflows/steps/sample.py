@@ -7,16 +7,38 @@ on its own and the shards together are exactly the unsharded sample.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hepflows.errors import InputError
 from hepflows.steps.common import features, metadata
 
+if TYPE_CHECKING:
+    from hepflows.settings import SamplingSettings, Settings
+
 log = logging.getLogger("hepflows")
 
 
+@dataclass(frozen=True)
+class Chunks:
+    """Which events a job writes: ``start..stop`` of the ``total`` events of a sample whose
+    chunk 0 is the model's chunk ``first_chunk``, and the shard (None: the whole sample)."""
+
+    total: int
+    start: int
+    stop: int
+    first_chunk: int
+    shard: int | None
+
+    @property
+    def events(self) -> int:
+        """The events this job writes."""
+        return self.stop - self.start
+
+
 def run(
-    cfg: dict[str, Any] | None,
+    settings: Settings | None,
     *,
     model: str,
     out: str,
@@ -32,7 +54,7 @@ def run(
     """Generate N events from a trained flow, streamed to ROOT in chunks (or one shard of them).
 
     Args:
-        cfg: The validated settings, or None: then the model alone is the identity (its
+        settings: The validated settings, or None: then the model alone is the identity (its
             weights and preprocessing) and the sampling settings are the schema's defaults.
         model: The model file, or the folder of a run or model to find it in.
         out: The event file to write (ROOT).
@@ -46,68 +68,138 @@ def run(
             events, from chunks far beyond every sample's).
         progress: Whether to show a progress bar.
     """
-    from hepflows import api, checkpoint, config, training
-    from hepflows.normalisation import sample_normalisation
+    from hepflows import api, config, training
     from hepflows.preprocess import Preprocessor
-    from hepflows.sampling import check_trained_labels, resolve_precision, sample_to_root
-    from hepflows.shards import shard_range
+    from hepflows.sampling import resolve_precision, sample_to_root
 
-    with_config = cfg is not None
-    if cfg is None:
-        cfg = config.validate({}, source="defaults")
-    sampling = cfg["sampling"]
-    on = training.select_device(device or sampling["device"])
+    with_config = settings is not None
+    if settings is None:
+        settings = default_settings()
+    sampling = settings.sampling
+    on = training.select_device(device or sampling.device)
     model_file, preprocess_file = api.locate(model, preprocess)
-    pre = Preprocessor.load(preprocess_file, features=features(cfg) if with_config else None)
-    total = events or sampling["events"]
-    chunk_size = sampling["chunk_size"]
-    # the refine classifier's draw: its own chunks, far beyond every sample's
-    first_chunk = 0
-    if refine_draw:
-        from hepflows.refine import REFINE_FIRST_CHUNK
-
-        if shard is not None:
-            raise InputError("sample --refine-draw: the draw is one file, give no --shard")
-        total, first_chunk = cfg["refine"]["generated_events"], REFINE_FIRST_CHUNK
-    # Shard k is a whole range of chunks, and chunk c is seeded by (seed, c) alone: the shards
-    # together are exactly the unsharded sample, and any shard can be rerun on its own.
-    start, stop = 0, total
-    if shard is not None:
-        start, stop = shard_range(
-            total, sampling["shards"], shard, chunk_size, key="sampling.shards"
-        )
-    flow, meta = checkpoint.load_model(
-        model_file,
-        features=pre.features,
-        preprocess_hash=pre.config_hash,
-        preprocess_parameters_hash=pre.parameters_hash,
-        config_hash=config.section_hash(cfg, config.MODEL_SECTIONS) if with_config else None,
-        device=on,
-    )
-    fraction = None
-    if meta["context_features"]:
-        fraction = sampling["signal_fraction"]
-        if fraction is None:
-            fraction = meta["signal_fraction"]
-        check_trained_labels(fraction, meta, where=str(model_file))
+    pre = Preprocessor.load(preprocess_file, features=features(settings) if with_config else None)
+    chunks = plan(settings, events, shard, refine_draw)
+    flow, meta = load_model(settings if with_config else None, model_file, pre, on)
+    fraction = signal_fraction(sampling, meta, model_file)
     # --seed draws another, independent sample of the same model (chunk k from (seed, k))
-    seed = cfg["seed"] if seed is None else seed
-    where = "" if shard is None else f" (shard {shard}: events {start}..{stop} of {total})"
-    precision = resolve_precision(precision or sampling["precision"], on)
+    seed = settings.seed if seed is None else seed
+    precision = resolve_precision(precision or sampling.precision, on)
+    where = (
+        ""
+        if shard is None
+        else f" (shard {shard}: events {chunks.start}..{chunks.stop} of {chunks.total})"
+    )
     log.info(
         "sampling %d events%s on %s in %s, signal fraction %s -> %s",
-        stop - start,
+        chunks.events,
         where,
         on,
         precision,
         fraction,
         out,
     )
-    compression = None if sampling["compression"] == "none" else sampling["compression"]
+    extra = provenance(settings, chunks, model_file, meta, fraction, precision, seed, with_config)
+    compression = None if sampling.compression == "none" else sampling.compression
+    sample_to_root(
+        flow,
+        pre,
+        out,
+        chunks.events,
+        seed=seed,
+        chunk_size=sampling.chunk_size,
+        first_chunk=chunks.first_chunk + chunks.start // sampling.chunk_size,
+        signal_fraction=fraction,
+        compression=compression,
+        device=on,
+        metadata=metadata(settings, (*config.MODEL_SECTIONS, "sampling"), **extra),
+        progress=progress,
+        precision=precision,
+        support=sampling.support,
+    )
+
+
+def default_settings() -> Settings:
+    """The schema's defaults, for a model sampled without a config."""
+    from hepflows import config
+    from hepflows.settings import Settings
+
+    return Settings.from_config(config.validate({}, source="defaults"))
+
+
+def plan(settings: Settings, events: int | None, shard: int | None, refine_draw: bool) -> Chunks:
+    """The events of this job: ``events`` (or ``sampling.events``), the refine classifier's
+    draw, or one shard of them.
+
+    Shard k is a whole range of chunks, and chunk c is seeded by (seed, c) alone: the shards
+    together are exactly the unsharded sample, and any shard can be rerun on its own.
+    """
+    from hepflows.shards import shard_range
+
+    sampling = settings.sampling
+    total, first_chunk = events or sampling.events, 0
+    if refine_draw:
+        # the refine classifier's draw: its own chunks, far beyond every sample's
+        from hepflows.refine import REFINE_FIRST_CHUNK
+
+        if shard is not None:
+            raise InputError("sample --refine-draw: the draw is one file, give no --shard")
+        total, first_chunk = settings.refine.generated_events, REFINE_FIRST_CHUNK
+    start, stop = 0, total
+    if shard is not None:
+        start, stop = shard_range(
+            total, sampling.shards, shard, sampling.chunk_size, key="sampling.shards"
+        )
+    return Chunks(total, start, stop, first_chunk if refine_draw else 0, shard)
+
+
+def load_model(settings: Settings | None, path: Path, pre: Any, device: Any) -> Any:
+    """The model and its record, checked against the preprocessing and (with settings) the
+    settings' model hash."""
+    from hepflows import checkpoint, config
+
+    return checkpoint.load_model(
+        path,
+        features=pre.features,
+        preprocess_hash=pre.config_hash,
+        preprocess_parameters_hash=pre.parameters_hash,
+        config_hash=None if settings is None else settings.section_hash(config.MODEL_SECTIONS),
+        device=device,
+    )
+
+
+def signal_fraction(sampling: SamplingSettings, meta: dict[str, Any], path: Path) -> float | None:
+    """The signal fraction to generate: ``sampling.signal_fraction``, else the training
+    data's; None for an unconditional model. Refuses a label the model never saw."""
+    from hepflows.sampling import check_trained_labels
+
+    if not meta["context_features"]:
+        return None
+    fraction = sampling.signal_fraction
+    if fraction is None:
+        fraction = meta["signal_fraction"]
+    check_trained_labels(fraction, meta, where=str(path))
+    return fraction
+
+
+def provenance(
+    settings: Settings,
+    chunks: Chunks,
+    path: Path,
+    meta: dict[str, Any],
+    fraction: float | None,
+    precision: str,
+    seed: int,
+    with_config: bool,
+) -> dict[str, Any]:
+    """What the sample's metadata records besides the common provenance; without a config
+    (``with_config`` false) the model's own config hash."""
+    from hepflows.normalisation import sample_normalisation
+
     extra: dict[str, Any] = {
-        "model": str(model_file),
-        "start": start,
-        "n_events": stop - start,
+        "model": str(path),
+        "start": chunks.start,
+        "n_events": chunks.events,
         "precision": precision,
         "seed": seed,
         "model_config_hash": meta.get("config_hash"),
@@ -115,28 +207,13 @@ def run(
         if fraction is None
         else {"signal": fraction, "background": 1.0 - fraction},
         "normalisation": sample_normalisation(
-            meta.get("normalisation"), total, fraction, meta.get("signal_fraction")
+            meta.get("normalisation"), chunks.total, fraction, meta.get("signal_fraction")
         ),
     }
     if not with_config:
         extra["config_hash"] = meta.get("config_hash")  # the model's: no config was given
-    if refine_draw:
-        extra["first_chunk"] = first_chunk
-    if shard is not None:
-        extra.update(shard=shard, shards=sampling["shards"])
-    sample_to_root(
-        flow,
-        pre,
-        out,
-        stop - start,
-        seed=seed,
-        chunk_size=chunk_size,
-        first_chunk=first_chunk + start // chunk_size,
-        signal_fraction=fraction,
-        compression=compression,
-        device=on,
-        metadata=metadata(cfg, (*config.MODEL_SECTIONS, "sampling"), **extra),
-        progress=progress,
-        precision=precision,
-        support=sampling["support"],
-    )
+    if chunks.first_chunk:  # the refine classifier's draw
+        extra["first_chunk"] = chunks.first_chunk
+    if chunks.shard is not None:
+        extra.update(shard=chunks.shard, shards=settings.sampling.shards)
+    return extra

@@ -5,26 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 log = logging.getLogger("hepflows")
 
 
-def run(cfg: dict[str, Any], *, run_dir: str, models: Sequence[str] | None, out: str) -> None:
+def run(settings: Settings, *, run_dir: str, models: Sequence[str] | None, out: str) -> None:
     """The report's first page: what ran (config, model, epochs, device, wall time per step,
     commit) and the verdict in one sentence with its coloured table.
 
     Args:
-        cfg: The validated settings.
+        settings: The validated settings.
         run_dir: The run's folder.
         models: The models' folders (a grid's); None or empty for the run's own folder.
         out: The page to write (HTML).
     """
-    from hepflows import config
     from hepflows.validation.run_summary import write_summary
 
-    grid = config.model_names(cfg)
     folders = [Path(m) for m in models] if models else [Path(run_dir)]
-    pairs = [(folder, folder.name if grid else None) for folder in folders]
-    page = write_summary(cfg, run_dir, pairs, out)
+    pairs = [(folder, folder.name if settings.models else None) for folder in folders]
+    # the summary page reads the config as the validated dict
+    page = write_summary(settings.to_dict(), run_dir, pairs, out)
     log.info("summary of %d model(s) -> %s", len(pairs), page)

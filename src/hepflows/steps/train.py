@@ -8,19 +8,34 @@ conditional flow records the process labels and the signal fraction it saw.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows.errors import InputError
 from hepflows.model_config import model_kind
 from hepflows.steps.common import check_per_process_is_conditional, features, matrix, metadata
 
+if TYPE_CHECKING:
+    from hepflows.settings import Settings, TrainingSettings
+
 log = logging.getLogger("hepflows")
 
 
+@dataclass(frozen=True)
+class Events:
+    """The training and validation events on the training device (:class:`Dataset`), and
+    the training data's signal fraction (None for an unconditional flow)."""
+
+    train: Any
+    val: Any
+    signal_fraction: float | None
+
+
 def run(
-    cfg: dict[str, Any],
+    settings: Settings,
     *,
     train: str,
     val: str,
@@ -34,7 +49,7 @@ def run(
     """Train the flow; writes the best model, the per-epoch log (CSV) and its plot.
 
     Args:
-        cfg: The validated settings.
+        settings: The validated settings.
         train: The training events (ROOT).
         val: The validation events (ROOT), for early stopping.
         preprocess: The preprocessing fitted by the ``preprocess`` step (JSON).
@@ -44,87 +59,147 @@ def run(
         device: A device overriding ``training.device``, or None.
         progress: Whether to show a progress bar.
     """
+    training = settings.training
+    if device:
+        training = dataclasses.replace(training, device=device)
+    pre = load_preprocessing(settings, preprocess)
+    if pre.per_process:
+        check_per_process_is_conditional(training.conditional)
+    on = training_device(training)
+    events = load_events(settings, pre, train, val, on)
+    flow = build(settings, len(pre.features), on)
+    out = Path(model)
+    trainer = make_trainer(settings, training, flow, events, out, log_path, progress)
+    trainer.try_resume()
+    state = trainer.fit()
+    write_model(settings, out, state, pre, events, train)
+    report(flow.loss_name, state, out, log_path, plot)
+    trainer.resume_path.unlink(missing_ok=True)
+
+
+def load_preprocessing(settings: Settings, path: str) -> Any:
+    """The fitted preprocessing, checked against the settings' features and hash."""
+    from hepflows import config
+    from hepflows.preprocess import Preprocessor
+
+    return Preprocessor.load(
+        path,
+        features=features(settings),
+        config_hash=settings.section_hash(config.PREPROCESS_SECTIONS),
+    )
+
+
+def training_device(training: TrainingSettings) -> Any:
+    """The torch device of ``training.device``, logged with the GPU's name."""
     import torch
 
-    from hepflows import checkpoint, config, training
-    from hepflows.events.reader import read_metadata
-    from hepflows.flows import build_flow
-    from hepflows.normalisation import input_normalisation
-    from hepflows.preprocess import Preprocessor
-    from hepflows.validation.plots import plot_training_curve
+    from hepflows.training import select_device
 
-    settings = dict(cfg["training"])
-    if device:
-        settings["device"] = device
-    names = features(cfg)
-    pre = Preprocessor.load(
-        preprocess,
-        features=names,
-        config_hash=config.section_hash(cfg, config.PREPROCESS_SECTIONS),
-    )
-    if pre.per_process:
-        check_per_process_is_conditional(settings["conditional"])
-    on = training.select_device(settings["device"])
+    on = select_device(training.device)
     log.info(
         "training on %s%s",
         on,
         f" ({torch.cuda.get_device_name(on)})" if on.type == "cuda" else "",
     )
-    conditional = settings["conditional"]
-    train_data = dataset(train, pre, conditional, on)
-    val_data = dataset(val, pre, conditional, on, drop_outside=True)
+    return on
+
+
+def load_events(settings: Settings, pre: Any, train: str, val: str, device: Any) -> Events:
+    """The preprocessed training and validation events on ``device``, weighted as
+    ``data.normalise`` says, with the training data's signal fraction."""
+    conditional = settings.training.conditional
+    train_data = dataset(train, pre, conditional, device)
+    val_data = dataset(val, pre, conditional, device, drop_outside=True)
     fraction = signal_fraction(train, train_data) if conditional else None
-    if cfg["data"]["normalise"] == "per_process":
+    if settings.data.normalise == "per_process":
         # after the weighted fraction is taken: it is the default mixture to generate
         train_data, val_data = per_process(train_data), per_process(val_data)
-    seed = cfg["seed"] if settings["seed"] is None else settings["seed"]
-    torch.manual_seed(seed)
-    flow = build_flow(cfg["model"], len(names), 1 if conditional else 0).to(on)
+    return Events(train_data, val_data, fraction)
+
+
+def build(settings: Settings, n_features: int, device: Any) -> Any:
+    """The untrained model of ``model:`` on ``device``, its initial weights seeded by
+    ``training.seed`` (or the run's ``seed``)."""
+    import torch
+
+    from hepflows.flows import build_flow
+
+    torch.manual_seed(settings.training_seed)
+    context = 1 if settings.training.conditional else 0
+    flow = build_flow(settings.model, n_features, context).to(device)
     log.info(
         "model: %s, %d parameters",
-        model_kind(cfg["model"]),
+        model_kind(settings.model.to_dict()),
         sum(p.numel() for p in flow.parameters()),
     )
-    model_hash = config.section_hash(cfg, config.MODEL_SECTIONS)
-    out = Path(model)
-    trainer = training.Trainer(
+    return flow
+
+
+def make_trainer(
+    settings: Settings,
+    training: TrainingSettings,
+    flow: Any,
+    events: Events,
+    out: Path,
+    log_path: str,
+    progress: bool,
+) -> Any:
+    """The training loop of ``flow`` on ``events``, resumable from beside ``out``."""
+    from hepflows import config
+    from hepflows.training import Trainer
+
+    return Trainer(
         flow,
-        train_data,
-        val_data,
-        settings,
-        seed=seed,
+        events.train,
+        events.val,
+        training,
+        seed=settings.training_seed,
         resume_path=out.with_name(out.stem + ".resume.pt"),
         log_path=log_path,
-        config_hash=model_hash,
+        config_hash=settings.section_hash(config.MODEL_SECTIONS),
         progress=progress,
     )
-    trainer.try_resume()
-    state = trainer.fit()
+
+
+def write_model(
+    settings: Settings, out: Path, state: Any, pre: Any, events: Events, train: str
+) -> None:
+    """The model file: the best weights with what loading and sampling check them against."""
+    from hepflows import checkpoint, config
+    from hepflows.events.reader import read_metadata
+    from hepflows.normalisation import input_normalisation
+
+    conditional = settings.training.conditional
+    model_hash = settings.section_hash(config.MODEL_SECTIONS)
     checkpoint.save(
         out,
         {
             "state_dict": state.best_state,
-            "model": cfg["model"],
-            "features": list(names),
+            "model": settings.model.to_dict(),
+            "features": list(features(settings)),
             "context_features": 1 if conditional else 0,
             "config_hash": model_hash,
             "preprocess_hash": pre.config_hash,
             "preprocess_parameters_hash": pre.parameters_hash,
             "epoch": state.best_epoch,
             "val_nll": state.best_val,
-            "signal_fraction": fraction,
+            "signal_fraction": events.signal_fraction,
             # the conditions it saw: sampling refuses the others
-            "labels": labels(train_data) if conditional else None,
+            "labels": labels(events.train) if conditional else None,
             "normalisation": input_normalisation(read_metadata(train)),
-            "metadata": metadata(cfg, config.MODEL_SECTIONS),
+            "metadata": metadata(settings, config.MODEL_SECTIONS),
         },
     )
-    loss = flow.loss_name
+
+
+def report(loss: str, state: Any, out: Path, log_path: str, plot: str | None) -> None:
+    """Log the best epoch and draw the training curve (``plot``, when given)."""
+    from hepflows.validation.plots import plot_training_curve
+
     log.info("best epoch %d, validation %s %.4f -> %s", state.best_epoch, loss, state.best_val, out)
     if plot:
         label = "Negative log-likelihood per event" if loss == "NLL" else f"{loss} per event"
         plot_training_curve(Path(log_path), Path(plot), label)
-    trainer.resume_path.unlink(missing_ok=True)
 
 
 def labels(train: Any) -> list[int]:

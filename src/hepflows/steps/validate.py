@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows import layout
 from hepflows.errors import InputError
-from hepflows.steps.common import discrete_features, features, has_label, has_weight
+from hepflows.steps.common import (
+    axis_labels,
+    discrete_features,
+    features,
+    has_label,
+    has_weight,
+)
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings, ValidationSettings
 
 log = logging.getLogger("hepflows")
 
 
 def run(
-    cfg: dict[str, Any],
+    settings: Settings,
     *,
     reference: str,
     generated: str,
@@ -27,7 +36,7 @@ def run(
     """Compare generated events with held-out MC: metrics (JSON, CSV), verdict and plots.
 
     Args:
-        cfg: The validated settings.
+        settings: The validated settings.
         reference: The held-out MC events (ROOT), weighted or not.
         generated: The generated events (ROOT); without a label branch (an unconditional
             flow) all events are compared as one class.
@@ -45,17 +54,17 @@ def run(
     from hepflows.validation.plots import figure_text
     from hepflows.validation.runner import validate_samples
 
-    names = features(cfg)
-    settings = cfg["validation"]
+    names = features(settings)
+    own = settings.validation
     mc = read_events(
         reference,
         names,
-        entry_stop=2 * settings["max_events"],
+        entry_stop=2 * own.max_events,
         with_weight=has_weight(reference),
     )
-    check_validation_weights(reference, mc, settings["classifier"])
+    check_validation_weights(reference, mc, own.classifier)
     labelled = has_label(generated)
-    made = read_events(generated, names, with_label=labelled, entry_stop=settings["max_events"])
+    made = read_events(generated, names, with_label=labelled, entry_stop=own.max_events)
     if not labelled:
         # An unconditional flow generates signal and background together, without labels:
         # compare everything as one class (only the "all" slice), and skip the closure.
@@ -71,43 +80,55 @@ def run(
         len(mc[names[0]]),
     )
     # the figures' label, sqrt(s) and luminosity: config plots
-    with figure_text(**cfg["plots"]):
+    with figure_text(**settings.plots.to_dict()):
         validate_samples(
             mc,
             made,
             names,
             Path(out_dir),
-            n_null=settings["n_null"],
-            seed=cfg["seed"],
-            units=cfg["data"]["units"],
-            classifier=settings["classifier"],
-            discrete=discrete_features(cfg, mc, names, reference),
-            labels=cfg["labels"],
-            normalise=cfg["data"]["normalise"],
-            judge_families=settings["judges"]["families"],
-            derived=settings["judges"]["derived"],
+            discrete=discrete_features(settings, mc, names, reference),
+            labels=axis_labels(settings),
+            **common_arguments(settings),
         )
         if reweighted:
-            validate_reweighted(cfg, mc, reference, reweighted, refine_report, out_dir, labelled)
+            validate_reweighted(
+                settings, mc, reference, reweighted, refine_report, out_dir, labelled
+            )
     if train:
         import time
 
         log.info("validate: physics closure (classifier AUC, pyhf signal-strength fit)...")
         t0 = time.perf_counter()
-        training = read_events(train, names, entry_stop=5 * settings["max_events"])
+        training = read_events(train, names, entry_stop=5 * own.max_events)
         write_closure(
             training,
             mc,
             made,
             names,
             Path(out_dir) / layout.VALIDATION_FILES["closure"],
-            seed=cfg["seed"],
+            seed=settings.seed,
         )
         log.info("validate: physics closure done in %.1f s", time.perf_counter() - t0)
 
 
+def common_arguments(settings: Settings) -> dict[str, Any]:
+    """What :func:`~hepflows.validation.runner.validate_samples` takes from the settings for
+    the raw and the reweighted sample alike."""
+    own: ValidationSettings = settings.validation
+    derived = own.judges.derived
+    return {
+        "n_null": own.n_null,
+        "seed": settings.seed,
+        "units": settings.data.units,
+        "classifier": own.classifier,
+        "normalise": settings.data.normalise,
+        "judge_families": list(own.judges.families),
+        "derived": None if derived is None else dict(derived),
+    }
+
+
 def validate_reweighted(
-    cfg: dict[str, Any],
+    settings: Settings,
     mc: dict,
     reference: str,
     reweighted: str,
@@ -127,15 +148,14 @@ def validate_reweighted(
 
     if not refine_report:
         raise InputError("validate --reweighted: give --refine-report (refine's refine.json)")
-    names = features(cfg)
-    settings = cfg["validation"]
+    names = features(settings)
     out = Path(out_dir)
     events = read_events(
         reweighted,
         names,
         with_label=labelled,
         with_weight=True,
-        entry_stop=settings["max_events"],
+        entry_stop=settings.validation.max_events,
     )
     if not labelled:
         events[LABEL] = np.zeros(len(events[names[0]]), np.int8)
@@ -145,15 +165,9 @@ def validate_reweighted(
         events,
         names,
         out / layout.VALIDATION_FILES["reweighted"],
-        n_null=settings["n_null"],
-        seed=cfg["seed"],
-        units=cfg["data"]["units"],
-        classifier=settings["classifier"],
-        judge_families=settings["judges"]["families"],
-        derived=settings["judges"]["derived"],
         plots=False,
-        discrete=discrete_features(cfg, mc, names, reference),
-        normalise=cfg["data"]["normalise"],
+        discrete=discrete_features(settings, mc, names, reference),
+        **common_arguments(settings),
     )
     raw = read_json(out / layout.VALIDATION_FILES["metrics"])
     report = read_json(Path(refine_report), missing="not found; run the refine step first")

@@ -85,20 +85,7 @@ def run(
     # --seed draws another, independent sample of the same model (chunk k from (seed, k))
     seed = settings.seed if seed is None else seed
     precision = resolve_precision(precision or sampling.precision, on)
-    where = (
-        ""
-        if shard is None
-        else f" (shard {shard}: events {chunks.start}..{chunks.stop} of {chunks.total})"
-    )
-    log.info(
-        "sampling %d events%s on %s in %s, signal fraction %s -> %s",
-        chunks.events,
-        where,
-        on,
-        precision,
-        fraction,
-        out,
-    )
+    announce(chunks, on, precision, fraction, out)
     extra = provenance(settings, chunks, model_file, meta, fraction, precision, seed, with_config)
     compression = None if sampling.compression == "none" else sampling.compression
     sample_to_root(
@@ -151,6 +138,24 @@ def plan(settings: Settings, events: int | None, shard: int | None, refine_draw:
             total, sampling.shards, shard, sampling.chunk_size, key="sampling.shards"
         )
     return Chunks(total, start, stop, first_chunk if refine_draw else 0, shard)
+
+
+def announce(chunks: Chunks, device: Any, precision: str, fraction: float | None, out: str) -> None:
+    """Log what this job draws, where and into which file."""
+    where = (
+        ""
+        if chunks.shard is None
+        else f" (shard {chunks.shard}: events {chunks.start}..{chunks.stop} of {chunks.total})"
+    )
+    log.info(
+        "sampling %d events%s on %s in %s, signal fraction %s -> %s",
+        chunks.events,
+        where,
+        device,
+        precision,
+        fraction,
+        out,
+    )
 
 
 def load_model(settings: Settings | None, path: Path, pre: Any, device: Any) -> Any:

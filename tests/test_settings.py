@@ -148,3 +148,40 @@ def test_training_seed_falls_back_to_the_run_seed():
     assert s.training_seed == 7
     s = Settings.from_config(config.validate({"seed": 7, "training": {"seed": 3}}))
     assert s.training_seed == 3
+
+
+def test_build_flow_takes_the_model_settings_or_the_block_a_model_file_stores():
+    import torch
+
+    from hepflows.flows import build_flow
+
+    block = {"coupling": "rq_spline", "blocks": 2, "hidden": [8], "permutation": "lu"}
+    torch.manual_seed(0)
+    from_settings = build_flow(ModelSettings.from_block(block), 3, 1).state_dict()
+    torch.manual_seed(0)
+    from_block = build_flow(block, 3, 1).state_dict()
+    assert from_settings.keys() == from_block.keys()
+    assert all(torch.equal(from_settings[k], from_block[k]) for k in from_block)
+
+
+def test_the_trainer_holds_typed_settings_filled_with_the_schema_defaults(tmp_path):
+    import torch
+
+    from hepflows.flows import build_flow
+    from hepflows.training import Dataset, Trainer
+
+    flow = build_flow({"blocks": 1, "hidden": [4]}, 2)
+    data = Dataset(torch.randn(64, 2), None)
+    trainer = Trainer(
+        flow,
+        data,
+        data,
+        {"epochs": 1},
+        seed=0,
+        resume_path=tmp_path / "r.pt",
+        log_path=tmp_path / "l.csv",
+        progress=False,
+    )
+    assert isinstance(trainer.settings, TrainingSettings)
+    assert trainer.settings.threads == 1 and trainer.settings.batch_size == 512
+    assert trainer.batch_size == 64  # at most the training events

@@ -22,6 +22,7 @@ from hepflows.cli import main
 from hepflows.errors import InputError
 from hepflows.events.reader import read_metadata
 from hepflows.feasibility import MIN_EVENTS, Tally, check_splits
+from hepflows.settings import Settings
 from hepflows.validation import metrics as m
 from hepflows.validation.runner import validate_samples
 
@@ -288,7 +289,9 @@ def _tallies(train: dict, test: dict) -> dict:
 
 
 def test_ingest_checks_name_the_process_and_the_split():
-    cfg = config.validate({"validation": {"classifier": False}, "sampling": {"events": 5000}})
+    cfg = Settings.from_config(
+        config.validate({"validation": {"classifier": False}, "sampling": {"events": 5000}})
+    )
     ok = _tallies({1: (500, 500.0), 0: (500, 500.0)}, {1: (200, 200.0), 0: (200, 200.0)})
     check_splits(ok, cfg, weighted=True)
     empty = _tallies({0: (500, 500.0)}, {1: (200, 200.0), 0: (200, 200.0)})

@@ -20,6 +20,7 @@ import yaml
 
 from hepflows.errors import InputError
 from hepflows.feasibility import check_config
+from hepflows.settings import Settings
 
 #: Package data: present in a wheel or any install, not only in a checkout.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
@@ -57,8 +58,6 @@ def validate(config: Mapping[str, Any], *, source: str = "config") -> dict[str, 
     if error is not None:
         raise InputError(f"{source}: {_describe(error)}")
     _check_semantics(filled, source)
-    from hepflows.settings import Settings
-
     # what validation could not do, before any event is read
     check_config(Settings.from_config(filled), source)
     for name in filled["models"]:

@@ -18,6 +18,7 @@ import dataclasses
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
@@ -384,7 +385,9 @@ class Settings(Section):
         return cls.from_dict(config)
 
     @classmethod
-    def load(cls, path: str | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    def load(
+        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
         """Read, merge, validate (:func:`hepflows.config.load`) and type a config."""
         from hepflows import config
 

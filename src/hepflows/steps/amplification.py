@@ -36,8 +36,9 @@ def run(
     import numpy as np
 
     from hepflows.events.reader import count_events, read_events
+    from hepflows.report.amplification_page import write_summary_html
+    from hepflows.report.amplification_plot import plot_amplification
     from hepflows.validation import amplification as amp
-    from hepflows.validation.amplification_plot import plot_amplification
 
     names = list(features(cfg))
     settings = cfg["validation"]["amplification"]
@@ -84,8 +85,6 @@ def run(
     paths += plot_amplification(
         rows, curve, out / files["amplification_plot"], labels=cfg.get("labels")
     )
-    paths.append(
-        amp.write_summary_html(rows, out / files["amplification_summary"], settings["alpha"])
-    )
+    paths.append(write_summary_html(rows, out / files["amplification_summary"], settings["alpha"]))
     log.info("amplification: %s", amp.headline(amp.summarize(rows, settings["alpha"])))
     log.info("wrote %s", ", ".join(map(str, paths)))

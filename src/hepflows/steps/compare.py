@@ -21,7 +21,7 @@ def run(cfg: dict[str, Any], *, models: Sequence[str], out_dir: str) -> None:
         out_dir: The comparison folder to write.
     """
     from hepflows import config
-    from hepflows.validation.compare import describe_model, model_summary, write_comparison
+    from hepflows.report.compare import describe_model, model_summary, write_comparison
 
     grid = config.model_names(cfg)
     rows = []

@@ -21,7 +21,7 @@ def run(cfg: dict[str, Any], *, run_dir: str, models: Sequence[str] | None, out:
         out: The page to write (HTML).
     """
     from hepflows import config
-    from hepflows.validation.run_summary import write_summary
+    from hepflows.report.run_summary import write_summary
 
     grid = config.model_names(cfg)
     folders = [Path(m) for m in models] if models else [Path(run_dir)]

@@ -51,7 +51,7 @@ def run(
     from hepflows.flows import build_flow
     from hepflows.normalisation import input_normalisation
     from hepflows.preprocess import Preprocessor
-    from hepflows.validation.plots import plot_training_curve
+    from hepflows.report.plots import plot_training_curve
 
     settings = dict(cfg["training"])
     if device:

@@ -41,9 +41,9 @@ def run(
 
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
+    from hepflows.report.plots import figure_text
+    from hepflows.report.runner import validate_samples
     from hepflows.validation.closure import write_closure
-    from hepflows.validation.plots import figure_text
-    from hepflows.validation.runner import validate_samples
 
     names = features(cfg)
     settings = cfg["validation"]
@@ -122,8 +122,8 @@ def validate_reweighted(
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.records import read_json
-    from hepflows.validation.runner import validate_samples
-    from hepflows.validation.tables import write_refine_comparison
+    from hepflows.report.runner import validate_samples
+    from hepflows.report.tables import write_refine_comparison
 
     if not refine_report:
         raise InputError("validate --reweighted: give --refine-report (refine's refine.json)")

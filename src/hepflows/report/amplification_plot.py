@@ -10,7 +10,7 @@ events (Butter et al., arXiv:2008.06545; arXiv:2509.08048): the worst features a
 row are drawn in colour and their crossings marked.
 
 The measurement is :mod:`hepflows.validation.amplification`; the style and the atomic PDF+PNG
-writing are :mod:`hepflows.validation.plots`'.
+writing are :mod:`hepflows.report.plots`'.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 # plots first: it selects the file-only matplotlib backend before pyplot is imported
-from hepflows.validation.plots import atlas_style, simulation_label, save_figure  # isort: skip
+from hepflows.report.plots import atlas_style, simulation_label, save_figure  # isort: skip
 import matplotlib.pyplot as plt
 
 from hepflows.events.observables import axis_label

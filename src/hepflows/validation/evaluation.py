@@ -55,6 +55,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -161,12 +162,7 @@ def evaluate(
     separate = inputs.extra is not None
     sizes, slices = compared_sizes(inputs.ref, inputs.gen, inputs.pool, separate)
 
-    rng = np.random.default_rng(seed)
-    a, g = draw_value_pair(inputs.ref, inputs.gen, sizes, separate, rng)
-    null_pairs = [draw_null_pair(inputs.pool, sizes, rng) for _ in range(n_null)]
-    if g.w is not None:
-        weight_rng = np.random.default_rng([seed, 1])  # the draws above stay those of the raw run
-        null_pairs = [(p, weighted_like(q, g, weight_rng)) for p, q in null_pairs]
+    a, g, null_pairs = _draw_pairs(inputs, sizes, separate, n_null, seed)
     value, nulls = _pair_metrics(run, (a, g), null_pairs, sizes, slices, seed)
     metrics_done = time.perf_counter()
     log.info("validate 1/4: metrics done in %.1f s", metrics_done - started)
@@ -175,23 +171,15 @@ def evaluate(
     analytic = analytic_pvalues(a, g, value, features, slices)
     jetnet = jetnet_distances(a, g, value, slices, seed)
     correlation = correlation_check(value, nulls, slices)
-    classifier_result = None
     t_judged = time.perf_counter()
     log.info(
         "validate 2/4: verdicts, p-values and distances done in %.1f s", t_judged - metrics_done
     )
-    n_clf = max(0, min(n_null_classifier, n_null))
+    classifier_result = None
     if classifier:
-        log.info("validate 3/4: classifier test on the sample and %d null pairs...", n_clf)
-        classifier_result, clf_rows, clf_verdict = classifier_block(
-            a,
-            g,
-            null_pairs[:n_clf],
-            seed,
-            families=judge_families,
-            derived=observables,
-            features=features,
-            run=run,
+        n_clf = max(0, min(n_null_classifier, n_null))
+        classifier_result, clf_rows, clf_verdict = _classifier_test(
+            run, (a, g), null_pairs[:n_clf], seed, judge_families, observables, features
         )
         rows += clf_rows
         verdict.append(clf_verdict)
@@ -262,6 +250,43 @@ def _load(
         extra = per_process(extra)
     pool = concat_samples(ref, extra) if extra is not None else ref
     return _Inputs(raw_ref, ref, gen, extra, pool)
+
+
+def _draw_pairs(
+    inputs: _Inputs, sizes: Mapping[int, int], separate: bool, n_null: int, seed: int
+) -> tuple[Sample, Sample, list[tuple[Sample, Sample]]]:
+    """The compared MC and generated samples and ``n_null`` MC-vs-MC pairs, drawn from
+    ``seed``; a weighted generated sample lends its weights to each pair's second sample."""
+    rng = np.random.default_rng(seed)
+    a, g = draw_value_pair(inputs.ref, inputs.gen, sizes, separate, rng)
+    null_pairs = [draw_null_pair(inputs.pool, sizes, rng) for _ in range(n_null)]
+    if g.w is not None:
+        weight_rng = np.random.default_rng([seed, 1])  # the draws above stay those of the raw run
+        null_pairs = [(p, weighted_like(q, g, weight_rng)) for p, q in null_pairs]
+    return a, g, null_pairs
+
+
+def _classifier_test(
+    run: Runner,
+    value_pair: tuple[Sample, Sample],
+    null_pairs: Sequence[tuple[Sample, Sample]],
+    seed: int,
+    families: Sequence[str],
+    observables: Mapping[str, Any],
+    features: Sequence[str],
+) -> tuple[dict, list[dict], dict]:
+    """The classifier judges' panel (:func:`judge.classifier_block`) on the value pair and
+    ``null_pairs``."""
+    log.info("validate 3/4: classifier test on the sample and %d null pairs...", len(null_pairs))
+    return classifier_block(
+        *value_pair,
+        null_pairs,
+        seed,
+        families=families,
+        derived=observables,
+        features=features,
+        run=run,
+    )
 
 
 def _pair_metrics(

@@ -454,7 +454,7 @@ def _stream_file(
     from hepflows.kish import kish_size
 
     key = split_key(seed, f.sha256)
-    sums = _WeightSums()
+    sums = Tally()  # the file's weights
     n_read = n_sel = 0
     for raw, entries, n, word in _selected_chunks(f, plan, stop, step_size, guard):
         chunk = _events(raw, entries, f, plan, word)
@@ -462,7 +462,7 @@ def _stream_file(
             if not np.array_equal(chunk[feat], np.round(chunk[feat])):
                 integers.discard(feat)
         if plan.weighted:
-            negative = sums.add(chunk.pop(_RAW_WEIGHT))
+            negative = _add_weights(sums, chunk.pop(_RAW_WEIGHT))
             if negative and on_negative is not None:
                 on_negative(f.path, negative)
         router.add_keyed(chunk, entries, key)
@@ -553,7 +553,7 @@ def _events(
     :data:`_RAW_WEIGHT`)."""
     import numpy as np
 
-    from hepflows.errors import InputError
+    from hepflows.events.checks import check_finite_values, check_labels
     from hepflows.events.schema import LABEL, WEIGHT
 
     where, m = f.path, len(entries)
@@ -562,21 +562,15 @@ def _events(
         if feat in plan.exprs:
             values = plan.exprs[feat].values(raw, m, where, entries)
             chunk[feat] = values.astype(np.float32)
-            _bad_values(chunk[feat], entries, where, f"derived {feat!r}")
+            check_finite_values(chunk[feat], where, f"derived {feat!r}", entries=entries)
             continue
         b = plan.fmap[feat]
         chunk[feat] = np.asarray(raw[b], dtype=np.float32)
-        _bad_values(chunk[feat], entries, where, f"{word} {b!r} (feature {feat!r})")
+        what = f"{word} {b!r} (feature {feat!r})"
+        check_finite_values(chunk[feat], where, what, entries=entries)
     if f.label_branch is not None:
         lab = np.asarray(raw[f.label_branch])
-        bad = (lab != 0) & (lab != 1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise InputError(
-                f"{where}: {word} {f.label_branch!r} (the label): "
-                f"{int(bad.sum())} label(s) other than 0 or 1; the first at entry "
-                f"{int(entries[i])}, with value {lab[i].item()!r}"
-            )
+        check_labels(lab, f"{where}: {word} {f.label_branch!r} (the label)", entries=entries)
         chunk[LABEL] = lab.astype(np.int8)
     elif f.label is not None:
         chunk[LABEL] = np.full(m, f.label, dtype=np.int8)
@@ -594,11 +588,13 @@ def _weights(
     import numpy as np
 
     from hepflows.errors import InputError
+    from hepflows.events.checks import check_finite_values
 
     w = np.full(len(entries), 1.0 if f.weight is None else f.weight)
     if weight_branch is not None:
         wb = np.asarray(raw[weight_branch], dtype=np.float64)
-        _bad_values(wb, entries, f.path, f"{word} {weight_branch!r} (the weight)")
+        what = f"{word} {weight_branch!r} (the weight)"
+        check_finite_values(wb, f.path, what, entries=entries)
         w = w * wb
     if not np.isfinite(w).all():
         i = int(np.argmax(~np.isfinite(w)))
@@ -609,38 +605,16 @@ def _weights(
     return w
 
 
-def _bad_values(a: Any, entries: Any, where: str, what: str) -> None:
-    """Refuse NaN or Inf in ``a``, naming the first one's entry."""
+def _add_weights(t: Tally, w: np.ndarray) -> int:
+    """Add the events of the float64 weights ``w`` to ``t``; returns how many are negative."""
     import numpy as np
 
-    from hepflows.errors import InputError
-
-    bad = ~np.isfinite(a)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(
-            f"{where}: {what}: {int(bad.sum())} NaN or Inf value(s), the first at "
-            f"entry {int(entries[i])} ({a[i].item()!r}); expected finite numbers"
-        )
-
-
-@dataclass
-class _WeightSums:
-    """A file's sum of weights, of their squares, and its negative weights."""
-
-    sum_w: float = 0.0
-    sum_w2: float = 0.0
-    negative: int = 0
-
-    def add(self, w: Any) -> int:
-        """Add the float64 weights ``w``; returns how many are negative."""
-        import numpy as np
-
-        negative = int((w < 0).sum())
-        self.negative += negative
-        self.sum_w += float(w.sum())
-        self.sum_w2 += float(np.square(w).sum())
-        return negative
+    negative = int((w < 0).sum())
+    t.events += len(w)
+    t.sum_w += float(w.sum())
+    t.sum_w2 += float(np.square(w).sum())
+    t.negative += negative
+    return negative
 
 
 class _Tallies:
@@ -660,15 +634,13 @@ class _Tallies:
         for c in np.unique(labels).tolist():
             t = self.by_split[split_name].setdefault(int(c), Tally())
             mine = labels == c
-            t.events += int(mine.sum())
             if WEIGHT in part:
-                w = part[WEIGHT][mine].astype(np.float64)
-                t.sum_w += float(w.sum())
-                t.sum_w2 += float(np.square(w).sum())
-                t.negative += int((w < 0).sum())
-            else:
-                t.sum_w += float(mine.sum())
-                t.sum_w2 += float(mine.sum())
+                _add_weights(t, part[WEIGHT][mine].astype(np.float64))
+            else:  # unweighted: each event counts 1
+                n = int(mine.sum())
+                t.events += n
+                t.sum_w += float(n)
+                t.sum_w2 += float(n)
 
     def split_weights(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per split and process: what each step's weighted statistics will stand on."""

@@ -14,7 +14,8 @@ import numpy as np
 
 from hepflows import layout
 from hepflows.parallel import Runner, Task, default_workers, run_here, task_pool
-from hepflows.report.tables import jsonable, write_tables
+from hepflows.records import jsonable
+from hepflows.report.tables import write_tables
 from hepflows.validation import null as nl
 from hepflows.validation.evaluation import Evaluation, evaluate
 from hepflows.validation.judge import FEATURE_METRICS

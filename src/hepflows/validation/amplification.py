@@ -72,6 +72,7 @@ from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
 from hepflows.kish import effective_size
+from hepflows.records import jsonable
 from hepflows.validation.metrics import quantile_inner_edges
 
 __all__ = [
@@ -538,21 +539,6 @@ def mc_divergence_curve(
 # ----------------------------------------------------------------------------------------------
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; NaN and infinities become null (JSON has no such numbers)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def _cell(v: Any) -> str:
     """CSV cell: floats to 6 significant digits, ``inf`` for unbounded, empty for NaN."""
     if isinstance(v, (bool, np.bool_)):
@@ -581,7 +567,7 @@ def write_amplification(
         "columns": list(COLUMNS),
         "rows": [{c: r[c] for c in COLUMNS} for r in rows],
     }
-    atomic_write_text(json_path, json.dumps(_jsonable(doc), indent=1) + "\n")
+    atomic_write_text(json_path, json.dumps(jsonable(doc), indent=1) + "\n")
     return csv_path, json_path
 
 

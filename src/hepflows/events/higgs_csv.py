@@ -1,9 +1,10 @@
 """Reading the HIGGS CSV: 29 comma-separated numbers a row, no header, the label then the 28
 features in :data:`~hepflows.events.schema.HIGGS_FEATURES` order; plain or gzip.
 
-Streamed in chunks with ``pyarrow.csv.open_csv`` and never held whole in memory.  Bad input
-raises :class:`hepflows.errors.InputError` naming the file, the row (1-based line number) and
-the column.
+Parsed a slab of text at a time with ``pyarrow.csv.read_csv`` (:data:`PARSE_THREADS` slabs
+at once) and never held whole in memory.  Bad input raises
+:class:`hepflows.errors.InputError` naming the file, the row (1-based line number) and the
+column.
 """
 
 from __future__ import annotations

@@ -186,12 +186,12 @@ def amplification_rows(
     from hepflows.events.generator import generate
     from hepflows.events.reader import count_events, read_events
     from hepflows.events.schema import LABEL
+    from hepflows.report.amplification_plot import plot_amplification
     from hepflows.validation.amplification import (
         amplification,
         mc_divergence_curve,
         write_amplification,
     )
-    from hepflows.validation.amplification_plot import plot_amplification
 
     labelled = bool(cfg["training"]["conditional"])
     path = run_dir / "samples" / sample

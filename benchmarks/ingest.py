@@ -16,9 +16,11 @@ fresh process:
 * the same processes doing nothing but their imports, so the memory of the work can be told
   from that of the libraries.
 
-Speed is rows per second of the work alone (imports excluded), from the fastest of
-``--repeat`` rounds (the tasks interleaved in each round, so that a shared machine's load
-falls on all of them alike); CPU is the process time of that run, every thread together.
+Speed is rows per second of the work alone (imports excluded), the median of ``--repeat``
+rounds with the slowest and fastest round beside it (the tasks interleaved in each round, so
+that a shared machine's load falls on all of them alike); CPU is the process time, every
+thread together, also the median.  A ratio against pandas is taken round by round (each
+round's two runs ran one after the other) and given as the median and range of the rounds.
 Peak memory is the peak resident set size of the process (the largest over the rounds), from
 ``resource.getrusage(RUSAGE_CHILDREN)`` read by a probe process whose only child is the
 measured one.  Ratios are ours / pandas: above 1 means faster, below 1 less memory.  The
@@ -31,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,11 +182,23 @@ def measure(task: str, work_dir: Path, chunk_rows: int, compression: str | None)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def best_of(runs: list[dict]) -> dict:
-    """The fastest run of a task, with the largest peak memory of all its runs."""
-    best = dict(min(runs, key=lambda r: r["seconds"]))
-    best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-    return best
+def summary(runs: list[dict]) -> dict:
+    """A task's median run (seconds and CPU seconds, each the median), the range of its
+    seconds, and the largest peak memory of all its runs."""
+    seconds = [r["seconds"] for r in runs]
+    return {
+        "rows": runs[0]["rows"],
+        "seconds": statistics.median(seconds),
+        "seconds_range": (min(seconds), max(seconds)),
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    }
+
+
+def paired_speed(ours: list[dict], theirs: list[dict]) -> tuple[float, float, float]:
+    """Median, lowest and highest of the rounds' speed ratios ours / theirs."""
+    ratios = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def _env() -> dict:
@@ -257,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             for t in tasks:
                 runs[t].append(measure(t, work_dir, *common[1:]))
-    res = {t: best_of(r) for t, r in runs.items()}
+    res = {t: summary(r) for t, r in runs.items()}
 
     def rate(t: str) -> float:
         return res[t]["rows"] / res[t]["seconds"]
@@ -270,27 +285,31 @@ def main(argv: list[str] | None = None) -> int:
         "pandas-pyarrow": "pandas.read_csv (pyarrow engine)",
     }
     print(
-        f"\nbest of {args.repeat}, load average {os.getloadavg()[0]:.1f} on "
+        f"\nmedian [fastest-slowest] of {args.repeat}, load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} CPU(s) at the end"
     )
-    header = f"{'':46s} {'rows/s':>9s} {'seconds':>8s} {'CPU s':>6s} {'peak RSS':>9s}"
-    print(f"{header} {'vs pandas.read_csv':>19s}")
+    header = f"{'':46s} {'rows/s':>9s} {'seconds':>17s} {'CPU s':>6s} {'peak RSS':>9s}"
+    print(f"{header} {'vs pandas.read_csv':>24s}")
     for t, name in names.items():
         if t in res:
             r = res[t]
+            lo, hi = r["seconds_range"]
+            mid, r_lo, r_hi = paired_speed(runs[t], runs["pandas"])
             print(
-                f"{name:46s} {rate(t):9.3g} {r['seconds']:8.2f} {r['cpu_seconds']:6.2f} "
-                f"{r['peak_rss_mb']:6.0f} MB {'x' + format(rate(t) / rate('pandas'), '.2f'):>19s}"
+                f"{name:46s} {rate(t):9.3g} {r['seconds']:6.2f} [{lo:.2f}-{hi:.2f}] "
+                f"{r['cpu_seconds']:6.2f} {r['peak_rss_mb']:6.0f} MB "
+                f"{f'x{mid:.2f} [x{r_lo:.2f}-x{r_hi:.2f}]':>24s}"
             )
     for t in ("import-convert", "import-pandas"):
         label = "  (imports only: " + t[7:] + ")"
-        print(f"{label:46s} {'':9s} {'':8s} {'':6s} {res[t]['peak_rss_mb']:6.0f} MB")
-    print("\nratios, ours / pandas:")
+        print(f"{label:46s} {'':9s} {'':17s} {'':6s} {res[t]['peak_rss_mb']:6.0f} MB")
+    print("\nratios, ours / pandas (speed: median [range] of the rounds):")
     for ours in ("convert", "convert-ttree", "convert-rntuple"):
         for t in ("pandas", "pandas-pyarrow"):
             if t in res:
+                mid, r_lo, r_hi = paired_speed(runs[ours], runs[t])
                 print(
-                    f"  {ours:16s} vs {names[t]:32s} speed x{rate(ours) / rate(t):.2f}, "
+                    f"  {ours:16s} vs {names[t]:32s} speed x{mid:.2f} [x{r_lo:.2f}-x{r_hi:.2f}], "
                     f"peak memory x{res[ours]['peak_rss_mb'] / res[t]['peak_rss_mb']:.2f}"
                 )
     return 0

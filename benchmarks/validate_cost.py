@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where the validation step spends its time, in one process and shared by a pool.
 
-Runs :func:`hepflows.validation.validate_samples` on events of the embedded generator (two
+Runs :func:`hepflows.report.validate_samples` on events of the embedded generator (two
 independent streams: a perfect generator) at the default config's size (20k MC, 10k
 generated, the 18 continuous features: what ``hepflows validate`` reads with
 ``validation.max_events: 10000``) and at the tiny config's (1k and 500, 6 features), with the
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hepflows.events.generator import generate
 from hepflows.events.schema import CONTINUOUS_FEATURES
-from hepflows.validation.runner import validate_samples
+from hepflows.report.runner import validate_samples
 
 #: name: (MC events, generated events, features)
 SIZES: dict[str, tuple[int, int, tuple[str, ...]]] = {

@@ -4,7 +4,7 @@
 The MC is drawn from a wider Gaussian and given importance weights back to the unit Gaussian,
 with 5 % of them negated at random (so the signed measure is still the unit Gaussian, times
 0.9), a class shift of 1 in the first feature; the "generated" events are drawn from the true
-distribution, unweighted.  Each seed runs :func:`hepflows.validation.validate_samples` (no
+distribution, unweighted.  Each seed runs :func:`hepflows.report.validate_samples` (no
 classifier, no plots) and counts the verdict colours of every metric; ``unweighted`` does the
 same with unweighted MC, the baseline chance rate.
 
@@ -21,7 +21,7 @@ from collections import Counter
 import numpy as np
 from scipy import stats
 
-from hepflows.validation.runner import validate_samples
+from hepflows.report.runner import validate_samples
 
 FEATURES = ["a", "b", "c"]
 

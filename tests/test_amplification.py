@@ -144,7 +144,7 @@ def test_excess_interval_limits():
 
 
 def test_write_amplification_and_plot(tmp_path, truth):
-    from hepflows.validation.amplification_plot import plot_amplification
+    from hepflows.report.amplification_plot import plot_amplification
 
     rows = amp.amplification(truth, _mc(10_000, 11 * 10**6), FEATURES, n_train=30_000, cells=50)
     csv_path, json_path = amp.write_amplification(rows, tmp_path)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hepflows.validation.compare_plot import _count, _equiv, plot_comparison
+from hepflows.report.compare_plot import _count, _equiv, plot_comparison
 
 
 def _row(name: str, auc: float, ks: str, equiv: str) -> dict:

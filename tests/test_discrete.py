@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hepflows import preprocess
-from hepflows.validation.runner import validate_samples
+from hepflows.report.runner import validate_samples
 
 FEATURES = ("lep_pt", "n_bjets", "charge", "btag")
 

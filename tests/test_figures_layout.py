@@ -13,8 +13,8 @@ import pytest
 from matplotlib.text import Text
 from test_validation_runner import FEATURES, events
 
-from hepflows.validation import plots
-from hepflows.validation.runner import validate_samples
+from hepflows.report import plots
+from hepflows.report.runner import validate_samples
 
 
 def _texts(fig: plt.Figure) -> list[tuple[Text, object]]:

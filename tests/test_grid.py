@@ -255,7 +255,7 @@ def test_compare_of_a_missing_model_exits_2_naming_the_file(tmp_path, caplog):
 
 
 def test_compare_names_a_broken_metrics_file_or_a_missing_training_log(tmp_path):
-    from hepflows.validation.compare import model_summary
+    from hepflows.report.compare import model_summary
 
     (tmp_path / "m" / "validation").mkdir(parents=True)
     (tmp_path / "m" / "validation" / "metrics.json").write_text("{not json")

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from hepflows.errors import InputError
+from hepflows.report.runner import validate_samples
+from hepflows.report.tables import verdict_html
 from hepflows.sampling import training_signal_fraction
 from hepflows.validation.judge import input_weights
-from hepflows.validation.runner import validate_samples
 from hepflows.validation.samples import load_sample
-from hepflows.validation.tables import verdict_html
 
 FEATURES = ("lepton_pt", "met")
 

@@ -312,6 +312,30 @@ def test_csv_slabs_change_neither_rows_nor_errors(tmp_path, monkeypatch, events,
             assert word in str(info.value), (path.name, word, str(info.value))
 
 
+def test_csv_slabs_stay_whole_while_the_next_ones_are_read(monkeypatch):
+    """Each slab is parsed in a thread of its own while the next is read: a slab's text must
+    stay as it was until ``buffers - 1`` more slabs have been handed on."""
+    import io
+
+    import pyarrow as pa
+
+    from hepflows.events import higgs_csv
+
+    monkeypatch.setattr(higgs_csv, "CSV_SLAB_SIZE", 64)
+    text = b"".join(b"%d,%s\n" % (i, b"7" * (i % 13)) for i in range(200))
+    for buffers in (1, 2, 3):
+        views, copies = [], []
+        for view in higgs_csv._slabs(pa.PythonFile(io.BytesIO(text), mode="r"), buffers):
+            views.append(view)
+            copies.append(bytes(view))
+            # the slabs still held (this one and the buffers - 1 before it) are as they were
+            for old, copy in zip(views[-buffers:], copies[-buffers:], strict=True):
+                assert bytes(old) == copy
+        assert b"".join(copies) == text
+        assert all(c.endswith(b"\n") for c in copies)
+    assert higgs_csv.PARSE_THREADS >= 2
+
+
 def test_prefetch_keeps_order_raises_in_place_and_stops_when_closed():
     import threading
 

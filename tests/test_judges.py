@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from hepflows.errors import InputError
+from hepflows.report.runner import validate_samples
+from hepflows.report.tables import refine_html
 from hepflows.validation.classifier import classifier_two_sample
 from hepflows.validation.derived import HIGGS_DERIVED, derived_columns, derived_expressions
-from hepflows.validation.runner import validate_samples
-from hepflows.validation.tables import refine_html
 
 FEATURES = ("m_wbb", "m_wwbb")
 

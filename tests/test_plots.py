@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from hepflows.errors import InputError  # noqa: E402
-from hepflows.validation import plots  # noqa: E402
+from hepflows.report import plots  # noqa: E402
 
 
 def assert_figure(base: Path) -> None:

@@ -43,3 +43,34 @@ def test_one_reader_each():
         p.name for p, s in sources.items() if re.search(r"json\.loads\([^)]*read_text", s)
     ]
     assert json_readers == ["records.py"]
+
+
+def test_json_form_is_written_by_one_function():
+    import ast
+
+    defined = [
+        p.name
+        for p in SRC.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") == "jsonable"
+    ]
+    assert defined == ["records.py"]
+
+
+def test_jsonable_gives_plain_json_types_and_null_for_nan():
+    import json
+
+    import numpy as np
+
+    from hepflows.records import jsonable
+
+    doc = {
+        1: np.float32(0.5),
+        "a": [np.int64(3), np.bool_(True), float("nan")],
+        "b": np.array([1.0, np.inf]),
+        "c": (np.float64(-np.inf), "x", None),
+    }
+    plain = jsonable(doc)
+    assert plain == {"1": 0.5, "a": [3, True, None], "b": [1.0, None], "c": [None, "x", None]}
+    assert type(plain["a"][0]) is int and type(plain["a"][1]) is bool
+    json.dumps(plain, allow_nan=False)  # strict JSON: raises on any NaN left

@@ -192,7 +192,7 @@ def test_dag_refuses_refine_with_shards(tmp_path):
 
 
 def test_null_pairs_of_a_weighted_sample_carry_its_weights_per_class():
-    from hepflows.validation.runner import weighted_like
+    from hepflows.validation.evaluation import weighted_like
     from hepflows.validation.samples import Sample
 
     rng = np.random.default_rng(0)

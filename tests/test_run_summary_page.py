@@ -8,8 +8,8 @@ from test_validation_runner import FEATURES, events
 from hepflows import config as hepflows_config
 from hepflows import layout
 from hepflows.events.writer import write_events
-from hepflows.validation.run_summary import summary_html, verdict_sentence
-from hepflows.validation.runner import validate_samples
+from hepflows.report.run_summary import summary_html, verdict_sentence
+from hepflows.report.runner import validate_samples
 
 CLOSURE = (
     "check,value,error\n"

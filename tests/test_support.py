@@ -9,10 +9,10 @@ from hepflows.errors import InputError
 from hepflows.events.feature_cut import FeatureCut, feature_cut
 from hepflows.events.reader import read_events, read_metadata
 from hepflows.flows import build_flow
+from hepflows.report.run_summary import support_sentence
 from hepflows.sampling import sample_chunk, sample_to_root
 from hepflows.support import Support, fit_support
 from hepflows.training import Dataset, Trainer
-from hepflows.validation.run_summary import support_sentence
 
 FEATURES = ("lepton_pt", "m_jj", "lepton_eta", "delta")
 

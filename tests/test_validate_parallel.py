@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_info
 
 from hepflows.errors import InputError
 from hepflows.parallel import default_workers, task_pool
-from hepflows.validation import plots
-from hepflows.validation.runner import validate_samples
+from hepflows.report import plots
+from hepflows.report.runner import validate_samples
 
 
 def _threads() -> int:
@@ -84,7 +84,7 @@ def test_workers_give_the_same_numbers_and_figures_as_one_process(tmp_path):
 
 
 def test_small_samples_stay_in_one_process_by_default(tmp_path, monkeypatch):
-    from hepflows.validation import runner
+    from hepflows.report import runner
 
     asked = []
     pool = runner.task_pool

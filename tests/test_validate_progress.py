@@ -10,7 +10,7 @@ import pytest
 from test_validation_runner import FEATURES, events
 
 from hepflows.cli import QUIET_LIBRARIES, main
-from hepflows.validation.runner import validate_samples
+from hepflows.report.runner import validate_samples
 
 
 def test_each_part_of_validate_logs_a_progress_line_with_its_time(tmp_path, caplog):

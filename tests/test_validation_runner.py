@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from hepflows.errors import InputError
+from hepflows.report.runner import validate_samples
+from hepflows.report.tables import verdict_html, verdict_rst
 from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS, JOINT_METRICS
-from hepflows.validation.runner import validate_samples
-from hepflows.validation.tables import verdict_html, verdict_rst
 
 FEATURES = ("lepton_pt", "lepton_eta", "met", "m_bb")
 

@@ -23,8 +23,8 @@ from hepflows.errors import InputError
 from hepflows.events.reader import read_metadata
 from hepflows.feasibility import MIN_EVENTS, Tally, check_splits
 from hepflows.settings import Settings
+from hepflows.report.runner import validate_samples
 from hepflows.validation import metrics as m
-from hepflows.validation.runner import validate_samples
 
 FEATURES = ["lepton_pt", "met", "m_bb"]
 BRANCHES = {"lepton_pt": "lep_pt", "met": "met_met", "m_bb": "mbb"}

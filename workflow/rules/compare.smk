@@ -1,5 +1,5 @@
 # A grid of models (config `models:`): their verdicts side by side, one row a model.
-# Code: hepflows.validation.compare.
+# Code: hepflows.report.compare.
 
 
 if GRID:

@@ -3,7 +3,7 @@
 # It waits for every other output of the run (RUN_OUTPUTS, in the Snakefile): a rule's benchmark
 # record is written when its job ends, so once those outputs exist every step's record does;
 # it reads the records that exist (sharded steps have one per job).
-# Code: hepflows.validation.run_summary.
+# Code: hepflows.report.run_summary.
 
 
 rule summary:

@@ -1,7 +1,7 @@
 # Compare generated events with held-out MC against the MC-vs-MC null distribution.
 # A sharded sample is validated on an equal share of the chosen shards (merge_validation_sample),
 # so validation need not wait for every shard or for the merged file.
-# Code: hepflows.validation.runner (metrics, verdict, plots), hepflows.validation.closure.
+# Code: hepflows.report.runner (metrics, verdict, plots), hepflows.validation.closure.
 
 
 rule validate:

@@ -1,13 +1,16 @@
 """Reading the HIGGS CSV: 29 comma-separated numbers a row, no header, the label then the 28
 features in :data:`~hepflows.events.schema.HIGGS_FEATURES` order; plain or gzip.
 
-Streamed in chunks with ``pyarrow.csv.open_csv`` and never held whole in memory.  Bad input
-raises :class:`hepflows.errors.InputError` naming the file, the row (1-based line number) and
-the column.
+Parsed a slab of text at a time with ``pyarrow.csv.read_csv`` (:data:`PARSE_THREADS` slabs
+at once) and never held whole in memory.  Bad input raises
+:class:`hepflows.errors.InputError` naming the file, the row (1-based line number) and the
+column.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import csv
 import gzip
@@ -26,7 +29,7 @@ from hepflows.events.checks import path_text as _where
 from hepflows.events.prefetch import prefetch
 from hepflows.events.schema import HIGGS_FEATURES, LABEL
 
-__all__ = ["CSV_BLOCK_SIZE", "CSV_COLUMNS", "PREFETCH_CHUNKS", "iter_higgs_csv"]
+__all__ = ["CSV_BLOCK_SIZE", "CSV_COLUMNS", "PARSE_THREADS", "PREFETCH_SLABS", "iter_higgs_csv"]
 
 #: Columns of the HIGGS CSV.
 CSV_COLUMNS: tuple[str, ...] = (LABEL, *HIGGS_FEATURES)
@@ -39,8 +42,12 @@ CSV_BLOCK_SIZE = 1 << 20
 #: are joined into chunks of ``chunk_rows``.
 CSV_SLAB_SIZE = 16 << 20
 
-#: Chunks parsed ahead of the consumer (memory: this many chunks more in flight).
-PREFETCH_CHUNKS = 2
+#: Slabs of text parsed at the same time, each by one thread.
+PARSE_THREADS = 2
+
+#: Slabs parsed ahead of the consumer (memory: this many parsed slabs more in flight, about
+#: 4 MB of float32 columns each for HIGGS rows).
+PREFETCH_SLABS = 4
 
 
 _NUMBER = re.compile(
@@ -170,17 +177,19 @@ def _float32_column(table: pa.Table, i: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
 
-def _slabs(stream: pa.NativeFile) -> Generator[memoryview, None, None]:
+def _slabs(stream: pa.NativeFile, buffers: int = 1) -> Generator[memoryview, None, None]:
     """The text of ``stream`` in pieces of at most :data:`CSV_SLAB_SIZE` bytes, each ending at
     a line end (the last where the text ends).
 
-    Every piece is a view of one buffer, read into again once the caller asks for the next:
-    fresh memory for each slab costs a quarter more CPU (page faults) and doubles the resident
-    size.  A line longer than the buffer (not a HIGGS row) is handed on cut, for the parser to
-    refuse by its row.
+    Every piece is a view of one of ``buffers`` buffers, taken in turn: the piece in a buffer
+    stays as it is until ``buffers - 1`` more pieces have been handed on, then that buffer is
+    read into again.  Fresh memory for each slab costs a quarter more CPU (page faults) and
+    doubles the resident size.  A line longer than a buffer (not a HIGGS row) is handed on
+    cut, for the parser to refuse by its row.
     """
-    buf = bytearray(CSV_SLAB_SIZE)
-    view = memoryview(buf)
+    bufs = [bytearray(CSV_SLAB_SIZE) for _ in range(buffers)]
+    i = 0
+    buf, view = bufs[0], memoryview(bufs[0])
     kept = 0  # bytes of an unfinished line at the front of the buffer
     while True:
         got = stream.readinto(view[kept:])
@@ -196,8 +205,10 @@ def _slabs(stream: pa.NativeFile) -> Generator[memoryview, None, None]:
                 continue
             cut = end
         yield view[:cut]
-        view[: end - cut] = view[cut:end]
-        kept = end - cut
+        i = (i + 1) % buffers
+        nxt = memoryview(bufs[i])
+        nxt[: end - cut] = view[cut:end]  # the unfinished line, to the next buffer's front
+        buf, view, kept = bufs[i], nxt, end - cut
 
 
 def _csv_tables(path: Path) -> Generator[pa.Table, None, None]:
@@ -207,8 +218,9 @@ def _csv_tables(path: Path) -> Generator[pa.Table, None, None]:
     Each slab is parsed by one ``pyarrow.csv.read_csv`` call, with the GIL released
     throughout: the streaming reader (``open_csv``) takes the GIL back after every block, and
     with the router and the writer thread beside it each take can wait for the interpreter's
-    switch interval.  One thread per slab: the overlap comes from the reader, router and writer
-    threads; Arrow's pool on top of them measured slower on a loaded 2-core machine.
+    switch interval.  :data:`PARSE_THREADS` slabs are parsed at a time, each by one thread
+    (``use_threads=False``): parsing is most of the work, and Arrow's own pool on top of the
+    other threads cost 8 % more CPU on a loaded 2-core machine.
     """
     compression = "gzip" if _is_gzip(path) else None
     read_options = pacsv.ReadOptions(
@@ -223,14 +235,32 @@ def _csv_tables(path: Path) -> Generator[pa.Table, None, None]:
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
-    with pa.input_stream(os.fspath(path), compression=compression) as stream:
-        for slab in _slabs(stream):
-            yield pacsv.read_csv(
-                pa.py_buffer(slab),
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-            )
+
+    def parse(slab: memoryview) -> pa.Table:
+        return pacsv.read_csv(
+            pa.py_buffer(slab),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+
+    parsing: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
+    with (
+        pa.input_stream(os.fspath(path), compression=compression) as stream,
+        concurrent.futures.ThreadPoolExecutor(PARSE_THREADS, "hepflows-parse") as pool,
+    ):
+        try:
+            # a buffer a slab being parsed: the next slab is read into the one whose table has
+            # been taken
+            for slab in _slabs(stream, buffers=PARSE_THREADS):
+                parsing.append(pool.submit(parse, slab))
+                if len(parsing) == PARSE_THREADS:
+                    yield parsing.popleft().result()
+            while parsing:
+                yield parsing.popleft().result()
+        finally:
+            for f in parsing:  # stopped early: no slab left parsing from a buffer
+                f.cancel()
 
 
 def iter_higgs_csv(
@@ -240,9 +270,8 @@ def iter_higgs_csv(
 
     Yields ``{"label": int8 (n,), feature: float32 (n,) for the 28 features}``; the last chunk
     may be shorter.  At most ``limit`` rows are read.  A reader thread parses up to
-    :data:`PREFETCH_CHUNKS` chunks ahead (:func:`~hepflows.events.prefetch.prefetch`), so
-    memory holds about that many chunks more than the caller keeps, plus pyarrow's blocks in
-    flight.  Raises InputError for a missing or empty file, a row without
+    :data:`PREFETCH_SLABS` slabs of text ahead (:func:`~hepflows.events.prefetch.prefetch`),
+    so memory holds those parsed slabs and the chunk being made more than the caller keeps.  Raises InputError for a missing or empty file, a row without
     29 values, a token that is not a number, NaN or Inf, labels other than 0/1, and a
     truncated or corrupt gzip stream, naming the row (1-based) and column.
     """
@@ -258,18 +287,20 @@ def iter_higgs_csv(
         raise InputError(f"{where}: not a regular file")
     if p.stat().st_size == 0:
         raise InputError(f"{where}: empty file, expected HIGGS CSV rows")
-    # Parsing, the arrays and their checks run in a reader thread, a chunk ahead of the caller.
-    yield from prefetch(_chunks(p, chunk_rows, limit), depth=PREFETCH_CHUNKS)
+    yield from _chunks(p, chunk_rows, limit)
 
 
 def _chunks(p: Path, chunk_rows: int, limit: int | None) -> Iterator[dict[str, np.ndarray]]:
-    """The chunks of :func:`iter_higgs_csv`, made in the calling thread."""
+    """The chunks of :func:`iter_higgs_csv`: the parsing runs in a reader thread, up to
+    :data:`PREFETCH_SLABS` slabs ahead; the arrays and their checks are made here."""
     where = _where(p)
     pending: list[pa.Table] = []
     n_pending = 0
     rows_read = 0  # rows pyarrow has parsed without error
     rows_out = 0  # rows yielded
-    tables = _csv_tables(p)
+    # Parsing is most of the work: its thread does nothing else, so that on two cores the
+    # arrays, the routing and the writing fit beside it.
+    tables = prefetch(_csv_tables(p), depth=PREFETCH_SLABS)
 
     def flush(n: int) -> dict[str, np.ndarray]:
         nonlocal pending, n_pending, rows_out

@@ -70,14 +70,20 @@ def open_root(path: str | Path) -> Iterator[Any]:
         f.close()
 
 
-def get_tree(f: Any, tree: str, where: str) -> Any:
+def _named(f: Any, name: str, where: str) -> Any:
+    """The object ``name`` of an open file, refused when absent or unreadable."""
     keys = sorted({k.split(";")[0] for k in f.keys(recursive=False)})
-    if tree not in keys:
-        raise InputError(f"{where}: no tree {tree!r}; the file has keys {keys}")
+    if name not in keys:
+        raise InputError(f"{where}: no tree {name!r}; the file has keys {keys}")
     try:
-        obj = f[tree]
+        return f[name]
     except Exception as exc:
-        raise InputError(f"{where}: cannot read {tree!r} (truncated or corrupt?): {exc}") from exc
+        raise InputError(f"{where}: cannot read {name!r} (truncated or corrupt?): {exc}") from exc
+
+
+def get_tree(f: Any, tree: str, where: str) -> Any:
+    """The TTree ``tree`` of an open file (the project's event files)."""
+    obj = _named(f, tree, where)
     if not isinstance(obj, uproot.behaviors.TTree.TTree):
         raise InputError(f"{where}: {tree!r} is a {f.classname_of(tree)}, expected a TTree")
     return obj
@@ -85,13 +91,7 @@ def get_tree(f: Any, tree: str, where: str) -> Any:
 
 def get_ntuple(f: Any, name: str, where: str) -> Any:
     """The TTree or RNTuple ``name`` of an open file (inputs may be either)."""
-    keys = sorted({k.split(";")[0] for k in f.keys(recursive=False)})
-    if name not in keys:
-        raise InputError(f"{where}: no tree {name!r}; the file has keys {keys}")
-    try:
-        obj = f[name]
-    except Exception as exc:
-        raise InputError(f"{where}: cannot read {name!r} (truncated or corrupt?): {exc}") from exc
+    obj = _named(f, name, where)
     if not isinstance(obj, (uproot.behaviors.TTree.TTree, uproot.behaviors.RNTuple.RNTuple)):
         raise InputError(
             f"{where}: {name!r} is a {f.classname_of(name)}, expected a TTree or an RNTuple"

@@ -39,8 +39,9 @@ def run(
     import numpy as np
 
     from hepflows.events.reader import count_events, read_events
+    from hepflows.report.amplification_page import write_summary_html
+    from hepflows.report.amplification_plot import plot_amplification
     from hepflows.validation import amplification as amp
-    from hepflows.validation.amplification_plot import plot_amplification
 
     names = list(features(settings))
     own = settings.validation.amplification
@@ -85,6 +86,6 @@ def run(
     paths += plot_amplification(
         rows, curve, out / files["amplification_plot"], labels=axis_labels(settings)
     )
-    paths.append(amp.write_summary_html(rows, out / files["amplification_summary"], own.alpha))
+    paths.append(write_summary_html(rows, out / files["amplification_summary"], own.alpha))
     log.info("amplification: %s", amp.headline(amp.summarize(rows, own.alpha)))
     log.info("wrote %s", ", ".join(map(str, paths)))

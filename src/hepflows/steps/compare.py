@@ -24,7 +24,7 @@ def run(settings: Settings, *, models: Sequence[str], out_dir: str) -> None:
         out_dir: The comparison folder to write.
     """
     from hepflows import config
-    from hepflows.validation.compare import describe_model, model_summary, write_comparison
+    from hepflows.report.compare import describe_model, model_summary, write_comparison
 
     cfg = settings.to_dict()  # a grid model's variant is merged and validated as a dict
     grid = list(settings.models)

@@ -23,7 +23,7 @@ def run(settings: Settings, *, run_dir: str, models: Sequence[str] | None, out: 
         models: The models' folders (a grid's); None or empty for the run's own folder.
         out: The page to write (HTML).
     """
-    from hepflows.validation.run_summary import write_summary
+    from hepflows.report.run_summary import write_summary
 
     folders = [Path(m) for m in models] if models else [Path(run_dir)]
     pairs = [(folder, folder.name if settings.models else None) for folder in folders]

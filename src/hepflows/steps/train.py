@@ -194,7 +194,7 @@ def write_model(
 
 def report(loss: str, state: Any, out: Path, log_path: str, plot: str | None) -> None:
     """Log the best epoch and draw the training curve (``plot``, when given)."""
-    from hepflows.validation.plots import plot_training_curve
+    from hepflows.report.plots import plot_training_curve
 
     log.info("best epoch %d, validation %s %.4f -> %s", state.best_epoch, loss, state.best_val, out)
     if plot:

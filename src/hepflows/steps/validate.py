@@ -50,9 +50,9 @@ def run(
 
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
+    from hepflows.report.plots import figure_text
+    from hepflows.report.runner import validate_samples
     from hepflows.validation.closure import write_closure
-    from hepflows.validation.plots import figure_text
-    from hepflows.validation.runner import validate_samples
 
     names = features(settings)
     own = settings.validation
@@ -112,7 +112,7 @@ def run(
 
 
 def common_arguments(settings: Settings) -> dict[str, Any]:
-    """What :func:`~hepflows.validation.runner.validate_samples` takes from the settings for
+    """What :func:`~hepflows.report.runner.validate_samples` takes from the settings for
     the raw and the reweighted sample alike."""
     own: ValidationSettings = settings.validation
     derived = own.judges.derived
@@ -143,8 +143,8 @@ def validate_reweighted(
     from hepflows.events.reader import read_events
     from hepflows.events.schema import LABEL
     from hepflows.records import read_json
-    from hepflows.validation.runner import validate_samples
-    from hepflows.validation.tables import write_refine_comparison
+    from hepflows.report.runner import validate_samples
+    from hepflows.report.tables import write_refine_comparison
 
     if not refine_report:
         raise InputError("validate --reweighted: give --refine-report (refine's refine.json)")

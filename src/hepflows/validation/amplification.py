@@ -72,6 +72,7 @@ from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
 from hepflows.kish import effective_size
+from hepflows.records import jsonable
 from hepflows.validation.metrics import quantile_inner_edges
 
 __all__ = [
@@ -88,7 +89,6 @@ __all__ = [
     "mc_divergence_curve",
     "summarize",
     "write_amplification",
-    "write_summary_html",
 ]
 
 log = logging.getLogger(__name__)
@@ -539,21 +539,6 @@ def mc_divergence_curve(
 # ----------------------------------------------------------------------------------------------
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; NaN and infinities become null (JSON has no such numbers)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def _cell(v: Any) -> str:
     """CSV cell: floats to 6 significant digits, ``inf`` for unbounded, empty for NaN."""
     if isinstance(v, (bool, np.bool_)):
@@ -582,7 +567,7 @@ def write_amplification(
         "columns": list(COLUMNS),
         "rows": [{c: r[c] for c in COLUMNS} for r in rows],
     }
-    atomic_write_text(json_path, json.dumps(_jsonable(doc), indent=1) + "\n")
+    atomic_write_text(json_path, json.dumps(jsonable(doc), indent=1) + "\n")
     return csv_path, json_path
 
 
@@ -631,84 +616,3 @@ def headline(summary: Mapping[str, Any]) -> str:
     if not parts:
         return "no amplification rows"
     return ", ".join(parts) + "; G = " + ", ".join(gs)
-
-
-def write_summary_html(
-    rows: Sequence[Mapping[str, Any]], path: str | Path, alpha: float = DEFAULT_ALPHA
-) -> Path:
-    """The amplification's verdict as a small standalone HTML page (atomically): the
-    :func:`headline`, then per partition (joint, worst feature) n_equiv, its lower limit, the
-    worth of the generated sample and G, and the count of cells with a significant excess."""
-    import html
-
-    esc = html.escape
-    head = summarize(rows, alpha)
-    first = rows[0] if rows else {}
-    th = '<th style="border:1px solid #999;padding:4px 8px">'
-    td = '<td style="border:1px solid #999;padding:4px 8px">'
-
-    def fmt(v: Any, bound: bool = False) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return ("&ge; " if bound else "") + esc(events_text(float(v)))
-
-    out = [
-        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
-        '<caption style="text-align:left;padding:4px"><b>' + esc(headline(head)) + "</b></caption>",
-        "<tr>"
-        + "".join(
-            f"{th}{h}</th>"
-            for h in (
-                "partition",
-                "worst cell",
-                "n_equiv (MC events)",
-                f"lower limit ({100 * (1 - alpha):g} % CL)",
-                "worth of the generated sample",
-                "G = n_equiv / n_train",
-                "G lower limit",
-            )
-        )
-        + "</tr>",
-    ]
-    for key, label in (("joint", "joint (k-means cells)"), ("features", "per feature")):
-        w = head[key]
-        if not w:
-            continue
-        g = (
-            ""
-            if w["G"] is None or math.isnan(w["G"])
-            else ("&ge; " if w["lower_bound"] else "") + f"{w['G']:.3g}"
-        )
-        g_lo = "" if w["G_lo"] is None or math.isnan(w["G_lo"]) else f"{w['G_lo']:.3g}"
-        out.append(
-            "<tr>"
-            + "".join(
-                f"{td}{c}</td>"
-                for c in (
-                    label,
-                    esc(f"{w['feature']} ({w['slice']})"),
-                    fmt(w["n_equiv"], w["lower_bound"]),
-                    fmt(w["n_equiv_lo"]),
-                    fmt(w["worth"], w["lower_bound"]),
-                    g,
-                    g_lo,
-                )
-            )
-            + "</tr>"
-        )
-    out.append("</table>")
-    note = (
-        f"<p>{head['n_significant']} of {head['n_cells']} cells (feature &times; slice, and "
-        f"the joint partition per slice) show a significant excess at level {alpha:g}, "
-        f"about {head['n_expected']:.1f} expected by chance for a bias-free sample. "
-        f"Truth: {fmt(first.get('n_truth'))} events; generated: "
-        f"{fmt(first.get('n_generated'))}; training: {fmt(first.get('n_train'))}. "
-        "&ge;: no significant excess, the number is what this truth and sample resolve.</p>"
-    )
-    doc = (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Amplification'
-        "</title></head><body>\n" + "\n".join(out) + "\n" + note + "\n</body></html>\n"
-    )
-    path = Path(path)
-    atomic_write_text(path, doc)
-    return path

@@ -221,74 +221,79 @@ def classifier_block(
         return np.concatenate(cols, axis=1)
 
     panel = [(f, False) for f in families] + ([(f, True) for f in families] if extra else [])
-    z_edge = float(stats.norm.ppf(1.0 - 0.05 / len(panel)))
     tasks: list[Task] = []
     for family, with_derived in panel:
-        tasks.append(
-            (
-                classifier_two_sample,
-                (design(a, with_derived), design(g, with_derived)),
-                {"seed": seed, "w_ref": a.w, "w_test": g.w, "family": family},
-            )
-        )
+        pairs = [(a, g), *null_pairs]
         tasks += [
             (
                 classifier_two_sample,
                 (design(p, with_derived), design(q, with_derived)),
-                {
-                    "seed": seed + 1 + k,
+                {"seed": seed, "w_ref": p.w, "w_test": q.w, "family": family}
+                if k == 0
+                else {
+                    "seed": seed + k,
                     "n_bootstrap": 0,
                     "w_ref": p.w,
                     "w_test": q.w,
                     "family": family,
                 },
             )
-            for k, (p, q) in enumerate(null_pairs)
+            for k, (p, q) in enumerate(pairs)
         ]
     fits = run(tasks)
-    results, rows = [], []
-    for j, (family, with_derived) in enumerate(panel):
-        name = family + (" + derived" if with_derived else "")
-        res, *null_res = fits[j * (1 + len(null_pairs)) : (j + 1) * (1 + len(null_pairs))]
-        null_aucs = np.array([q["auc"] for q in null_res])
-        edge = 0.5 + z_edge * res["sigma_null"]
-        r = float(nl.ratio(res["auc"], edge, baseline=0.5))
-        res["judge"] = {
-            "name": name,
-            "family": family,
-            "inputs": ["features", "label", *(list(extra) if with_derived else [])],
-        }
-        res["null"] = {
-            "band": (
-                f"Mann-Whitney: mean 0.5, edge 0.5 + {z_edge:.3f} sigma_null (one-sided "
-                f"{1 - 0.05 / len(panel):.4f}: 95 % over {len(panel)} judges, Bonferroni)"
-            ),
-            "edge": edge,
-            "empirical_auc": null_aucs.tolist(),
-            "empirical_mean": float(null_aucs.mean()) if len(null_aucs) else None,
-            # a large |z| would mean the analytic band does not describe MC vs MC here
-            "empirical_mean_z": (
-                float((null_aucs.mean() - 0.5) / (res["sigma_null"] / math.sqrt(len(null_aucs))))
-                if len(null_aucs)
-                else None
-            ),
-            "ratio": r,
-            "roc": [{"fpr": q["fpr"], "tpr": q["tpr"]} for q in null_res],
-        }
-        results.append(res)
-        rows.append(
-            {
-                "feature": name,
-                "slice": "all",
-                "metric": CLASSIFIER_METRIC,
-                "value": res["auc"],
-                "null_mean": float(null_aucs.mean()) if len(null_aucs) else 0.5,
-                "null_p95": edge,
-                "ratio": r,
-                "pvalue": auc_null_pvalue(res["auc"], res["sigma_null"]),
-                "status": nl.status(r),
-            }
-        )
+    n = 1 + len(null_pairs)
+    judged = [
+        _judged(fits[j * n : (j + 1) * n], family, list(extra) if with_derived else [], len(panel))
+        for j, (family, with_derived) in enumerate(panel)
+    ]
+    return _panel_verdict([res for res, _ in judged], [row for _, row in judged])
+
+
+def _judged(
+    fits: Sequence[dict], family: str, derived: Sequence[str], n_judges: int
+) -> tuple[dict, dict]:
+    """One judge's result (its fit on the value pair, ``fits[0]``, with its MC-vs-MC AUCs of
+    ``fits[1:]`` and its Bonferroni edge among ``n_judges``) and its row."""
+    z_edge = float(stats.norm.ppf(1.0 - 0.05 / n_judges))
+    name = family + (" + derived" if derived else "")
+    res, *null_res = fits
+    null_aucs = np.array([q["auc"] for q in null_res])
+    edge = 0.5 + z_edge * res["sigma_null"]
+    r = float(nl.ratio(res["auc"], edge, baseline=0.5))
+    res["judge"] = {"name": name, "family": family, "inputs": ["features", "label", *derived]}
+    res["null"] = {
+        "band": (
+            f"Mann-Whitney: mean 0.5, edge 0.5 + {z_edge:.3f} sigma_null (one-sided "
+            f"{1 - 0.05 / n_judges:.4f}: 95 % over {n_judges} judges, Bonferroni)"
+        ),
+        "edge": edge,
+        "empirical_auc": null_aucs.tolist(),
+        "empirical_mean": float(null_aucs.mean()) if len(null_aucs) else None,
+        # a large |z| would mean the analytic band does not describe MC vs MC here
+        "empirical_mean_z": (
+            float((null_aucs.mean() - 0.5) / (res["sigma_null"] / math.sqrt(len(null_aucs))))
+            if len(null_aucs)
+            else None
+        ),
+        "ratio": r,
+        "roc": [{"fpr": q["fpr"], "tpr": q["tpr"]} for q in null_res],
+    }
+    row = {
+        "feature": name,
+        "slice": "all",
+        "metric": CLASSIFIER_METRIC,
+        "value": res["auc"],
+        "null_mean": float(null_aucs.mean()) if len(null_aucs) else 0.5,
+        "null_p95": edge,
+        "ratio": r,
+        "pvalue": auc_null_pvalue(res["auc"], res["sigma_null"]),
+        "status": nl.status(r),
+    }
+    return res, row
+
+
+def _panel_verdict(results: Sequence[dict], rows: Sequence[dict]) -> tuple[dict, list[dict], dict]:
+    """The most sensitive judge's result with the panel's summary, the rows, the verdict row."""
     best = int(np.argmax([row["ratio"] for row in rows]))
     verdict = {
         "metric": CLASSIFIER_METRIC,
@@ -316,7 +321,7 @@ def classifier_block(
         }
         for i, res in enumerate(results)
     ]
-    return result, rows, verdict
+    return result, list(rows), verdict
 
 
 def label_fraction(ref: Sample, gen: Sample, *, chosen: bool = False) -> dict:

@@ -2,7 +2,7 @@
 
 The generated sample is compared with a random part of the held-out MC, and each MC-vs-MC null
 pair is a random disjoint split of the MC pool, with the same number of events per class as the
-value pair (see :mod:`hepflows.validation.runner` for why).
+value pair (see :mod:`hepflows.report.runner` for why).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import csv
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -351,169 +352,217 @@ def plot_feature(
     width = float(edges[1] - edges[0])
     gev = unit(feature, labels) == "GeV" and units == "GeV"
     log_y = unit(feature, labels) == "GeV" and not is_peaked(feature)
-    total_r = float(len(rx) if rw is None else rw.sum())
-    total_g = float(len(gx) if gw is None else gw.sum())
+    totals = (
+        float(len(rx) if rw is None else rw.sum()),
+        float(len(gx) if gw is None else gw.sum()),
+    )
     classes = [c for c in CLASS_STYLE if np.any(rl == c)]
-    n_ratio = max(1, len(classes))
 
     with atlas_style():
-        fig = plt.figure(figsize=(8, 6.2 + 1.5 * n_ratio))
-        grid = fig.add_gridspec(
-            1 + n_ratio,
-            1,
-            height_ratios=(3.4, *([1] * n_ratio)),
-            hspace=0.07,
-            left=0.15,
-            right=0.96,
-            top=0.95,
-            bottom=0.09,
-        )
-        simulation_label(
-            fig, grid[0].get_position(fig).bounds, loc=0, rlabel=_FIGURE_TEXT.get().rlabel()
-        )
-        ax = fig.add_subplot(grid[0])
-        raxes = [fig.add_subplot(grid[1 + i], sharex=ax) for i in range(n_ratio)]
-        for a in (ax, *raxes[:-1]):
-            a.tick_params(labelbottom=False)
+        fig, ax, raxes = _feature_axes(max(1, len(classes)))
         ymax, ymin_pos = 0.0, np.inf
         for i, cls in enumerate(classes):
-            name, line, marker = CLASS_STYLE[cls]
-            rax = raxes[i]
+            name = CLASS_STYLE[cls][0]
             mr, mg = rl == cls, gl == cls
             if shapes:
-                total_r = float(mr.sum() if rw is None else rw[mr].sum())
-                total_g = float(mg.sum() if gw is None else gw[mg].sum())
-            mc, mc_err = _normalised_hist(rx[mr], None if rw is None else rw[mr], axis, total_r)
-            mplhep.histplot(
-                mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8, label=f"MC {name}"
-            )
-            ymax = max(ymax, float(np.max(mc + mc_err)))
-            if np.any(mc > 0):
-                ymin_pos = min(ymin_pos, float(np.min(mc[mc > 0])))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                band = np.where(mc > 0, mc_err / mc, np.nan)
-            # bins where the MC itself says little (>= 30 % error) show no ratio
-            sparse = ~(band < MAX_RATIO_ERROR)
-            band[sparse] = np.nan
-            rax.stairs(
-                1 + band,
-                edges,
-                baseline=1 - band,
-                fill=True,
-                color="#c8c8c8",
-                linewidth=0,
-                label="MC stat.",
-            )
+                totals = (
+                    float(mr.sum() if rw is None else rw[mr].sum()),
+                    float(mg.sum() if gw is None else gw[mg].sum()),
+                )
+            null = None
             if null_pairs:
                 scale = 1.0 if null_scale is None else float(null_scale.get(cls, 1.0))
-                nb = null_ratio_band(null_pairs, axis, cls, scale)
-                if nb is not None:
-                    nb[sparse] = np.nan
-                    rax.stairs(
-                        1 + nb,
-                        edges,
-                        color="#444444",
-                        linestyle="--",
-                        linewidth=1,
-                        label="MC vs MC 95 %",
-                    )
-                    rax.stairs(1 - nb, edges, color="#444444", linestyle="--", linewidth=1)
-            if mg.any():
-                gen, gen_err = _normalised_hist(
-                    gx[mg], None if gw is None else gw[mg], axis, total_g
-                )
-                mplhep.histplot(
-                    gen,
-                    edges,
-                    yerr=gen_err,
-                    ax=ax,
-                    histtype="errorbar",
-                    color=marker,
-                    marker="o",
-                    markersize=4,
-                    label=f"{model or 'Flow'} {name}",
-                )
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r = np.where(sparse, np.nan, gen / mc)
-                    r_err = np.where(sparse, np.nan, gen_err / mc)
-                mplhep.histplot(
-                    r,
-                    edges,
-                    yerr=r_err,
-                    ax=rax,
-                    histtype="errorbar",
-                    color=marker,
-                    marker="o",
-                    markersize=3,
-                )
-                ymax = max(ymax, float(np.max(gen + gen_err)))
-            rax.axhline(1.0, color="black", linewidth=0.8)
-            rax.set_ylim(0.5, 1.5)
-            # 0.5, 1, 1.5 would put the top label on the bottom one of the panel above
-            rax.set_yticks([0.75, 1.0, 1.25])
-            rax.set_ylabel(f"Flow / MC\n{name}", fontsize="small")
-            found = _stat_text(stats, name)
-            if found is not None:
-                text, colour = found
-                rax.text(
-                    0.02,
-                    0.9,
-                    text,
-                    transform=rax.transAxes,
-                    fontsize="x-small",
-                    va="top",
-                    ha="left",
-                    bbox={"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none"},
-                )
-            if i == 0:
-                rax.legend(loc="lower right", fontsize="xx-small", ncol=2, frameon=False)
-
-        # head room for the text and legend: 45 % of the decades on log axes, 70 % on linear
-        if log_y and np.isfinite(ymin_pos):
-            ax.set_yscale("log")
-            bottom = ymin_pos * 0.3
-            top = ymax * (ymax / bottom) ** 0.45
-            if top > 1.0:
-                # a fraction of events stays below 1: keep the head room, raise the bottom
-                top, bottom = 1.0, ymax * ymax ** (1 / 0.45)
-            ax.set_ylim(bottom, top)
-        else:
-            ax.set_ylim(0, ymax * 1.7)
-            # plain numbers: a "x10^-2" above the axis would sit on the label
-            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+                null = null_ratio_band(null_pairs, axis, cls, scale)
+            top, low = _draw_class(
+                ax,
+                raxes[i],
+                cls,
+                axis,
+                (rx[mr], None if rw is None else rw[mr]),
+                (gx[mg], None if gw is None else gw[mg]),
+                totals,
+                null,
+                model,
+            )
+            ymax, ymin_pos = max(ymax, top), min(ymin_pos, low)
+            _ratio_panel_text(raxes[i], name, _stat_text(stats, name), legend=i == 0)
+        _main_y_range(ax, log_y, ymax, ymin_pos)
         per = f"{width:g} GeV" if gev else f"{width:g}"
         ax.set_ylabel(f"{'Fraction of process' if shapes else 'Fraction of events'} / {per}")
         ax.set_xlim(lo, hi)
         ax.legend(loc="upper right", fontsize="x-small", ncol=1)
         sizes = f"MC: {_sample_size(rx, rw)}\n{model or 'Flow'}: {_sample_size(gx, gw)}"
         ax.text(0.03, 0.96, sizes, transform=ax.transAxes, fontsize="x-small", va="top")
-        # the folded flow bins, marked where they hold events
-        under = float(np.mean(rx < lo)) + float(np.mean(gx < lo))
-        over = float(np.mean(rx >= hi)) + float(np.mean(gx >= hi))
-        for flag, x_at, ha, txt in (
-            (under, lo, "left", "$\\leftarrow$ + underflow"),
-            (over, hi, "right", "+ overflow $\\rightarrow$"),
-        ):
-            if flag > 0:
-                ax.axvline(
-                    x_at + (width if ha == "left" else -width),
-                    color="grey",
-                    linestyle=":",
-                    linewidth=0.8,
-                )
-                ax.text(
-                    x_at + (0.2 * width if ha == "left" else -0.2 * width),
-                    0.55,
-                    txt,
-                    transform=ax.get_xaxis_transform(),
-                    fontsize="xx-small",
-                    rotation=90,
-                    ha=ha,
-                    va="center",
-                    color="grey",
-                )
+        _mark_flow_bins(ax, (rx, gx), lo, hi, width)
         raxes[-1].set_xlabel(axis_label(feature, labels, units=units))
         return save_figure(fig, out_base)
+
+
+def _feature_axes(n_ratio: int) -> tuple[plt.Figure, Any, list[Any]]:
+    """The feature figure: the main axes over ``n_ratio`` ratio panels sharing its x axis,
+    with the experiment's label above."""
+    fig = plt.figure(figsize=(8, 6.2 + 1.5 * n_ratio))
+    grid = fig.add_gridspec(
+        1 + n_ratio,
+        1,
+        height_ratios=(3.4, *([1] * n_ratio)),
+        hspace=0.07,
+        left=0.15,
+        right=0.96,
+        top=0.95,
+        bottom=0.09,
+    )
+    simulation_label(
+        fig, grid[0].get_position(fig).bounds, loc=0, rlabel=_FIGURE_TEXT.get().rlabel()
+    )
+    ax = fig.add_subplot(grid[0])
+    raxes = [fig.add_subplot(grid[1 + i], sharex=ax) for i in range(n_ratio)]
+    for a in (ax, *raxes[:-1]):
+        a.tick_params(labelbottom=False)
+    return fig, ax, raxes
+
+
+def _draw_class(
+    ax: Any,
+    rax: Any,
+    cls: int,
+    axis: hist.axis.Regular,
+    mc_events: tuple[NDArray, NDArray | None],
+    gen_events: tuple[NDArray, NDArray | None],
+    totals: tuple[float, float],
+    null: NDArray | None,
+    model: str | None,
+) -> tuple[float, float]:
+    """One process: its MC (step line) and generated events (markers) on ``ax``, their ratio
+    with the MC statistical band and the MC-vs-MC band ``null`` on ``rax``; the events are
+    ``(values, weights | None)``, each a fraction of its ``totals``.  Returns the highest bar
+    top and the lowest positive MC bin, for the y range."""
+    name, line, marker = CLASS_STYLE[cls]
+    edges = axis.edges
+    mc, mc_err = _normalised_hist(mc_events[0], mc_events[1], axis, totals[0])
+    mplhep.histplot(
+        mc, edges, ax=ax, histtype="step", color=line, linewidth=1.8, label=f"MC {name}"
+    )
+    ymax = float(np.max(mc + mc_err))
+    ymin_pos = float(np.min(mc[mc > 0])) if np.any(mc > 0) else np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        band = np.where(mc > 0, mc_err / mc, np.nan)
+    # bins where the MC itself says little (>= 30 % error) show no ratio
+    sparse = ~(band < MAX_RATIO_ERROR)
+    band[sparse] = np.nan
+    rax.stairs(
+        1 + band,
+        edges,
+        baseline=1 - band,
+        fill=True,
+        color="#c8c8c8",
+        linewidth=0,
+        label="MC stat.",
+    )
+    if null is not None:
+        null[sparse] = np.nan
+        rax.stairs(
+            1 + null, edges, color="#444444", linestyle="--", linewidth=1, label="MC vs MC 95 %"
+        )
+        rax.stairs(1 - null, edges, color="#444444", linestyle="--", linewidth=1)
+    if len(gen_events[0]):
+        gen, gen_err = _normalised_hist(gen_events[0], gen_events[1], axis, totals[1])
+        mplhep.histplot(
+            gen,
+            edges,
+            yerr=gen_err,
+            ax=ax,
+            histtype="errorbar",
+            color=marker,
+            marker="o",
+            markersize=4,
+            label=f"{model or 'Flow'} {name}",
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(sparse, np.nan, gen / mc)
+            r_err = np.where(sparse, np.nan, gen_err / mc)
+        mplhep.histplot(
+            r,
+            edges,
+            yerr=r_err,
+            ax=rax,
+            histtype="errorbar",
+            color=marker,
+            marker="o",
+            markersize=3,
+        )
+        ymax = max(ymax, float(np.max(gen + gen_err)))
+    return ymax, ymin_pos
+
+
+def _ratio_panel_text(rax: Any, name: str, found: tuple[str, str] | None, *, legend: bool) -> None:
+    """A ratio panel's line at 1, range, label, the KS and chi2/ndf box ``found`` (text, colour)
+    and, on the first panel, the legend."""
+    rax.axhline(1.0, color="black", linewidth=0.8)
+    rax.set_ylim(0.5, 1.5)
+    # 0.5, 1, 1.5 would put the top label on the bottom one of the panel above
+    rax.set_yticks([0.75, 1.0, 1.25])
+    rax.set_ylabel(f"Flow / MC\n{name}", fontsize="small")
+    if found is not None:
+        text, colour = found
+        rax.text(
+            0.02,
+            0.9,
+            text,
+            transform=rax.transAxes,
+            fontsize="x-small",
+            va="top",
+            ha="left",
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none"},
+        )
+    if legend:
+        rax.legend(loc="lower right", fontsize="xx-small", ncol=2, frameon=False)
+
+
+def _main_y_range(ax: Any, log_y: bool, ymax: float, ymin_pos: float) -> None:
+    """Head room for the text and legend: 45 % of the decades on log axes, 70 % on linear."""
+    if log_y and np.isfinite(ymin_pos):
+        ax.set_yscale("log")
+        bottom = ymin_pos * 0.3
+        top = ymax * (ymax / bottom) ** 0.45
+        if top > 1.0:
+            # a fraction of events stays below 1: keep the head room, raise the bottom
+            top, bottom = 1.0, ymax * ymax ** (1 / 0.45)
+        ax.set_ylim(bottom, top)
+    else:
+        ax.set_ylim(0, ymax * 1.7)
+        # plain numbers: a "x10^-2" above the axis would sit on the label
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+
+
+def _mark_flow_bins(
+    ax: Any, values: tuple[NDArray, NDArray], lo: float, hi: float, width: float
+) -> None:
+    """Mark the edge bins into which under- and overflow (of either sample) are folded."""
+    under = sum(float(np.mean(x < lo)) for x in values)
+    over = sum(float(np.mean(x >= hi)) for x in values)
+    for flag, x_at, ha, txt in (
+        (under, lo, "left", "$\\leftarrow$ + underflow"),
+        (over, hi, "right", "+ overflow $\\rightarrow$"),
+    ):
+        if flag > 0:
+            ax.axvline(
+                x_at + (width if ha == "left" else -width),
+                color="grey",
+                linestyle=":",
+                linewidth=0.8,
+            )
+            ax.text(
+                x_at + (0.2 * width if ha == "left" else -0.2 * width),
+                0.55,
+                txt,
+                transform=ax.get_xaxis_transform(),
+                fontsize="xx-small",
+                rotation=90,
+                ha=ha,
+                va="center",
+                color="grey",
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -598,58 +647,70 @@ def plot_overview(
                 (panel_w - 0.22) / width,
                 (panel_h - 0.42) / height,
             )
-            ax = fig.add_axes(rect)
-            x_r = rx[mr, j]
-            axis = feature_binning(x_r)
-            if axis.size > OVERVIEW_MAX_BINS:
-                axis = hist.axis.Regular(
-                    OVERVIEW_MAX_BINS, axis.edges[0], axis.edges[-1], underflow=True, overflow=True
-                )
-            edges = axis.edges
-            wr = None if rw is None else rw[mr]
-            mc, _ = _normalised_hist(x_r, wr, axis, float(len(x_r) if wr is None else wr.sum()))
-            ax.stairs(mc, edges, color=style[1], linewidth=1.2)
-            if mg.any():
-                x_g = gx[mg, j]
-                wg = None if gw is None else gw[mg]
-                gen, gen_err = _normalised_hist(
-                    x_g, wg, axis, float(len(x_g) if wg is None else wg.sum())
-                )
-                centres = 0.5 * (edges[1:] + edges[:-1])
-                ax.errorbar(
-                    centres,
-                    gen,
-                    yerr=gen_err,
-                    fmt="o",
-                    markersize=1.8,
-                    color=style[2],
-                    elinewidth=0.6,
-                )
-            if unit(f, labels) == "GeV" and not is_peaked(f) and np.any(mc > 0):
-                ax.set_yscale("log")
-                ax.set_ylim(float(np.min(mc[mc > 0])) * 0.3, float(np.max(mc)) * 3)
-            else:
-                ax.set_ylim(0, float(np.max(mc)) * 1.25 if np.any(mc > 0) else 1)
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_yticks([])
-            ax.minorticks_off()
-            ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
-            ax.set_xlabel(axis_label(f, labels, units="none"), fontsize=7, labelpad=1)
-            status = (statuses or {}).get((f, slc), nl.UNKNOWN)
-            ax.add_patch(
-                plt.Rectangle(
-                    (0.84, 0.78),
-                    0.16,
-                    0.22,
-                    transform=ax.transAxes,
-                    facecolor=nl.STATUS_COLOURS.get(status, "#dddddd"),
-                    edgecolor="black",
-                    linewidth=0.4,
-                    clip_on=False,
-                )
+            _overview_panel(
+                fig.add_axes(rect),
+                f,
+                (rx[mr, j], None if rw is None else rw[mr]),
+                (gx[mg, j], None if gw is None else gw[mg]),
+                style,
+                (statuses or {}).get((f, slc), nl.UNKNOWN),
+                labels,
             )
         y_cursor -= nrow_slice * panel_h
     return save_figure(fig, out_base)
+
+
+def _overview_panel(
+    ax: Any,
+    feature: str,
+    mc_events: tuple[NDArray, NDArray | None],
+    gen_events: tuple[NDArray, NDArray | None],
+    style: tuple[str, str, str],
+    status: str,
+    labels: Mapping[str, Mapping] | None,
+) -> None:
+    """One panel of the overview: ``(values, weights | None)`` of MC (line) and generated
+    events (markers), each normalised to unit area, and the cell's verdict colour."""
+    from hepflows.validation import null as nl
+
+    x_r, wr = mc_events
+    axis = feature_binning(x_r)
+    if axis.size > OVERVIEW_MAX_BINS:
+        axis = hist.axis.Regular(
+            OVERVIEW_MAX_BINS, axis.edges[0], axis.edges[-1], underflow=True, overflow=True
+        )
+    edges = axis.edges
+    mc, _ = _normalised_hist(x_r, wr, axis, float(len(x_r) if wr is None else wr.sum()))
+    ax.stairs(mc, edges, color=style[1], linewidth=1.2)
+    x_g, wg = gen_events
+    if len(x_g):
+        gen, gen_err = _normalised_hist(x_g, wg, axis, float(len(x_g) if wg is None else wg.sum()))
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        ax.errorbar(
+            centres, gen, yerr=gen_err, fmt="o", markersize=1.8, color=style[2], elinewidth=0.6
+        )
+    if unit(feature, labels) == "GeV" and not is_peaked(feature) and np.any(mc > 0):
+        ax.set_yscale("log")
+        ax.set_ylim(float(np.min(mc[mc > 0])) * 0.3, float(np.max(mc)) * 3)
+    else:
+        ax.set_ylim(0, float(np.max(mc)) * 1.25 if np.any(mc > 0) else 1)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_yticks([])
+    ax.minorticks_off()
+    ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
+    ax.set_xlabel(axis_label(feature, labels, units="none"), fontsize=7, labelpad=1)
+    ax.add_patch(
+        plt.Rectangle(
+            (0.84, 0.78),
+            0.16,
+            0.22,
+            transform=ax.transAxes,
+            facecolor=nl.STATUS_COLOURS.get(status, "#dddddd"),
+            edgecolor="black",
+            linewidth=0.4,
+            clip_on=False,
+        )
+    )
 
 
 def plot_2d_comparison(

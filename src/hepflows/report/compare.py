@@ -237,7 +237,7 @@ def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> None:
     """Write ``models.csv``, ``models.html`` and the figure ``models.{png,pdf}`` into
     ``out_dir`` (each appears only when complete)."""
-    from hepflows.validation.compare_plot import plot_comparison
+    from hepflows.report.compare_plot import plot_comparison
 
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / layout.COMPARISON_FILES["comparison_table"], comparison_csv(rows))

@@ -29,9 +29,9 @@ from hepflows.errors import InputError
 from hepflows.model_config import model_kind
 from hepflows.provenance import git_commit
 from hepflows.records import read_json
+from hepflows.report.tables import refine_html, verdict_html
 from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS
-from hepflows.validation.tables import refine_html, verdict_html
 
 __all__ = [
     "config_hash",
@@ -80,7 +80,7 @@ def read_benchmarks(folder: str | Path) -> dict[str, tuple[int, float]]:
 def training_info(model_dir: str | Path) -> dict[str, Any]:
     """Epochs run, best epoch and best validation NLL from ``model/training_log.csv``; device
     and parameter count from the train step's log, where there is one."""
-    from hepflows.validation.compare import read_training_log
+    from hepflows.report.compare import read_training_log
 
     model_dir = Path(model_dir)
     epochs, best_epoch, best_val = read_training_log(model_dir / layout.MODEL_FILES["log"])

@@ -10,7 +10,7 @@ events (Butter et al., arXiv:2008.06545; arXiv:2509.08048): the worst features a
 row are drawn in colour and their crossings marked.
 
 The measurement is :mod:`hepflows.validation.amplification`; the style and the atomic PDF+PNG
-writing are :mod:`hepflows.validation.plots`'.
+writing are :mod:`hepflows.report.plots`'.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 # plots first: it selects the file-only matplotlib backend before pyplot is imported
-from hepflows.validation.plots import atlas_style, simulation_label, save_figure  # isort: skip
+from hepflows.report.plots import atlas_style, simulation_label, save_figure  # isort: skip
 import matplotlib.pyplot as plt
 
 from hepflows.events.observables import axis_label
@@ -63,29 +63,7 @@ def _panel(
     hi_n = 20.0 * max(n_gen, n_truth)
     if curve is not None and len(curve["n"]):
         lo_n = min(lo_n, 0.5 * float(np.min(curve["n"])))
-        d = np.asarray(curve["d_per_dof"])
-        mean, sd = d.mean(1), d.std(1)
-        ax.errorbar(
-            curve["n"],
-            mean,
-            yerr=sd,
-            fmt="o",
-            color="grey",
-            markersize=4,
-            capsize=2,
-            label="MC, mean and spread over features",
-            zorder=3,
-        )
-        if not curve["independent"]:
-            n = np.geomspace(lo_n, 0.99 * n_truth, 200)
-            ax.plot(
-                n,
-                1 / n - 1 / n_truth,
-                color="grey",
-                linestyle="--",
-                linewidth=1,
-                label=r"expected, subsample of $T$: $1/n - 1/N_T$",
-            )
+        _mc_curve(ax, curve, lo_n, n_truth)
     marked = [
         (r, HIGHLIGHT_COLOURS[i % len(HIGHLIGHT_COLOURS)]) for i, r in enumerate(feats[:highlight])
     ] + [(r, JOINT_COLOUR) for r in joint]
@@ -102,27 +80,7 @@ def _panel(
     for r in feats[highlight:]:
         ax.axhline(ys[r["feature"]], color="#9c9ca1", linewidth=0.6, alpha=0.7)
     for (r, colour), n_star in zip(marked, crossings, strict=True):
-        y = ys[r["feature"]]
-        name = (
-            "joint (k-means cells)"
-            if r["feature"] == JOINT
-            else axis_label(r["feature"], labels, units="none")
-        )
-        worth = (
-            f"worth $\\geq$ {events_text(r['worth'])}"
-            if r["lower_bound"]
-            else f"worth ~{events_text(r['worth'])} MC events"
-        )
-        ax.axhline(
-            y,
-            color=colour,
-            linewidth=1.4,
-            linestyle="-." if r["feature"] == JOINT else "-",
-            label=f"{name}: {worth}",
-        )
-        if math.isfinite(n_star) and not r["lower_bound"]:
-            ax.plot([n_star], [y], marker="v", color=colour, markersize=9, zorder=4)
-            ax.axvline(n_star, color=colour, linewidth=0.6, linestyle=":")
+        _generated_line(ax, r, ys[r["feature"]], colour, n_star, labels)
     ax.axvline(n_gen, color="black", linewidth=0.6, linestyle=":")
     ax.text(
         n_gen,
@@ -144,6 +102,66 @@ def _panel(
         f"{slice_name}: $N_T$ = {events_text(n_truth)} truth events", fontsize="small", loc="right"
     )
     ax.legend(loc="upper right", fontsize="xx-small")
+
+
+def _mc_curve(ax: Any, curve: Mapping[str, Any], lo_n: float, n_truth: float) -> None:
+    """The MC points (mean and spread over features) and, for subsamples of the truth itself,
+    their expected divergence."""
+    d = np.asarray(curve["d_per_dof"])
+    mean, sd = d.mean(1), d.std(1)
+    ax.errorbar(
+        curve["n"],
+        mean,
+        yerr=sd,
+        fmt="o",
+        color="grey",
+        markersize=4,
+        capsize=2,
+        label="MC, mean and spread over features",
+        zorder=3,
+    )
+    if not curve["independent"]:
+        n = np.geomspace(lo_n, 0.99 * n_truth, 200)
+        ax.plot(
+            n,
+            1 / n - 1 / n_truth,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=r"expected, subsample of $T$: $1/n - 1/N_T$",
+        )
+
+
+def _generated_line(
+    ax: Any,
+    r: Mapping[str, Any],
+    y: float,
+    colour: str,
+    n_star: float,
+    labels: Mapping[str, Mapping] | None,
+) -> None:
+    """One marked row's divergence ``y`` as a line, with its crossing ``n_star`` of the
+    independent-MC curve where the excess is significant."""
+    name = (
+        "joint (k-means cells)"
+        if r["feature"] == JOINT
+        else axis_label(r["feature"], labels, units="none")
+    )
+    worth = (
+        f"worth $\\geq$ {events_text(r['worth'])}"
+        if r["lower_bound"]
+        else f"worth ~{events_text(r['worth'])} MC events"
+    )
+    ax.axhline(
+        y,
+        color=colour,
+        linewidth=1.4,
+        linestyle="-." if r["feature"] == JOINT else "-",
+        label=f"{name}: {worth}",
+    )
+    if math.isfinite(n_star) and not r["lower_bound"]:
+        ax.plot([n_star], [y], marker="v", color=colour, markersize=9, zorder=4)
+        ax.axvline(n_star, color=colour, linewidth=0.6, linestyle=":")
 
 
 def plot_amplification(

@@ -1,6 +1,6 @@
 """The grid's models side by side as one figure: classifier AUC, cells outside, MC events worth.
 
-Reads the rows of :func:`hepflows.validation.compare.model_summary` (one a model) and draws three
+Reads the rows of :func:`hepflows.report.compare.model_summary` (one a model) and draws three
 panels, one model a row on a shared y axis:
 
 * the classifier two-sample AUC with its bootstrap interval, against the MC-vs-MC AUC (0.5:
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # plots first: it selects the file-only matplotlib backend before pyplot is imported
-from hepflows.validation.plots import atlas_style, save_figure  # isort: skip
+from hepflows.report.plots import atlas_style, save_figure  # isort: skip
 import matplotlib.pyplot as plt
 
 __all__ = ["plot_comparison"]

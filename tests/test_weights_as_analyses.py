@@ -22,8 +22,8 @@ from hepflows.cli import main
 from hepflows.errors import InputError
 from hepflows.events.reader import read_metadata
 from hepflows.feasibility import MIN_EVENTS, Tally, check_splits
-from hepflows.settings import Settings
 from hepflows.report.runner import validate_samples
+from hepflows.settings import Settings
 from hepflows.validation import metrics as m
 
 FEATURES = ["lepton_pt", "met", "m_bb"]

@@ -117,6 +117,13 @@ def test_higgs_units_rescale_the_same_events(events):
         np.testing.assert_allclose(higgs[f], events[f] / scale, rtol=1e-6)
         # Scales fitted to the real rows' medians: means near 1, as in the HIGGS dataset.
         assert 0.85 < higgs[f].mean() < 1.15, f
+    for f, (scale_bkg, scale_sig) in gen.HIGGS_SCALE_BY_LABEL.items():
+        sig = events[LABEL] == 1
+        np.testing.assert_allclose(higgs[f][sig], events[f][sig] / scale_sig, rtol=1e-6)
+        np.testing.assert_allclose(higgs[f][~sig], events[f][~sig] / scale_bkg, rtol=1e-6)
+        assert 0.85 < higgs[f][sig].mean() < 1.15 and 0.85 < higgs[f][~sig].mean() < 1.15, f
+    with pytest.raises(InputError, match="m_wbb"):
+        gen.to_higgs_units({"m_wbb": events["m_wbb"]})
     for f in ("lepton_phi", "met_phi", "jet1_phi"):
         assert np.abs(higgs[f]).max() <= 1.7434 + 1e-6
         np.testing.assert_allclose(higgs[f], events[f] * gen.HIGGS_PHI_SCALE, rtol=1e-6)
@@ -320,6 +327,14 @@ def test_reconstructed_masses_match_vector(plain_events):
     # Recomputed masses agree with the file's (float32 rounding aside: 10 MeV where two jets are
     # nearly collinear and their small mass amplifies it).
     for f in MASSES:
+        if f == "m_wbb":  # takes the true W (WBB_W), which the stored features do not tell
+            lv_wbb = gen.reconstruct_masses(
+                jets, btag, lep, met_x, met_y, wbb_leptonic=np.ones(500, bool)
+            )[f]
+            hadronic = np.isclose(m[f], ev[f], rtol=2e-4, atol=1e-2)
+            leptonic = np.isclose(lv_wbb, ev[f], rtol=2e-4, atol=1e-2)
+            assert (hadronic | leptonic).all() and 0.1 < leptonic.mean() < 0.9
+            continue
         np.testing.assert_allclose(m[f], ev[f], rtol=2e-4, atol=1e-2, err_msg=f)
     j = [_vec(jets[:, i]) for i in range(4)]
     pz = gen.neutrino_pz(lep, met_x, met_y)
@@ -337,11 +352,12 @@ def test_reconstructed_masses_match_vector(plain_events):
 
 
 def test_wbb_truth_takes_the_w_of_the_charged_higgs(monkeypatch):
-    # Default: m_wbb from the hadronic W candidate.  With WBB_W "truth" only m_wbb changes, and
-    # in signal it rebuilds the H+- whichever way its W decayed, so its line is not wider.
-    base = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
-    monkeypatch.setattr(gen, "WBB_W", "truth")
+    # Default WBB_W "truth": m_wbb rebuilds the H+- whichever way its W decayed, so its line is
+    # not wider than with the hadronic W candidate ("reconstructed"), which changes only m_wbb.
+    assert gen.WBB_W == "truth"
     truth = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
+    monkeypatch.setattr(gen, "WBB_W", "reconstructed")
+    base = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
     changed = [k for k in base if not np.array_equal(base[k], truth[k])]
     assert changed == ["m_wbb"]
     differ = base["m_wbb"] != truth["m_wbb"]
@@ -366,6 +382,7 @@ def test_generate_to_root_streams_the_same_events(tmp_path):
         np.testing.assert_array_equal(got[f], want[f], err_msg=f)
     meta = read_metadata(path)
     assert (meta["seed"], meta["start"], meta["n_events"], meta["units"]) == (12, 50, 700, "higgs")
+    assert meta["generator_version"] == gen.VERSION
     assert [p.name for p in tmp_path.iterdir()] == ["gen.root"]
 
 

@@ -72,12 +72,20 @@ def test_mass_peak_widths_meet_the_target(comparison, process):
     assert not off, off
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="m_wbb peaks 6 % high in signal and 5 % low in t tbar; "
-    "m_jj and m_jlv 3.5 % low in signal (one scale per feature for both processes)",
+@pytest.mark.parametrize(
+    "process",
+    [
+        pytest.param(
+            "signal",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="m_jj and m_jlv 3.5 % low in signal (one scale per feature for both "
+                "processes)",
+            ),
+        ),
+        "background",
+    ],
 )
-@pytest.mark.parametrize("process", list(cal.PROCESSES))
 def test_mass_peak_positions_meet_the_target(comparison, process):
     shifted = {
         m: round(p["position_shift"], 3)

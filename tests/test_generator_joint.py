@@ -82,14 +82,14 @@ def test_real_vs_real_null_is_near_one_half(real_and_generated, process):
     assert abs(joint.real_null_auc(real, process) - 0.5) < 0.03
 
 
-# What the generator reaches (40k events, seed 7): AUC 0.925 signal, 0.861 t tbar.
-_AUC_REACHED = {"signal": 0.925, "background": 0.861}
+# What the generator reaches (40k events, seed 7): AUC 0.889 signal, 0.853 t tbar.
+_AUC_REACHED = {"signal": 0.889, "background": 0.853}
 
 
 @pytest.mark.parametrize("process", list(cal.PROCESSES))
 @pytest.mark.xfail(
     strict=True,
-    reason="the joint target is not reached: classifier AUC 0.92 (signal), 0.86 (t tbar); "
+    reason="the joint target is not reached: classifier AUC 0.89 (signal), 0.85 (t tbar); "
     "see docs/generator.md, 'Joint calibration'",
 )
 def test_classifier_auc_meets_the_joint_target(real_and_generated, process):

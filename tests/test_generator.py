@@ -165,6 +165,45 @@ def test_btags_take_three_levels(events):
     assert 0.25 < tagged < 0.45
 
 
+def test_two_b_tags_inside_the_taggers_acceptance(events):
+    # The selection needs two b-tagged jets among all good jets, and the tagger sees only
+    # |eta| < 1.8, its efficiency falling from |eta| 0.8: the stored tagged jets are central.
+    tags = np.stack([events[f] for f in BTAGS])
+    etas = np.abs(np.stack([events[f"jet{i}_eta"] for i in range(1, 5)]))
+    eta_max = gen.BTAG_ETA_ACCEPTANCE[0][-1]
+    assert (etas[tags > 0] < eta_max).all()
+    rate = lambda lo, hi: np.mean(tags[(etas >= lo) & (etas < hi)] > 0)  # noqa: E731
+    assert rate(0.0, 0.8) > 2 * rate(1.4, 1.6) > 0
+    # the two b jets are among the four in most events, so most events have two tags
+    assert np.mean((tags > 0).sum(axis=0) == 2) > 0.75
+    # without the acceptance, b jets are tagged wherever they are
+    off = generate(BLOCK_SIZE, seed=2024, effects={"btag_eta": False})
+    off_tags = np.stack([off[f] for f in BTAGS]) > 0
+    off_etas = np.abs(np.stack([off[f"jet{i}_eta"] for i in range(1, 5)]))
+    assert (off_etas[off_tags] > eta_max).any()
+
+
+def test_taggable_events_are_the_only_ones_that_pass():
+    # Skipping the detector for events whose b quarks lie outside the tagger's acceptance
+    # loses no event that the selection would keep.
+    partons = gen._signal_partons(np.random.default_rng(3), 20_000)
+    _, accepted = gen._detector(np.random.default_rng(4), partons, gen.EFFECTS)
+    taggable = partons.taggable()
+    assert accepted.sum() > 1000
+    assert not (accepted & ~taggable).any()
+    assert 0.5 < taggable.mean() < 0.95
+
+
+def test_charged_higgs_decays_to_w_h_or_to_t_b():
+    # In SIGNAL_HPM_TB of the signal events H+- -> t b: the two b quarks are then not the h0's.
+    p = gen._signal_partons(np.random.default_rng(5), 20_000)
+    b1, b2 = (np.stack([np.linalg.norm(p.jets[:, k], axis=0), *p.jets[:, k]]) for k in (0, 1))
+    m_bb = gen._mass(b1 + b2)
+    from_h0 = np.abs(m_bb - gen.M_HIGGS) < 2.0  # (the b quarks are stored massless)
+    assert np.mean(~from_h0) == pytest.approx(gen.SIGNAL_HPM_TB, abs=0.02)
+    assert np.median(m_bb[~from_h0]) > gen.M_HIGGS + 20
+
+
 # -- physics -------------------------------------------------------------------------------------
 def test_w_peaks(events, plain_events):
     # m_lv equals m_W whenever the W-mass constraint has a real solution: the median sits on it.
@@ -365,6 +404,22 @@ def test_wbb_truth_takes_the_w_of_the_charged_higgs(monkeypatch):
     assert np.mean(differ) == pytest.approx(1 - gen.SIGNAL_H0_W_LEPTONIC, abs=0.03)
     near = lambda m: np.mean(np.abs(m - gen.M_HPM) < 30.0)  # noqa: E731
     assert near(truth["m_wbb"][differ]) > near(base["m_wbb"][differ]) + 0.2
+
+
+def test_b_candidates_from_all_jets(monkeypatch):
+    # B_CANDIDATES "all" takes the two tagged jets wherever they are: where both are among the
+    # four the masses are those of "four"; where one is not, m_bb is not a pair of the four.
+    four = generate(BLOCK_SIZE, seed=6, effects=PLAIN)
+    monkeypatch.setattr(gen, "B_CANDIDATES", "all")
+    every = generate(BLOCK_SIZE, seed=6, effects=PLAIN)
+    n_tags = (np.stack([four[f] for f in BTAGS]) > 0).sum(axis=0)
+    for f in MASSES:
+        np.testing.assert_array_equal(every[f][n_tags == 2], four[f][n_tags == 2], err_msg=f)
+    one = n_tags == 1
+    assert one.mean() > 0.05
+    assert np.mean(every["m_bb"][one] != four["m_bb"][one]) > 0.9
+    # the b outside the four is a soft or forward one: lower pair masses than a stored jet gives
+    assert np.median(every["m_bb"][one]) < np.median(four["m_bb"][one])
 
 
 # -- output --------------------------------------------------------------------------------------

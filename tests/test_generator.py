@@ -194,6 +194,27 @@ def test_taggable_events_are_the_only_ones_that_pass():
     assert 0.5 < taggable.mean() < 0.95
 
 
+@pytest.mark.parametrize("f_longitudinal", [0.7, 1.0])
+def test_w_from_top_decays_with_its_helicity(f_longitudinal):
+    # The charged lepton's angle to the W's direction in the top's frame: f0 (3/4) sin^2 +
+    # (1 - f0) (3/8) (1 - cos)^2, whose mean is -(1 - f0)/2 and mean square 0.2 f0 + 0.4 (1 - f0).
+    rng = np.random.default_rng(8)
+    n = 200_000
+    m_t = np.full(n, gen.M_TOP)
+    top = gen._system(m_t, rng.normal(0, 1, n), rng.normal(0, 60, n), rng.normal(0, 60, n))
+    w, _ = gen._two_body(rng, top, m_t, gen.M_W, gen.M_B)
+    m_w = np.full(n, gen.M_W)
+    lepton, nu = gen._polarised_w_decay(rng, w, m_w, top, m_t, f_longitudinal)
+    np.testing.assert_allclose(lepton + nu, w, atol=1e-6)
+    np.testing.assert_allclose(gen._mass(lepton), 0.0, atol=0.05)  # float32 directions
+    axis = gen._to_rest(w, top, m_t)[1:]
+    in_w = gen._to_rest(lepton, w, m_w)[1:]
+    cos = (axis * in_w).sum(axis=0) / np.sqrt((axis**2).sum(axis=0) * (in_w**2).sum(axis=0))
+    assert np.mean(cos) == pytest.approx(-(1 - f_longitudinal) / 2, abs=0.01)
+    want = 0.2 * f_longitudinal + 0.4 * (1 - f_longitudinal)
+    assert np.mean(cos**2) == pytest.approx(want, abs=0.01)
+
+
 def test_charged_higgs_decays_to_w_h_or_to_t_b():
     # In SIGNAL_HPM_TB of the signal events H+- -> t b: the two b quarks are then not the h0's.
     p = gen._signal_partons(np.random.default_rng(5), 20_000)

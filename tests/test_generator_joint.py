@@ -82,14 +82,14 @@ def test_real_vs_real_null_is_near_one_half(real_and_generated, process):
     assert abs(joint.real_null_auc(real, process) - 0.5) < 0.03
 
 
-# What the generator reaches (40k events, seed 7): AUC 0.808 signal, 0.800 t tbar.
-_AUC_REACHED = {"signal": 0.808, "background": 0.800}
+# What the generator reaches (40k events, seed 7): AUC 0.795 signal, 0.802 t tbar.
+_AUC_REACHED = {"signal": 0.795, "background": 0.802}
 
 
 @pytest.mark.parametrize("process", list(cal.PROCESSES))
 @pytest.mark.xfail(
     strict=True,
-    reason="the joint target is not reached: classifier AUC 0.81 (signal), 0.80 (t tbar); "
+    reason="the joint target is not reached: classifier AUC 0.80 (signal), 0.80 (t tbar); "
     "see docs/generator.md, 'Joint calibration'",
 )
 def test_classifier_auc_meets_the_joint_target(real_and_generated, process):

@@ -840,22 +840,23 @@ def _measure(
     energy = np.sqrt(pt * pt + pz * pz)
     eta = _eta(safe, pz, np.where(absent, np.float32(1.0), energy))
     rel = rel_resolution(pt, energy)
-    gauss = rng.standard_normal((3, *pt.shape)).astype(np.float32)
-    # A fluctuation below -100% would be unphysical; such objects fail every cut anyway.
-    pt_m = pt * np.maximum(1.0 + rel * gauss[0], 0.0)
-    eta_m = eta + angle_sigma * gauss[1]
-    # Smear phi by rotating the direction (cos phi, sin phi) = (px, py)/pT by a small angle:
-    # no arctan2 for every object, only for the few that are kept (see _events).
-    cd, sd = _cos_sin(angle_sigma * gauss[2])
     c, s_ = px / safe, py / safe
-    return {
-        "px": px,
-        "py": py,
-        "pt": pt_m,
-        "eta": eta_m,
-        "cos_phi": c * cd - s_ * sd,
-        "sin_phi": s_ * cd + c * sd,
-    }
+    out = {"px": px, "py": py}
+    if angle_sigma == 0.0:
+        # Directions as they are: one Gaussian per object, not three (jets: JET_ANGLE_SIGMA).
+        gauss = rng.standard_normal(pt.shape).astype(np.float32)[None]
+        out.update(eta=eta, cos_phi=c, sin_phi=s_)
+    else:
+        gauss = rng.standard_normal((3, *pt.shape)).astype(np.float32)
+        # Smear phi by rotating the direction (cos phi, sin phi) = (px, py)/pT by a small
+        # angle: no arctan2 for every object, only for the few that are kept (see _events).
+        cd, sd = _cos_sin(angle_sigma * gauss[2])
+        out.update(
+            eta=eta + angle_sigma * gauss[1], cos_phi=c * cd - s_ * sd, sin_phi=s_ * cd + c * sd
+        )
+    # A fluctuation below -100% would be unphysical; such objects fail every cut anyway.
+    out["pt"] = pt * np.maximum(1.0 + rel * gauss[0], 0.0)
+    return out
 
 
 def _jet_resolution(pt: np.ndarray, energy: np.ndarray) -> np.ndarray:

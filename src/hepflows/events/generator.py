@@ -241,7 +241,8 @@ EFFECTS: dict[str, bool] = {
 #: linear in between: the real HIGGS rows tag a jet at one rate up to |eta| 0.8, then less and
 #: less and never beyond 1.71 (all four jets and both processes alike).  The knots were
 #: adjusted until the generated tag rate per 0.1 in |eta|, relative to the central jets', is
-#: the real one (to 0.04; the generated b jets are not spread in |eta| as all jets are).
+#: the real one (to 0.07; 0.03 in the absolute rate): the knots are not the real relative
+#: rates themselves, since the selected b jets are not spread in |eta| as all jets are.
 BTAG_ETA_ACCEPTANCE: tuple[tuple[float, ...], tuple[float, ...]] = (
     (0.0, 0.8, 0.85, 0.95, 1.05, 1.15, 1.25, 1.35, 1.45, 1.55, 1.65, 1.72),
     (1.0, 1.0, 0.95, 0.91, 0.86, 0.77, 0.69, 0.50, 0.30, 0.18, 0.08, 0.0),
@@ -420,8 +421,8 @@ def _polarised_w_decay(
     f0 (3/4) sin^2(theta) + (1 - f0) (3/8) (1 - cos theta)^2 (longitudinal and left-handed Ws,
     no right-handed ones; the same for the charged lepton of t and of tbar by CP), so the
     charged lepton is softer than from an isotropic decay ("Top quark physics at the LHC",
-    Bernreuther, arXiv:0805.1333, eq. 57).  The W's rest frame is taken as reached from the
-    lab (the Wigner rotation from the top's frame, a few mrad here, is neglected).
+    Bernreuther, arXiv:0805.1333).  The W's rest frame is taken as reached from the lab (the
+    Wigner rotation from the top's frame is neglected).
     """
     n: int = m_w.shape[0]
     axis = _to_rest(w, top, m_top)[1:]

@@ -117,6 +117,13 @@ def test_higgs_units_rescale_the_same_events(events):
         np.testing.assert_allclose(higgs[f], events[f] / scale, rtol=1e-6)
         # Scales fitted to the real rows' medians: means near 1, as in the HIGGS dataset.
         assert 0.85 < higgs[f].mean() < 1.15, f
+    for f, (scale_bkg, scale_sig) in gen.HIGGS_SCALE_BY_LABEL.items():
+        sig = events[LABEL] == 1
+        np.testing.assert_allclose(higgs[f][sig], events[f][sig] / scale_sig, rtol=1e-6)
+        np.testing.assert_allclose(higgs[f][~sig], events[f][~sig] / scale_bkg, rtol=1e-6)
+        assert 0.85 < higgs[f][sig].mean() < 1.15 and 0.85 < higgs[f][~sig].mean() < 1.15, f
+    with pytest.raises(InputError, match="m_wbb"):
+        gen.to_higgs_units({"m_wbb": events["m_wbb"]})
     for f in ("lepton_phi", "met_phi", "jet1_phi"):
         assert np.abs(higgs[f]).max() <= 1.7434 + 1e-6
         np.testing.assert_allclose(higgs[f], events[f] * gen.HIGGS_PHI_SCALE, rtol=1e-6)
@@ -156,6 +163,66 @@ def test_btags_take_three_levels(events):
     # Four jets with two b quarks among them, each tight-tagged with about 3/4: ~0.35 a jet.
     tagged = np.mean(tags == 2)
     assert 0.25 < tagged < 0.45
+
+
+def test_two_b_tags_inside_the_taggers_acceptance(events):
+    # The selection needs two b-tagged jets among all good jets, and the tagger sees only
+    # |eta| < 1.8, its efficiency falling from |eta| 0.8: the stored tagged jets are central.
+    tags = np.stack([events[f] for f in BTAGS])
+    etas = np.abs(np.stack([events[f"jet{i}_eta"] for i in range(1, 5)]))
+    eta_max = gen.BTAG_ETA_ACCEPTANCE[0][-1]
+    assert (etas[tags > 0] < eta_max).all()
+    rate = lambda lo, hi: np.mean(tags[(etas >= lo) & (etas < hi)] > 0)  # noqa: E731
+    assert rate(0.0, 0.8) > 2 * rate(1.4, 1.6) > 0
+    # the two b jets are among the four in most events, so most events have two tags
+    assert np.mean((tags > 0).sum(axis=0) == 2) > 0.75
+    # without the acceptance, b jets are tagged wherever they are
+    off = generate(BLOCK_SIZE, seed=2024, effects={"btag_eta": False})
+    off_tags = np.stack([off[f] for f in BTAGS]) > 0
+    off_etas = np.abs(np.stack([off[f"jet{i}_eta"] for i in range(1, 5)]))
+    assert (off_etas[off_tags] > eta_max).any()
+
+
+def test_taggable_events_are_the_only_ones_that_pass():
+    # Skipping the detector for events whose b quarks lie outside the tagger's acceptance
+    # loses no event that the selection would keep.
+    partons = gen._signal_partons(np.random.default_rng(3), 20_000)
+    _, accepted = gen._detector(np.random.default_rng(4), partons, gen.EFFECTS)
+    taggable = partons.taggable()
+    assert accepted.sum() > 1000
+    assert not (accepted & ~taggable).any()
+    assert 0.5 < taggable.mean() < 0.95
+
+
+@pytest.mark.parametrize("f_longitudinal", [0.7, 1.0])
+def test_w_from_top_decays_with_its_helicity(f_longitudinal):
+    # The charged lepton's angle to the W's direction in the top's frame: f0 (3/4) sin^2 +
+    # (1 - f0) (3/8) (1 - cos)^2, whose mean is -(1 - f0)/2 and mean square 0.2 f0 + 0.4 (1 - f0).
+    rng = np.random.default_rng(8)
+    n = 200_000
+    m_t = np.full(n, gen.M_TOP)
+    top = gen._system(m_t, rng.normal(0, 1, n), rng.normal(0, 60, n), rng.normal(0, 60, n))
+    w, _ = gen._two_body(rng, top, m_t, gen.M_W, gen.M_B)
+    m_w = np.full(n, gen.M_W)
+    lepton, nu = gen._polarised_w_decay(rng, w, m_w, top, m_t, f_longitudinal)
+    np.testing.assert_allclose(lepton + nu, w, atol=1e-6)
+    np.testing.assert_allclose(gen._mass(lepton), 0.0, atol=0.05)  # float32 directions
+    axis = gen._to_rest(w, top, m_t)[1:]
+    in_w = gen._to_rest(lepton, w, m_w)[1:]
+    cos = (axis * in_w).sum(axis=0) / np.sqrt((axis**2).sum(axis=0) * (in_w**2).sum(axis=0))
+    assert np.mean(cos) == pytest.approx(-(1 - f_longitudinal) / 2, abs=0.01)
+    want = 0.2 * f_longitudinal + 0.4 * (1 - f_longitudinal)
+    assert np.mean(cos**2) == pytest.approx(want, abs=0.01)
+
+
+def test_charged_higgs_decays_to_w_h_or_to_t_b():
+    # In SIGNAL_HPM_TB of the signal events H+- -> t b: the two b quarks are then not the h0's.
+    p = gen._signal_partons(np.random.default_rng(5), 20_000)
+    b1, b2 = (np.stack([np.linalg.norm(p.jets[:, k], axis=0), *p.jets[:, k]]) for k in (0, 1))
+    m_bb = gen._mass(b1 + b2)
+    from_h0 = np.abs(m_bb - gen.M_HIGGS) < 2.0  # (the b quarks are stored massless)
+    assert np.mean(~from_h0) == pytest.approx(gen.SIGNAL_HPM_TB, abs=0.02)
+    assert np.median(m_bb[~from_h0]) > gen.M_HIGGS + 20
 
 
 # -- physics -------------------------------------------------------------------------------------
@@ -320,6 +387,14 @@ def test_reconstructed_masses_match_vector(plain_events):
     # Recomputed masses agree with the file's (float32 rounding aside: 10 MeV where two jets are
     # nearly collinear and their small mass amplifies it).
     for f in MASSES:
+        if f == "m_wbb":  # takes the true W (WBB_W), which the stored features do not tell
+            lv_wbb = gen.reconstruct_masses(
+                jets, btag, lep, met_x, met_y, wbb_leptonic=np.ones(500, bool)
+            )[f]
+            hadronic = np.isclose(m[f], ev[f], rtol=2e-4, atol=1e-2)
+            leptonic = np.isclose(lv_wbb, ev[f], rtol=2e-4, atol=1e-2)
+            assert (hadronic | leptonic).all() and 0.1 < leptonic.mean() < 0.9
+            continue
         np.testing.assert_allclose(m[f], ev[f], rtol=2e-4, atol=1e-2, err_msg=f)
     j = [_vec(jets[:, i]) for i in range(4)]
     pz = gen.neutrino_pz(lep, met_x, met_y)
@@ -337,11 +412,12 @@ def test_reconstructed_masses_match_vector(plain_events):
 
 
 def test_wbb_truth_takes_the_w_of_the_charged_higgs(monkeypatch):
-    # Default: m_wbb from the hadronic W candidate.  With WBB_W "truth" only m_wbb changes, and
-    # in signal it rebuilds the H+- whichever way its W decayed, so its line is not wider.
-    base = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
-    monkeypatch.setattr(gen, "WBB_W", "truth")
+    # Default WBB_W "truth": m_wbb rebuilds the H+- whichever way its W decayed, so its line is
+    # not wider than with the hadronic W candidate ("reconstructed"), which changes only m_wbb.
+    assert gen.WBB_W == "truth"
     truth = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
+    monkeypatch.setattr(gen, "WBB_W", "reconstructed")
+    base = generate(16_384, seed=5, signal_fraction=1.0, effects=PLAIN)
     changed = [k for k in base if not np.array_equal(base[k], truth[k])]
     assert changed == ["m_wbb"]
     differ = base["m_wbb"] != truth["m_wbb"]
@@ -349,6 +425,22 @@ def test_wbb_truth_takes_the_w_of_the_charged_higgs(monkeypatch):
     assert np.mean(differ) == pytest.approx(1 - gen.SIGNAL_H0_W_LEPTONIC, abs=0.03)
     near = lambda m: np.mean(np.abs(m - gen.M_HPM) < 30.0)  # noqa: E731
     assert near(truth["m_wbb"][differ]) > near(base["m_wbb"][differ]) + 0.2
+
+
+def test_b_candidates_from_all_jets(monkeypatch):
+    # B_CANDIDATES "all" takes the two tagged jets wherever they are: where both are among the
+    # four the masses are those of "four"; where one is not, m_bb is not a pair of the four.
+    four = generate(BLOCK_SIZE, seed=6, effects=PLAIN)
+    monkeypatch.setattr(gen, "B_CANDIDATES", "all")
+    every = generate(BLOCK_SIZE, seed=6, effects=PLAIN)
+    n_tags = (np.stack([four[f] for f in BTAGS]) > 0).sum(axis=0)
+    for f in MASSES:
+        np.testing.assert_array_equal(every[f][n_tags == 2], four[f][n_tags == 2], err_msg=f)
+    one = n_tags == 1
+    assert one.mean() > 0.05
+    assert np.mean(every["m_bb"][one] != four["m_bb"][one]) > 0.9
+    # the b outside the four is a soft or forward one: lower pair masses than a stored jet gives
+    assert np.median(every["m_bb"][one]) < np.median(four["m_bb"][one])
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -366,6 +458,7 @@ def test_generate_to_root_streams_the_same_events(tmp_path):
         np.testing.assert_array_equal(got[f], want[f], err_msg=f)
     meta = read_metadata(path)
     assert (meta["seed"], meta["start"], meta["n_events"], meta["units"]) == (12, 50, 700, "higgs")
+    assert meta["generator_version"] == gen.VERSION
     assert [p.name for p in tmp_path.iterdir()] == ["gen.root"]
 
 

@@ -82,14 +82,14 @@ def test_real_vs_real_null_is_near_one_half(real_and_generated, process):
     assert abs(joint.real_null_auc(real, process) - 0.5) < 0.03
 
 
-# What the generator reaches (40k events, seed 7): AUC 0.925 signal, 0.861 t tbar.
-_AUC_REACHED = {"signal": 0.925, "background": 0.861}
+# What the generator reaches (40k events, seed 7): AUC 0.799 signal, 0.793 t tbar.
+_AUC_REACHED = {"signal": 0.799, "background": 0.793}
 
 
 @pytest.mark.parametrize("process", list(cal.PROCESSES))
 @pytest.mark.xfail(
     strict=True,
-    reason="the joint target is not reached: classifier AUC 0.92 (signal), 0.86 (t tbar); "
+    reason="the joint target is not reached: classifier AUC 0.80 (signal), 0.80 (t tbar); "
     "see docs/generator.md, 'Joint calibration'",
 )
 def test_classifier_auc_meets_the_joint_target(real_and_generated, process):
@@ -103,3 +103,37 @@ def test_classifier_auc_stays_where_the_generator_reached(real_and_generated, pr
     real, gen = real_and_generated
     auc = joint.classifier_auc(gen, real, process, n_bootstrap=1)["auc"]
     assert auc <= _AUC_REACHED[process] + 0.02
+
+
+# The real rows' number of b-tagged jets among the four (0, 1, 2; no row has more).
+_REAL_TAG_COUNTS = {"signal": (0.011, 0.222, 0.767), "background": (0.007, 0.161, 0.832)}
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+def test_tagged_jets_per_event_as_in_the_real_rows(real_and_generated, process):
+    # Two b-tags are required among all jets, so both b jets are tagged and most often both are
+    # among the four: each count is the real fraction to 0.07 (signal: 0.17 and 0.83 for one
+    # and two tags, a little too few b jets outside the four; before: 0.31 and 0.67).
+    real, gen = real_and_generated
+    for sample, want in ((real, _REAL_TAG_COUNTS[process]), (gen, None)):
+        keep = sample[LABEL] == cal.PROCESSES[process]
+        n_tags = sum((sample[f"jet{i}_btag"][keep] > 0).astype(int) for i in range(1, 5))
+        counts = np.bincount(n_tags, minlength=3) / keep.sum()
+        if want is not None:
+            np.testing.assert_allclose(counts, want, atol=2e-3)
+        else:
+            np.testing.assert_allclose(counts, _REAL_TAG_COUNTS[process], atol=0.07)
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+def test_tag_rate_falls_with_eta_as_in_the_real_rows(real_and_generated, process):
+    # The tag rate of central jets (|eta| < 0.8) and of jets at 1.2 < |eta| < 1.6, both samples.
+    real, gen = real_and_generated
+
+    def rates(sample):
+        keep = sample[LABEL] == cal.PROCESSES[process]
+        eta = np.abs(np.concatenate([sample[f"jet{i}_eta"][keep] for i in range(1, 5)]))
+        tag = np.concatenate([sample[f"jet{i}_btag"][keep] > 0 for i in range(1, 5)])
+        return np.array([tag[eta < 0.8].mean(), tag[(eta > 1.2) & (eta < 1.6)].mean()])
+
+    np.testing.assert_allclose(rates(gen), rates(real), atol=0.05)

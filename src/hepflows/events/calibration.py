@@ -145,13 +145,24 @@ def compare(gen: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]) -> di
 
 def fit_higgs_scale(
     gen_gev: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]
-) -> dict[str, float]:
+) -> dict[str, float | tuple[float, float]]:
     """GeV per HIGGS unit for each momentum and mass: the ratio of the medians of both
-    processes together, generator (in GeV) over real (in HIGGS units), rounded to 0.1 GeV.
+    processes together, generator (in GeV) over real (in HIGGS units), rounded to 0.1 GeV; for
+    the features of ``HIGGS_SCALE_BY_LABEL`` the ratio per process, as (t tbar, signal).
 
     The medians make the scales robust to the tails; the signal fraction of ``gen_gev`` should
     be the real one, so that both medians are of the same mixture.
     """
-    from hepflows.events.generator import HIGGS_SCALE
+    from hepflows.events.generator import HIGGS_SCALE, HIGGS_SCALE_BY_LABEL
 
-    return {f: round(float(np.median(gen_gev[f]) / np.median(real[f])), 1) for f in HIGGS_SCALE}
+    def ratio(f: str, g: np.ndarray, r: np.ndarray) -> float:
+        return round(float(np.median(gen_gev[f][g]) / np.median(real[f][r])), 1)
+
+    out: dict[str, float | tuple[float, float]] = {
+        f: ratio(f, np.ones(len(gen_gev[f]), bool), np.ones(len(real[f]), bool))
+        for f in HIGGS_SCALE
+    }
+    g_lab, r_lab = np.asarray(gen_gev[LABEL]), np.asarray(real[LABEL])
+    for f in HIGGS_SCALE_BY_LABEL:
+        out[f] = (ratio(f, g_lab == 0, r_lab == 0), ratio(f, g_lab == 1, r_lab == 1))
+    return out

@@ -305,13 +305,14 @@ def fit_committee(
     families: Sequence[str],
     w_mc: NDArray | None = None,
     **gbt: Any,
-) -> tuple[Committee, dict[str, Any]]:
+) -> tuple[Committee, dict[str, Any], NDArray[np.float64]]:
     """Cross-fitted reweighters of each of ``families``, ``folds`` (>= 2) members each.
 
     Member i of a family is fitted on all folds but i and Platt-calibrated on half of fold i;
-    the other half checks it.  Returns the :class:`Committee` and its record: the members'
-    records and the committee's out-of-fold AUC (each event scored by the members of its fold)
-    and calibration errors on the check halves.
+    the other half checks it.  Returns the :class:`Committee`, its record (the members'
+    records and the committee's out-of-fold AUC and calibration errors on the check halves)
+    and the out-of-fold log-odds (n1 + n2,) of the MC, then the generated events: each event's
+    mean over the families of the calibrated log-odds of the member that did not fit it.
     """
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
@@ -354,7 +355,7 @@ def fit_committee(
         "members": records,
         **_committee_check(oof.mean(0), oof_raw.mean(0), y, w, checked),
     }
-    return Committee(tuple(members)), record
+    return Committee(tuple(members)), record, oof.mean(0)
 
 
 def _committee_check(
@@ -489,7 +490,10 @@ def fit(
             f"refine.families {families}: several families need refine.folds >= 2 "
             "(each member is calibrated on the fold it did not fit)"
         )
-    return fit_committee(x_mc, x_gen, seed=seed, folds=folds, families=families, w_mc=w_mc, **gbt)
+    committee, record, _ = fit_committee(
+        x_mc, x_gen, seed=seed, folds=folds, families=families, w_mc=w_mc, **gbt
+    )
+    return committee, record
 
 
 def with_weights(events: Mapping[str, NDArray], weights: NDArray) -> dict[str, NDArray]:

@@ -37,10 +37,14 @@ def _gaussians(n: int, mean: float, sigma: float, seed: int) -> dict[str, np.nda
     }
 
 
-@pytest.fixture(scope="module")
-def toy():
+#: one calibrated tree classifier (the default), and a 3-fold committee of trees and networks
+REWEIGHTERS = {"one": {}, "committee": {"folds": 3, "families": ["gbt", "mlp"]}}
+
+
+@pytest.fixture(scope="module", params=sorted(REWEIGHTERS))
+def toy(request):
     """MC = N(0, 1) per feature; generated = N(0.3, 0.8): shifted and narrower."""
-    settings = dict(SETTINGS, max_iter=100, min_samples_leaf=50)
+    settings = dict(SETTINGS, max_iter=100, min_samples_leaf=50, **REWEIGHTERS[request.param])
     mc = _gaussians(6000, 0.0, 1.0, 1)
     draw = _gaussians(6000, 0.3, 0.8, 2)
     sample = _gaussians(4000, 0.3, 0.8, 3)
@@ -80,6 +84,28 @@ def test_weighted_classifier_auc_drops(toy):
     weighted = classifier_two_sample(x_mc, x_gen, seed=5, n_bootstrap=0, w_test=w)["auc"]
     assert raw > 0.6
     assert weighted < raw - 0.05 and weighted < 0.56, (raw, weighted)
+
+
+def test_a_committee_has_every_family_in_every_fold_each_checked_on_unseen_events(toy):
+    *_, record = toy
+    fit = record["fit"]
+    if fit["folds"] == 1:
+        assert fit["families"] == ["gbt"] and "members" not in fit
+        return
+    members = fit["members"]
+    assert sorted((m["family"], m["fold"]) for m in members) == sorted(
+        (f, k) for f in ("gbt", "mlp") for k in range(3)
+    )
+    for m in members:  # each member separates the toy and is calibrated on its own fold
+        assert 0.55 < m["auc_check"] < 0.8 and m["ece_calibrated"] < 0.06, m
+    assert fit["family"] == "gbt+mlp" and "3-fold" in fit["classifier"]
+
+
+def test_several_families_need_folds():
+    mc, draw = _gaussians(600, 0.0, 1.0, 1), _gaussians(600, 0.3, 0.8, 2)
+    settings = dict(SETTINGS, families=["gbt", "mlp"], folds=1)
+    with pytest.raises(InputError, match="refine.folds >= 2"):
+        refine(mc, draw, draw, ["a", "b"], settings, seed=0)
 
 
 def test_clip_counts_what_it_clips():

@@ -26,6 +26,18 @@ Calibration matters, since ``w`` is the odds itself, not a ranking: a part of th
 classifier's logit, ``logit' = a logit + b`` (a two-parameter logistic regression), the other
 half checks it (the expected calibration error before and after, in 10 quantile bins).
 
+Cross-fitting and a committee of families
+----------------------------------------
+With ``folds`` k > 1 the classifier's events are cut into k stratified folds; member i is fitted
+on the other k - 1 and Platt-calibrated on one half of fold i, the other half checking it, so
+every event serves the fit and the calibration, and no member's calibration saw its own fit
+events.  With several ``families`` (gradient-boosted trees, "gbt", cutting one input at a time;
+a neural network, "mlp", smooth in all inputs at once) each family gives its k members.  The
+event's log-weight is the mean of the members' calibrated log-odds (a geometric mean of their
+odds): members of one family average out the fit's noise, members of two families each
+correct what the other's function class cannot see.  The committee's own quality is its
+out-of-fold AUC: each event scored by the members that did not fit it.
+
 Which events it sees
 --------------------
 The classifier must never see an event of any validation: the verdict's reference (the test
@@ -50,6 +62,7 @@ Shapes: ``x`` (n, d + 1) float64 (the features, then the label), log-odds and we
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +80,13 @@ from hepflows.kish import effective_size
 REFINE_START = 2 * 10**9
 #: First chunk of the model's separate draw for the classifier: beyond every sample's chunks.
 REFINE_FIRST_CHUNK = 2**31
-#: The reweighter's classifier family, in the terms of :data:`hepflows.validation.classifier.FAMILIES`.
-FAMILY = "gbt"
+#: The reweighters' classifier families, in the terms of
+#: :data:`hepflows.validation.classifier.FAMILIES`: gradient-boosted trees and a neural network.
+FAMILIES = ("gbt", "mlp")
+#: The network reweighter's hidden layers (ReLU), on standardised inputs.
+MLP_HIDDEN = (128, 128)
+#: Its epochs (Adam; fewer when the training loss stops improving).
+MLP_EPOCHS = 30
 #: Quantile bins of the calibration check.
 CALIBRATION_BINS = 10
 
@@ -77,7 +95,7 @@ CALIBRATION_BINS = 10
 class Reweighter:
     """A fitted MC-vs-generated classifier and its Platt scaling: ``log_odds(x)`` (n,)."""
 
-    model: Any  # sklearn HistGradientBoostingClassifier, class 1 = MC
+    model: Any  # an sklearn classifier of one of FAMILIES, class 1 = MC
     slope: float
     intercept: float
 
@@ -88,6 +106,17 @@ class Reweighter:
     def log_odds(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """Calibrated ``log(p / (1 - p))`` = ``log w`` of events ``x`` (n, d + 1)."""
         return self.slope * self.raw_logit(x) + self.intercept
+
+
+@dataclass(frozen=True)
+class Committee:
+    """Several calibrated reweighters (families x folds): ``log_odds(x)`` (n,) is their mean."""
+
+    members: tuple[Reweighter, ...]
+
+    def log_odds(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The members' mean calibrated log-odds of events ``x`` (n, d + 1)."""
+        return np.mean([m.log_odds(x) for m in self.members], axis=0)
 
 
 def design(events: Mapping[str, NDArray], features: Sequence[str]) -> NDArray[np.float64]:
@@ -124,6 +153,97 @@ def calibration_error(p: NDArray, y: NDArray, w: NDArray, bins: int = CALIBRATIO
     return float(err)
 
 
+def classifier(family: str, seed: int, **gbt: Any) -> Any:
+    """An unfitted probabilistic classifier of ``family`` (one of :data:`FAMILIES`).
+
+    "gbt": sklearn's ``HistGradientBoostingClassifier`` with the ``gbt`` keyword arguments
+    (``max_iter``, ``learning_rate``, ``max_leaf_nodes``, ``min_samples_leaf``) and early
+    stopping on an internal 10 %, since overfitting would spoil the odds.  "mlp": standardised
+    inputs into an ``MLPClassifier`` (:data:`MLP_HIDDEN`, ReLU, Adam, :data:`MLP_EPOCHS`).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if family == "gbt":
+        return HistGradientBoostingClassifier(
+            **gbt, early_stopping=True, n_iter_no_change=10, random_state=seed
+        )
+    if family == "mlp":
+        network = MLPClassifier(
+            hidden_layer_sizes=MLP_HIDDEN,
+            batch_size=1024,
+            # a fixed number of epochs: sklearn's early stopping scores the accuracy, a poor guide
+            # to the odds in the tails (it stopped a toy's weights short of half the correction)
+            max_iter=MLP_EPOCHS,
+            random_state=seed,
+        )
+        return make_pipeline(StandardScaler(), network)
+    raise InputError(f"refine.families: {family!r} is not one of {', '.join(FAMILIES)}")
+
+
+def _fit(model: Any, x: NDArray, y: NDArray, w: NDArray) -> Any:
+    """``model`` fitted with the class-balanced weights (a pipeline routes them to its last step)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    weights = balanced_weights(y, w)
+    if hasattr(model, "steps"):
+        with warnings.catch_warnings():  # the network runs its fixed epochs by design
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return model.fit(x, y, **{f"{model.steps[-1][0]}__sample_weight": weights})
+    return model.fit(x, y, sample_weight=weights)
+
+
+def _iterations(model: Any) -> int:
+    return int(getattr(model, "n_iter_", None) or model.steps[-1][1].n_iter_)
+
+
+def _calibrated_member(
+    model: Any, x_cal: NDArray, y_cal: NDArray, w_cal: NDArray
+) -> tuple[Reweighter, Reweighter]:
+    """The fitted ``model`` uncalibrated and with Platt scaling fitted on ``x_cal`` (a
+    two-parameter logistic regression of the class on the logit)."""
+    from sklearn.linear_model import LogisticRegression
+
+    uncalibrated = Reweighter(model, 1.0, 0.0)
+    platt = LogisticRegression(C=1e6)
+    platt.fit(
+        uncalibrated.raw_logit(x_cal)[:, None], y_cal, sample_weight=balanced_weights(y_cal, w_cal)
+    )
+    return uncalibrated, Reweighter(model, float(platt.coef_[0, 0]), float(platt.intercept_[0]))
+
+
+def _check(
+    uncalibrated: Reweighter, calibrated: Reweighter, x: NDArray, y: NDArray, w: NDArray
+) -> dict[str, float]:
+    """Held-out AUC and the calibration error before and after Platt scaling on ``x``."""
+    from sklearn.metrics import roc_auc_score
+
+    w = balanced_weights(y, w)
+
+    def ece(r: Reweighter) -> float:
+        return calibration_error(1.0 / (1.0 + np.exp(-r.log_odds(x))), y, w)
+
+    return {
+        "auc_check": float(roc_auc_score(y, calibrated.log_odds(x), sample_weight=w)),
+        "ece_uncalibrated": ece(uncalibrated),
+        "ece_calibrated": ece(calibrated),
+    }
+
+
+def _classes(
+    x_mc: NDArray, x_gen: NDArray, w_mc: NDArray | None
+) -> tuple[NDArray[np.float64], NDArray[np.int8], NDArray[np.float64]]:
+    """Inputs, classes (MC = 1) and event weights of MC and generated events together."""
+    x = np.concatenate([x_mc, x_gen])
+    y = np.concatenate([np.ones(len(x_mc), np.int8), np.zeros(len(x_gen), np.int8)])
+    w = np.ones(len(y))
+    if w_mc is not None:
+        w[: len(x_mc)] = w_mc
+    return x, y, w
+
+
 def fit_reweighter(
     x_mc: NDArray[np.float64],
     x_gen: NDArray[np.float64],
@@ -131,69 +251,136 @@ def fit_reweighter(
     seed: int,
     w_mc: NDArray | None = None,
     calibration_fraction: float = 0.25,
+    family: str = "gbt",
     max_iter: int = 200,
     learning_rate: float = 0.1,
     max_leaf_nodes: int = 31,
     min_samples_leaf: int = 100,
 ) -> tuple[Reweighter, dict[str, Any]]:
-    """Fit the classifier on MC ``x_mc`` (n1, k) (event weights ``w_mc`` (n1,), >= 0) vs
-    generated ``x_gen`` (n2, k), then calibrate.
+    """Fit one classifier of ``family`` on MC ``x_mc`` (n1, k) (event weights ``w_mc`` (n1,),
+    >= 0) vs generated ``x_gen`` (n2, k), then calibrate on a held-out part.
 
     Returns the :class:`Reweighter` and its record: sizes, iterations, held-out AUC and the
     calibration error before and after Platt scaling (on the check half of the held-out part).
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    x = np.concatenate([x_mc, x_gen])
-    y = np.concatenate([np.ones(len(x_mc), np.int8), np.zeros(len(x_gen), np.int8)])
-    w = np.ones(len(y))
-    if w_mc is not None:
-        w[: len(x_mc)] = w_mc
+    x, y, w = _classes(x_mc, x_gen, w_mc)
     x_fit, x_hold, y_fit, y_hold, w_fit, w_hold = train_test_split(
         x, y, w, test_size=calibration_fraction, random_state=seed, stratify=y
     )
     x_cal, x_chk, y_cal, y_chk, w_cal, w_chk = train_test_split(
         x_hold, y_hold, w_hold, test_size=0.5, random_state=seed + 1, stratify=y_hold
     )
-    model = HistGradientBoostingClassifier(
+    gbt = dict(
         max_iter=max_iter,
         learning_rate=learning_rate,
         max_leaf_nodes=max_leaf_nodes,
         min_samples_leaf=min_samples_leaf,
-        early_stopping=True,  # on an internal 10 %: overfitting would spoil the odds
-        n_iter_no_change=10,
-        random_state=seed,
     )
-    model.fit(x_fit, y_fit, sample_weight=balanced_weights(y_fit, w_fit))
-    uncalibrated = Reweighter(model, 1.0, 0.0)
-    platt = LogisticRegression(C=1e6)
-    platt.fit(
-        uncalibrated.raw_logit(x_cal)[:, None], y_cal, sample_weight=balanced_weights(y_cal, w_cal)
-    )
-    reweighter = Reweighter(model, float(platt.coef_[0, 0]), float(platt.intercept_[0]))
-    w_chk = balanced_weights(y_chk, w_chk)
-
-    def ece(r: Reweighter) -> float:
-        return calibration_error(1.0 / (1.0 + np.exp(-r.log_odds(x_chk))), y_chk, w_chk)
-
+    model = _fit(classifier(family, seed, **gbt), x_fit, y_fit, w_fit)
+    uncalibrated, reweighter = _calibrated_member(model, x_cal, y_cal, w_cal)
     record = {
-        "classifier": "sklearn HistGradientBoostingClassifier (log-loss), classes balanced",
+        "classifier": f"{family}: {_describe(family)}, classes balanced",
+        "family": family,
         "n_mc": int(len(x_mc)),
         "mc_weighted": w_mc is not None,
         "n_generated": int(len(x_gen)),
         "n_fit": int(len(y_fit)),
         "n_calibration": int(len(y_cal)),
         "n_check": int(len(y_chk)),
-        "iterations": int(model.n_iter_),
-        "auc_check": float(roc_auc_score(y_chk, reweighter.log_odds(x_chk), sample_weight=w_chk)),
+        "iterations": _iterations(model),
         "platt": {"slope": reweighter.slope, "intercept": reweighter.intercept},
-        "ece_uncalibrated": ece(uncalibrated),
-        "ece_calibrated": ece(reweighter),
+        **_check(uncalibrated, reweighter, x_chk, y_chk, w_chk),
     }
     return reweighter, record
+
+
+def fit_committee(
+    x_mc: NDArray[np.float64],
+    x_gen: NDArray[np.float64],
+    *,
+    seed: int,
+    folds: int,
+    families: Sequence[str],
+    w_mc: NDArray | None = None,
+    **gbt: Any,
+) -> tuple[Committee, dict[str, Any], NDArray[np.float64]]:
+    """Cross-fitted reweighters of each of ``families``, ``folds`` (>= 2) members each.
+
+    Member i of a family is fitted on all folds but i and Platt-calibrated on half of fold i;
+    the other half checks it.  Returns the :class:`Committee`, its record (the members'
+    records and the committee's out-of-fold AUC and calibration errors on the check halves)
+    and the out-of-fold log-odds (n1 + n2,) of the MC, then the generated events: each event's
+    mean over the families of the calibrated log-odds of the member that did not fit it.
+    """
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    x, y, w = _classes(x_mc, x_gen, w_mc)
+    members, records = [], []
+    oof = np.zeros((len(families), len(y)))  # out-of-fold calibrated log-odds per family
+    oof_raw = np.zeros_like(oof)
+    checked = np.zeros(len(y), bool)
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)
+    for k, (fit_idx, hold_idx) in enumerate(splits):
+        cal_idx, chk_idx = train_test_split(
+            hold_idx, test_size=0.5, random_state=seed + k, stratify=y[hold_idx]
+        )
+        checked[chk_idx] = True
+        for f, family in enumerate(families):
+            model = classifier(family, seed + k, **gbt)
+            model = _fit(model, x[fit_idx], y[fit_idx], w[fit_idx])
+            uncalibrated, member = _calibrated_member(model, x[cal_idx], y[cal_idx], w[cal_idx])
+            members.append(member)
+            oof[f, hold_idx] = member.log_odds(x[hold_idx])
+            oof_raw[f, hold_idx] = uncalibrated.log_odds(x[hold_idx])
+            records.append(
+                {
+                    "family": family,
+                    "fold": k,
+                    "iterations": _iterations(model),
+                    "platt": {"slope": member.slope, "intercept": member.intercept},
+                    **_check(uncalibrated, member, x[chk_idx], y[chk_idx], w[chk_idx]),
+                }
+            )
+    record = {
+        "classifier": "; ".join(f"{f}: {_describe(f)}" for f in families)
+        + f"; {folds}-fold cross-fitted, mean calibrated log-odds, classes balanced",
+        "family": "+".join(families),
+        "families": list(families),
+        "folds": folds,
+        "n_mc": int(len(x_mc)),
+        "mc_weighted": w_mc is not None,
+        "n_generated": int(len(x_gen)),
+        "members": records,
+        **_committee_check(oof.mean(0), oof_raw.mean(0), y, w, checked),
+    }
+    return Committee(tuple(members)), record, oof.mean(0)
+
+
+def _committee_check(
+    log_odds: NDArray, raw: NDArray, y: NDArray, w: NDArray, checked: NDArray
+) -> dict[str, float]:
+    """The committee's out-of-fold AUC over all events, its calibration on the check halves."""
+    from sklearn.metrics import roc_auc_score
+
+    wb = balanced_weights(y, w)
+    m = checked
+
+    def ece(z: NDArray) -> float:
+        return calibration_error(1.0 / (1.0 + np.exp(-z[m])), y[m], balanced_weights(y[m], w[m]))
+
+    return {
+        "auc_check": float(roc_auc_score(y, log_odds, sample_weight=wb)),
+        "ece_uncalibrated": ece(raw),
+        "ece_calibrated": ece(log_odds),
+    }
+
+
+def _describe(family: str) -> str:
+    if family == "gbt":
+        return "sklearn HistGradientBoostingClassifier (log-loss)"
+    return f"sklearn MLPClassifier {MLP_HIDDEN} (log-loss) on standardised inputs"
 
 
 def event_weights(
@@ -262,22 +449,51 @@ def refine(
         )
     if not labelled:  # an unconditional flow: one process, the MC's labels ignored
         mc.pop(LABEL, None)
-    reweighter, record = fit_reweighter(
-        design(mc, features),
-        design(draw, features),
-        seed=seed,
-        w_mc=w_mc,
-        calibration_fraction=settings["calibration_fraction"],
-        max_iter=settings["max_iter"],
-        learning_rate=settings["learning_rate"],
-        max_leaf_nodes=settings["max_leaf_nodes"],
-        min_samples_leaf=settings["min_samples_leaf"],
+    reweighter, record = fit(
+        design(mc, features), design(draw, features), settings, seed=seed, w_mc=w_mc
     )
     weights, weight_record = event_weights(
         reweighter.log_odds(design(sample, features)), sample.get(LABEL), settings["clip"]
     )
-    # the validation's judges of another family check what this classifier cannot see
-    return weights, {"fit": {**record, "family": FAMILY}, "weights": weight_record}
+    # the validation's judges of another family check what these classifiers cannot see
+    return weights, {"fit": record, "weights": weight_record}
+
+
+def fit(
+    x_mc: NDArray[np.float64],
+    x_gen: NDArray[np.float64],
+    settings: Mapping[str, Any],
+    *,
+    seed: int,
+    w_mc: NDArray | None = None,
+) -> tuple[Reweighter | Committee, dict[str, Any]]:
+    """The reweighter the ``refine`` block asks for: one calibrated classifier (``folds`` 1 and
+    one family) or a cross-fitted :class:`Committee`; its record names its families."""
+    gbt = {
+        k: settings[k] for k in ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf")
+    }
+    families = list(settings.get("families", ["gbt"]))
+    folds = int(settings.get("folds", 1))
+    if folds == 1 and len(families) == 1:
+        one, record = fit_reweighter(
+            x_mc,
+            x_gen,
+            seed=seed,
+            w_mc=w_mc,
+            calibration_fraction=settings["calibration_fraction"],
+            family=families[0],
+            **gbt,
+        )
+        return one, {**record, "families": families, "folds": 1}
+    if folds == 1:
+        raise InputError(
+            f"refine.families {families}: several families need refine.folds >= 2 "
+            "(each member is calibrated on the fold it did not fit)"
+        )
+    committee, record, _ = fit_committee(
+        x_mc, x_gen, seed=seed, folds=folds, families=families, w_mc=w_mc, **gbt
+    )
+    return committee, record
 
 
 def with_weights(events: Mapping[str, NDArray], weights: NDArray) -> dict[str, NDArray]:

@@ -240,11 +240,12 @@ def refine_html(
             f"<tr><td {td}>Classifier ROC AUC, value</td><td {td}>{clf_raw['auc']:.4f}</td>"
             f"<td {td}>{clf_rew['auc']:.4f}</td></tr>"
         )
-        family = report["fit"].get("family", "gbt")
+        families = report["fit"].get("families", [report["fit"].get("family", "gbt")])
         rew_judges = {j["name"]: j for j in clf_rew.get("judges", [])}
         for j in clf_raw.get("judges", []):
             if j["name"] in rew_judges:
-                same = " (the reweighter's family)" if j["family"] == family else ""
+                whose = "the reweighter's" if len(families) == 1 else "a reweighter's"
+                same = f" ({whose} family)" if j["family"] in families else ""
                 lines.append(
                     f"<tr><td {td}>AUC of judge {esc(j['name'])}{same}</td>"
                     f"<td {td}>{j['auc']:.4f}</td><td {td}>{rew_judges[j['name']]['auc']:.4f}</td></tr>"

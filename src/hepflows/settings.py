@@ -341,6 +341,8 @@ class RefineSettings(Section):
     enabled: bool
     mc_events: int
     generated_events: int
+    families: tuple[str, ...]
+    folds: int
     calibration_fraction: float
     max_iter: int
     learning_rate: float

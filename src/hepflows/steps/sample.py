@@ -7,6 +7,8 @@ on its own and the shards together are exactly the unsharded sample.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hepflows.errors import InputError
@@ -18,7 +20,7 @@ log = logging.getLogger("hepflows")
 def run(
     cfg: dict[str, Any] | None,
     *,
-    model: str,
+    model: str | Sequence[str],
     out: str,
     preprocess: str | None = None,
     events: int | None = None,
@@ -34,7 +36,9 @@ def run(
     Args:
         cfg: The validated settings, or None: then the model alone is the identity (its
             weights and preprocessing) and the sampling settings are the schema's defaults.
-        model: The model file, or the folder of a run or model to find it in.
+        model: The model file, or the folder of a run or model to find it in; or several:
+            an ensemble, chunk ``c`` drawn by member ``c mod k`` (:mod:`hepflows.ensemble`;
+            the preprocessing is found beside the first); ``sampling.ensemble`` adds members.
         out: The event file to write (ROOT).
         preprocess: The preprocessing file; None finds it beside the model.
         events: How many events; None takes ``sampling.events``.
@@ -46,7 +50,8 @@ def run(
             events, from chunks far beyond every sample's).
         progress: Whether to show a progress bar.
     """
-    from hepflows import api, checkpoint, config, training
+    from hepflows import api, config, training
+    from hepflows.ensemble import check_even_mix, load_members, members_record
     from hepflows.normalisation import sample_normalisation
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import check_trained_labels, resolve_precision, sample_to_root
@@ -57,7 +62,10 @@ def run(
         cfg = config.validate({}, source="defaults")
     sampling = cfg["sampling"]
     on = training.select_device(device or sampling["device"])
-    model_file, preprocess_file = api.locate(model, preprocess)
+    models = [model] if isinstance(model, str | Path) else list(model)
+    models += sampling["ensemble"]
+    model_file, preprocess_file = api.locate(models[0], preprocess)
+    model_files = [model_file] + [api.locate(m, preprocess_file)[0] for m in models[1:]]
     pre = Preprocessor.load(preprocess_file, features=features(cfg) if with_config else None)
     total = events or sampling["events"]
     chunk_size = sampling["chunk_size"]
@@ -76,14 +84,15 @@ def run(
         start, stop = shard_range(
             total, sampling["shards"], shard, chunk_size, key="sampling.shards"
         )
-    flow, meta = checkpoint.load_model(
-        model_file,
-        features=pre.features,
-        preprocess_hash=pre.config_hash,
-        preprocess_parameters_hash=pre.parameters_hash,
+    flows, metas = load_members(
+        model_files,
+        pre,
         config_hash=config.section_hash(cfg, config.MODEL_SECTIONS) if with_config else None,
         device=on,
     )
+    meta = metas[0]
+    if len(flows) > 1:
+        check_even_mix(total, chunk_size, len(flows))
     fraction = None
     if meta["context_features"]:
         fraction = sampling["signal_fraction"]
@@ -105,7 +114,7 @@ def run(
     )
     compression = None if sampling["compression"] == "none" else sampling["compression"]
     extra: dict[str, Any] = {
-        "model": str(model_file),
+        "model": str(model_file) if len(flows) == 1 else [str(m) for m in model_files],
         "start": start,
         "n_events": stop - start,
         "precision": precision,
@@ -118,6 +127,12 @@ def run(
             meta.get("normalisation"), total, fraction, meta.get("signal_fraction")
         ),
     }
+    if len(flows) > 1:
+        extra["ensemble"] = {
+            "members": members_record(model_files, metas),
+            "chunk_size": chunk_size,
+            "rule": "chunk c drawn by member c mod k",
+        }
     if not with_config:
         extra["config_hash"] = meta.get("config_hash")  # the model's: no config was given
     if refine_draw:
@@ -125,7 +140,7 @@ def run(
     if shard is not None:
         extra.update(shard=shard, shards=sampling["shards"])
     sample_to_root(
-        flow,
+        flows,
         pre,
         out,
         stop - start,

@@ -4,15 +4,16 @@
 Takes the run folder of a conditional model trained by ``benchmarks/fidelity.py`` (its
 ``data/{train,val}.root``, ``preprocess.json`` and merged config) and, in ``--out``:
 
-1. copies the run folder (its data, preprocessing and the conditional model, whose test NLL and
-   training log the fidelity row then shows), and splits its training and validation events by
+1. copies the run folder (its data, preprocessing and what there is of the conditional model:
+   copy its finished ``model/`` over before the fidelity row, which shows its test NLL and
+   training log), and splits its training and validation events by
    process label into ``per_process/<process>/{train,val}.root``: together exactly the
    conditional model's events;
 2. trains the run's model config on each process alone (``hepflows train``, the run's own
    preprocessing, so only the model differs), one after the other, each with the run's
    thread count;
 3. samples the mixture (:class:`hepflows.per_process.ByProcess`: the labels of chunk ``c``
-   drawn from ``(seed, c)`` at the conditional model's training signal fraction, each label's
+   drawn from ``(seed, c)`` at the training events' signal fraction (the conditional model's), each label's
    events from its process's model, inside the support) to ``samples/generated.root``,
    exactly the sample step's seeding and size.
 
@@ -90,11 +91,11 @@ def train(config: Path, out: Path, preprocess: Path, process: str) -> float:
 
 def sample(config: Path, run: Path, out: Path) -> None:
     """The mixture's sample, as the sample step would write it, to ``out/samples``."""
-    from hepflows import checkpoint
     from hepflows import config as configs
+    from hepflows.events.reader import read_events
     from hepflows.per_process import load_by_process
     from hepflows.preprocess import Preprocessor
-    from hepflows.sampling import sample_to_root
+    from hepflows.sampling import sample_to_root, training_signal_fraction
 
     cfg = configs.load(config)
     pre = Preprocessor.load(out / "preprocess.json")
@@ -105,8 +106,9 @@ def sample(config: Path, run: Path, out: Path) -> None:
         preprocess_hash=pre.config_hash,
         preprocess_parameters_hash=pre.parameters_hash,
     )
-    conditional = checkpoint.read(run / "model" / "model.pt")
-    fraction = cfg["sampling"]["signal_fraction"] or conditional["signal_fraction"]
+    # the conditional model's sample fraction: that of the same training events
+    train = read_events(run / "data" / "train.root", pre.features[:1])
+    fraction = cfg["sampling"]["signal_fraction"] or training_signal_fraction(train["label"])
     target = out / "samples" / "generated.root"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)

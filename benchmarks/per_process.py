@@ -4,9 +4,8 @@
 Takes the run folder of a conditional model trained by ``benchmarks/fidelity.py`` (its
 ``data/{train,val}.root``, ``preprocess.json`` and merged config) and, in ``--out``:
 
-1. copies the run folder (its data, preprocessing and what there is of the conditional model:
-   copy its finished ``model/`` over before the fidelity row, which shows its test NLL and
-   training log), and splits its training and validation events by
+1. copies the run folder (its data, preprocessing and the conditional model, whose test NLL,
+   training log and step walls the fidelity row then shows: give a finished run), and splits its training and validation events by
    process label into ``per_process/<process>/{train,val}.root``: together exactly the
    conditional model's events;
 2. trains the run's model config on each process alone (``hepflows train``, the run's own

@@ -48,6 +48,7 @@ def point(run: Path) -> dict:
         "auc_lo": clf["auc_lo"],
         "auc_hi": clf["auc_hi"],
         "judge": judge,
+        "auc_gbt": next((j["auc"] for j in clf.get("judges", []) if j["name"] == "gbt"), None),
         "ks_outside": verdict["ks"]["n_outside"],
         "ks_tested": verdict["ks"]["n_tested"],
         "ks_expected": verdict["ks"]["n_expected"],
@@ -63,27 +64,48 @@ def _ev(r: dict) -> str:
     return f"{bound}{r['n_equiv']:.2g}{interval} ({r['feature']}, {r['slice']})"
 
 
+def _auc(p: dict) -> str:
+    if p.get("auc") is None:
+        return "not measured"
+    return f"{p['auc']:.3f} [{p['auc_lo']:.3f}, {p['auc_hi']:.3f}] ({p['judge']})"
+
+
 def table(points: list[dict]) -> str:
     head = (
-        "| training events | epochs (best) | training wall | verdict AUC | KS cells outside "
-        "| n_equiv, worst feature × slice | n_equiv, joint (worst slice) | G (worst cell, joint) |"
+        "| training events | epochs (best) | training wall | verdict AUC | gbt judge AUC "
+        "| KS cells outside | n_equiv, worst feature × slice | n_equiv, joint (worst slice) "
+        "| G (worst cell, joint) |"
     )
-    lines = [head, "| ---: | ---: | ---: | --- | ---: | --- | --- | --- |"]
+    lines = [head, "| ---: | ---: | ---: | --- | ---: | ---: | --- | --- | --- |"]
     for p in points:
+        mark = f" ({p['source']})" if p.get("source") else ""
         lines.append(
-            f"| {p['n_train']:,} | {p['epochs']} ({p['best_epoch']}) | {p['train_s'] / 60:.0f} min "
-            f"| {p['auc']:.3f} [{p['auc_lo']:.3f}, {p['auc_hi']:.3f}] ({p['judge']}) "
+            f"| {p['n_train']:,}{mark} | {p['epochs']} ({p['best_epoch']}) "
+            f"| {p['train_s'] / 60:.0f} min | {_auc(p)} | {p['auc_gbt']:.3f} "
             f"| {p['ks_outside']}/{p['ks_tested']} (exp {p['ks_expected']:.1f}) "
             f"| {_ev(p['cell'])} | {_ev(p['joint'])} "
-            f"| {p['cell']['n_equiv'] / p['n_train']:.2g}, {p['joint']['n_equiv'] / p['n_train']:.2g} |"
+            f"| {p['cell']['n_equiv'] / p['n_train']:.2g}, "
+            f"{p['joint']['n_equiv'] / p['n_train']:.2g} |"
         )
     return "\n".join(lines)
 
 
+def _err(points: list[dict], key: str) -> list[list[float]]:
+    """Asymmetric error bars of n_equiv (zero where an end is not bounded)."""
+    lo = [
+        max(p[key]["n_equiv"] - (p[key].get("n_equiv_lo") or p[key]["n_equiv"]), 0) for p in points
+    ]
+    hi = [
+        max((p[key].get("n_equiv_hi") or p[key]["n_equiv"]) - p[key]["n_equiv"], 0) for p in points
+    ]
+    return [lo, hi]
+
+
 def figure(points: list[dict], path: Path) -> None:
-    """n_equiv (worst cell, joint) with the G = 1 line, the verdict AUC and the KS count,
-    each against the training events (log scale)."""
+    """n_equiv (worst cell, joint) with the G = 1 line, the judges' AUC and the KS count, each
+    against the training events (log scale); points of an earlier measurement hollow."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -92,18 +114,14 @@ def figure(points: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     ax = axes[0]
     for key, label, marker in (("cell", "worst feature × slice", "o"), ("joint", "joint", "s")):
-        y = [p[key]["n_equiv"] for p in points]
-        err = [
-            [
-                max(p[key]["n_equiv"] - (p[key].get("n_equiv_lo") or p[key]["n_equiv"]), 0)
-                for p in points
-            ],
-            [
-                max((p[key].get("n_equiv_hi") or p[key]["n_equiv"]) - p[key]["n_equiv"], 0)
-                for p in points
-            ],
-        ]
-        ax.errorbar(n, y, yerr=err, marker=marker, label=f"n_equiv, {label}", capsize=3)
+        ax.errorbar(
+            n,
+            [p[key]["n_equiv"] for p in points],
+            yerr=_err(points, key),
+            marker=marker,
+            capsize=3,
+            label=f"n_equiv, {label}",
+        )
     lims = [min(n) / 1.5, max(n) * 1.5]
     ax.plot(lims, lims, "k--", lw=1, label="G = 1 (worth its training events)")
     ax.set(
@@ -111,9 +129,16 @@ def figure(points: list[dict], path: Path) -> None:
     )
     ax.legend(fontsize=8)
     ax = axes[1]
-    auc = [p["auc"] for p in points]
-    err = [[p["auc"] - p["auc_lo"] for p in points], [p["auc_hi"] - p["auc"] for p in points]]
-    ax.errorbar(n, auc, yerr=err, marker="o", capsize=3, label="verdict AUC (most sensitive judge)")
+    new = [p for p in points if p.get("auc") is not None]
+    ax.errorbar(
+        [p["n_train"] for p in new],
+        [p["auc"] for p in new],
+        yerr=[[p["auc"] - p["auc_lo"] for p in new], [p["auc_hi"] - p["auc"] for p in new]],
+        marker="o",
+        capsize=3,
+        label="verdict (most sensitive of 4 judges)",
+    )
+    ax.plot(n, [p["auc_gbt"] for p in points], marker="s", label="gbt on the features")
     ax.axhline(0.55, color="r", ls=":", label="target 0.55")
     ax.axhline(0.5, color="k", lw=0.5)
     ax.set(xscale="log", xlabel="training events", ylabel="classifier AUC, 100k vs 100k")
@@ -121,7 +146,12 @@ def figure(points: list[dict], path: Path) -> None:
     ax = axes[2]
     ax.plot(n, [p["ks_outside"] for p in points], marker="o", label="KS cells outside the band")
     ax.axhline(points[0]["ks_expected"], color="k", ls=":", label="expected by chance")
-    ax.set(xscale="log", xlabel="training events", ylabel=f"of {points[0]['ks_tested']} cells")
+    ax.set(
+        xscale="log",
+        xlabel="training events",
+        ylabel=f"of {points[0]['ks_tested']} cells",
+        ylim=(0, points[0]["ks_tested"] + 2),
+    )
     for p in points:
         ax.annotate(
             f"{p['train_s'] / 60:.0f} min",
@@ -130,7 +160,22 @@ def figure(points: list[dict], path: Path) -> None:
             xytext=(4, 4),
             fontsize=8,
         )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
+    for ax in axes:
+        ax.set_xticks(n, [f"{v / 1000:g}k" for v in n])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    for p in points:  # an earlier measurement's points drawn hollow
+        if p.get("source"):
+            for ax, ys in (
+                (axes[0], (p["cell"]["n_equiv"], p["joint"]["n_equiv"])),
+                (axes[1], (p["auc_gbt"],)),
+                (axes[2], (p["ks_outside"],)),
+            ):
+                for y in ys:
+                    ax.plot(p["n_train"], y, "o", mfc="white", mec="k", ms=9, zorder=5)
+    fig.suptitle(
+        "config/best.yaml against its training events (hollow: earlier measurement)", fontsize=10
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -140,8 +185,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="fidelity run folders")
     parser.add_argument("--figure", type=Path, help="the figure to write (.png)")
+    parser.add_argument(
+        "--earlier",
+        type=Path,
+        help="a JSON list of points measured before (the keys of point(), auc null where the "
+        "judge panel did not exist, and 'source'), drawn hollow",
+    )
     args = parser.parse_args()
-    points = sorted((point(r) for r in args.runs), key=lambda p: p["n_train"])
+    points = [point(r) for r in args.runs]
+    if args.earlier:
+        points += json.loads(args.earlier.read_text())
+    points.sort(key=lambda p: p["n_train"])
     print(table(points))
     if args.figure:
         figure(points, args.figure)

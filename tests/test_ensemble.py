@@ -195,3 +195,15 @@ def test_check_members_names_the_file_and_what_differs(key, value, named):
     check_members([first, dict(first, labels=[1, 0])], ["one.pt", "two.pt"])  # order is no matter
     with pytest.raises(InputError, match=rf"two\.pt: its {named}"):
         check_members([first, dict(first, **{key: value})], ["one.pt", "two.pt"])
+
+
+def test_an_uneven_mix_is_warned(caplog):
+    from hepflows.ensemble import check_even_mix
+
+    check_even_mix(1200, 300, 2)  # 4 chunks of 300: 2 each
+    assert "unevenly" not in caplog.text
+    check_even_mix(1200, 300, 3)  # 4 chunks for 3 members
+    assert "mixed unevenly" in caplog.text
+    caplog.clear()
+    check_even_mix(100_000, 100_000, 2)  # one chunk: the second member draws nothing
+    assert "mixed unevenly" in caplog.text

@@ -12,7 +12,10 @@ the joint k-means partition, with its interval or as a lower bound; ``G = n_equi
 :mod:`hepflows.validation.amplification`, arXiv:2008.06545, arXiv:2509.08048).  A run with
 ``refine.enabled`` (classifier reweighting, :mod:`hepflows.refine`) adds the reweighted
 sample's columns: its Kish effective size, KS cells outside, C2ST AUC and n_equiv (its N the
-effective size); other rows show "-" there.
+effective size); other rows show "-" there.  A run with ``sampling.ensemble`` (an ensemble of
+flows, :mod:`hepflows.ensemble`) adds the members' spread per histogram bin
+(:mod:`hepflows.validation.ensemble_spread`): its median relative size, its ratio to the
+sampling noise and the n_equiv it gives (arXiv:2509.08048's averaging amplification).
 
     python benchmarks/fidelity.py config/config.yaml config/best.yaml --data generator
     python benchmarks/fidelity.py config/config.yaml config/best.yaml --data higgs
@@ -299,6 +302,43 @@ def reweighted_columns(run_dir: Path, cfg: dict, data: str, features: list[str])
     }
 
 
+def ensemble_columns(run_dir: Path, features: list[str], n_train: int) -> dict:
+    """An ensemble's sample (``sampling.ensemble``): the members' spread per bin of each
+    feature x slice (:mod:`hepflows.validation.ensemble_spread`, arXiv:2509.08048's averaging),
+    its rows written to ``run_dir/ensemble_spread.json``; empty for a single model's sample."""
+    from hepflows.atomic import atomic_write_text
+    from hepflows.ensemble import event_members
+    from hepflows.events.reader import read_events, read_metadata
+    from hepflows.validation.ensemble_spread import feature_spreads
+
+    path = run_dir / "samples" / "generated.root"
+    record = read_metadata(path).get("ensemble")
+    if not record:
+        return {}
+    gen = read_events(path, features)
+    k = len(record["members"])
+    who = event_members(len(gen[features[0]]), record["chunk_size"], k)
+    reference = read_events(run_dir / "data" / "test.root", features)
+    rows = feature_spreads(reference, gen, who, features, n_train=n_train)
+    atomic_write_text(run_dir / "ensemble_spread.json", json.dumps(rows, indent=1))
+    worst = min(rows, key=lambda r: r["n_equiv_median"])
+    median = float(np.median([r["n_equiv_median"] for r in rows]))
+    return {
+        "members": k,
+        "member spread sigma/p, median bin (median cell; worst)": (
+            f"{np.median([r['rel_sigma_median'] for r in rows]):.4f}; "
+            f"{worst['rel_sigma_median']:.4f} ({worst['feature']}, {worst['slice']})"
+        ),
+        "spread / sampling noise (median)": (
+            f"{np.median([r['spread_over_noise_median'] for r in rows]):.2f}"
+        ),
+        "spread n_equiv, median bin (median cell; worst)": (
+            f"{_events(median)}; {_events(worst['n_equiv_median'])} "
+            f"({worst['feature']}, {worst['slice']})"
+        ),
+    }
+
+
 def support_cell(run_dir: Path) -> str:
     """The sample's acceptance per process inside the training support, or 'off'."""
     from hepflows.events.reader import read_metadata
@@ -318,6 +358,7 @@ def step_seconds(run_dir: Path, step: str) -> float:
 
 def row(config: Path, data: str, out: Path, quiet: bool, skip: list[str] | None = None) -> dict:
     from hepflows.config import load
+    from hepflows.events.reader import count_events
 
     cfg_path = merged_config(config, data, out)
     cfg = load(cfg_path)
@@ -388,6 +429,7 @@ def row(config: Path, data: str, out: Path, quiet: bool, skip: list[str] | None 
         "n_equiv (joint)": n_equiv_cell([r for r in amp if r["feature"] == "joint"]),
         "G": g_cell(amp),
         **reweighted_columns(run_dir, cfg, data, features),
+        **ensemble_columns(run_dir, features, count_events(run_dir / "data" / "train.root")),
     }
 
 

@@ -15,7 +15,7 @@ run's seed (with the run's chunk size) gives the run's own sample again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,7 +70,7 @@ def locate(path: str | Path, preprocess: str | Path | None = None) -> tuple[Path
 
 
 def load(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     preprocess: str | Path | None = None,
     device: str = "cpu",
@@ -79,21 +79,32 @@ def load(
 
     ``preprocess`` overrides the preprocessing file found beside the model; it must be the one
     the model was trained on (its hash is checked).  ``device``: ``cpu``, ``cuda``, ``auto``.
+    A list of paths is an ensemble (:mod:`hepflows.ensemble`): models of the same events,
+    features, preprocessing and labels (else an error), chunk ``c`` of a sample drawn by
+    member ``c mod k``, the density the members' average; the preprocessing is the first's.
     """
-    from hepflows import checkpoint, training
+    from hepflows import training
+    from hepflows.ensemble import load_members
     from hepflows.preprocess import Preprocessor
 
-    model_path, found = locate(path, preprocess)
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    if not paths:
+        raise InputError("hepflows.load: no model given")
+    model_path, found = locate(paths[0], preprocess)
+    model_paths = [model_path] + [locate(p, found)[0] for p in paths[1:]]
     pre = Preprocessor.load(found)
     dev = training.select_device(device)
-    flow, info = checkpoint.load_model(
-        model_path,
-        features=pre.features,
-        preprocess_hash=pre.config_hash,
-        preprocess_parameters_hash=pre.parameters_hash,
+    flows, infos = load_members(model_paths, pre, device=dev)
+    return Model(
+        flow=flows[0],
+        preprocessor=pre,
+        info=infos[0],
+        path=model_path,
         device=dev,
+        members=flows,
+        member_paths=model_paths,
+        member_infos=infos,
     )
-    return Model(flow=flow, preprocessor=pre, info=info, path=model_path, device=dev)
 
 
 @dataclass
@@ -105,6 +116,16 @@ class Model:
     info: dict[str, Any] = field(repr=False)
     path: Path
     device: torch.device
+    #: An ensemble's models, its files and their metadata (the first is ``flow``); one
+    #: model: empty, or itself alone.
+    members: list[DensityModel] = field(default_factory=list, repr=False)
+    member_paths: list[Path] = field(default_factory=list)
+    member_infos: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def flows(self) -> list[DensityModel]:
+        """The models that draw the chunks: an ensemble's members, or ``[flow]``."""
+        return self.members or [self.flow]
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -168,7 +189,7 @@ class Model:
         fraction = self.signal_fraction(signal_fraction)
         chunks = [
             sample_chunk(
-                self.flow,
+                self.flows,
                 self.preprocessor,
                 size,
                 seed=seed,
@@ -218,6 +239,7 @@ class Model:
             labels = np.asarray(events[LABEL]).astype(np.int8)
         y = self.preprocessor.forward(x, labels)
         out = np.empty(len(x))
+        flows = self.flows
         with torch.no_grad():
             for lo in range(0, len(x), batch_size):
                 hi = min(lo + batch_size, len(x))
@@ -227,7 +249,10 @@ class Model:
                     context = torch.as_tensor(
                         labels[lo:hi, None], dtype=torch.float32, device=self.device
                     )
-                out[lo:hi] = self.flow.log_prob(yt, context).double().cpu().numpy()
+                # an ensemble's density is its members' average: log (1/k) sum_j p_j
+                each = torch.stack([f.log_prob(yt, context).double() for f in flows])
+                mixed = torch.logsumexp(each, 0) - np.log(len(flows))
+                out[lo:hi] = mixed.cpu().numpy()
         return out + self.preprocessor.log_abs_det(x, labels)
 
     def to_root(
@@ -250,8 +275,11 @@ class Model:
         from hepflows.sampling import sample_to_root
 
         fraction = self.signal_fraction(signal_fraction)
+        metadata = self.sample_metadata(n, seed=seed, signal_fraction=fraction)
+        if "ensemble" in metadata:
+            metadata["ensemble"]["chunk_size"] = chunk_size
         return sample_to_root(
-            self.flow,
+            self.flows,
             self.preprocessor,
             path,
             n,
@@ -260,7 +288,7 @@ class Model:
             signal_fraction=fraction,
             compression=compression,
             device=self.device,
-            metadata=self.sample_metadata(n, seed=seed, signal_fraction=fraction),
+            metadata=metadata,
             progress=progress,
             precision=precision,
         )
@@ -277,9 +305,11 @@ class Model:
             if signal_fraction is None
             else {"signal": signal_fraction, "background": 1.0 - signal_fraction}
         )
-        return {
+        record: dict[str, Any] = {
             "hepflows_version": __version__,
-            "model": str(self.path),
+            "model": str(self.path)
+            if len(self.flows) == 1
+            else [str(p) for p in self.member_paths],
             "model_config_hash": self.info.get("config_hash"),
             "seed": seed,
             "n_events": n,
@@ -288,3 +318,11 @@ class Model:
                 self.normalisation, n, signal_fraction, self.training_signal_fraction
             ),
         }
+        if len(self.flows) > 1:
+            from hepflows.ensemble import members_record
+
+            record["ensemble"] = {
+                "members": members_record(self.member_paths, self.member_infos),
+                "rule": "chunk c drawn by member c mod k",
+            }
+        return record

@@ -337,7 +337,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], list[tuple[str,
                 "--model",
                 {
                     "required": True,
-                    "help": "the trained model: its file, or a run's folder (results/<run>)",
+                    "nargs": "+",
+                    "help": "the trained model: its file, or a run's folder (results/<run>); "
+                    "several: an ensemble of the same events and preprocessing, chunk c drawn "
+                    "by model c mod k",
                 },
             ),
             (

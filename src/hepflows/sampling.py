@@ -29,7 +29,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
@@ -37,13 +37,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hepflows.ensemble import as_members, pick
 from hepflows.errors import InputError
 from hepflows.events.schema import LABEL
 from hepflows.preprocess import Preprocessor
 from hepflows.training import fast_path_default
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from hepflows.flows.model import DensityModel
+
+    #: One model, or an ensemble's members (chunk ``c`` drawn by member ``c mod k``).
+    Flows: TypeAlias = DensityModel | Sequence[DensityModel]
 
 __all__ = [
     "PRECISIONS",
@@ -164,7 +170,7 @@ Cut = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 @overload
 def _draw(
-    flow: DensityModel,
+    flow: Flows,
     n: int,
     *,
     seed: int,
@@ -181,7 +187,7 @@ def _draw(
 
 @overload
 def _draw(
-    flow: DensityModel,
+    flow: Flows,
     n: int,
     *,
     seed: int,
@@ -197,7 +203,7 @@ def _draw(
 
 
 def _draw(
-    flow: DensityModel,
+    flow: Flows,
     n: int,
     *,
     seed: int,
@@ -214,7 +220,9 @@ def _draw(
     with ``asynchronous`` the events as a :class:`_Pending` copy.  With ``bounds`` (the
     support in the latent space, :func:`hepflows.support.latent_bounds`) or ``cut`` (the
     selection, :func:`hepflows.support.data_cut`) events outside are redrawn, and ``counts``
-    tallies {label: [drawn, accepted]}."""
+    tallies {label: [drawn, accepted]}.  ``flow`` may be an ensemble's members: chunk ``c``
+    is drawn by member ``c mod k`` (:mod:`hepflows.ensemble`)."""
+    flow = pick(flow, chunk)
     generator = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk))
     context = None
     labels = None
@@ -396,7 +404,7 @@ def _to_events(
 
 @torch.no_grad()
 def sample_chunk(
-    flow: DensityModel,
+    flow: Flows,
     preprocessor: Preprocessor,
     n: int,
     *,
@@ -510,7 +518,7 @@ class _WriterThread:
 
 
 def sample_to_root(
-    flow: DensityModel,
+    flow: Flows,
     preprocessor: Preprocessor,
     path: str | Path,
     n_events: int,
@@ -548,7 +556,8 @@ def sample_to_root(
     precision = resolve_precision(precision, device)
     bounds, cut = _support_checks(preprocessor, device, support)
     counts: dict[int, list[int]] = {}
-    flow.eval()
+    for member in as_members(flow):
+        member.eval()
     with (
         EventWriter(path, compression=compression, metadata=metadata) as writer,
         tqdm(

@@ -279,6 +279,7 @@ class SamplingSettings(Section):
     events: int
     chunk_size: int
     support: bool
+    ensemble: tuple[str, ...]
     signal_fraction: float | None
     compression: str
     device: str

@@ -7,6 +7,7 @@ on its own and the shards together are exactly the unsharded sample.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ class Chunks:
 def run(
     settings: Settings | None,
     *,
-    model: str,
+    model: str | Sequence[str],
     out: str,
     preprocess: str | None = None,
     events: int | None = None,
@@ -56,7 +57,9 @@ def run(
     Args:
         settings: The validated settings, or None: then the model alone is the identity (its
             weights and preprocessing) and the sampling settings are the schema's defaults.
-        model: The model file, or the folder of a run or model to find it in.
+        model: The model file, or the folder of a run or model to find it in; or several:
+            an ensemble, chunk ``c`` drawn by member ``c mod k`` (:mod:`hepflows.ensemble`;
+            the preprocessing is found beside the first); ``sampling.ensemble`` adds members.
         out: The event file to write (ROOT).
         preprocess: The preprocessing file; None finds it beside the model.
         events: How many events; None takes ``sampling.events``.
@@ -69,6 +72,7 @@ def run(
         progress: Whether to show a progress bar.
     """
     from hepflows import api, config, training
+    from hepflows.ensemble import check_even_mix
     from hepflows.preprocess import Preprocessor
     from hepflows.sampling import resolve_precision, sample_to_root
 
@@ -77,19 +81,25 @@ def run(
         settings = default_settings()
     sampling = settings.sampling
     on = training.select_device(device or sampling.device)
-    model_file, preprocess_file = api.locate(model, preprocess)
+    models = [model] if isinstance(model, str | Path) else list(model)
+    models += sampling.ensemble
+    model_file, preprocess_file = api.locate(models[0], preprocess)
+    model_files = [model_file] + [api.locate(m, preprocess_file)[0] for m in models[1:]]
     pre = Preprocessor.load(preprocess_file, features=features(settings) if with_config else None)
     chunks = plan(settings, events, shard, refine_draw)
-    flow, meta = load_model(settings if with_config else None, model_file, pre, on)
+    flows, metas = load_models(settings if with_config else None, model_files, pre, on)
+    meta = metas[0]
+    if len(flows) > 1:
+        check_even_mix(chunks.total, sampling.chunk_size, len(flows))
     fraction = signal_fraction(sampling, meta, model_file)
     # --seed draws another, independent sample of the same model (chunk k from (seed, k))
     seed = settings.seed if seed is None else seed
     precision = resolve_precision(precision or sampling.precision, on)
     announce(chunks, on, precision, fraction, out)
-    extra = provenance(settings, chunks, model_file, meta, fraction, precision, seed, with_config)
+    extra = provenance(settings, chunks, model_files, metas, fraction, precision, seed, with_config)
     compression = None if sampling.compression == "none" else sampling.compression
     sample_to_root(
-        flow,
+        flows,
         pre,
         out,
         chunks.events,
@@ -158,19 +168,21 @@ def announce(chunks: Chunks, device: Any, precision: str, fraction: float | None
     )
 
 
-def load_model(settings: Settings | None, path: Path, pre: Any, device: Any) -> Any:
-    """The model and its record, checked against the preprocessing and (with settings) the
-    settings' model hash."""
-    from hepflows import checkpoint, config
+def load_models(
+    settings: Settings | None, paths: Sequence[Path], pre: Any, device: Any
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The models (one, or an ensemble's members) and their records, checked against the
+    preprocessing, each other and (with settings) the settings' model hash."""
+    from hepflows import config
+    from hepflows.ensemble import load_members
 
-    return checkpoint.load_model(
-        path,
-        features=pre.features,
-        preprocess_hash=pre.config_hash,
-        preprocess_parameters_hash=pre.parameters_hash,
+    flows, metas = load_members(
+        paths,
+        pre,
         config_hash=None if settings is None else settings.section_hash(config.MODEL_SECTIONS),
         device=device,
     )
+    return flows, metas
 
 
 def signal_fraction(sampling: SamplingSettings, meta: dict[str, Any], path: Path) -> float | None:
@@ -190,8 +202,8 @@ def signal_fraction(sampling: SamplingSettings, meta: dict[str, Any], path: Path
 def provenance(
     settings: Settings,
     chunks: Chunks,
-    path: Path,
-    meta: dict[str, Any],
+    paths: Sequence[Path],
+    metas: Sequence[dict[str, Any]],
     fraction: float | None,
     precision: str,
     seed: int,
@@ -199,10 +211,12 @@ def provenance(
 ) -> dict[str, Any]:
     """What the sample's metadata records besides the common provenance; without a config
     (``with_config`` false) the model's own config hash."""
+    from hepflows.ensemble import members_record
     from hepflows.normalisation import sample_normalisation
 
+    meta = metas[0]
     extra: dict[str, Any] = {
-        "model": str(path),
+        "model": str(paths[0]) if len(paths) == 1 else [str(m) for m in paths],
         "start": chunks.start,
         "n_events": chunks.events,
         "precision": precision,
@@ -215,6 +229,12 @@ def provenance(
             meta.get("normalisation"), chunks.total, fraction, meta.get("signal_fraction")
         ),
     }
+    if len(paths) > 1:
+        extra["ensemble"] = {
+            "members": members_record(paths, metas),
+            "chunk_size": settings.sampling.chunk_size,
+            "rule": "chunk c drawn by member c mod k",
+        }
     if not with_config:
         extra["config_hash"] = meta.get("config_hash")  # the model's: no config was given
     if chunks.first_chunk:  # the refine classifier's draw

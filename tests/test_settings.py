@@ -116,13 +116,32 @@ def test_a_grid_entry_keeps_its_partial_blocks():
 
 
 def test_the_default_hashes_are_those_model_files_record():
-    # Computed from the validated dict before the settings existed: a model file made then
-    # must still match. A changed default changes these on purpose, never the settings.
+    # Computed by hepflows 0.2.0 (before the settings, training.seed, sampling.ensemble and
+    # the refine committee existed): a model file made then must still match. A changed
+    # default changes these on purpose, never the settings or a key added at its neutral value.
     s = Settings.from_config(config.validate({}))
     assert s.section_hash(config.FEATURE_SECTIONS) == "9a4d14972b977594"
     assert s.section_hash(config.PREPROCESS_SECTIONS) == "6655e18559c9bfa8"
-    assert s.section_hash(config.MODEL_SECTIONS) == "e80fd976b0ec58cb"
-    assert s.section_hash((*config.MODEL_SECTIONS, "sampling")) == "59a85fbfc55c8f20"
+    assert s.section_hash(config.MODEL_SECTIONS) == "16b9d9ba43135ebb"
+    assert s.section_hash((*config.MODEL_SECTIONS, "sampling")) == "ec287d57c3adb9aa"
+    assert s.section_hash((*config.MODEL_SECTIONS, "sampling", "refine")) == "4694de0d8507878e"
+
+
+def test_a_later_key_away_from_its_default_changes_the_hash():
+    base = config.validate({})
+    for (section, key), neutral in config.LATER_KEYS.items():
+        other = config.validate(
+            {
+                section: {
+                    key: 2
+                    if key in ("seed", "folds")
+                    else ["mlp"]
+                    if key == "families"
+                    else ["m.pt"]
+                }
+            }
+        )
+        assert config.section_hash(other, [section]) != config.section_hash(base, [section]), key
 
 
 def test_section_hash_is_the_config_s_for_every_shipped_config():

@@ -234,11 +234,33 @@ def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Keys added to the schema after model files were first written, with the default that
+#: leaves behaviour as it was: at that value a key is left out of :func:`section_hash`, so the
+#: model files and samples made before it still match their config.
+LATER_KEYS: dict[tuple[str, str], Any] = {
+    ("training", "seed"): None,
+    ("sampling", "ensemble"): [],
+    ("refine", "families"): ["gbt"],
+    ("refine", "folds"): 1,
+}
+
+
 def section_hash(config: Mapping[str, Any], sections: Iterable[str]) -> str:
-    """A short, stable hash of the named top-level sections of a validated config."""
-    subset = {key: config.get(key) for key in sections}
+    """A short, stable hash of the named top-level sections of a validated config (the
+    :data:`LATER_KEYS` at their neutral default left out)."""
+    subset = {key: _without_later_keys(key, config.get(key)) for key in sections}
     text = json.dumps(subset, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_later_keys(section: str, block: Any) -> Any:
+    if not isinstance(block, Mapping):
+        return block
+    return {
+        k: v
+        for k, v in block.items()
+        if (section, k) not in LATER_KEYS or v != LATER_KEYS[(section, k)]
+    }
 
 
 def subset(config: Mapping[str, Any], sections: Iterable[str]) -> dict[str, Any]:

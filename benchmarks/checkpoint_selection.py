@@ -15,7 +15,7 @@ AUC.  The epoch with the lowest score is written as the model of a copy of the r
         --out results/selected --skip generate train
 
 ``--epochs`` holds one file per epoch, ``epoch<N>.pt``: the training's resumable checkpoint
-(``model.resume.pt``, rewritten after every epoch) copied as the epochs end.  With 30k
+(``model.resume.pt``, rewritten after every epoch) copied as the epochs end, or a model file.  With 30k
 events against 30k the AUC's noise is about 0.003, and taking the lowest of many noisy scores
 favours luck: the selected epoch's verdict must come from the test split.
 """
@@ -59,6 +59,12 @@ def epoch_files(folder: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def state(path: Path) -> dict:
+    """The flow's weights in ``path``: a resumable checkpoint's or a model file's."""
+    data = checkpoint.read(path)
+    return data["model_state"] if "model_state" in data else data["state_dict"]
+
+
 def judge(model, ref: np.ndarray, features: list[str], derived: dict, n: int) -> dict:
     """The judges' AUCs of ``n`` events of ``model`` against ``ref`` (n, k)."""
     events = model.sample(n, seed=DRAW_SEED)
@@ -92,15 +98,13 @@ def main() -> None:
             nll[int(row["epoch"])] = float(row["val_nll"])
     rows = []
     for epoch, path in epoch_files(args.epochs).items():
-        model.flow.load_state_dict(checkpoint.read(path)["model_state"])
+        model.flow.load_state_dict(state(path))
         row = {"epoch": epoch, "val_nll": nll.get(epoch), **judge(model, ref, features, derived, n)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     chosen = min(rows, key=lambda r: r["score"])
     by_nll = min(rows, key=lambda r: r["val_nll"] if r["val_nll"] is not None else np.inf)
-    model.flow.load_state_dict(
-        checkpoint.read(epoch_files(args.epochs)[chosen["epoch"]])["model_state"]
-    )
+    model.flow.load_state_dict(state(epoch_files(args.epochs)[chosen["epoch"]]))
     dest = copy_run(args.run, args.out)
     data = checkpoint.read(dest / "model" / "model.pt")
     data.pop("version", None)

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from hepflows.ensemble import as_members, pick
 from hepflows.errors import InputError
@@ -549,7 +548,7 @@ def sample_to_root(
     redrawn (:mod:`hepflows.support`), and the acceptance per process goes into the file's
     metadata (``support_acceptance``) and the log.
     """
-    from hepflows.events.writer import EventWriter
+    from hepflows.events.writer import writing
 
     device = torch.device(device)
     asynchronous = overlap and (fast_path_default(device) if fast is None else fast)
@@ -558,17 +557,15 @@ def sample_to_root(
     counts: dict[int, list[int]] = {}
     for member in as_members(flow):
         member.eval()
-    with (
-        EventWriter(path, compression=compression, metadata=metadata) as writer,
-        tqdm(
-            total=n_events,
-            unit="event",
-            unit_scale=True,
-            desc="sampling",
-            disable=not progress,
-            mininterval=5.0,
-        ) as bar,
-    ):
+    with writing(
+        path,
+        n_events,
+        "sampling",
+        compression=compression,
+        metadata=metadata,
+        progress=progress,
+        mininterval=5.0,
+    ) as (writer, bar):
 
         def write(item: object) -> None:
             y, labels = cast(_Chunk, item)

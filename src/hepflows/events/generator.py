@@ -1315,9 +1315,7 @@ def generate_to_root(
     stays bounded and the file appears only when complete.  The file's metadata records the
     generator settings (plus ``metadata``).  Returns the number of events written.
     """
-    from tqdm.auto import tqdm
-
-    from hepflows.events.writer import EventWriter
+    from hepflows.events.writer import writing
 
     signal_fraction = _check_args(n_events, seed, start, signal_fraction, units)
     if chunk_size < 1:
@@ -1339,17 +1337,9 @@ def generate_to_root(
         "tree": TREE_NAME,
         **(dict(metadata) if metadata else {}),
     }
-    with (
-        EventWriter(path, compression=compression, metadata=meta) as writer,
-        tqdm(
-            total=n_events,
-            unit="event",
-            unit_scale=True,
-            desc="generating",
-            disable=not progress,
-            mininterval=2.0,
-        ) as bar,
-    ):
+    with writing(
+        path, n_events, "generating", compression=compression, metadata=meta, progress=progress
+    ) as (writer, bar):
         done = 0
         while done < n_events:
             k = min(chunk_size, n_events - done)

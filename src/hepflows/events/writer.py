@@ -284,3 +284,33 @@ def all_or_nothing(writers: Sequence[EventWriter]) -> Iterator[Sequence[EventWri
         if (resource := resource_error(err, *(w.path for w in writers))) is not None:
             raise resource from None
         raise
+
+
+@contextlib.contextmanager
+def writing(
+    path: str | Path,
+    n_events: int,
+    desc: str,
+    *,
+    compression: str | None = "lz4",
+    metadata: Mapping[str, object] | None = None,
+    progress: bool = True,
+    mininterval: float = 2.0,
+) -> Iterator[tuple[EventWriter, Any]]:
+    """An :class:`EventWriter` for ``path`` and a progress bar of ``n_events`` events named
+    ``desc`` (hidden without ``progress``; redrawn at most every ``mininterval`` s), together:
+    the way the generator and the sampler stream their events."""
+    from tqdm.auto import tqdm
+
+    with (
+        EventWriter(path, compression=compression, metadata=metadata) as writer,
+        tqdm(
+            total=n_events,
+            unit="event",
+            unit_scale=True,
+            desc=desc,
+            disable=not progress,
+            mininterval=mininterval,
+        ) as bar,
+    ):
+        yield writer, bar

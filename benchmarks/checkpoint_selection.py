@@ -106,13 +106,13 @@ def main() -> None:
     by_nll = min(rows, key=lambda r: r["val_nll"] if r["val_nll"] is not None else np.inf)
     model.flow.load_state_dict(state(epoch_files(args.epochs)[chosen["epoch"]]))
     dest = copy_run(args.run, args.out)
-    data = checkpoint.read(dest / "model" / "model.pt")
-    data.pop("version", None)
-    data.pop("format", None)
-    data["state_dict"] = {k: v.detach().cpu() for k, v in model.flow.state_dict().items()}
-    data["epoch"] = chosen["epoch"]
-    data["selected_by"] = "largest judge AUC against the validation split (lowest)"
-    checkpoint.save(dest / "model" / "model.pt", data)
+    checkpoint.save_with_weights(
+        dest / "model" / "model.pt",
+        dest / "model" / "model.pt",
+        model.flow,
+        epoch=chosen["epoch"],
+        selected_by="largest judge AUC against the validation split (lowest)",
+    )
     summary = {"epochs": rows, "chosen": chosen, "by_val_nll": by_nll, "copy": str(dest)}
     (dest / "checkpoint_selection.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

@@ -54,6 +54,19 @@ def save(path: str | Path, payload: Mapping[str, Any]) -> None:
         out.write(buffer.getbuffer())
 
 
+def save_with_weights(
+    source: str | Path, out: str | Path, flow: torch.nn.Module, **record: Any
+) -> None:
+    """The model file ``source`` written to ``out`` with ``flow``'s weights and ``record``'s
+    entries added: its hashes and metadata kept, so it samples and validates as the model it
+    came from (a fine-tuned or re-selected copy)."""
+    data = read(source)
+    for key in ("version", "format"):  # save writes this version's
+        data.pop(key, None)
+    data["state_dict"] = {k: v.detach().cpu() for k, v in flow.state_dict().items()}
+    save(out, {**data, **record})
+
+
 def read(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU without running code; a bad file is an :class:`InputError`.
 

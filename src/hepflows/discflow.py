@@ -224,15 +224,11 @@ def save(model: Any, out: str, records: list[dict[str, Any]], settings: DiscFlow
 
     from hepflows import checkpoint
 
-    data = checkpoint.read(model.path)
-    data.pop("version", None)
-    data.pop("format", None)
-    data["state_dict"] = {k: v.detach().cpu() for k, v in model.flow.state_dict().items()}
-    data["discflow"] = {
+    discflow = {
         "settings": {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(settings).items()
         },
         "rounds": [{k: v for k, v in r.items() if k != "history"} for r in records],
     }
-    checkpoint.save(out, data)
+    checkpoint.save_with_weights(model.path, out, model.flow, discflow=discflow)

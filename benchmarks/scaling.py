@@ -26,6 +26,21 @@ def _n_equiv(rows: list[dict], joint: bool) -> dict:
     return min(rows, key=lambda r: r["n_equiv"] if r["n_equiv"] is not None else float("inf"))
 
 
+def _batch_size(run: Path) -> int:
+    """The training batch size of a fidelity run (its merged config beside the run folder)."""
+    import yaml
+
+    merged = yaml.safe_load(run.with_suffix(".yaml").read_text())
+    return int(merged["training"]["batch_size"])
+
+
+def _step_seconds(log: list[dict], n_train: int, batch_size: int) -> list[float]:
+    """Seconds per training step of each epoch (the epoch's wall over its steps): their spread
+    is what a user can expect from one machine's load to the next."""
+    steps = -(-n_train // batch_size)
+    return [float(r["seconds"]) / steps for r in log]
+
+
 def point(run: Path) -> dict:
     """One run's row: events, epochs, training wall, verdict, KS count, n_equiv."""
     from hepflows import checkpoint
@@ -39,9 +54,11 @@ def point(run: Path) -> dict:
     with open(run / "model" / "training_log.csv") as f:
         log = list(csv.DictReader(f))
     cell, joint = _n_equiv(amp, False), _n_equiv(amp, True)
+    n_train = count_events(run / "data" / "train.root")
     return {
-        "n_train": count_events(run / "data" / "train.root"),
+        "n_train": n_train,
         "epochs": len(log),
+        "step_s": _step_seconds(log, n_train, _batch_size(run)),
         "best_epoch": checkpoint.read(run / "model" / "model.pt").get("epoch"),
         "train_s": sum(float(r["seconds"]) for r in log),
         "auc": clf["auc"],
@@ -70,18 +87,26 @@ def _auc(p: dict) -> str:
     return f"{p['auc']:.3f} [{p['auc_lo']:.3f}, {p['auc_hi']:.3f}] ({p['judge']})"
 
 
+def _steps(p: dict) -> str:
+    if not p.get("step_s"):
+        return "not recorded"
+    s = sorted(p["step_s"])
+    return f"{s[len(s) // 2]:.3f} [{s[0]:.3f}, {s[-1]:.3f}]"
+
+
 def table(points: list[dict]) -> str:
     head = (
-        "| training events | epochs (best) | training wall | verdict AUC | gbt judge AUC "
+        "| training events | epochs (best) | training wall | s / step, median [range] "
+        "| verdict AUC | gbt judge AUC "
         "| KS cells outside | n_equiv, worst feature × slice | n_equiv, joint (worst slice) "
         "| G (worst cell, joint) |"
     )
-    lines = [head, "| ---: | ---: | ---: | --- | ---: | ---: | --- | --- | --- |"]
+    lines = [head, "| ---: | ---: | ---: | --- | --- | ---: | ---: | --- | --- | --- |"]
     for p in points:
         mark = f" ({p['source']})" if p.get("source") else ""
         lines.append(
             f"| {p['n_train']:,}{mark} | {p['epochs']} ({p['best_epoch']}) "
-            f"| {p['train_s'] / 60:.0f} min | {_auc(p)} | {p['auc_gbt']:.3f} "
+            f"| {p['train_s'] / 60:.0f} min | {_steps(p)} | {_auc(p)} | {p['auc_gbt']:.3f} "
             f"| {p['ks_outside']}/{p['ks_tested']} (exp {p['ks_expected']:.1f}) "
             f"| {_ev(p['cell'])} | {_ev(p['joint'])} "
             f"| {p['cell']['n_equiv'] / p['n_train']:.2g}, "

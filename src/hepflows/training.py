@@ -88,6 +88,12 @@ CHECK_EVERY = 64
 COMPILE_BACKEND = "inductor"
 
 
+def flushing_subnormals() -> bool:
+    """Whether this thread's CPU arithmetic flushes subnormal floats to zero now (torch can set
+    the mode, :func:`torch.set_flush_denormal`, but not read it)."""
+    return bool((torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0.0)
+
+
 def fast_path_default(device: torch.device) -> bool:
     """Whether the fast path is on when the trainer is not told: on CUDA, or as the environment's
     ``HEPFLOWS_FAST_PATH`` (1/0) says."""
@@ -497,6 +503,14 @@ class Trainer:
         matmul_precision = torch.get_float32_matmul_precision()
         if self.fast:
             torch.set_float32_matmul_precision("high")  # TF32 products on CUDA; no-op on the CPU
+        # Weights a mask zeroes get only the weight decay's gradient, which Adam turns into
+        # steps that drive them, and their second moments, below float32's smallest normal
+        # number; on the CPU each operation on such a subnormal takes a slow path, and the
+        # steps grew several times slower epoch by epoch (benchmarks/denormals.py). Flushed to
+        # zero they cost nothing; no value that matters is that small.
+        flush = self.train_data.x.device.type == "cpu" and not flushing_subnormals()
+        if flush:
+            torch.set_flush_denormal(True)
         try:
             if not self._checkpoint_is_ours:
                 # Something to restore if the first epoch already meets non-finite steps (and
@@ -509,6 +523,8 @@ class Trainer:
                 if on_epoch is not None:
                     on_epoch(row)
         finally:
+            if flush:
+                torch.set_flush_denormal(False)
             torch.set_float32_matmul_precision(matmul_precision)
             torch.set_num_threads(threads)
             for sig, handler in previous.items():

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hepflows.layout import MODEL_FILES, RUN_FILES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_HIGGS = ROOT.parent / "shared" / "data" / "higgs"
 
@@ -38,6 +40,25 @@ def snakemake_env(**extra: str) -> dict[str, str]:
     return dict(
         os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra
     )
+
+
+def train_tiny_run(config: Path, folder: Path) -> Path:
+    """``hepflows ingest``, ``preprocess`` and ``train`` with ``config``, into ``folder`` laid out
+    as ``results/<run>/`` (:mod:`hepflows.layout`); fails the test at the first step that fails.
+    Returns ``folder``."""
+    from hepflows.cli import main  # torch: only for the tests that train
+
+    path = {name: str(folder / rel) for name, rel in {**RUN_FILES, **MODEL_FILES}.items()}
+    splits = [f"--{k}={path[k]}" for k in ("train", "val", "test")]
+    model = ["--model", path["model"], "--log", path["log"]]
+    steps = [
+        ["ingest", *splits],
+        ["preprocess", splits[0], "--out", path["preprocess"]],
+        ["train", *splits[:2], "--preprocess", path["preprocess"], *model],
+    ]
+    for step in steps:
+        assert main([step[0], "--quiet", "--config", str(config), *step[1:]]) == 0, step[0]
+    return folder
 
 
 # Tests share 2 cores with each other's subprocesses: keep torch from oversubscribing.

@@ -377,9 +377,10 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
     the softmax, the cumulative sum and the bin search over the ``K`` bins are operations between
     rows, vectorised along the events (event-major, each reduces over a few strided values per
     event, several times slower on a CPU); the derivative softplus is evaluated at the bin's two
-    ends only instead of at every knot. Inside the bin it evaluates the same map as the
-    differentiable spline (one function, which also runs under autograd). Pass parameters whose transpose is contiguous (as
-    :meth:`~hepflows.flows.nets.MADESweep.params` returns them) to avoid a transposing copy.
+    ends only instead of at every knot. Inside the bin it evaluates the differentiable spline's
+    own map (one function, which also runs under autograd). Pass parameters whose transpose is
+    contiguous (as :meth:`~hepflows.flows.nets.MADESweep.params` returns them) to avoid a
+    transposing copy.
 
     Arguments:
         y: (n,) spline outputs.

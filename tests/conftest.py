@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hepflows import layout
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_HIGGS = ROOT.parent / "shared" / "data" / "higgs"
 
@@ -38,6 +40,53 @@ def snakemake_env(**extra: str) -> dict[str, str]:
     return dict(
         os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra
     )
+
+
+def step_args(step: str, path: Mapping[str, str | Path]) -> list[str]:
+    """The file arguments of the pipeline step ``step`` (generate, ingest, preprocess, train or
+    sample) on the files ``path`` of a run (:func:`hepflows.layout.paths`, or the same keys)."""
+    splits = ["--train", path["train"], "--val", path["val"], "--test", path["test"]]
+    args = {
+        "generate": splits,
+        "ingest": splits,
+        "preprocess": ["--train", path["train"], "--out", path["preprocess"]],
+        "train": [
+            *splits[:4],
+            *("--preprocess", path["preprocess"], "--model", path["model"], "--log", path["log"]),
+        ],
+        "sample": [
+            *("--model", path["model"], "--preprocess", path["preprocess"]),
+            *("--out", path["generated"]),
+        ],
+    }[step]
+    return [str(a) for a in args]
+
+
+def flat_paths(folder: Path) -> dict[str, Path]:
+    """The files of a run side by side in ``folder`` (``train.root``, ``pre.json``,
+    ``model.pt``, ``log.csv``, ``gen.root``, ...), under the keys of :func:`step_args`."""
+    names = {
+        "preprocess": "pre.json",
+        "model": "model.pt",
+        "log": "log.csv",
+        "generated": "gen.root",
+    }
+    return {
+        **{k: folder / f"{k}.root" for k in ("train", "val", "test")},
+        **{k: folder / name for k, name in names.items()},
+    }
+
+
+def train_tiny_run(config: Path, folder: Path) -> Path:
+    """``hepflows ingest``, ``preprocess`` and ``train`` with ``config``, into ``folder`` laid out
+    as ``results/<run>/`` (:func:`hepflows.layout.paths`); fails the test at the first step that
+    fails. Returns ``folder``."""
+    from hepflows.cli import main  # torch: only for the tests that train
+
+    for step in ("ingest", "preprocess", "train"):
+        argv = [step, "--quiet", "--config", str(config), *step_args(step, layout.paths(folder))]
+        assert main(argv) == 0, step
+    return folder
 
 
 # Tests share 2 cores with each other's subprocesses: keep torch from oversubscribing.

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import uproot
 import yaml
+from conftest import train_tiny_run
 
 import hepflows
 from hepflows.cli import main
@@ -56,17 +57,10 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
     }
     config = d / "mine.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    r = d / "results" / "mine"
-    c = ["--quiet", "--config", str(config)]
-    data = [f"--{k}={r / 'data' / f'{k}.root'}" for k in ("train", "val", "test")]
-    assert main(["ingest", *c, *data]) == 0
-    pre = str(r / "preprocess.json")
-    assert main(["preprocess", *c, f"--train={r / 'data/train.root'}", "--out", pre]) == 0
-    model = str(r / "model" / "model.pt")
-    train = [f"--train={r / 'data/train.root'}", f"--val={r / 'data/val.root'}"]
-    log = ["--log", str(r / "model" / "log.csv")]
-    assert main(["train", *c, *train, "--preprocess", pre, "--model", model, *log]) == 0
+    r = train_tiny_run(config, d / "results" / "mine")
+    model, pre = str(r / "model" / "model.pt"), str(r / "preprocess.json")
     gen = str(r / "samples" / "generated.root")
+    c = ["--quiet", "--config", str(config)]
     assert main(["sample", *c, "--model", model, "--preprocess", pre, "--out", gen]) == 0
     return r, cfg
 

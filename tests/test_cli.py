@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import flat_paths, step_args
 
 from hepflows.events.reader import read_events, read_metadata
 
@@ -34,46 +35,11 @@ def steps(tmp_path_factory):
         "sampling": {"events": 900, "chunk_size": 400},
     }
     d = tmp_path_factory.mktemp("steps")
+    p = flat_paths(d)
+    plot = {"train": ["--plot", d / "curve"]}
     runs = [
-        script(
-            "generate",
-            "--train",
-            d / "train.root",
-            "--val",
-            d / "val.root",
-            "--test",
-            d / "test.root",
-            settings=settings,
-        ),
-        script(
-            "preprocess", "--train", d / "train.root", "--out", d / "pre.json", settings=settings
-        ),
-        script(
-            "train",
-            "--train",
-            d / "train.root",
-            "--val",
-            d / "val.root",
-            "--preprocess",
-            d / "pre.json",
-            "--model",
-            d / "model.pt",
-            "--log",
-            d / "log.csv",
-            "--plot",
-            d / "curve",
-            settings=settings,
-        ),
-        script(
-            "sample",
-            "--model",
-            d / "model.pt",
-            "--preprocess",
-            d / "pre.json",
-            "--out",
-            d / "gen.root",
-            settings=settings,
-        ),
+        script(step, *step_args(step, p), *plot.get(step, []), settings=settings)
+        for step in ("generate", "preprocess", "train", "sample")
     ]
     for run in runs:
         assert run.returncode == 0, run.stderr

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import uproot
 import yaml
+from conftest import train_tiny_run
 
 import hepflows
-from hepflows.cli import main
 from hepflows.discflow import DiscFlowSettings, finetune, save
 from hepflows.errors import InputError
 from hepflows.events.reader import read_events
@@ -47,17 +47,7 @@ def run(tmp_path_factory) -> Path:
     }
     config = d / "toy.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    r = d / "results" / "toy"
-    c = ["--quiet", "--config", str(config)]
-    data = [f"--{k}={r / 'data' / f'{k}.root'}" for k in ("train", "val", "test")]
-    assert main(["ingest", *c, *data]) == 0
-    pre = str(r / "preprocess.json")
-    assert main(["preprocess", *c, f"--train={r / 'data/train.root'}", "--out", pre]) == 0
-    train = [f"--train={r / 'data/train.root'}", f"--val={r / 'data/val.root'}"]
-    model = str(r / "model" / "model.pt")
-    log = ["--log", str(r / "model" / "log.csv")]
-    assert main(["train", *c, *train, "--preprocess", pre, "--model", model, *log]) == 0
-    return r
+    return train_tiny_run(config, d / "results" / "toy")
 
 
 def _auc(model, test: dict, seed: int) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_workflow, snakemake_env
+from conftest import copy_workflow, flat_paths, snakemake_env, step_args
 
 from hepflows import config as hepflows_config
 from hepflows.cli import main
@@ -127,47 +127,8 @@ def test_merge_refuses_unlike_inputs_and_writes_nothing(tmp_path):
 def steps(tmp_path_factory) -> Path:
     """Unsharded generate -> preprocess -> train -> sample, in this process."""
     d = tmp_path_factory.mktemp("shards")
-    assert (
-        run(
-            "generate",
-            "--train",
-            d / "train.root",
-            "--val",
-            d / "val.root",
-            "--test",
-            d / "test.root",
-        )
-        == 0
-    )
-    assert run("preprocess", "--train", d / "train.root", "--out", d / "pre.json") == 0
-    assert (
-        run(
-            "train",
-            "--train",
-            d / "train.root",
-            "--val",
-            d / "val.root",
-            "--preprocess",
-            d / "pre.json",
-            "--model",
-            d / "model.pt",
-            "--log",
-            d / "log.csv",
-        )
-        == 0
-    )
-    assert (
-        run(
-            "sample",
-            "--model",
-            d / "model.pt",
-            "--preprocess",
-            d / "pre.json",
-            "--out",
-            d / "gen.root",
-        )
-        == 0
-    )
+    for step in ("generate", "preprocess", "train", "sample"):
+        assert run(step, *step_args(step, flat_paths(d))) == 0, step
     return d
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import step_args
 from packaging.requirements import Requirement
 
 from hepflows import layout
@@ -69,16 +70,7 @@ def _steps(root: Path, env: str, config: Path, csv: Path) -> list[list[str]]:
     ingest = json.dumps({"data": {"source": "higgs_csv", "path": str(csv)}})
     split = {k: str(root / "ingested" / f"{k}.root") for k in ("train", "val", "test")}
     every = {
-        "generate": [
-            "generate",
-            *cfg,
-            "--train",
-            p["train"],
-            "--val",
-            p["val"],
-            "--test",
-            p["test"],
-        ],
+        "generate": ["generate", *cfg, *step_args("generate", p)],
         "generate_truth": ["generate", *cfg, "--truth", p["truth"]],
         "ingest": [
             "ingest",
@@ -87,7 +79,7 @@ def _steps(root: Path, env: str, config: Path, csv: Path) -> list[list[str]]:
             ingest,
             *(a for k, v in split.items() for a in (f"--{k}", v)),
         ],
-        "preprocess": ["preprocess", *cfg, "--train", p["train"], "--out", p["preprocess"]],
+        "preprocess": ["preprocess", *cfg, *step_args("preprocess", p)],
         "merge_data": [
             "merge",
             "--quiet",
@@ -97,32 +89,8 @@ def _steps(root: Path, env: str, config: Path, csv: Path) -> list[list[str]]:
             "--out",
             str(root / "merged.root"),
         ],
-        "train": [
-            "train",
-            *cfg,
-            "--train",
-            p["train"],
-            "--val",
-            p["val"],
-            "--preprocess",
-            p["preprocess"],
-            "--model",
-            p["model"],
-            "--log",
-            p["log"],
-            "--plot",
-            p["curve"],
-        ],
-        "sample": [
-            "sample",
-            *cfg,
-            "--model",
-            p["model"],
-            "--preprocess",
-            p["preprocess"],
-            "--out",
-            p["generated"],
-        ],
+        "train": ["train", *cfg, *step_args("train", p), "--plot", p["curve"]],
+        "sample": ["sample", *cfg, *step_args("sample", p)],
         "validate": [
             "validate",
             *cfg,

@@ -237,6 +237,43 @@ def test_verdict_tables_render_colours():
     assert ".. list-table::" in rst and "**red**" in rst and "3 / 3" in rst
 
 
+def test_the_verdict_and_refine_tables_build_their_cells_one_way() -> None:
+    # one cell builder for every report table: a status cell is bold on its status's colour
+    # (an unknown status on the unknown colour) and its text is the caller's, already HTML;
+    # one row builder per metric for the HTML and the reStructuredText verdicts
+    from hepflows.report.tables import _cell, _verdict_cells
+    from hepflows.validation import null as nl
+
+    red = _cell("3 / 3 red", status="red")
+    assert f"background:{nl.STATUS_COLOURS['red']};font-weight:bold" in red
+    assert f"background:{nl.STATUS_COLOURS[nl.UNKNOWN]}" in _cell("?", status="odd")
+    assert (
+        _cell("a &lt; b", tag="th")
+        == '<th style="border:1px solid #999;padding:4px 8px">a &lt; b</th>'
+    )
+    row = {
+        "metric": "fpd",
+        "n_tested": 3,
+        "n_outside": 3,
+        "n_expected": 0.14,
+        "n_outside_null_p95": None,
+        "worst_feature": "m<bb>",
+        "worst_slice": "all",
+        "worst_ratio": float("inf"),
+        "status": "red",
+    }
+    cells = _verdict_cells(row)
+    assert cells["Outside band"] == "3 / 3" and cells["Null 95 % of count"] == "-"
+    assert cells["Worst cell"] == "m<bb> (all)" and cells["Worst ratio"] == "inf"
+    metrics = {
+        "settings": {"band": {"rank": 19, "n_null": 20, "chance_rate": 0.05}},
+        "overall_status": "red",
+        "verdict": [row],
+    }
+    assert "m&lt;bb&gt; (all)" in verdict_html(metrics)  # escaped in HTML, as it is in text
+    assert "     - m<bb> (all)" in verdict_rst(metrics)
+
+
 @pytest.mark.slow
 def test_null_is_calibrated_under_the_null_hypothesis(tmp_path):
     """Over many seeds, about 5 % of cells fall outside the band when the flow is perfect."""

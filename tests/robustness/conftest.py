@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import step_args
 
 from hepflows import layout
 
@@ -166,30 +167,10 @@ class Pipeline:
 def pipeline_steps(settings: dict) -> list[tuple[str, list[str]]]:
     """The data-to-samples steps of a run, with the relative paths of :data:`LAYOUT` (and the
     amplification's truth sample, which the generate script writes with --truth)."""
-    p = LAYOUT
     return [
-        ("generate", ["--train", p["train"], "--val", p["val"], "--test", p["test"]]),
-        ("generate", ["--truth", p["truth"]]),
-        ("preprocess", ["--train", p["train"], "--out", p["preprocess"]]),
-        (
-            "train",
-            [
-                "--train",
-                p["train"],
-                "--val",
-                p["val"],
-                "--preprocess",
-                p["preprocess"],
-                "--model",
-                p["model"],
-                "--log",
-                p["log"],
-            ],
-        ),
-        (
-            "sample",
-            ["--model", p["model"], "--preprocess", p["preprocess"], "--out", p["generated"]],
-        ),
+        ("generate", step_args("generate", LAYOUT)),
+        ("generate", ["--truth", LAYOUT["truth"]]),
+        *((step, step_args(step, LAYOUT)) for step in ("preprocess", "train", "sample")),
     ]
 
 

@@ -214,7 +214,12 @@ def _rq_in_bin(
     inverse: bool,
 ) -> tuple[Tensor, Tensor]:
     """The rational-quadratic map of values inside their bin ``[x0, x1] -> [y0, y1]`` with end
-    slopes ``d0, d1`` (all (...)), and its log-determinant."""
+    slopes ``d0, d1`` (all (...)), and its log-determinant.
+
+    The one evaluation of the map for every caller: the differentiable splines, with or without
+    autograd, and the sampler's :func:`rq_inverse_one`. It writes no tensor in place, so that
+    autograd can run through it; the sampler, which would not need that, samples no slower for
+    it on a CPU than with an in-place copy of the same arithmetic."""
     w = x1 - x0
     h = y1 - y0
     s = h / w
@@ -372,8 +377,10 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
     the softmax, the cumulative sum and the bin search over the ``K`` bins are operations between
     rows, vectorised along the events (event-major, each reduces over a few strided values per
     event, several times slower on a CPU); the derivative softplus is evaluated at the bin's two
-    ends only instead of at every knot. Pass parameters whose transpose is contiguous (as
-    :meth:`~hepflows.flows.nets.MADESweep.params` returns them) to avoid a transposing copy.
+    ends only instead of at every knot. Inside the bin it evaluates the differentiable spline's
+    own map (one function, which also runs under autograd). Pass parameters whose transpose is
+    contiguous (as :meth:`~hepflows.flows.nets.MADESweep.params` returns them) to avoid a
+    transposing copy.
 
     Arguments:
         y: (n,) spline outputs.
@@ -419,26 +426,9 @@ def rq_inverse_one(y: Tensor, params: Tensor, bins: int, bound: float) -> tuple[
         )
         d = torch.where((k01 == 0) | (k01 == k_bins), 1.0, d)
     d0, d1 = d.unbind(0)
-
-    w = x1 - x0
-    h = y1 - y0
-    s = h / w
-    c2 = d0 + d1 - 2 * s
-    dy = ys - y0
-    a = h * (s - d0) + dy * c2
-    b = h * d0 - dy * c2
-    c = -s * dy
-    root = (b * b - 4 * a * c).clamp_(min=_tiny(b)).sqrt_()
-    positive = b >= 0
-    numerator = torch.where(positive, 2 * c, root - b)
-    denominator = torch.where(positive, -b - root, (2 * a).clamp_(min=_tiny(a)))
-    theta = numerator.div_(denominator).clamp_(0, 1)
-    out = torch.minimum(x0 + theta * w, x1)
-
-    tt = theta * (1 - theta)
-    slope = d1 * theta * theta + 2 * s * tt + d0 * (1 - theta) * (1 - theta)
-    ladj = 2 * torch.log(s) + torch.log(slope) - 2 * torch.log(s + c2 * tt)
-    return torch.where(inside, out, y), torch.where(inside, ladj.neg_(), 0.0)
+    # the map inside the bin is the differentiable spline's own: one root for both inverses
+    x, ladj = _rq_in_bin(ys, x0, x1, y0, y1, d0, d1, inverse=True)
+    return torch.where(inside, x, y), torch.where(inside, ladj, 0.0)
 
 
 def pq_knots(

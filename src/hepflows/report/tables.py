@@ -9,7 +9,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,80 +73,98 @@ def verdict_html(metrics: Mapping, *, full_document: bool = True) -> str:
     esc = html.escape
     band = metrics["settings"]["band"]
     lines = [
-        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
+        _TABLE,
         '<caption style="text-align:left;padding:4px">Cells (feature &times; slice) outside '
         f"the MC-vs-MC null band (edge: rank {band['rank']} of {band['n_null']} null values; "
         f"chance rate {100 * band['chance_rate']:.1f} %). Overall: "
         f"<b>{esc(metrics['overall_status'])}</b></caption>",
-        "<tr>"
-        + "".join(
-            f'<th style="border:1px solid #999;padding:4px 8px">{h}</th>'
-            for h in (
-                "Metric",
-                "Outside band",
-                "Expected by chance",
-                "Null 95 % of count",
-                "Worst cell",
-                "Worst ratio",
-                "Status",
-            )
-        )
-        + "</tr>",
+        _row(_cell(h, tag="th") for h in _VERDICT_TITLES),
     ]
     for v in metrics["verdict"]:
-        worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
-        colour = nl.STATUS_COLOURS.get(v["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
-        cells = [
-            esc(METRIC_TITLES.get(v["metric"], v["metric"])),
-            f"{v['n_outside']} / {v['n_tested']}",
-            _fmt_num(v["n_expected"], 1),
-            _fmt_num(v["n_outside_null_p95"], 0),
-            esc(worst),
-            _fmt_num(v["worst_ratio"], 2),
-        ]
-        lines.append(
-            "<tr>"
-            + "".join(f'<td style="border:1px solid #999;padding:4px 8px">{c}</td>' for c in cells)
-            + f'<td style="border:1px solid #999;padding:4px 8px;background:{colour};'
-            f'font-weight:bold">{esc(v["status"])}</td></tr>'
-        )
+        *cells, status = (esc(text) for text in _verdict_cells(v).values())
+        lines.append(_row([*map(_cell, cells), _cell(status, status=v["status"])]))
     lines.append("</table>")
-    notes = []
-    clf = metrics.get("classifier")
-    if clf:
+    return _page(lines, _verdict_notes(metrics), "Validation verdict", full_document)
+
+
+def _verdict_notes(metrics: Mapping) -> list[str]:
+    """The paragraphs under the verdict table: the classifier test and its judges, the signal
+    fraction and the input weights, each where metrics.json holds it."""
+    return [
+        *_classifier_notes(metrics.get("classifier")),
+        *_label_fraction_notes(metrics.get("label_fraction")),
+        *_input_weight_notes(metrics.get("input_weights")),
+    ]
+
+
+def _classifier_notes(clf: Mapping | None) -> list[str]:
+    if not clf:
+        return []
+    notes = [
+        f"Classifier ROC AUC {clf['auc']:.3f} (95 % bootstrap interval "
+        f"{clf['auc_lo']:.3f}-{clf['auc_hi']:.3f}); 0.5 means indistinguishable, "
+        f"null band edge {clf['null']['edge']:.3f}."
+    ]
+    for j in clf.get("judges", []):
         notes.append(
-            f"Classifier ROC AUC {clf['auc']:.3f} (95 % bootstrap interval "
-            f"{clf['auc_lo']:.3f}-{clf['auc_hi']:.3f}); 0.5 means indistinguishable, "
-            f"null band edge {clf['null']['edge']:.3f}."
+            f"Judge {j['name']}: AUC {j['auc']:.3f} [{j['auc_lo']:.3f}, {j['auc_hi']:.3f}], "
+            f"edge {j['edge']:.3f}, MC-vs-MC {_fmt_num(j['null_mean'], 3)}; inputs: "
+            f"{', '.join(j['inputs'])}; trained on half of the compared held-out MC and "
+            f"generated events{' (gives the verdict)' if j['verdict'] else ''}."
         )
-        for j in clf.get("judges", []):
-            notes.append(
-                f"Judge {j['name']}: AUC {j['auc']:.3f} [{j['auc_lo']:.3f}, {j['auc_hi']:.3f}], "
-                f"edge {j['edge']:.3f}, MC-vs-MC {_fmt_num(j['null_mean'], 3)}; inputs: "
-                f"{', '.join(j['inputs'])}; trained on half of the compared held-out MC and "
-                f"generated events{' (gives the verdict)' if j['verdict'] else ''}."
-            )
-    lf = metrics.get("label_fraction")
-    if lf and lf.get("chosen"):
-        notes.append(
+    return notes
+
+
+def _label_fraction_notes(lf: Mapping | None) -> list[str]:
+    if not lf:
+        return []
+    if lf.get("chosen"):
+        return [
             f"Signal fraction: MC {lf['reference']:.3g} (weighted), generated "
             f"{lf['generated']:.3g} (chosen: data.normalise per_process compares each "
             "process's shape, the mixture is sampling.signal_fraction)."
-        )
-    elif lf:
-        notes.append(
-            f"Signal fraction: MC {lf['reference']:.3f}, generated "
-            f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g})."
-        )
-    iw = metrics.get("input_weights")
-    if iw and iw.get("weighted"):
-        notes.append(
-            f"Input (held-out MC) weights: {iw['all']['events']} events, Kish effective sample "
-            f"size {iw['all']['kish_effective_size']:.0f} (signal "
-            f"{iw['signal']['kish_effective_size']:.0f}, background "
-            f"{iw['background']['kish_effective_size']:.0f})."
-        )
-    return _page(lines, notes, "Validation verdict", full_document)
+        ]
+    return [
+        f"Signal fraction: MC {lf['reference']:.3f}, generated "
+        f"{lf['generated']:.3f} (p = {lf['pvalue']:.2g})."
+    ]
+
+
+def _input_weight_notes(iw: Mapping | None) -> list[str]:
+    if not iw or not iw.get("weighted"):
+        return []
+    size = {k: f"{iw[k]['kish_effective_size']:.0f}" for k in ("all", "signal", "background")}
+    return [
+        f"Input (held-out MC) weights: {iw['all']['events']} events, Kish effective sample "
+        f"size {size['all']} (signal {size['signal']}, background {size['background']})."
+    ]
+
+
+#: The verdict table's columns, in order.
+_VERDICT_TITLES = (
+    "Metric",
+    "Outside band",
+    "Expected by chance",
+    "Null 95 % of count",
+    "Worst cell",
+    "Worst ratio",
+    "Status",
+)
+
+
+def _verdict_cells(v: Mapping) -> dict[str, str]:
+    """One metric's row of the verdict table (a ``verdict`` entry of metrics.json), as plain
+    text by column title (:data:`_VERDICT_TITLES`)."""
+    worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
+    return {
+        "Metric": METRIC_TITLES.get(v["metric"], v["metric"]),
+        "Outside band": f"{v['n_outside']} / {v['n_tested']}",
+        "Expected by chance": _fmt_num(v["n_expected"], 1),
+        "Null 95 % of count": _fmt_num(v["n_outside_null_p95"], 0),
+        "Worst cell": worst,
+        "Worst ratio": _fmt_num(v["worst_ratio"], 2),
+        "Status": v["status"],
+    }
 
 
 def _fmt_num(v: float | None, digits: int) -> str:
@@ -159,27 +177,16 @@ def _fmt_num(v: float | None, digits: int) -> str:
 
 def verdict_rst(metrics: Mapping) -> str:
     """The verdict as a reStructuredText list-table (status as text), e.g. for captions."""
+    titles = [t for t in _VERDICT_TITLES if t != "Null 95 % of count"]
     out = [
         ".. list-table:: Verdict: cells outside the MC-vs-MC null band",
         "   :header-rows: 1",
         "",
-        "   * - Metric",
-        "     - Outside band",
-        "     - Expected by chance",
-        "     - Worst cell",
-        "     - Worst ratio",
-        "     - Status",
+        *(f"   {'*' if i == 0 else ' '} - {t}" for i, t in enumerate(titles)),
     ]
     for v in metrics["verdict"]:
-        worst = f"{v['worst_feature']} ({v['worst_slice']})" if v["worst_feature"] else "-"
-        out += [
-            f"   * - {METRIC_TITLES.get(v['metric'], v['metric'])}",
-            f"     - {v['n_outside']} / {v['n_tested']}",
-            f"     - {_fmt_num(v['n_expected'], 1)}",
-            f"     - {worst}",
-            f"     - {_fmt_num(v['worst_ratio'], 2)}",
-            f"     - **{v['status']}**",
-        ]
+        cells = {**_verdict_cells(v), "Status": f"**{v['status']}**"}
+        out += [f"   {'*' if i == 0 else ' '} - {cells[t]}" for i, t in enumerate(titles)]
     return "\n".join(out) + "\n"
 
 
@@ -210,51 +217,38 @@ def refine_html(
     weights); ``n_equiv`` the amplification's headline of each, when measured.
     """
     esc = html.escape
-    td = 'style="border:1px solid #999;padding:4px 8px"'
 
     def status_cell(v: Mapping) -> str:
-        colour = nl.STATUS_COLOURS.get(v["status"], nl.STATUS_COLOURS[nl.UNKNOWN])
-        return (
-            f'<td {td[:-1]};background:{colour};font-weight:bold">'
-            f"{v['n_outside']} / {v['n_tested']} {esc(v['status'])}</td>"
-        )
+        return _cell(f"{v['n_outside']} / {v['n_tested']} {esc(v['status'])}", status=v["status"])
 
     other = {v["metric"]: v for v in reweighted["verdict"]}
     lines = [
-        '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">',
+        _TABLE,
         '<caption style="text-align:left;padding:4px">Raw and reweighted (refine) verdicts: '
         "cells outside the MC-vs-MC band. Overall: raw "
         f"<b>{esc(raw['overall_status'])}</b>, reweighted "
         f"<b>{esc(reweighted['overall_status'])}</b></caption>",
-        "<tr>" + "".join(f"<th {td}>{h}</th>" for h in ("Metric", "Raw", "Reweighted")) + "</tr>",
+        _row(_cell(h, tag="th") for h in ("Metric", "Raw", "Reweighted")),
     ]
     for v in raw["verdict"]:
         if v["metric"] in other:
-            lines.append(
-                f"<tr><td {td}>{esc(METRIC_TITLES.get(v['metric'], v['metric']))}</td>"
-                f"{status_cell(v)}{status_cell(other[v['metric']])}</tr>"
-            )
+            title = _cell(esc(METRIC_TITLES.get(v["metric"], v["metric"])))
+            lines.append(_row([title, status_cell(v), status_cell(other[v["metric"]])]))
+    rows: list[tuple[str, str, str]] = []
     clf_raw, clf_rew = raw.get("classifier"), reweighted.get("classifier")
     if clf_raw and clf_rew:
-        lines.append(
-            f"<tr><td {td}>Classifier ROC AUC, value</td><td {td}>{clf_raw['auc']:.4f}</td>"
-            f"<td {td}>{clf_rew['auc']:.4f}</td></tr>"
-        )
+        rows.append(("Classifier ROC AUC, value", f"{clf_raw['auc']:.4f}", f"{clf_rew['auc']:.4f}"))
         families = report["fit"].get("families", [report["fit"].get("family", "gbt")])
         rew_judges = {j["name"]: j for j in clf_rew.get("judges", [])}
         for j in clf_raw.get("judges", []):
             if j["name"] in rew_judges:
                 whose = "the reweighter's" if len(families) == 1 else "a reweighter's"
                 same = f" ({whose} family)" if j["family"] in families else ""
-                lines.append(
-                    f"<tr><td {td}>AUC of judge {esc(j['name'])}{same}</td>"
-                    f"<td {td}>{j['auc']:.4f}</td><td {td}>{rew_judges[j['name']]['auc']:.4f}</td></tr>"
-                )
+                label = f"AUC of judge {esc(j['name'])}{same}"
+                rows.append((label, f"{j['auc']:.4f}", f"{rew_judges[j['name']]['auc']:.4f}"))
     if n_equiv is not None:
-        lines.append(
-            f"<tr><td {td}>n_equiv (amplification)</td><td {td}>{esc(n_equiv[0])}</td>"
-            f"<td {td}>{esc(n_equiv[1])}</td></tr>"
-        )
+        rows.append(("n_equiv (amplification)", esc(n_equiv[0]), esc(n_equiv[1])))
+    lines += [_row(map(_cell, row)) for row in rows]
     lines.append("</table>")
     fit, w = report["fit"], report["weights"]
     compared = reweighted["sizes"]["generated"]
@@ -278,6 +272,25 @@ def write_refine_comparison(
     """:func:`refine_html` written atomically to ``path``."""
     atomic_write_text(path, refine_html(raw, reweighted, report))
     return Path(path)
+
+
+#: The report's tables: collapsed borders, the page's font.
+_TABLE = '<table style="border-collapse:collapse;font-family:sans-serif;font-size:14px">'
+
+
+def _cell(text: str, *, tag: str = "td", status: str | None = None) -> str:
+    """One cell of a report table, ``text`` already HTML; with ``status``, the cell is bold on
+    that status's colour (:data:`hepflows.validation.null.STATUS_COLOURS`)."""
+    style = "border:1px solid #999;padding:4px 8px"
+    if status is not None:
+        colour = nl.STATUS_COLOURS.get(status, nl.STATUS_COLOURS[nl.UNKNOWN])
+        style += f";background:{colour};font-weight:bold"
+    return f'<{tag} style="{style}">{text}</{tag}>'
+
+
+def _row(cells: Iterable[str]) -> str:
+    """One table row of cells made by :func:`_cell`."""
+    return "<tr>" + "".join(cells) + "</tr>"
 
 
 def _page(lines: list[str], notes: list[str], title: str, full_document: bool) -> str:

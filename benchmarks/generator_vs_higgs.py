@@ -25,7 +25,9 @@ With ``--joint`` it runs the joint diagnosis of :mod:`hepflows.events.joint` per
 classifier AUC of generator vs real events over the 22 features with its real-vs-real null,
 the largest differences of the rank correlation matrices, the pairs of features whose 2-D
 histograms differ most, and the events the classifier finds most generator-like and most
-real-like; ``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
+real-like, the rank correlations of the jets' pTs within and between the tagged and untagged
+pairs, and the masses' median and 90 % quantile in events with one and with two tagged jets;
+``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
 and the worst pairs into DIR:
 
     python benchmarks/generator_vs_higgs.py --joint --joint-plot docs/img
@@ -139,6 +141,20 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
         print("  pairs whose 2-D histograms differ most (chi2/ndf):")
         for f1, f2, c in pairs[:8]:
             print(f"    {f1:<11} {f2:<11} {c:7.1f}")
+        pg, pr = joint.jet_pair_correlations(gen, p), joint.jet_pair_correlations(real, p)
+        print(
+            "  jet pT rank correlations, two tagged jets (generator, real): "
+            + ", ".join(f"{k} {pg[k]:+.2f} {pr[k]:+.2f}" for k in pg)
+        )
+        mg, mr = joint.masses_by_tag_count(gen, p), joint.masses_by_tag_count(real, p)
+        print("  masses by tagged jets among the four, median / 90 % (generator | real):")
+        for m in MASSES:
+            cells = " ".join(
+                f"{k} tag{'s' if k > 1 else ' '} {mg[k][m][0]:.2f}/{mg[k][m][1]:.2f} | "
+                f"{mr[k][m][0]:.2f}/{mr[k][m][1]:.2f}  "
+                for k in (1, 2)
+            )
+            print(f"    {m:<7} {cells}")
         for kind in ("most_generator_like", "most_real_like"):
             print(f"  {kind.replace('_', ' ')} events:")
             print("    " + " ".join(f"{f[:8]:>8}" for f in CALIBRATION_FEATURES))
@@ -151,6 +167,8 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
             "correlation_generator": cg.tolist(),
             "correlation_real": cr.tolist(),
             "pair_chi2_ndf": pairs,
+            "jet_pair_correlations": {"generator": pg, "real": pr},
+            "masses_by_tag_count": {"generator": mg, "real": mr},
         }
     return out
 

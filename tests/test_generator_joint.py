@@ -69,6 +69,45 @@ def test_extreme_events_are_ranked_by_the_classifier():
     assert np.mean(r[:, i] * r[:, j] > 0) >= 0.75
 
 
+def _tagged_sample(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Signal events whose two tagged jets (jets 2 and 4) share one pT scale and whose untagged
+    jets do not; a tenth of the events have one tagged jet only, with m_bb doubled."""
+    rng = np.random.default_rng(seed)
+    out = {f: rng.random(n) for f in cal.CALIBRATION_FEATURES}
+    hard = rng.exponential(1.0, n)
+    out["jet2_pt"] = hard * (1.0 + 0.01 * rng.random(n))
+    out["jet4_pt"] = hard * (1.0 + 0.01 * rng.random(n))
+    out["jet1_pt"], out["jet3_pt"] = rng.exponential(1.0, (2, n))
+    one_tag = np.arange(n) < n // 10
+    for f in ("jet1_btag", "jet3_btag"):
+        out[f] = np.zeros(n)
+    out["jet2_btag"] = np.full(n, 2.0)
+    out["jet4_btag"] = np.where(one_tag, 0.0, 1.0)
+    out["m_bb"] = np.where(one_tag, 2.0, 1.0) * (0.5 + rng.random(n))
+    out[LABEL] = np.ones(n, dtype=np.int8)
+    return out
+
+
+def test_jet_pair_correlations_see_the_pair_that_shares_its_momentum():
+    ev = _tagged_sample(20_000, 1)
+    rho = joint.jet_pair_correlations(ev, "signal")
+    assert rho["tagged"] > 0.95
+    assert abs(rho["untagged"]) < 0.05
+    assert abs(rho["between"]) < 0.05
+    # the one-tag events (a tenth) are left out: with them jet 4 would be an untagged jet
+    ev["jet4_btag"][:] = 0.0
+    ev["jet3_btag"][:] = 1.0
+    assert joint.jet_pair_correlations(ev, "signal")["tagged"] < 0.05
+
+
+def test_masses_by_tag_count_split_the_events_by_their_tags():
+    q = joint.masses_by_tag_count(_tagged_sample(20_000, 2), "signal")
+    assert set(q) == {1, 2}
+    assert q[1]["m_bb"][0] == pytest.approx(2.0, abs=0.05)
+    assert q[2]["m_bb"][0] == pytest.approx(1.0, abs=0.02)
+    assert q[2]["m_bb"][1] == pytest.approx(1.4, abs=0.02)
+
+
 @pytest.fixture(scope="module")
 def real_and_generated() -> tuple[dict, dict]:
     if not REAL.exists():
@@ -137,3 +176,52 @@ def test_tag_rate_falls_with_eta_as_in_the_real_rows(real_and_generated, process
         return np.array([tag[eta < 0.8].mean(), tag[(eta > 1.2) & (eta < 1.6)].mean()])
 
     np.testing.assert_allclose(rates(gen), rates(real), atol=0.05)
+
+
+# The jets of one parent share its momentum: rank correlations of the jets' pTs in the rows with
+# two tagged jets (tagged pair, untagged pair, pair sums), real rows / version 2 of the generator
+# at 40k events: signal 0.13 / -0.23, 0.30 / -0.07, 0.42 / 0.14; t tbar 0.30 / 0.30,
+# 0.21 / 0.08, 0.37 / 0.31.  The signal lacks an event-wide hardness (docs/generator.md,
+# "Third round").
+@pytest.mark.parametrize(
+    "process",
+    [
+        pytest.param(
+            "signal",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the signal's jet pairs share too little momentum (-0.23 against 0.13 for "
+                "the tagged pair); see docs/generator.md, 'Third round'",
+            ),
+        ),
+        "background",
+    ],
+)
+def test_jet_pairs_share_momentum_as_in_the_real_rows(real_and_generated, process):
+    real, gen = real_and_generated
+    rho_gen = joint.jet_pair_correlations(gen, process)
+    rho_real = joint.jet_pair_correlations(real, process)
+    for k, r in rho_real.items():
+        assert abs(rho_gen[k] - r) <= 0.15, (k, rho_gen, rho_real)
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+def test_real_one_tag_rows_have_the_lower_b_masses(real_and_generated, process):
+    # The real rows' b candidates with one tagged jet among the four are the tagged jet and a
+    # softer one from outside the four: their m_bb lies below the two-tag rows' (median 0.75
+    # against 0.88 in signal, 0.69 against 0.98 in t tbar).
+    real, _ = real_and_generated
+    q = joint.masses_by_tag_count(real, process)
+    assert q[1]["m_bb"][0] < q[2]["m_bb"][0] - 0.1
+
+
+@pytest.mark.parametrize("process", list(cal.PROCESSES))
+@pytest.mark.xfail(
+    strict=True,
+    reason="the generator takes the second b candidate among the four (B_CANDIDATES 'four'): "
+    "its one-tag m_bb lies above the two-tag one's (1.07 against 0.85 in signal)",
+)
+def test_generated_one_tag_rows_have_the_lower_b_masses(real_and_generated, process):
+    _, gen = real_and_generated
+    q = joint.masses_by_tag_count(gen, process)
+    assert q[1]["m_bb"][0] < q[2]["m_bb"][0] - 0.1

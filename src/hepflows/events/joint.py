@@ -12,7 +12,10 @@ looks at all of them together, so this module measures the joint closeness per p
 * for every pair of features, the chi^2 per degree of freedom of the 2-D histogram of the
   generator against the real one, on bins that hold equal numbers of real events per feature
   (so a pair scores high only where the joint shape differs, not one marginal);
-* the held-out events that the classifier finds most generator-like and most real-like.
+* the held-out events that the classifier finds most generator-like and most real-like;
+* two views of the structure behind them: the rank correlations of the jets' pTs within the
+  tagged pair, within the untagged pair and between the pairs (in rows with two tagged jets
+  among the four), and the masses' quantiles in rows with one and with two tagged jets.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.stats import spearmanr
 
-from hepflows.events.calibration import CALIBRATION_FEATURES, PROCESSES
-from hepflows.events.schema import BTAGS, LABEL
+from hepflows.events.calibration import CALIBRATION_FEATURES, MASSES, PROCESSES
+from hepflows.events.schema import BTAGS, JETS, LABEL
 from hepflows.validation.classifier import classifier_two_sample
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "classifier_auc",
     "correlations",
     "extreme_events",
+    "jet_pair_correlations",
+    "masses_by_tag_count",
     "pair_chi2",
     "process_matrix",
     "real_null_auc",
@@ -39,6 +44,9 @@ __all__ = [
 
 #: Target of the joint calibration, per process: the classifier AUC generator vs real.
 AUC_TARGET = 0.60
+
+#: The four jets' pT columns, in the stored order (as :data:`~hepflows.events.schema.BTAGS`).
+JET_PTS: tuple[str, ...] = tuple(f"{jet}_pt" for jet in JETS)
 
 #: Bins per feature of the 2-D histograms in :func:`pair_chi2` (b-tags keep their 3 levels).
 PAIR_BINS = 8
@@ -165,4 +173,64 @@ def extreme_events(
         "most_real_like": xr[~train_r][np.argsort(s_r)[:k]],
         "score_generator": s_g,
         "score_real": s_r,
+    }
+
+
+def _tags_and_pts(
+    events: Mapping[str, np.ndarray], process: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The four jets' pTs and whether each is b-tagged, (4, n) each, and the number of tagged
+    jets among the four (n,), for the events of one process."""
+    keep = np.asarray(events[LABEL]) == PROCESSES[process]
+    pt = np.stack([np.asarray(events[f], dtype=np.float64)[keep] for f in JET_PTS])
+    tagged = np.stack([np.asarray(events[f])[keep] > 0 for f in BTAGS])
+    return pt, tagged, tagged.sum(axis=0)
+
+
+def jet_pair_correlations(events: Mapping[str, np.ndarray], process: str) -> dict[str, float]:
+    """Spearman rank correlations of the jets' pTs in the events of one process with exactly
+    two tagged jets among the four (b candidates and W candidates, whatever the stored order):
+
+    ``"tagged"``: between the two tagged jets' pTs; ``"untagged"``: between the two untagged
+    jets' pTs; ``"between"``: the tagged pair's summed pT against the untagged pair's.  The
+    pairs have no order (sorting them by pT would correlate even independent jets), so each
+    pair's correlation is taken symmetrically, over both orders of every pair.  A decay's
+    daughters share their parent's momentum, so these measure how the parents (and the whole
+    system) spread in momentum; an event-wide hardness raises all three.
+    """
+    pt, tagged, n_tags = _tags_and_pts(events, process)
+    two = n_tags == 2
+    pt, tagged = pt[:, two], tagged[:, two]
+    # The tagged jets' pTs, then the untagged ones', each pair in its stored order.
+    order = np.argsort(~tagged, axis=0, kind="stable")
+    b1, b2, q1, q2 = np.take_along_axis(pt, order, axis=0)
+
+    def symmetric(x: np.ndarray, y: np.ndarray) -> float:
+        return float(spearmanr(np.concatenate([x, y]), np.concatenate([y, x])).statistic)
+
+    return {
+        "tagged": symmetric(b1, b2),
+        "untagged": symmetric(q1, q2),
+        "between": float(spearmanr(b1 + b2, q1 + q2).statistic),
+    }
+
+
+def masses_by_tag_count(
+    events: Mapping[str, np.ndarray], process: str, quantiles: tuple[float, ...] = (0.5, 0.9)
+) -> dict[int, dict[str, list[float]]]:
+    """Quantiles of each of the seven masses in the events of one process with one and with two
+    tagged jets among the four: ``{n_tags: {mass: [q...]}}``.
+
+    Where the reconstruction takes its b candidates shows here: from an untagged jet among the
+    four, the one-tag events' masses rise above the two-tag ones'; from a tagged jet outside the
+    four, they do not.
+    """
+    keep = np.asarray(events[LABEL]) == PROCESSES[process]
+    n_tags = _tags_and_pts(events, process)[2]
+    return {
+        k: {
+            m: [float(v) for v in np.quantile(np.asarray(events[m])[keep][n_tags == k], quantiles)]
+            for m in MASSES
+        }
+        for k in (1, 2)
     }

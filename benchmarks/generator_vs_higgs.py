@@ -26,7 +26,8 @@ classifier AUC of generator vs real events over the 22 features with its real-vs
 the largest differences of the rank correlation matrices, the pairs of features whose 2-D
 histograms differ most, and the events the classifier finds most generator-like and most
 real-like, the rank correlations of the jets' pTs within and between the tagged and untagged
-pairs, and the masses' median and 90 % quantile in events with one and with two tagged jets;
+pairs, the masses' median and 90 % quantile in events with one and with two tagged jets, and
+how often m_bb is the tagged pair's massless mass (with the jet scales that implies);
 ``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
 and the worst pairs into DIR:
 
@@ -151,10 +152,22 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
         for m in MASSES:
             cells = " ".join(
                 f"{k} tag{'s' if k > 1 else ' '} {mg[k][m][0]:.2f}/{mg[k][m][1]:.2f} | "
-                f"{mr[k][m][0]:.2f}/{mr[k][m][1]:.2f}  "
+                f"{mr[k][m][0]:.2f}/{mr[k][m][1]:.2f}"
                 for k in (1, 2)
             )
             print(f"    {m:<7} {cells}")
+        sg, sr = joint.tagged_pair_mass(gen, p), joint.tagged_pair_mass(real, p)
+        print(
+            "  m_bb = massless mass of the tagged pair to 1 %, by pair (generator, real): "
+            + ", ".join(
+                f"{k} {sg['pairs'][k]['fraction']:.2f} {sr['pairs'][k]['fraction']:.2f}"
+                for k in sg["pairs"]
+            )
+        )
+        print(
+            "  jet scales / m_bb's that the pair masses imply (generator, real): "
+            + ", ".join(f"{a:.3f} {b:.3f}" for a, b in zip(sg["scales"], sr["scales"], strict=True))
+        )
         for kind in ("most_generator_like", "most_real_like"):
             print(f"  {kind.replace('_', ' ')} events:")
             print("    " + " ".join(f"{f[:8]:>8}" for f in CALIBRATION_FEATURES))
@@ -169,6 +182,7 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
             "pair_chi2_ndf": pairs,
             "jet_pair_correlations": {"generator": pg, "real": pr},
             "masses_by_tag_count": {"generator": mg, "real": mr},
+            "tagged_pair_mass": {"generator": sg, "real": sr},
         }
     return out
 

@@ -108,6 +108,40 @@ def test_masses_by_tag_count_split_the_events_by_their_tags():
     assert q[2]["m_bb"][1] == pytest.approx(1.4, abs=0.02)
 
 
+def test_tagged_pair_mass_finds_the_columns_scales():
+    # Jets 1 and 2 tagged; m_bb is their massless mass in 70 % of the events, else 1.3 times
+    # it; columns stored in units of S = (120, 80, 60, 40) GeV for the jets, 140 for m_bb.
+    n = 40_000
+    rng = np.random.default_rng(3)
+    scales = np.array([120.0, 80.0, 60.0, 40.0])
+    pt = rng.uniform(30.0, 200.0, (4, n))
+    eta = rng.uniform(-2.0, 2.0, (4, n))
+    phi = rng.uniform(-np.pi, np.pi, (4, n))
+    tags = np.zeros((4, n))
+    pair = rng.integers(0, 6, n)
+    ij = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])[pair].T
+    tags[ij[0], np.arange(n)] = tags[ij[1], np.arange(n)] = 2.0
+    i, j, ev = ij[0], ij[1], np.arange(n)
+    m = np.sqrt(
+        2
+        * pt[i, ev]
+        * pt[j, ev]
+        * (np.cosh(eta[i, ev] - eta[j, ev]) - np.cos(phi[i, ev] - phi[j, ev]))
+    )
+    m = np.where(rng.random(n) < 0.7, m, 1.3 * m)
+    events = {LABEL: np.zeros(n, dtype=np.int8), "m_bb": m / 140.0}
+    for k in range(4):
+        events[f"jet{k + 1}_pt"] = pt[k] / scales[k]
+        events[f"jet{k + 1}_eta"] = eta[k]
+        events[f"jet{k + 1}_phi"] = phi[k] * (1.7434 / np.pi)
+        events[f"jet{k + 1}_btag"] = tags[k]
+    res = joint.tagged_pair_mass(events, "background")
+    assert res["pairs"]["12"]["mode"] == pytest.approx(np.log(120.0 * 80.0 / 140.0**2), abs=0.01)
+    for p in res["pairs"].values():
+        assert p["fraction"] == pytest.approx(0.7, abs=0.03)
+    np.testing.assert_allclose(res["scales"], scales / 140.0, rtol=0.01)
+
+
 @pytest.fixture(scope="module")
 def real_and_generated() -> tuple[dict, dict]:
     if not REAL.exists():
@@ -225,3 +259,29 @@ def test_generated_one_tag_rows_have_the_lower_b_masses(real_and_generated, proc
     _, gen = real_and_generated
     q = joint.masses_by_tag_count(gen, process)
     assert q[1]["m_bb"][0] < q[2]["m_bb"][0] - 0.1
+
+
+def test_real_pair_masses_imply_one_set_of_jet_scales(real_and_generated):
+    # m_bb is the tagged pair's massless mass (to 1 %) in 80 % of the real rows whose jets 1 and
+    # 2 are the tagged ones, fewer for later jets (29 % for jets 3 and 4); where it is, the
+    # spikes of all six pairs agree on one scale per jet column, the same in both processes:
+    # 0.86, 0.63, 0.45, 0.32 times m_bb's.
+    real, _ = real_and_generated
+    sig = joint.tagged_pair_mass(real, "signal")
+    bkg = joint.tagged_pair_mass(real, "background")
+    np.testing.assert_allclose(sig["scales"], bkg["scales"], rtol=0.02)
+    np.testing.assert_allclose(sig["scales"], [0.863, 0.626, 0.450, 0.324], rtol=0.02)
+    assert sig["pairs"]["12"]["fraction"] > 0.7
+    assert sig["pairs"]["34"]["fraction"] < 0.4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the jet scales fitted to the medians (100.5, 78.4, 59.3, 46.5 GeV) are not those the "
+    "real rows' pair masses imply (117, 85, 61, 44 GeV at m_bb's 135.7): the generator's stored "
+    "jets relate to its masses otherwise than the real ones; docs/generator.md, 'Third round'",
+)
+def test_generator_jet_scales_are_those_the_real_pair_masses_imply(real_and_generated):
+    real, gen = real_and_generated
+    want = joint.tagged_pair_mass(real, "signal")["scales"]
+    np.testing.assert_allclose(joint.tagged_pair_mass(gen, "signal")["scales"], want, rtol=0.03)

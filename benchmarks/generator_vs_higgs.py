@@ -33,6 +33,13 @@ and the worst pairs into DIR:
 
     python benchmarks/generator_vs_higgs.py --joint --joint-plot docs/img
 
+``--set NAME=VALUE`` (repeatable) changes a constant of ``hepflows.events.generator`` for the
+run (VALUE as JSON, else a string), and ``--refit-scales`` refits the ``units: higgs`` scales to
+the real rows first (on ``--events`` events of seed 123, as ``--fit-scales`` does), so that a
+tried change is measured as it would be kept:
+
+    python benchmarks/generator_vs_higgs.py --joint --refit-scales --set B_CANDIDATES=all
+
 With ``--ablation`` it measures what each effect of ``generator.EFFECTS`` does: the median and
 largest KS distance per process with that effect switched off (the scales kept as fitted).
 """
@@ -306,6 +313,36 @@ def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) ->
     print(f"wrote {path}")
 
 
+def apply_settings(settings: list[str]) -> None:
+    """Set constants of the generator module from ``NAME=VALUE`` strings (VALUE as JSON, else
+    a string); a name the module does not have is an error."""
+    from hepflows.events import generator
+
+    for item in settings:
+        name, sep, text = item.partition("=")
+        if not sep or not hasattr(generator, name) or not name.isupper():
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE with NAME a generator constant")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        setattr(generator, name, tuple(value) if isinstance(value, list) else value)
+
+
+def refit_scales(real: dict[str, np.ndarray], n: int) -> None:
+    """Refit HIGGS_SCALE and HIGGS_SCALE_BY_LABEL in place (n events of seed 123)."""
+    from hepflows.events.generator import HIGGS_SCALE, HIGGS_SCALE_BY_LABEL
+
+    gev = generate(n, seed=123, signal_fraction=HIGGS_SIGNAL_FRACTION)
+    for name, value in fit_higgs_scale(gev, real).items():
+        if name in HIGGS_SCALE_BY_LABEL:
+            assert isinstance(value, tuple)
+            HIGGS_SCALE_BY_LABEL[name] = value
+        else:
+            assert isinstance(value, float)
+            HIGGS_SCALE[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL)
@@ -321,7 +358,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--joint", action="store_true", help="the joint diagnosis per process")
     parser.add_argument("--joint-plot", type=Path, default=None, help="folder for its figures")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a generator constant for this run",
+    )
+    parser.add_argument(
+        "--refit-scales", action="store_true", help="refit the HIGGS scales before comparing"
+    )
     args = parser.parse_args(argv)
+    apply_settings(args.set)
 
     if not args.real.exists():
         print(f"no real HIGGS file at {args.real}; give one with --real", file=sys.stderr)
@@ -331,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         gev = generate(args.events, seed=args.seed, signal_fraction=HIGGS_SIGNAL_FRACTION)
         print("HIGGS_SCALE = " + json.dumps(fit_higgs_scale(gev, real), indent=4))
         return 0
+    if args.refit_scales:
+        refit_scales(real, args.events)
     if args.ablation:
         print_ablation(real, args.events, args.seed)
         return 0

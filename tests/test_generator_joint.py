@@ -285,3 +285,31 @@ def test_generator_jet_scales_are_those_the_real_pair_masses_imply(real_and_gene
     real, gen = real_and_generated
     want = joint.tagged_pair_mass(real, "signal")["scales"]
     np.testing.assert_allclose(joint.tagged_pair_mass(gen, "signal")["scales"], want, rtol=0.03)
+
+
+def _benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "generator_vs_higgs.py"
+    spec = importlib.util.spec_from_file_location("generator_vs_higgs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_sets_generator_constants_and_refuses_unknown_ones(monkeypatch):
+    from hepflows.events import generator
+
+    bench = _benchmark()
+    for name in ("B_CANDIDATES", "SIGNAL_HPM_TB", "BTAG_ETA_ACCEPTANCE"):
+        monkeypatch.setattr(generator, name, getattr(generator, name))
+    bench.apply_settings(
+        ["B_CANDIDATES=all", "SIGNAL_HPM_TB=0.3", "BTAG_ETA_ACCEPTANCE=[[0, 2], [1, 1]]"]
+    )
+    assert generator.B_CANDIDATES == "all"
+    assert generator.SIGNAL_HPM_TB == 0.3
+    assert generator.BTAG_ETA_ACCEPTANCE == ([0, 2], [1, 1])
+    for bad in ("NO_SUCH_CONSTANT=1", "SIGNAL_HPM_TB", "generate=1"):
+        with pytest.raises(SystemExit, match="generator constant"):
+            bench.apply_settings([bad])

@@ -253,7 +253,8 @@ def test_real_one_tag_rows_have_the_lower_b_masses(real_and_generated, process):
 @pytest.mark.xfail(
     strict=True,
     reason="the generator takes the second b candidate among the four (B_CANDIDATES 'four'): "
-    "its one-tag m_bb lies above the two-tag one's (1.07 against 0.85 in signal)",
+    "its one-tag m_bb is not below the two-tag one's (medians 1.07 against 0.85 in signal, "
+    "0.91 against 0.93 in t tbar)",
 )
 def test_generated_one_tag_rows_have_the_lower_b_masses(real_and_generated, process):
     _, gen = real_and_generated

@@ -25,10 +25,20 @@ With ``--joint`` it runs the joint diagnosis of :mod:`hepflows.events.joint` per
 classifier AUC of generator vs real events over the 22 features with its real-vs-real null,
 the largest differences of the rank correlation matrices, the pairs of features whose 2-D
 histograms differ most, and the events the classifier finds most generator-like and most
-real-like; ``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
+real-like, the rank correlations of the jets' pTs within and between the tagged and untagged
+pairs, the masses' median and 90 % quantile in events with one and with two tagged jets, and
+how often m_bb is the tagged pair's massless mass (with the jet scales that implies);
+``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
 and the worst pairs into DIR:
 
     python benchmarks/generator_vs_higgs.py --joint --joint-plot docs/img
+
+``--set NAME=VALUE`` (repeatable) changes a constant of ``hepflows.events.generator`` for the
+run (VALUE as JSON, else a string), and ``--refit-scales`` refits the ``units: higgs`` scales to
+the real rows first (on ``--events`` events of seed 123, as ``--fit-scales`` does), so that a
+tried change is measured as it would be kept:
+
+    python benchmarks/generator_vs_higgs.py --joint --refit-scales --set B_CANDIDATES=all
 
 With ``--ablation`` it measures what each effect of ``generator.EFFECTS`` does: the median and
 largest KS distance per process with that effect switched off (the scales kept as fitted).
@@ -139,6 +149,32 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
         print("  pairs whose 2-D histograms differ most (chi2/ndf):")
         for f1, f2, c in pairs[:8]:
             print(f"    {f1:<11} {f2:<11} {c:7.1f}")
+        pg, pr = joint.jet_pair_correlations(gen, p), joint.jet_pair_correlations(real, p)
+        print(
+            "  jet pT rank correlations, two tagged jets (generator, real): "
+            + ", ".join(f"{k} {pg[k]:+.2f} {pr[k]:+.2f}" for k in pg)
+        )
+        mg, mr = joint.masses_by_tag_count(gen, p), joint.masses_by_tag_count(real, p)
+        print("  masses by tagged jets among the four, median / 90 % (generator | real):")
+        for m in MASSES:
+            cells = " ".join(
+                f"{k} tag{'s' if k > 1 else ' '} {mg[k][m][0]:.2f}/{mg[k][m][1]:.2f} | "
+                f"{mr[k][m][0]:.2f}/{mr[k][m][1]:.2f}"
+                for k in (1, 2)
+            )
+            print(f"    {m:<7} {cells}")
+        sg, sr = joint.tagged_pair_mass(gen, p), joint.tagged_pair_mass(real, p)
+        print(
+            "  m_bb = massless mass of the tagged pair to 1 %, by pair (generator, real): "
+            + ", ".join(
+                f"{k} {sg['pairs'][k]['fraction']:.2f} {sr['pairs'][k]['fraction']:.2f}"
+                for k in sg["pairs"]
+            )
+        )
+        print(
+            "  jet scales / m_bb's that the pair masses imply (generator, real): "
+            + ", ".join(f"{a:.3f} {b:.3f}" for a, b in zip(sg["scales"], sr["scales"], strict=True))
+        )
         for kind in ("most_generator_like", "most_real_like"):
             print(f"  {kind.replace('_', ' ')} events:")
             print("    " + " ".join(f"{f[:8]:>8}" for f in CALIBRATION_FEATURES))
@@ -151,6 +187,9 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
             "correlation_generator": cg.tolist(),
             "correlation_real": cr.tolist(),
             "pair_chi2_ndf": pairs,
+            "jet_pair_correlations": {"generator": pg, "real": pr},
+            "masses_by_tag_count": {"generator": mg, "real": mr},
+            "tagged_pair_mass": {"generator": sg, "real": sr},
         }
     return out
 
@@ -274,6 +313,36 @@ def draw(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], path: Path) ->
     print(f"wrote {path}")
 
 
+def apply_settings(settings: list[str]) -> None:
+    """Set constants of the generator module from ``NAME=VALUE`` strings (VALUE as JSON, else
+    a string); a name the module does not have is an error."""
+    from hepflows.events import generator
+
+    for item in settings:
+        name, sep, text = item.partition("=")
+        if not sep or not hasattr(generator, name) or not name.isupper():
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE with NAME a generator constant")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        setattr(generator, name, tuple(value) if isinstance(value, list) else value)
+
+
+def refit_scales(real: dict[str, np.ndarray], n: int) -> None:
+    """Refit HIGGS_SCALE and HIGGS_SCALE_BY_LABEL in place (n events of seed 123)."""
+    from hepflows.events.generator import HIGGS_SCALE, HIGGS_SCALE_BY_LABEL
+
+    gev = generate(n, seed=123, signal_fraction=HIGGS_SIGNAL_FRACTION)
+    for name, value in fit_higgs_scale(gev, real).items():
+        if name in HIGGS_SCALE_BY_LABEL:
+            assert isinstance(value, tuple)
+            HIGGS_SCALE_BY_LABEL[name] = value
+        else:
+            assert isinstance(value, float)
+            HIGGS_SCALE[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL)
@@ -289,7 +358,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--joint", action="store_true", help="the joint diagnosis per process")
     parser.add_argument("--joint-plot", type=Path, default=None, help="folder for its figures")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a generator constant for this run",
+    )
+    parser.add_argument(
+        "--refit-scales", action="store_true", help="refit the HIGGS scales before comparing"
+    )
     args = parser.parse_args(argv)
+    apply_settings(args.set)
 
     if not args.real.exists():
         print(f"no real HIGGS file at {args.real}; give one with --real", file=sys.stderr)
@@ -299,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         gev = generate(args.events, seed=args.seed, signal_fraction=HIGGS_SIGNAL_FRACTION)
         print("HIGGS_SCALE = " + json.dumps(fit_higgs_scale(gev, real), indent=4))
         return 0
+    if args.refit_scales:
+        refit_scales(real, args.events)
     if args.ablation:
         print_ablation(real, args.events, args.seed)
         return 0

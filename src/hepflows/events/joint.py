@@ -12,19 +12,25 @@ looks at all of them together, so this module measures the joint closeness per p
 * for every pair of features, the chi^2 per degree of freedom of the 2-D histogram of the
   generator against the real one, on bins that hold equal numbers of real events per feature
   (so a pair scores high only where the joint shape differs, not one marginal);
-* the held-out events that the classifier finds most generator-like and most real-like.
+* the held-out events that the classifier finds most generator-like and most real-like;
+* two views of the structure behind them: the rank correlations of the jets' pTs within the
+  tagged pair, within the untagged pair and between the pairs (in rows with two tagged jets
+  among the four), and the masses' quantiles in rows with one and with two tagged jets;
+* where m_bb is the massless mass of the two tagged jets, and the jet scales that implies
+  (:func:`tagged_pair_mass`).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from hepflows.events.calibration import CALIBRATION_FEATURES, PROCESSES
-from hepflows.events.schema import BTAGS, LABEL
+from hepflows.events.calibration import CALIBRATION_FEATURES, MASSES, PROCESSES
+from hepflows.events.schema import BTAGS, JETS, LABEL
 from hepflows.validation.classifier import classifier_two_sample
 
 __all__ = [
@@ -32,6 +38,9 @@ __all__ = [
     "classifier_auc",
     "correlations",
     "extreme_events",
+    "jet_pair_correlations",
+    "tagged_pair_mass",
+    "masses_by_tag_count",
     "pair_chi2",
     "process_matrix",
     "real_null_auc",
@@ -39,6 +48,9 @@ __all__ = [
 
 #: Target of the joint calibration, per process: the classifier AUC generator vs real.
 AUC_TARGET = 0.60
+
+#: The four jets' pT columns, in the stored order (as :data:`~hepflows.events.schema.BTAGS`).
+JET_PTS: tuple[str, ...] = tuple(f"{jet}_pt" for jet in JETS)
 
 #: Bins per feature of the 2-D histograms in :func:`pair_chi2` (b-tags keep their 3 levels).
 PAIR_BINS = 8
@@ -166,3 +178,111 @@ def extreme_events(
         "score_generator": s_g,
         "score_real": s_r,
     }
+
+
+def _tags_and_pts(
+    events: Mapping[str, np.ndarray], process: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The four jets' pTs and whether each is b-tagged, (4, n) each, and the number of tagged
+    jets among the four (n,), for the events of one process."""
+    keep = np.asarray(events[LABEL]) == PROCESSES[process]
+    pt = np.stack([np.asarray(events[f], dtype=np.float64)[keep] for f in JET_PTS])
+    tagged = np.stack([np.asarray(events[f])[keep] > 0 for f in BTAGS])
+    return pt, tagged, tagged.sum(axis=0)
+
+
+def jet_pair_correlations(events: Mapping[str, np.ndarray], process: str) -> dict[str, float]:
+    """Spearman rank correlations of the jets' pTs in the events of one process with exactly
+    two tagged jets among the four (b candidates and W candidates, whatever the stored order):
+
+    ``"tagged"``: between the two tagged jets' pTs; ``"untagged"``: between the two untagged
+    jets' pTs; ``"between"``: the tagged pair's summed pT against the untagged pair's.  The
+    pairs have no order (sorting them by pT would correlate even independent jets), so each
+    pair's correlation is taken symmetrically, over both orders of every pair.  A decay's
+    daughters share their parent's momentum, so these measure how the parents (and the whole
+    system) spread in momentum; an event-wide hardness raises all three.
+    """
+    pt, tagged, n_tags = _tags_and_pts(events, process)
+    two = n_tags == 2
+    pt, tagged = pt[:, two], tagged[:, two]
+    # The tagged jets' pTs, then the untagged ones', each pair in its stored order.
+    order = np.argsort(~tagged, axis=0, kind="stable")
+    b1, b2, q1, q2 = np.take_along_axis(pt, order, axis=0)
+
+    def symmetric(x: np.ndarray, y: np.ndarray) -> float:
+        return float(spearmanr(np.concatenate([x, y]), np.concatenate([y, x])).statistic)
+
+    return {
+        "tagged": symmetric(b1, b2),
+        "untagged": symmetric(q1, q2),
+        "between": float(spearmanr(b1 + b2, q1 + q2).statistic),
+    }
+
+
+def masses_by_tag_count(
+    events: Mapping[str, np.ndarray], process: str, quantiles: tuple[float, ...] = (0.5, 0.9)
+) -> dict[int, dict[str, list[float]]]:
+    """Quantiles of each of the seven masses in the events of one process with one and with two
+    tagged jets among the four: ``{n_tags: {mass: [q...]}}``.
+
+    Where the reconstruction takes its b candidates shows here: from an untagged jet among the
+    four, the one-tag events' masses rise above the two-tag ones'; from a tagged jet outside the
+    four, they do not.
+    """
+    keep = np.asarray(events[LABEL]) == PROCESSES[process]
+    n_tags = _tags_and_pts(events, process)[2]
+    return {
+        k: {
+            m: [float(v) for v in np.quantile(np.asarray(events[m])[keep][n_tags == k], quantiles)]
+            for m in MASSES
+        }
+        for k in (1, 2)
+    }
+
+
+#: Bins (in ln m^2) of the histogram whose mode :func:`tagged_pair_mass` takes.
+_SPIKE_BIN = 0.01
+
+
+def tagged_pair_mass(
+    events: Mapping[str, np.ndarray], process: str, *, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """Where m_bb is the massless mass of the two tagged jets, in HIGGS units.
+
+    For each pair of the four jets (``"12"`` .. ``"34"``), in the events of one process whose
+    two tagged jets are that pair: x = ln(m_bb^2 / (2 pT_i pT_j (cosh d_eta - cos d_phi))),
+    ``"mode"`` its most common value and ``"fraction"`` the share of events within
+    ``tolerance`` (relative, in the mass) of it.  Where m_bb is that pair's mass, x equals
+    ln(S_i S_j / S_bb^2) with S the columns' GeV per HIGGS unit, the same in every event: a
+    spike.  ``"scales"``: the S_i / S_bb that the six modes imply (least squares of
+    ln S_i + ln S_j - 2 ln S_bb = mode), one per jet.
+    """
+    from hepflows.events.generator import HIGGS_PHI_SCALE
+
+    keep = np.asarray(events[LABEL]) == PROCESSES[process]
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(events[name], dtype=np.float64)[keep]
+
+    pt = np.stack([col(f) for f in JET_PTS])
+    eta = np.stack([col(f"{jet}_eta") for jet in JETS])
+    phi = np.stack([col(f"{jet}_phi") for jet in JETS]) / HIGGS_PHI_SCALE
+    tagged = np.stack([col(f) > 0 for f in BTAGS])
+    m_bb = col("m_bb")
+    pairs: dict[str, dict] = {}
+    rows, modes = [], []
+    for i, j in itertools.combinations(range(4), 2):
+        sel = tagged[i] & tagged[j] & (tagged.sum(axis=0) == 2)
+        m0_sq = 2.0 * pt[i] * pt[j] * (np.cosh(eta[i] - eta[j]) - np.cos(phi[i] - phi[j]))
+        x = np.log(m_bb[sel] ** 2 / m0_sq[sel])
+        hist, edges = np.histogram(x, bins=np.arange(-4.0, 2.0 + _SPIKE_BIN, _SPIKE_BIN))
+        mode = float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1]))
+        # tolerance in the mass is twice that in ln m^2
+        fraction = float(np.mean(np.abs(x - mode) < 2.0 * tolerance)) if x.size else 0.0
+        pairs[f"{i + 1}{j + 1}"] = {"mode": mode, "fraction": fraction, "n": int(sel.sum())}
+        row = np.zeros(4)
+        row[[i, j]] = 1.0
+        rows.append(row)
+        modes.append(mode)
+    log_s = np.linalg.lstsq(np.array(rows), np.array(modes), rcond=None)[0]
+    return {"pairs": pairs, "scales": [float(v) for v in np.exp(log_s)]}

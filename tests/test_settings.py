@@ -161,6 +161,25 @@ def test_partial_blocks_are_checked_and_filled():
     assert TrainingSettings.from_block({}).to_dict() == config.validate({})["training"]
 
 
+def test_one_constructor_of_a_partial_block_for_every_section():
+    # the model block is checked by model_config, the training block filled from the schema
+    assert ModelSettings.from_block.__func__ is TrainingSettings.from_block.__func__  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="not a top-level section"):
+        InputFile.from_block({"path": "a.root"})
+
+
+def test_a_grid_variant_is_typed_settings_of_the_merged_blocks():
+    grid = {"small": {"model": {"blocks": 2}, "training": {"epochs": 3}}}
+    s = Settings.from_config(config.validate({"training": {"lr": 3e-4}, "models": grid}))
+    small = s.variant("small")
+    assert isinstance(small, Settings) and small.models == {}
+    assert (small.model.blocks, small.training.epochs, small.training.lr) == (2, 3, 3e-4)
+    assert small.model.hidden == s.model.hidden and small.data == s.data
+    assert small.to_dict() == config.model_variant(s.to_dict(), "small")
+    with pytest.raises(ValueError, match="no model 'big'"):
+        s.variant("big")
+
+
 def test_training_seed_falls_back_to_the_run_seed():
     s = Settings.from_config(config.validate({"seed": 7}))
     assert s.training_seed == 7

@@ -7,7 +7,9 @@ Nested blocks are nested dataclasses, lists are tuples and mappings read-only, s
 change what another step reads.  :meth:`Settings.to_dict` (and each section's ``to_dict``)
 gives back exactly the validated dict: the section hashes recorded in model files
 (:func:`hepflows.config.section_hash`) and the ``model:`` block a model file stores are
-computed from it, unchanged.
+computed from it, unchanged.  A partial block as a caller or a model file writes it (``model:``,
+``training:``) becomes settings through :meth:`Section.from_block`; a grid model's settings
+are :meth:`Settings.variant`.
 
 Only the standard library is imported: every step's environment loads this.
 """

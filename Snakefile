@@ -27,7 +27,8 @@ try:
     # Schema (src/hepflows/schemas/config.schema.yaml, package data) plus the checks a schema
     # cannot express, then what only this machine can check (inputs, selection syntax).
     config = hepflows_config.validate(config, source=CONFIG_SOURCE)
-    precheck.check_run(Settings.from_config(config), source=CONFIG_SOURCE)
+    SETTINGS = Settings.from_config(config)
+    precheck.check_run(SETTINGS, source=CONFIG_SOURCE)
 except InputError as err:
     # hepflows' message alone, as the steps print it: no traceback into this file
     print(f"hepflows: invalid configuration: {err}", file=sys.stderr)

@@ -272,3 +272,23 @@ def test_an_unknown_model_of_the_grid_is_named():
         InputError, match=r"key models: no model 'wide'; the grid has \['base', 'spline'\]"
     ):
         config.model_variant(cfg, "wide")
+
+
+def test_a_grid_model_is_described_by_its_merged_settings():
+    from hepflows.report.compare import describe_model
+    from hepflows.settings import Settings
+
+    grid = {
+        "spline": {"model": {"coupling": "rq_spline", "bins": 6}},
+        "slow": {"training": {"lr": 3e-4, "batch_size": 256}},
+        "mog": {"model": {"family": "made_mog", "components": 8, "hidden": [32, 32]}},
+    }
+    s = Settings.from_config(
+        config.validate({"model": {"blocks": 4, "hidden": [64, 64]}, "models": grid})
+    )
+    described = {name: describe_model(s.variant(name)) for name in grid}
+    assert described == {
+        "spline": "rq_spline, 4 blocks, 64x64, 6 bins; lr 0.001, batch 512",
+        "slow": "affine, 4 blocks, 64x64; lr 0.0003, batch 256",
+        "mog": "made_mog, 8 components, 4 blocks, 32x32; lr 0.001, batch 512",
+    }

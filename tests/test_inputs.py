@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import uproot
 
+from hepflows import config
 from hepflows.cli import main
 from hepflows.errors import InputError
 from hepflows.events.reader import read_events, read_metadata
 from hepflows.events.selection import Selection
+from hepflows.settings import Settings
 
 FEATURES = ["lepton_pt", "met", "m_bb"]
 SPLIT = {"train": 0.6, "val": 0.2, "test": 0.2}
@@ -182,14 +184,14 @@ def test_splits_do_not_depend_on_file_order_or_chunking(ntuples, tmp_path):
     assert _ingest(_settings(d), a) == 0
     assert _ingest(_settings(d, reverse=True), b) == 0
     assert _ingest({**_settings(d), "seed": 6}, e) == 0
-    data = _settings(d)["data"]
+    data = Settings.from_config(config.validate(_settings(d))).data
     c.mkdir()
     convert_inputs(
         resolve_inputs(data),
         {k: c / f"{k}.root" for k in SPLIT},
         features=FEATURES,
         seed=5,
-        branch_map=data["branch_map"],
+        branch_map=data.branch_map,
         weight_branch="gen_weight",
         selection=SELECTION,
         split=SPLIT,

@@ -16,6 +16,8 @@ from hepflows import config
 from hepflows.cli import main
 from hepflows.errors import InputError
 from hepflows.events.reader import read_events, read_metadata
+from hepflows.events.schema import HIGGS_FEATURES
+from hepflows.settings import AxisLabel, Settings
 
 FEATURES = ["lep_pt", "met_met", "n_bjets", "mbb"]
 DERIVED = {"HT": "jet_pt[0] + jet_pt[1] + lep_pt", "jet3_pt": "jet_pt[2]"}
@@ -55,8 +57,11 @@ def _ingest(settings: dict, out: Path) -> int:
 def test_config_takes_the_users_names_and_derived(ntuples):
     from hepflows.events.observables import feature_names
 
-    cfg = config.validate(_settings(ntuples), source="t")
-    assert feature_names(cfg) == (*FEATURES, "HT", "jet3_pt")
+    settings = Settings.from_config(config.validate(_settings(ntuples), source="t"))
+    assert feature_names(settings.features, settings.derived) == (*FEATURES, "HT", "jet3_pt")
+    # a derived name that is also listed keeps its place among the features
+    assert feature_names(["HT", "lep_pt"], settings.derived) == ("HT", "lep_pt", "jet3_pt")
+    assert feature_names("all") == HIGGS_FEATURES
 
 
 @pytest.mark.parametrize(
@@ -134,14 +139,28 @@ def test_a_scalar_branch_read_as_a_collection_is_named(ntuples, tmp_path, caplog
 
 
 def test_labels_give_axis_labels_and_higgs_names_keep_theirs():
-    from hepflows.events.observables import axis_label
+    from hepflows.events.observables import axis_label, unit
 
-    labels = {"lep_pt": {"label": "$p_T^\\ell$", "unit": "GeV"}, "n_bjets": {"label": "b-jets"}}
+    labels = {"lep_pt": AxisLabel("$p_T^\\ell$", "GeV"), "n_bjets": AxisLabel("b-jets")}
     assert axis_label("lep_pt", labels) == "$p_T^\\ell$ [GeV]"
     assert axis_label("lep_pt", labels, units="none") == "$p_T^\\ell$"
     assert axis_label("n_bjets", labels) == "b-jets"
     assert axis_label("mbb", labels) == "mbb"
     assert axis_label("m_bb") == "$m_{bb}$ [GeV]"
+    assert unit("lep_pt", labels) == "GeV" and unit("n_bjets", labels) == ""
+    assert unit("m_bb") == "GeV" and unit("mbb") == ""
+    # as the steps hand them to the figures: the config's labels settings
+    s = Settings.from_config(
+        config.validate(
+            {
+                "data": {"source": "root", "path": "a.root"},
+                "features": ["lep_pt", "n_bjets"],
+                "labels": {"lep_pt": {"label": "$p_T^\\ell$", "unit": "GeV"}},
+            }
+        )
+    )
+    assert axis_label("lep_pt", s.labels) == "$p_T^\\ell$ [GeV]"
+    assert axis_label("n_bjets", s.labels) == "n_bjets"
 
 
 def test_features_are_the_users_branch_names(ntuples, tmp_path):

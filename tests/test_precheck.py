@@ -89,6 +89,19 @@ def test_check_run_names_the_source_and_the_input_that_matches_nothing(tmp_path)
         check_run(Settings.from_config(hepflows_config.validate(bad_cut)), source="ana.yaml")
 
 
+def test_check_run_reads_the_label_branch_the_config_gives(tmp_path):
+    # one input labelled, one reading data.label_branch: null, i.e. no label at all
+    a, b = _ntuple(tmp_path / "a.root"), _ntuple(tmp_path / "b.root")
+    cfg = _ntuple_config(str(a), label_branch=None)
+    cfg["data"]["inputs"].append({"path": str(b), "tree": "Nominal"})
+    settings = Settings.from_config(hepflows_config.validate(cfg))
+    with pytest.raises(InputError, match="ana.yaml: data.inputs: some inputs have a label"):
+        check_run(settings, source="ana.yaml")
+    # the same inputs with the default label branch pass
+    del cfg["data"]["label_branch"]
+    check_run(Settings.from_config(hepflows_config.validate(cfg)), source="ana.yaml")
+
+
 def test_snakemake_reports_config_errors_with_hepflows_messages(tmp_path):
     import yaml
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ from hepflows.settings import Settings
 from hepflows.steps.generate import TRUTH_START, Outputs, jobs
 from hepflows.validation.classifier import classifier_two_sample
 
-SETTINGS = hconfig.load(None, {"refine": {"enabled": True}})["refine"]
+SETTINGS = Settings.load(None, {"refine": {"enabled": True}}).refine
 
 
 def _gaussians(n: int, mean: float, sigma: float, seed: int) -> dict[str, np.ndarray]:
@@ -38,13 +40,16 @@ def _gaussians(n: int, mean: float, sigma: float, seed: int) -> dict[str, np.nda
 
 
 #: one calibrated tree classifier (the default), and a 3-fold committee of trees and networks
-REWEIGHTERS = {"one": {}, "committee": {"folds": 3, "families": ["gbt", "mlp"]}}
+REWEIGHTERS: dict[str, dict[str, Any]] = {
+    "one": {},
+    "committee": {"folds": 3, "families": ("gbt", "mlp")},
+}
 
 
 @pytest.fixture(scope="module", params=sorted(REWEIGHTERS))
 def toy(request):
     """MC = N(0, 1) per feature; generated = N(0.3, 0.8): shifted and narrower."""
-    settings = dict(SETTINGS, max_iter=100, min_samples_leaf=50, **REWEIGHTERS[request.param])
+    settings = replace(SETTINGS, max_iter=100, min_samples_leaf=50, **REWEIGHTERS[request.param])
     mc = _gaussians(6000, 0.0, 1.0, 1)
     draw = _gaussians(6000, 0.3, 0.8, 2)
     sample = _gaussians(4000, 0.3, 0.8, 3)
@@ -70,7 +75,7 @@ def test_weights_are_mean_one_per_process_and_the_ess_is_reported(toy):
         assert w[sample["label"] == c].mean() == pytest.approx(1.0)
     assert record["weights"]["ess"] == pytest.approx(effective_size(w, len(w)))
     assert 0.2 * len(w) < record["weights"]["ess"] < len(w)
-    assert w.max() <= SETTINGS["clip"] * 1.05
+    assert w.max() <= SETTINGS.clip * 1.05
     fit = record["fit"]
     assert fit["ece_calibrated"] < 0.05 and 0.5 < fit["auc_check"] < 0.8
 
@@ -103,7 +108,7 @@ def test_a_committee_has_every_family_in_every_fold_each_checked_on_unseen_event
 
 def test_several_families_need_folds():
     mc, draw = _gaussians(600, 0.0, 1.0, 1), _gaussians(600, 0.3, 0.8, 2)
-    settings = dict(SETTINGS, families=["gbt", "mlp"], folds=1)
+    settings = replace(SETTINGS, families=("gbt", "mlp"), folds=1)
     with pytest.raises(InputError, match="refine.folds >= 2"):
         refine(mc, draw, draw, ["a", "b"], settings, seed=0)
 
@@ -235,7 +240,7 @@ def test_null_pairs_of_a_weighted_sample_carry_its_weights_per_class():
 def test_mc_weights_enter_the_classifier():
     """MC N(0, 1) weighted by exp(0.5 x - 1/8) per feature is N(0.5, 1): a generated N(0.5, 1)
     then needs (almost) no weights, unlike against the unweighted MC."""
-    settings = dict(SETTINGS, max_iter=100, min_samples_leaf=50)
+    settings = replace(SETTINGS, max_iter=100, min_samples_leaf=50)
     mc = _gaussians(6000, 0.0, 1.0, 1)
     mc["weight"] = np.exp(0.5 * mc["a"] - 0.125) * np.exp(0.5 * mc["b"] - 0.125)
     draw, sample = _gaussians(6000, 0.5, 1.0, 2), _gaussians(3000, 0.5, 1.0, 3)

@@ -10,6 +10,7 @@ from hepflows import layout
 from hepflows.events.writer import write_events
 from hepflows.report.run_summary import summary_html, verdict_sentence
 from hepflows.report.runner import validate_samples
+from hepflows.settings import Settings
 
 CLOSURE = (
     "check,value,error\n"
@@ -37,9 +38,12 @@ def test_summary_counts_the_training_file_and_quotes_the_closure(tmp_path):
     (run / "data").mkdir()
     write_events(run / layout.RUN_FILES["train"], events(7840, 3))
     cfg = hepflows_config.validate({"run": "mine", "features": list(FEATURES)})
-    assert cfg["data"]["events"]["train"] == 30_000  # the generator's default, not this run's
-    page = summary_html(cfg, run, [(run, None)], commit="abc")
+    settings = Settings.from_config(cfg)
+    assert settings.data.events.train == 30_000  # the generator's default, not this run's
+    page = summary_html(settings, run, [(run, None)], commit="abc")
     assert "7,840" in page and "30,000" not in page
+    # the run's identity: the hash of every section of the validated config
+    assert f"<code>{hepflows_config.section_hash(cfg, sorted(cfg))}</code>" in page
     assert "physics closure: signal/background AUC 0.934 \u00b1 0.004 on MC" in page
     assert "0.547 \u00b1 0.006 on generated events" in page
     # without a closure table the sentence stays as it was

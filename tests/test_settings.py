@@ -161,6 +161,25 @@ def test_partial_blocks_are_checked_and_filled():
     assert TrainingSettings.from_block({}).to_dict() == config.validate({})["training"]
 
 
+def test_one_constructor_of_a_partial_block_for_every_section():
+    # the model block is checked by model_config, the training block filled from the schema
+    assert ModelSettings.from_block.__func__ is TrainingSettings.from_block.__func__  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="not a top-level section"):
+        InputFile.from_block({"path": "a.root"})
+
+
+def test_a_grid_variant_is_typed_settings_of_the_merged_blocks():
+    grid = {"small": {"model": {"blocks": 2}, "training": {"epochs": 3}}}
+    s = Settings.from_config(config.validate({"training": {"lr": 3e-4}, "models": grid}))
+    small = s.variant("small")
+    assert isinstance(small, Settings) and small.models == {}
+    assert (small.model.blocks, small.training.epochs, small.training.lr) == (2, 3, 3e-4)
+    assert small.model.hidden == s.model.hidden and small.data == s.data
+    assert small.to_dict() == config.model_variant(s.to_dict(), "small")
+    with pytest.raises(ValueError, match="no model 'big'"):
+        s.variant("big")
+
+
 def test_training_seed_falls_back_to_the_run_seed():
     s = Settings.from_config(config.validate({"seed": 7}))
     assert s.training_seed == 7
@@ -203,3 +222,33 @@ def test_the_trainer_holds_typed_settings_filled_with_the_schema_defaults(tmp_pa
     assert isinstance(trainer.settings, TrainingSettings)
     assert trainer.settings.threads == 1 and trainer.settings.batch_size == 512
     assert trainer.batch_size == 64  # at most the training events
+
+
+#: Where a consumer of the settings turns them back into the validated dict, and why: each
+#: of these values is written out, or handed to an API that takes more than the config's form.
+TO_DICT = {
+    "pipeline.py": 1,  # a grid model's sections as the command line's JSON
+    "steps/ingest.py": 2,  # the split fractions, as the split router also takes "higgs"
+    "steps/refine.py": 1,  # the refine block in refine.json
+    "steps/train.py": 1,  # the model block in the model file
+}
+
+
+def test_the_steps_read_typed_settings_and_turn_them_to_dicts_only_to_write_them():
+    import ast
+
+    src = ROOT / "src" / "hepflows"
+    found: dict[str, int] = {}
+    for path in [*src.glob("steps/*.py"), *src.glob("report/*.py"), *src.glob("*.py")]:
+        if path.name in ("settings.py", "config.py", "preprocess.py", "support.py"):
+            continue  # the settings themselves, the validators, and their own records
+        calls = [
+            n
+            for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "to_dict"
+        ]
+        if calls:
+            found[str(path.relative_to(src))] = len(calls)
+    assert found == TO_DICT

@@ -11,9 +11,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from numbers import Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows.errors import InputError
+
+if TYPE_CHECKING:
+    from hepflows.settings import ModelSettings
 
 __all__ = [
     "ACTIVATIONS",
@@ -182,11 +185,11 @@ def check_model_config(model: Mapping[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
-def model_kind(model: Mapping[str, Any]) -> str:
-    """What a validated ``model:`` block builds, in a few words: the coupling of a flow, or the
+def model_kind(model: ModelSettings) -> str:
+    """What the ``model:`` settings build, in a few words: the coupling of a flow, or the
     family with its own defining setting (``made_mog, 32 components``)."""
-    if model["family"] == "made_mog":
-        return f"made_mog, {model['components']} components"
-    if model["family"] == "flow_matching":
-        return f"flow_matching, {model['ode_solver']} x {model['ode_steps']} steps"
-    return str(model["coupling"])
+    if model.family == "made_mog":
+        return f"made_mog, {model.components} components"
+    if model.family == "flow_matching":
+        return f"flow_matching, {model.ode_solver} x {model.ode_steps} steps"
+    return model.coupling

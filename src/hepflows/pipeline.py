@@ -93,16 +93,14 @@ def model_steps(
     truth = paths["truth"] if generator else paths["test"]
     # the refine classifier's MC: another disjoint range of the generator, or the training split
     refine_mc = paths["refine_mc"] if generator else paths["train"]
-    # the model's own sections, merged over the config file's by each step (as the dict the
+    # the model's own sections, merged over the config file's by each step (as the JSON the
     # command line reads back)
     variant = (
         []
         if name is None
         else [
             "--settings",
-            json.dumps(
-                config.subset(config.model_variant(settings.to_dict(), name), config.MODEL_SECTIONS)
-            ),
+            json.dumps(config.subset(settings.variant(name).to_dict(), config.MODEL_SECTIONS)),
         ]
     )
     steps: list[Step] = [

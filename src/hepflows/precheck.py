@@ -34,7 +34,7 @@ def check_run(settings: Settings, *, source: str = "config") -> None:
     data = settings.data
     try:
         if data.source == "root":
-            resolve_inputs(data.to_dict())  # events/inputs reads the block as the config holds it
+            resolve_inputs(data)
         elif data.source != "generator" and data.path:
             if not Path(data.path).is_file():
                 raise InputError(f"data.path: {data.path}: no such file")

@@ -65,7 +65,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +74,9 @@ from hepflows.errors import InputError
 from hepflows.events.schema import LABEL, WEIGHT
 from hepflows.feasibility import NEGATIVE_WEIGHTS_REFINE
 from hepflows.kish import effective_size
+
+if TYPE_CHECKING:
+    from hepflows.settings import RefineSettings
 
 #: First event of the refine classifier's MC in the generator's stream (source generator):
 #: beyond the splits (events 0 ..) and the amplification's truth (events 1e9 ..).
@@ -423,7 +426,7 @@ def refine(
     draw: Mapping[str, NDArray],
     sample: Mapping[str, NDArray],
     features: Sequence[str],
-    settings: Mapping[str, Any],
+    settings: RefineSettings,
     *,
     seed: int,
 ) -> tuple[NDArray[np.float64], dict[str, Any]]:
@@ -431,8 +434,8 @@ def refine(
 
     ``mc``, ``draw`` and ``sample`` are event dicts (feature -> (n,), optional ``label``; the
     MC's optional ``weight`` enters the fit);
-    ``settings`` is the config's ``refine`` block.  Returns the weights and the step's record
-    (the classifier's and the weights').
+    ``settings`` are the config's ``refine`` settings.  Returns the weights and the step's
+    record (the classifier's and the weights').
     """
     features = list(features)
     for name, events in (("refine MC", mc), ("refine draw", draw), ("sample", sample)):
@@ -453,7 +456,7 @@ def refine(
         design(mc, features), design(draw, features), settings, seed=seed, w_mc=w_mc
     )
     weights, weight_record = event_weights(
-        reweighter.log_odds(design(sample, features)), sample.get(LABEL), settings["clip"]
+        reweighter.log_odds(design(sample, features)), sample.get(LABEL), settings.clip
     )
     # the validation's judges of another family check what these classifiers cannot see
     return weights, {"fit": record, "weights": weight_record}
@@ -462,25 +465,27 @@ def refine(
 def fit(
     x_mc: NDArray[np.float64],
     x_gen: NDArray[np.float64],
-    settings: Mapping[str, Any],
+    settings: RefineSettings,
     *,
     seed: int,
     w_mc: NDArray | None = None,
 ) -> tuple[Reweighter | Committee, dict[str, Any]]:
-    """The reweighter the ``refine`` block asks for: one calibrated classifier (``folds`` 1 and
-    one family) or a cross-fitted :class:`Committee`; its record names its families."""
-    gbt = {
-        k: settings[k] for k in ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf")
+    """The reweighter the ``refine`` settings ask for: one calibrated classifier (``folds`` 1
+    and one family) or a cross-fitted :class:`Committee`; its record names its families."""
+    gbt: dict[str, Any] = {  # the tree classifier's own settings
+        "max_iter": settings.max_iter,
+        "learning_rate": settings.learning_rate,
+        "max_leaf_nodes": settings.max_leaf_nodes,
+        "min_samples_leaf": settings.min_samples_leaf,
     }
-    families = list(settings.get("families", ["gbt"]))
-    folds = int(settings.get("folds", 1))
+    families, folds = list(settings.families), settings.folds
     if folds == 1 and len(families) == 1:
         one, record = fit_reweighter(
             x_mc,
             x_gen,
             seed=seed,
             w_mc=w_mc,
-            calibration_fraction=settings["calibration_fraction"],
+            calibration_fraction=settings.calibration_fraction,
             family=families[0],
             **gbt,
         )

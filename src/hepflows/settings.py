@@ -7,7 +7,9 @@ Nested blocks are nested dataclasses, lists are tuples and mappings read-only, s
 change what another step reads.  :meth:`Settings.to_dict` (and each section's ``to_dict``)
 gives back exactly the validated dict: the section hashes recorded in model files
 (:func:`hepflows.config.section_hash`) and the ``model:`` block a model file stores are
-computed from it, unchanged.
+computed from it, unchanged.  A partial block as a caller or a model file writes it (``model:``,
+``training:``) becomes settings through :meth:`Section.from_block`; a grid model's settings
+are :meth:`Settings.variant`.
 
 Only the standard library is imported: every step's environment loads this.
 """
@@ -19,7 +21,7 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Self, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
     "AmplificationSettings",
@@ -52,9 +54,13 @@ def optional() -> Any:
 
 
 class Section:
-    """What every settings class can do: be built from its validated block, and give it back."""
+    """What every settings class can do: be built from its validated block (or from a partial
+    one, :meth:`from_block`), and give it back."""
 
     __slots__ = ()
+
+    #: The top-level key of the schema whose defaults :meth:`completed` fills in, if any.
+    SECTION: ClassVar[str | None] = None
 
     @classmethod
     def from_dict(cls, block: Mapping[str, Any]) -> Self:
@@ -66,6 +72,22 @@ class Section:
                 continue
             values[f.name] = _build(hints[f.name], block[f.name])
         return cls(**values)
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any] | None) -> Self:
+        """The settings of a block as a caller or a model file writes it, keys left out:
+        :meth:`completed` first, then :meth:`from_dict`."""
+        return cls.from_dict(cls.completed(block))
+
+    @classmethod
+    def completed(cls, block: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``block`` with the schema's default under each key of top-level section
+        :attr:`SECTION` that it leaves out (a section class without one has no defaults)."""
+        from hepflows import config
+
+        if cls.SECTION is None:
+            raise TypeError(f"{cls.__name__} is not a top-level section of the schema")
+        return {**config.section_defaults(cls.SECTION), **(block or {})}
 
     def to_dict(self) -> dict[str, Any]:
         """The validated block this was built from (lists, dicts), e.g. for a model file."""
@@ -225,12 +247,12 @@ class ModelSettings(Section):
     sigma_min: float
 
     @classmethod
-    def from_block(cls, model: Mapping[str, Any] | None) -> ModelSettings:
-        """The settings of a ``model:`` block as a model file or a caller writes it: checked
-        and filled by :func:`~hepflows.model_config.check_model_config` first."""
+    def completed(cls, block: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A ``model:`` block as a model file or a caller writes it, checked and filled by
+        :func:`~hepflows.model_config.check_model_config` (the schema leaves it free)."""
         from hepflows.model_config import check_model_config
 
-        return cls.from_dict(check_model_config(model))
+        return check_model_config(block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +266,10 @@ class GridModel(Section):
 
 @dataclass(frozen=True, slots=True)
 class TrainingSettings(Section):
-    """``training:``: the loop of :class:`hepflows.training.Trainer`."""
+    """``training:``: the loop of :class:`hepflows.training.Trainer` (which checks the values
+    of a block given to :meth:`~Section.from_block`)."""
+
+    SECTION: ClassVar[str] = "training"
 
     seed: int | None
     epochs: int
@@ -261,14 +286,6 @@ class TrainingSettings(Section):
     device: str
     compile: bool | str
     threads: int | None
-
-    @classmethod
-    def from_block(cls, training: Mapping[str, Any]) -> TrainingSettings:
-        """The settings of a ``training:`` block that may leave keys out (a caller's, not a
-        validated config's): the schema's defaults fill them, the loop checks the values."""
-        from hepflows import config
-
-        return cls.from_dict({**config.section_defaults("training"), **training})
 
 
 # -- sampling and validation ---------------------------------------------------------------------
@@ -395,6 +412,14 @@ class Settings(Section):
         from hepflows import config
 
         return cls.from_config(config.load(path, overrides))
+
+    def variant(self, name: str) -> Settings:
+        """The settings of model ``name`` of the grid (``models:``): its partial ``model`` and
+        ``training`` blocks merged over the top-level ones and validated, as the dict merge of
+        :func:`hepflows.config.model_variant` does it."""
+        from hepflows import config
+
+        return Settings.from_config(config.model_variant(self.to_dict(), name))
 
     def section_hash(self, sections: Iterable[str]) -> str:
         """:func:`hepflows.config.section_hash` of the validated dict these settings hold."""

@@ -32,7 +32,7 @@ else:
     rule ingest:
         input:
             # every file of data.inputs (globs expanded) or data.path
-            hepflows_inputs.input_paths(config["data"]),
+            hepflows_inputs.input_paths(SETTINGS.data),
         output:
             **DATA_FILES,
         params:

@@ -25,7 +25,9 @@ weight: <factor>, tree: name}``; ``data.path`` is the shorthand for one entry.  
    sum of weights, negative weights and Kish effective size.
 
 All outputs appear together or, on any error, none.  Module level imports only the standard
-library: the Snakefile expands the patterns with :func:`input_paths` while parsing.
+library and hepflows modules that do the same (the typed ``data`` settings of
+:mod:`hepflows.settings`): the Snakefile expands the patterns with :func:`input_paths` while
+parsing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hepflows.feasibility import Tally
+from hepflows.settings import DataSettings
+from hepflows.settings import InputFile as InputEntry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,20 +68,17 @@ log = logging.getLogger("hepflows")
 _GLOB_CHARS = set("*?[")
 
 
-def input_entries(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def input_entries(data: DataSettings) -> tuple[InputEntry, ...]:
     """The entries of ``data.inputs``, or the one entry of the shorthand ``data.path``."""
-    inputs = data.get("inputs") or []
-    if inputs and data.get("path"):
+    if data.inputs and data.path:
         from hepflows.errors import InputError
 
         raise InputError(
             "data.path and data.inputs: give one of them (path is one input's shorthand)"
         )
-    if inputs:
-        return [dict(e) for e in inputs]
-    if data.get("path"):
-        return [{"path": data["path"]}]
-    return []
+    if data.path:
+        return (InputEntry(path=data.path),)
+    return data.inputs
 
 
 def _expand(pattern: str) -> list[str]:
@@ -86,13 +87,13 @@ def _expand(pattern: str) -> list[str]:
     return [os.path.expanduser(pattern)]
 
 
-def input_paths(data: Mapping[str, Any]) -> list[str]:
+def input_paths(data: DataSettings) -> list[str]:
     """Every input file of the config's data section, for the workflow's ``ingest`` rule.
 
     A pattern that matches nothing is returned as it is, so the workflow names it missing."""
     paths: list[str] = []
     for entry in input_entries(data):
-        paths += _expand(str(entry["path"])) or [str(entry["path"])]
+        paths += _expand(entry.path) or [entry.path]
     return paths
 
 
@@ -137,13 +138,9 @@ class InputFile:
         }
 
 
-def resolve_inputs(
-    data: Mapping[str, Any],
-    *,
-    default_tree: str = "events",
-    default_label_branch: str | None = "label",
-) -> list[InputFile]:
-    """Expand the patterns of ``data.inputs`` (or ``data.path``) into files, in order."""
+def resolve_inputs(data: DataSettings) -> list[InputFile]:
+    """Expand the patterns of ``data.inputs`` (or ``data.path``) into files, in order; an
+    entry without its own ``tree`` or label reads ``data.tree`` and ``data.label_branch``."""
     from hepflows.errors import InputError
 
     entries = input_entries(data)
@@ -152,23 +149,23 @@ def resolve_inputs(
     files: list[InputFile] = []
     seen: dict[str, str] = {}
     for i, e in enumerate(entries):
-        key = f"data.inputs[{i}]" if data.get("inputs") else "data.path"
-        pattern = str(e.get("path") or "")
+        key = f"data.inputs[{i}]" if data.inputs else "data.path"
+        pattern = e.path
         if not pattern:
             raise InputError(f"{key}: expected a path (a file or a glob such as 'ttbar_*.root')")
-        if "label" in e and e.get("label") is not None and e.get("label_branch"):
+        label = e.label
+        if label is not None and e.label_branch:
             raise InputError(f"{key} ({pattern}): give label or label_branch, not both")
-        label = e.get("label")
         if label is not None and (isinstance(label, bool) or label not in (0, 1)):
             raise InputError(f"{key} ({pattern}): label must be 0 or 1, got {label!r}")
-        weight = e.get("weight")
+        weight = e.weight
         if weight is not None and (
             isinstance(weight, bool)
             or not isinstance(weight, (int, float))
             or not math.isfinite(weight)
         ):
             raise InputError(f"{key} ({pattern}): weight must be a finite number, got {weight!r}")
-        label_branch = None if label is not None else e.get("label_branch", default_label_branch)
+        label_branch = None if label is not None else e.label_branch or data.label_branch
         matches = _expand(pattern)
         if not matches or (
             matches == [pattern] and not _GLOB_CHARS & set(pattern) and not Path(pattern).exists()
@@ -186,7 +183,7 @@ def resolve_inputs(
                 InputFile(
                     path=p,
                     entry=i,
-                    tree=str(e.get("tree") or default_tree),
+                    tree=e.tree or data.tree,
                     label=label,
                     label_branch=label_branch,
                     weight=None if weight is None else float(weight),

@@ -12,31 +12,37 @@ feature its axis label and unit; a HIGGS name falls back to its label of
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hepflows.events.schema import HIGGS_FEATURES, LABEL, WEIGHT, resolve_features
+
+if TYPE_CHECKING:
+    from hepflows.settings import AxisLabel
 
 __all__ = ["axis_label", "check_observables", "feature_names", "unit"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def feature_names(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The modelled features of a config: ``features`` then the unlisted ``derived`` names."""
-    names = resolve_features(config["features"])
-    return names + tuple(d for d in config.get("derived") or {} if d not in names)
+def feature_names(
+    features: str | Sequence[str], derived: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The modelled features: ``features`` (names, or the name of a feature set of
+    :func:`~hepflows.events.schema.resolve_features`) then the unlisted ``derived`` names."""
+    names = resolve_features(features)
+    return names + tuple(d for d in derived or {} if d not in names)
 
 
 def check_observables(config: Mapping[str, Any]) -> tuple[str, ...]:
     """Check features, derived, discrete and labels against each other and the data source;
     return the feature names.  Raises ``ValueError`` starting with the key at fault."""
     source = config["data"]["source"]
+    derived = dict(config.get("derived") or {})
     try:
-        names = feature_names(config)
+        names = feature_names(config["features"], derived)
     except ValueError as err:
         raise ValueError(f"features: {err}") from None
-    derived = dict(config.get("derived") or {})
     if source != "root":
         unknown = [n for n in names if n not in HIGGS_FEATURES]
         if unknown:
@@ -66,17 +72,19 @@ def check_observables(config: Mapping[str, Any]) -> tuple[str, ...]:
     return names
 
 
-def unit(feature: str, labels: Mapping[str, Any] | None = None) -> str:
+def unit(feature: str, labels: Mapping[str, AxisLabel] | None = None) -> str:
     """The unit of a feature: its ``labels`` entry's, else GeV for HIGGS momenta and masses."""
     from hepflows.events import schema
 
     entry = (labels or {}).get(feature)
     if entry is not None:
-        return str(entry.get("unit") or "")
+        return entry.unit or ""
     return schema.unit(feature) if feature in HIGGS_FEATURES else ""
 
 
-def axis_label(feature: str, labels: Mapping[str, Any] | None = None, *, units: str = "GeV") -> str:
+def axis_label(
+    feature: str, labels: Mapping[str, AxisLabel] | None = None, *, units: str = "GeV"
+) -> str:
     """Axis label of a feature: ``labels[feature]`` (label and unit, ``"$p_T^\\ell$ [GeV]"``),
     else the HIGGS label of a HIGGS name, else the name itself; ``units="none"`` drops the
     unit."""
@@ -85,6 +93,6 @@ def axis_label(feature: str, labels: Mapping[str, Any] | None = None, *, units: 
     entry = (labels or {}).get(feature)
     if entry is None and feature in HIGGS_FEATURES:
         return schema.axis_label(feature, units=units)
-    text = str((entry or {}).get("label") or feature)
+    text = (entry.label if entry is not None else None) or feature
     u = unit(feature, labels)
     return text + (f" [{u}]" if u and units != "none" else "")

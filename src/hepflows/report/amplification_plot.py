@@ -27,6 +27,7 @@ from hepflows.report.plots import atlas_style, simulation_label, save_figure  # 
 import matplotlib.pyplot as plt
 
 from hepflows.events.observables import axis_label
+from hepflows.settings import AxisLabel
 from hepflows.validation.amplification import JOINT, events_text
 
 __all__ = ["plot_amplification"]
@@ -48,7 +49,7 @@ def _panel(
     curve: Mapping[str, Any] | None,
     slice_name: str,
     highlight: int,
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
 ) -> None:
     """One slice: MC points, expected curves, the generated lines, the worst crossings."""
     n_truth = float(rows[0]["n_truth"])
@@ -138,7 +139,7 @@ def _generated_line(
     y: float,
     colour: str,
     n_star: float,
-    labels: Mapping[str, Mapping] | None,
+    labels: Mapping[str, AxisLabel] | None,
 ) -> None:
     """One marked row's divergence ``y`` as a line, with its crossing ``n_star`` of the
     independent-MC curve where the excess is significant."""
@@ -170,7 +171,7 @@ def plot_amplification(
     out_base: Path,
     *,
     highlight: int = 3,
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
 ) -> tuple[Path, Path]:
     """Write the amplification figure ``out_base``.pdf/.png; one panel per slice in ``rows``;
     ``labels`` gives features their names on it (:func:`hepflows.events.observables.axis_label`).

@@ -15,7 +15,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepflows import layout
 from hepflows.atomic import atomic_write_text
@@ -23,6 +23,9 @@ from hepflows.errors import InputError
 from hepflows.model_config import model_kind
 from hepflows.records import read_json
 from hepflows.validation import null as nl
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 __all__ = [
     "CLOSURE_CHECK",
@@ -45,19 +48,20 @@ COUNTED = {
 }
 
 
-def describe_model(cfg: Mapping[str, Any]) -> str:
-    """A short description of a validated config's model and training, for the table."""
-    model, training = cfg["model"], cfg["training"]
-    text = f"{model_kind(model)}, {model['blocks']} blocks, {'x'.join(map(str, model['hidden']))}"
-    if model["family"] == "flow_matching":
-        text = f"{model_kind(model)}, {'x'.join(map(str, model['hidden']))}"
-    elif model["family"] == "flow" and model["coupling"] in (
+def describe_model(settings: Settings) -> str:
+    """A short description of the settings' model and training, for the table."""
+    model, training = settings.model, settings.training
+    hidden = "x".join(map(str, model.hidden))
+    text = f"{model_kind(model)}, {model.blocks} blocks, {hidden}"
+    if model.family == "flow_matching":
+        text = f"{model_kind(model)}, {hidden}"
+    elif model.family == "flow" and model.coupling in (
         "rq_spline",
         "rq_autoregressive",
         "quadratic",
     ):
-        text += f", {model['bins']} bins"
-    return text + f"; lr {training['lr']:g}, batch {training['batch_size']}"
+        text += f", {model.bins} bins"
+    return text + f"; lr {training.lr:g}, batch {training.batch_size}"
 
 
 def read_training_log(path: Path) -> tuple[int, int | None, float]:

@@ -30,6 +30,7 @@ from hepflows.atomic import atomic_path  # noqa: E402
 from hepflows.errors import InputError  # noqa: E402
 from hepflows.events.observables import axis_label, unit  # noqa: E402
 from hepflows.events.schema import MASSES  # noqa: E402
+from hepflows.settings import AxisLabel  # noqa: E402
 
 #: Per class: (name, MC fill colour, generated marker colour).  Blue/orange stay distinct for
 #: the common colour-vision deficiencies.
@@ -323,7 +324,7 @@ def plot_feature(
     null_scale: Mapping[int, float] | None = None,
     stats: Mapping[str, Mapping[str, tuple[float, str]]] | None = None,
     model: str | None = None,
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
     shapes: bool = False,
 ) -> tuple[Path, Path]:
     """Figure of one feature (its axis label and unit from ``labels``): MC vs generated, one colour per process, a ratio panel each.
@@ -590,7 +591,7 @@ def plot_overview(
     statuses: Mapping[tuple[str, str], str] | None = None,
     slices: Sequence[str] = ("all", "signal", "background"),
     model: str | None = None,
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
 ) -> tuple[Path, Path]:
     """All features for each slice in one grid: MC as step lines, generated as markers.
 
@@ -667,7 +668,7 @@ def _overview_panel(
     gen_events: tuple[NDArray, NDArray | None],
     style: tuple[str, str, str],
     status: str,
-    labels: Mapping[str, Mapping] | None,
+    labels: Mapping[str, AxisLabel] | None,
 ) -> None:
     """One panel of the overview: ``(values, weights | None)`` of MC (line) and generated
     events (markers), each normalised to unit area, and the cell's verdict colour."""
@@ -805,7 +806,7 @@ def plot_correlation_difference(
     out_base: Path,
     *,
     outside: Mapping[str, ArrayLike] | None = None,
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
 ) -> tuple[Path, Path]:
     """Panels of correlation(generated) - correlation(MC), one per slice, each (d, d).
 

@@ -9,20 +9,20 @@ Snakemake benchmark records ``benchmarks/*.tsv`` (``hepflows run`` writes the sa
 
 Only the standard library and the validation's table code: the step runs in the validate env.
 
-    write_summary(cfg, "results/default", [("results/default", None)], "results/default/summary.html")
+    write_summary(settings, "results/default", [("results/default", None)], "results/default/summary.html")
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hepflows import config as hconfig
 from hepflows import layout
 from hepflows.atomic import atomic_write_text
 from hepflows.errors import InputError
@@ -32,6 +32,9 @@ from hepflows.records import read_json
 from hepflows.report.tables import refine_html, verdict_html
 from hepflows.validation import null as nl
 from hepflows.validation.judge import FEATURE_METRICS
+
+if TYPE_CHECKING:
+    from hepflows.settings import Settings
 
 __all__ = [
     "config_hash",
@@ -47,9 +50,9 @@ __all__ = [
 _OWN_STEP = "summary"
 
 
-def config_hash(cfg: Mapping[str, Any]) -> str:
-    """The hash of every section of a validated config (defaults filled): the run's identity."""
-    return hconfig.section_hash(cfg, sorted(cfg))
+def config_hash(settings: Settings) -> str:
+    """The hash of every section of the validated config (defaults filled): the run's identity."""
+    return settings.section_hash(sorted(f.name for f in dataclasses.fields(settings)))
 
 
 def read_benchmarks(folder: str | Path) -> dict[str, tuple[int, float]]:
@@ -219,7 +222,7 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     )
 
 
-def _training_events(cfg: Mapping[str, Any], run_dir: Path) -> int:
+def _training_events(settings: Settings, run_dir: Path) -> int:
     """The events the model trained on: those of the run's training file (ingested data has no
     configured number), the generator's configured number before the file exists."""
     from hepflows.events.reader import count_events
@@ -227,11 +230,11 @@ def _training_events(cfg: Mapping[str, Any], run_dir: Path) -> int:
     train = run_dir / layout.RUN_FILES["train"]
     if train.is_file():
         return count_events(train)
-    return int(cfg["data"]["events"]["train"])
+    return settings.data.events.train
 
 
 def summary_html(
-    cfg: Mapping[str, Any],
+    settings: Settings,
     run_dir: str | Path,
     models: Sequence[tuple[str | Path, str | None]],
     *,
@@ -246,16 +249,16 @@ def summary_html(
     run_dir = Path(run_dir)
     commit = git_commit(short=True) if commit is None else commit
     parts = [
-        f'<h2 style="font-family:sans-serif">Run <code>{esc(str(cfg["run"]))}</code></h2>',
+        f'<h2 style="font-family:sans-serif">Run <code>{esc(settings.run)}</code></h2>',
         _table(
             [
                 [
-                    esc(str(cfg["run"])),
-                    f"<code>{config_hash(cfg)}</code>",
+                    esc(settings.run),
+                    f"<code>{config_hash(settings)}</code>",
                     f"<code>{esc(commit)}</code>",
-                    esc(str(cfg["data"]["source"])),
-                    f"{_training_events(cfg, run_dir):,}",
-                    f"{cfg['sampling']['events']:,}",
+                    esc(settings.data.source),
+                    f"{_training_events(settings, run_dir):,}",
+                    f"{settings.sampling.events:,}",
                 ]
             ],
             ["Run", "Config hash", "Git commit", "Data", "Training events", "Generated events"],
@@ -264,8 +267,8 @@ def summary_html(
     wall: dict[str, tuple[int, float]] = dict(read_benchmarks(run_dir))
     for folder, name in models:
         folder = Path(folder)
-        variant = hconfig.model_variant(cfg, name) if name is not None else cfg
-        model, info = variant["model"], training_info(folder)
+        variant = settings.variant(name) if name is not None else settings
+        model, info = variant.model, training_info(folder)
         metrics = read_json(folder / layout.MODEL_FILES["metrics"])
         title = f"Model {esc(name)}" if name is not None else "Model"
         best = "-" if info["best_epoch"] is None else str(info["best_epoch"])
@@ -279,7 +282,7 @@ def summary_html(
                 [
                     [
                         esc(model_kind(model)),
-                        str(model["blocks"]),
+                        str(model.blocks),
                         params,
                         f"{info['epochs']} / {best}",
                         nll,
@@ -329,11 +332,11 @@ def summary_html(
 
 
 def write_summary(
-    cfg: Mapping[str, Any],
+    settings: Settings,
     run_dir: str | Path,
     models: Sequence[tuple[str | Path, str | None]],
     out: str | Path,
 ) -> Path:
     """:func:`summary_html` written atomically to ``out``."""
-    atomic_write_text(out, summary_html(cfg, run_dir, models))
+    atomic_write_text(out, summary_html(settings, run_dir, models))
     return Path(out)

@@ -16,6 +16,7 @@ from hepflows import layout
 from hepflows.parallel import Runner, Task, default_workers, run_here, task_pool
 from hepflows.records import jsonable
 from hepflows.report.tables import write_tables
+from hepflows.settings import AxisLabel
 from hepflows.validation import null as nl
 from hepflows.validation.evaluation import Evaluation, evaluate
 from hepflows.validation.judge import FEATURE_METRICS
@@ -45,7 +46,7 @@ def validate_samples(
     n_null_classifier: int = 5,
     model: str | None = None,
     discrete: Sequence[str] = (),
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
     normalise: str = "total",
     judge_families: Sequence[str] = ("gbt", "mlp"),
     derived: Mapping[str, str] | None = None,
@@ -111,16 +112,17 @@ def _validate_samples(
     features: Sequence[str],
     out_dir: Path,
     *,
+    units: str,
     plots: bool,
     training_log: Path | None,
     model: str | None,
-    labels: Mapping[str, Mapping] | None,
+    labels: Mapping[str, AxisLabel] | None,
     **settings: Any,
 ) -> dict:
-    """:func:`validate_samples` with ``run`` running its independent tasks; ``settings`` are
-    :func:`hepflows.validation.evaluation.evaluate`'s."""
+    """:func:`validate_samples` with ``run`` running its independent tasks; ``units`` and
+    ``settings`` are :func:`hepflows.validation.evaluation.evaluate`'s."""
     features = tuple(features)
-    found = evaluate(run, reference, generated, features, **settings)
+    found = evaluate(run, reference, generated, features, units=units, **settings)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
@@ -129,7 +131,7 @@ def _validate_samples(
             out_dir / layout.VALIDATION_FILES["plots"],
             found,
             features,
-            settings["units"],
+            units,
             training_log,
             model=model,
             labels=labels,
@@ -158,7 +160,7 @@ def _write_plots(
     training_log: Path | None,
     *,
     model: str | None = None,
-    labels: Mapping[str, Mapping] | None = None,
+    labels: Mapping[str, AxisLabel] | None = None,
     run: Runner | None = None,
 ) -> None:
     """All figures, drawn by ``run`` (in this process when None); the feature plots show the

@@ -15,7 +15,7 @@ from hepflows.errors import InputError
 
 if TYPE_CHECKING:
     from hepflows.events.feature_cut import FeatureCut
-    from hepflows.settings import Settings
+    from hepflows.settings import AxisLabel, Settings
 
 log = logging.getLogger("hepflows")
 
@@ -24,7 +24,7 @@ def features(settings: Settings) -> tuple[str, ...]:
     """The feature names the settings select, in their order."""
     from hepflows.events.observables import feature_names
 
-    return feature_names({"features": settings.features, "derived": settings.derived})
+    return feature_names(settings.features, settings.derived)
 
 
 def metadata(settings: Settings, sections: Sequence[str], **extra: Any) -> dict[str, Any]:
@@ -41,9 +41,10 @@ def metadata(settings: Settings, sections: Sequence[str], **extra: Any) -> dict[
     }
 
 
-def axis_labels(settings: Settings) -> dict[str, dict[str, str]]:
-    """The ``labels:`` block as the validation modules read it (feature -> label, unit)."""
-    return {name: label.to_dict() for name, label in settings.labels.items()}
+def axis_labels(settings: Settings) -> dict[str, AxisLabel]:
+    """The ``labels:`` settings (feature -> label, unit) as a dict: the figures are drawn in
+    worker processes, and a read-only mapping does not pickle."""
+    return dict(settings.labels)
 
 
 def matrix(events: dict[str, Any], features: Sequence[str]) -> Any:

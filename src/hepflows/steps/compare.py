@@ -23,16 +23,13 @@ def run(settings: Settings, *, models: Sequence[str], out_dir: str) -> None:
         models: The models' folders; a folder is named as its model in the grid.
         out_dir: The comparison folder to write.
     """
-    from hepflows import config
     from hepflows.report.compare import describe_model, model_summary, write_comparison
 
-    cfg = settings.to_dict()  # a grid model's variant is merged and validated as a dict
-    grid = list(settings.models)
     rows = []
     for folder in map(Path, models):
         # a model's folder is named as in the grid; a folder of another run is shown undescribed
         name = folder.name
-        description = describe_model(config.model_variant(cfg, name)) if name in grid else ""
+        description = describe_model(settings.variant(name)) if name in settings.models else ""
         rows.append(model_summary(folder, name, description=description))
     write_comparison(rows, out_dir)
     log.info(

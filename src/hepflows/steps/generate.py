@@ -93,7 +93,7 @@ def jobs(settings: Settings, outputs: Outputs) -> list[Job]:
     from hepflows.shards import shard_range
 
     data, o = settings.data, outputs
-    counts = data.events.to_dict()
+    counts = {"train": data.events.train, "val": data.events.val, "test": data.events.test}
     truth_events = settings.validation.amplification.truth_events
     starts, start = {}, 0
     for split in ("train", "val", "test"):

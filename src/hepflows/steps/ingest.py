@@ -71,10 +71,7 @@ def _from_root(settings: Settings, outputs: dict[str, str], checked: Settings) -
     from hepflows.events import inputs
 
     data = settings.data
-    # events/inputs reads the data block as the config holds it
-    files = inputs.resolve_inputs(
-        data.to_dict(), default_tree=data.tree, default_label_branch=data.label_branch
-    )
+    files = inputs.resolve_inputs(data)
     meta = metadata(
         settings,
         ("seed", *config.FEATURE_SECTIONS, "data"),

@@ -50,14 +50,13 @@ def run(
         len(sample[names[0]]),
         generated,
     )
-    block = own.to_dict()  # hepflows.refine reads the block as the config holds it
-    weights, record = refine(mc, draw, sample, names, block, seed=settings.seed)
+    weights, record = refine(mc, draw, sample, names, own, seed=settings.seed)
     record.update(
         disjoint=disjointness(settings.data.source, len(mc[names[0]])),
         mc=str(mc_path),
         draw=str(draw_path),
         generated=str(generated),
-        settings=block,
+        settings=own.to_dict(),  # the record is JSON
     )
     compression = settings.sampling.compression
     meta = metadata(

@@ -27,6 +27,5 @@ def run(settings: Settings, *, run_dir: str, models: Sequence[str] | None, out: 
 
     folders = [Path(m) for m in models] if models else [Path(run_dir)]
     pairs = [(folder, folder.name if settings.models else None) for folder in folders]
-    # the summary page reads the config as the validated dict
-    page = write_summary(settings.to_dict(), run_dir, pairs, out)
+    page = write_summary(settings, run_dir, pairs, out)
     log.info("summary of %d model(s) -> %s", len(pairs), page)

@@ -129,7 +129,7 @@ def build(settings: Settings, n_features: int, device: Any) -> Any:
     flow = build_flow(settings.model, n_features, context).to(device)
     log.info(
         "model: %s, %d parameters",
-        model_kind(settings.model.to_dict()),
+        model_kind(settings.model),
         sum(p.numel() for p in flow.parameters()),
     )
     return flow

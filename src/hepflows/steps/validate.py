@@ -79,8 +79,8 @@ def run(
         len(made[names[0]]),
         len(mc[names[0]]),
     )
-    # the figures' label, sqrt(s) and luminosity: config plots
-    with figure_text(**settings.plots.to_dict()):
+    plots = settings.plots  # the figures' label, sqrt(s) and luminosity
+    with figure_text(label=plots.label, energy=plots.energy, lumi=plots.lumi):
         validate_samples(
             mc,
             made,

@@ -136,8 +136,6 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a conditional model's run folder")
     parser.add_argument("--out", type=Path, required=True, help="the results folder")
     args = parser.parse_args()
-    from hepflows.config import load
-
     run = args.run.resolve()
     config = run.parent / f"{run.name}.yaml"
     out = args.out.resolve() / run.name
@@ -145,10 +143,10 @@ def main() -> None:
         sys.exit(f"{out} exists: give another --out")
     shutil.copytree(run, out, ignore=shutil.ignore_patterns("samples", "validation", "amp*"))
     shutil.copy(config, args.out / config.name)
-    cfg = load(config)
+    from hepflows.settings import Settings
     from hepflows.steps.common import features
 
-    print(split_by_process(run, out, features(cfg)))
+    print(split_by_process(run, out, features(Settings.load(config))))
     for process in PROCESSES:
         print(f"{process}: trained in {train(config, out, out / 'preprocess.json', process):.0f} s")
     sample(config, run, out)

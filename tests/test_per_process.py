@@ -61,3 +61,47 @@ def test_the_sampler_writes_a_mixture_of_the_processes(tmp_path):
     np.testing.assert_array_equal(
         read_events(tmp_path / "again.root", FEATURES)["m_jj"], events["m_jj"]
     )
+
+
+def test_the_per_process_benchmark_trains_each_process_and_samples_the_mixture(tmp_path):
+    # benchmarks/per_process.py drives the steps' own functions: run it end to end on a tiny
+    # conditional run so that a change of their arguments cannot break it unnoticed
+    import subprocess
+    from pathlib import Path
+    import sys
+
+    import yaml
+    from conftest import step_args
+
+    from hepflows import layout
+    from hepflows.cli import main
+
+    results = tmp_path / "results"
+    results.mkdir()
+    cfg = {
+        "run": "toy",
+        "seed": 3,
+        "features": ["lepton_pt", "met", "m_bb"],
+        "data": {"events": {"train": 1500, "val": 400, "test": 400}},
+        "model": {"coupling": "affine", "blocks": 2, "hidden": [8, 8]},
+        "training": {"epochs": 1, "batch_size": 256, "device": "cpu", "conditional": True},
+        "sampling": {"events": 600, "chunk_size": 300},
+    }
+    config = results / "toy.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    for step in ("generate", "preprocess", "train"):
+        args = step_args(step, layout.paths(results / "toy"))
+        assert main([step, "--quiet", "--config", str(config), *args]) == 0, step
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "per_process.py"
+    out = tmp_path / "per-process"
+    done = subprocess.run(
+        [sys.executable, str(script), str(results / "toy"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for process in ("background", "signal"):
+        assert (out / "toy" / "per_process" / process / "model.pt").exists()
+    events = read_events(out / "toy" / "samples" / "generated.root", ["met"])
+    assert len(events["met"]) == 600
+    assert set(np.unique(events["label"])) == {0, 1}

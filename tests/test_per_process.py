@@ -67,8 +67,8 @@ def test_the_per_process_benchmark_trains_each_process_and_samples_the_mixture(t
     # benchmarks/per_process.py drives the steps' own functions: run it end to end on a tiny
     # conditional run so that a change of their arguments cannot break it unnoticed
     import subprocess
-    from pathlib import Path
     import sys
+    from pathlib import Path
 
     import yaml
     from conftest import step_args

@@ -198,9 +198,8 @@ def figure(points: list[dict], path: Path) -> None:
             ):
                 for y in ys:
                     ax.plot(p["n_train"], y, "o", mfc="white", mec="k", ms=9, zorder=5)
-    fig.suptitle(
-        "config/best.yaml against its training events (hollow: earlier measurement)", fontsize=10
-    )
+    hollow = " (hollow: earlier measurement)" if any(p.get("source") for p in points) else ""
+    fig.suptitle(f"config/best.yaml against its training events{hollow}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hepflows.api import Model
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def load(path: str | Path, **kwargs: Any) -> Model:

@@ -27,11 +27,11 @@ def _n_equiv(rows: list[dict], joint: bool) -> dict:
 
 
 def _batch_size(run: Path) -> int:
-    """The training batch size of a fidelity run (its merged config beside the run folder)."""
-    import yaml
+    """The training batch size of a fidelity run (its merged config beside the run folder,
+    validated: the schema's default where the config leaves it out)."""
+    from hepflows.settings import Settings
 
-    merged = yaml.safe_load(run.with_suffix(".yaml").read_text())
-    return int(merged["training"]["batch_size"])
+    return Settings.load(run.with_suffix(".yaml")).training.batch_size
 
 
 def _step_seconds(log: list[dict], n_train: int, batch_size: int) -> list[float]:

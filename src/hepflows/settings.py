@@ -82,7 +82,8 @@ class Section:
     @classmethod
     def completed(cls, block: Mapping[str, Any] | None) -> dict[str, Any]:
         """``block`` with the schema's default under each key of top-level section
-        :attr:`SECTION` that it leaves out (a section class without one has no defaults)."""
+        :attr:`SECTION` that it leaves out; a class that is not a top-level section (``SECTION``
+        None) raises ``TypeError``."""
         from hepflows import config
 
         if cls.SECTION is None:

@@ -280,6 +280,8 @@ def tagged_pair_mass(
         # tolerance in the mass is twice that in ln m^2
         fraction = float(np.mean(np.abs(x - mode) < 2.0 * tolerance)) if x.size else 0.0
         pairs[f"{i + 1}{j + 1}"] = {"mode": mode, "fraction": fraction, "n": int(sel.sum())}
+        if not x.size:
+            continue  # no events of this pair: no mode to fit the scales to
         row = np.zeros(4)
         row[[i, j]] = 1.0
         rows.append(row)

@@ -116,6 +116,13 @@ class MaskedLinear(nn.Linear):
     def __init__(self, mask: Tensor, bias: bool = True) -> None:
         super().__init__(mask.shape[1], mask.shape[0], bias=bias)
         self.register_buffer("mask", mask.to(self.weight.dtype))
+        with torch.no_grad():
+            # A masked-out weight gets no gradient from the loss, only the weight decay's, which
+            # Adam scales to full-size steps: they drove it and its moments into subnormal
+            # floats, each a slow path on a CPU (benchmarks/denormals.py). At zero it stays
+            # zero (its decay is zero too); the layer's map is the same, as is every other
+            # weight's training.
+            self.weight.mul_(self.mask)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)

@@ -32,9 +32,9 @@ def correlated(n, seed):
     return Dataset(x + label, label)
 
 
-def make_trainer(tmp_path, settings=SETTINGS, name="run"):
+def make_trainer(tmp_path, settings=SETTINGS, name="run", model=MODEL):
     torch.manual_seed(0)
-    flow = build_flow(MODEL, 3, 1)
+    flow = build_flow(model, 3, 1)
     return Trainer(
         flow,
         correlated(1024, 1),
@@ -220,20 +220,10 @@ def test_masked_out_weights_stay_exactly_zero_under_weight_decay(tmp_path):
     # the source of those subnormals: a weight the mask zeroes, decayed by Adam, and its moments
     from hepflows.flows.nets import MaskedLinear
 
-    torch.manual_seed(0)
-    flow = build_flow({"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16, 16]}, 3, 1)
-    settings = dict(SETTINGS, epochs=1, weight_decay=1e-2)
-    trainer = Trainer(
-        flow,
-        correlated(1024, 1),
-        correlated(256, 2),
-        settings,
-        seed=5,
-        resume_path=tmp_path / "r.resume.pt",
-        log_path=tmp_path / "r.csv",
-        progress=False,
-    )
+    made = {"coupling": "rq_autoregressive", "blocks": 2, "hidden": [16, 16]}
+    trainer = make_trainer(tmp_path, dict(SETTINGS, epochs=1, weight_decay=1e-2), model=made)
     trainer.fit()
+    flow = trainer.flow
     layers = [m for m in flow.modules() if isinstance(m, MaskedLinear)]
     assert layers
     for layer in layers:

@@ -27,7 +27,9 @@ the largest differences of the rank correlation matrices, the pairs of features 
 histograms differ most, and the events the classifier finds most generator-like and most
 real-like, the rank correlations of the jets' pTs within and between the tagged and untagged
 pairs, the masses' median and 90 % quantile in events with one and with two tagged jets, and
-how often m_bb is the tagged pair's massless mass (with the jet scales that implies);
+how often m_bb is the tagged pair's massless mass (with the jet scales that implies), and the
+KS distances of observables that physics sets and no feature holds (the objects' distances,
+the leptonic W's and the b pair's boosts, the visible system's recoil);
 ``--joint-plot DIR`` draws the correlation matrices (generator, real, difference)
 and the worst pairs into DIR:
 
@@ -175,6 +177,14 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
             "  jet scales / m_bb's that the pair masses imply (generator, real): "
             + ", ".join(f"{a:.3f} {b:.3f}" for a, b in zip(sg["scales"], sr["scales"], strict=True))
         )
+        derived = joint.derived_distances(gen, real, p)
+        print("  derived observables: KS, quantiles 1 / 50 / 90 % (generator | real):")
+        for name, d in derived.items():
+            g, r = d["generator"], d["real"]
+            print(
+                f"    {name:<18} {d['ks']:.3f}  {g[0]:.2f} / {g[1]:.2f} / {g[2]:.2f} | "
+                f"{r[0]:.2f} / {r[1]:.2f} / {r[2]:.2f}"
+            )
         for kind in ("most_generator_like", "most_real_like"):
             print(f"  {kind.replace('_', ' ')} events:")
             print("    " + " ".join(f"{f[:8]:>8}" for f in CALIBRATION_FEATURES))
@@ -190,6 +200,7 @@ def print_joint(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], seed: i
             "jet_pair_correlations": {"generator": pg, "real": pr},
             "masses_by_tag_count": {"generator": mg, "real": mr},
             "tagged_pair_mass": {"generator": sg, "real": sr},
+            "derived_observables": derived,
         }
     return out
 

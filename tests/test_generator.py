@@ -225,6 +225,96 @@ def test_charged_higgs_decays_to_w_h_or_to_t_b():
     assert np.median(m_bb[~from_h0]) > gen.M_HIGGS + 20
 
 
+def _jet(pt: float, eta: float, phi: float) -> np.ndarray:
+    return np.array([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)])
+
+
+def test_clustering_merges_partons_closer_than_the_jet_radius():
+    r = gen.JET_RADIUS
+    # event 0: a light quark at 0.5 R from b1 joins it; event 1: the same at 1.5 R stays apart;
+    # event 2: two light quarks at 0.5 R, the softer joins the harder.
+    jets = np.zeros((3, 6, 3))
+    for k, d in enumerate((0.5 * r, 1.5 * r)):
+        jets[:, 0, k] = _jet(60.0, 0.3, 1.0)
+        jets[:, 2, k] = _jet(80.0, 0.3 + d, 1.0)
+        jets[:, 4, k] = _jet(30.0, -1.5, -2.0)
+    jets[:, 0, 2] = _jet(50.0, 1.0, 0.0)
+    jets[:, 2, 2] = _jet(20.0, -0.5, 2.0)
+    jets[:, 3, 2] = _jet(70.0, -0.5 + 0.5 * r, 2.0)
+    out = gen._cluster(jets)
+    np.testing.assert_allclose(out[:, 0, 0], jets[:, 0, 0] + jets[:, 2, 0])  # into the b slot
+    assert np.hypot(*out[:2, 2, 0]) < 1e-3
+    np.testing.assert_allclose(out[:, :, 1], jets[:, :, 1])  # nothing close: unchanged
+    np.testing.assert_allclose(out[:, 3, 2], jets[:, 2, 2] + jets[:, 3, 2])  # into the harder
+    assert np.hypot(*out[:2, 2, 2]) < 1e-3
+    # momentum is conserved in every event
+    np.testing.assert_allclose(out.sum(axis=1), jets.sum(axis=1), atol=1e-3)
+
+
+def test_lepton_isolation_against_nearby_jets():
+    lepton = np.zeros((4, 3))
+    lepton[1:] = np.stack([_jet(40.0, 0.0, 0.0)] * 3, axis=1)
+    lepton[0] = np.linalg.norm(lepton[1:], axis=0)
+    jets = np.zeros((3, 6, 3))
+    jets[:, 2, 0] = _jet(30.0, 0.5 * gen.LEPTON_ISOLATION_RADIUS, 0.0)  # close and hard
+    jets[:, 2, 1] = _jet(30.0, 2.0 * gen.LEPTON_ISOLATION_RADIUS, 0.0)  # far
+    jets[:, 2, 2] = _jet(0.5 * gen.LEPTON_ISOLATION_RATIO * 40.0, 0.1, 0.0)  # close, soft
+    assert gen._isolated(lepton, jets).tolist() == [False, True, True]
+
+
+def _delta_r(eta1, phi1, eta2, phi2):
+    dphi = np.abs((phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi)
+    return np.hypot(eta1 - eta2, dphi)
+
+
+def test_stored_jets_are_apart_and_the_lepton_isolated(events):
+    # Jet directions are not smeared: no two stored jets are closer than the jet radius, and
+    # no jet as hard as a fifth of the lepton comes near it.
+    r = gen.JET_RADIUS * (1 - 1e-3)
+    for i in range(1, 5):
+        for j in range(i + 1, 5):
+            d = _delta_r(*(events[f"jet{k}_{v}"] for k in (i, j) for v in ("eta", "phi")))
+            assert d.min() > 0.9 * r, (i, j)
+        d = _delta_r(
+            events["lepton_eta"], events["lepton_phi"], events[f"jet{i}_eta"], events[f"jet{i}_phi"]
+        )
+        hard = events[f"jet{i}_pt"] > 0.2 * events["lepton_pt"]
+        assert d[hard].min() > 0.9 * gen.LEPTON_ISOLATION_RADIUS
+    off = generate(N_PHYSICS, seed=2024, effects={"jet_clustering": False})
+    d = _delta_r(off["jet1_eta"], off["jet1_phi"], off["jet2_eta"], off["jet2_phi"])
+    assert (d < r).mean() > 0.005  # without clustering, close jets are there
+
+
+@pytest.mark.parametrize("a", [-0.6, 1.5])
+def test_top_angle_follows_one_plus_a_cos_squared(a):
+    c = gen._cos_theta(np.random.default_rng(2), a, 200_000)
+    x = np.linspace(-1, 1, 41)
+    cdf = (x + 1 + a * (x**3 + 1) / 3) / (2 + 2 * a / 3)
+    assert np.max(np.abs(np.searchsorted(np.sort(c), x) / c.size - cdf)) < 0.006
+
+
+def test_btag_efficiency_follows_the_pt_response(monkeypatch):
+    monkeypatch.setattr(gen, "BTAG_PT_RESPONSE", ((39.9, 40.0), (0.0, 1.0)))
+    ev = generate(BLOCK_SIZE, seed=9)
+    for jet in ("jet1", "jet2", "jet3", "jet4"):
+        tagged = ev[f"{jet}_btag"] > 0
+        assert tagged.any()
+        assert ev[f"{jet}_pt"][tagged].min() >= 39.9
+
+
+def test_jet_masses_raise_every_pair_mass(monkeypatch):
+    # The same events with massive and with (nearly) massless jets: only the masses differ.
+    monkeypatch.setattr(gen, "JET_MASS", (1e-6, 0.0, 0.0))
+    light = generate(BLOCK_SIZE, seed=4)
+    monkeypatch.setattr(gen, "JET_MASS", (10.0, 0.0, 0.0))
+    heavy = generate(BLOCK_SIZE, seed=4)
+    np.testing.assert_array_equal(light["jet1_pt"], heavy["jet1_pt"])
+    # (the pairing may pick other jets once they have masses: most events, not all)
+    for m in ("m_jj", "m_bb", "m_jjj"):
+        assert np.mean(heavy[m] > light[m]) > 0.9, m
+    np.testing.assert_allclose(heavy["m_lv"], light["m_lv"])
+
+
 # -- physics -------------------------------------------------------------------------------------
 def test_w_peaks(events, plain_events):
     # m_lv equals m_W whenever the W-mass constraint has a real solution: the median sits on it.

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import signal_fails
 
 from hepflows.events import calibration as cal
 from hepflows.events.generator import HIGGS_SIGNAL_FRACTION, generate
@@ -25,7 +24,9 @@ REAL = (
 def comparison() -> dict:
     if not REAL.exists():
         pytest.skip(f"real HIGGS subset not present at {REAL}")
-    gen = generate(60_000, seed=7, units="higgs")
+    # 300k events: with 60k the modes of the broad t tbar masses move by several per cent
+    # from one seed to another (m_bb: -7 +- 5 % over five seeds of version 2).
+    gen = generate(300_000, seed=7, units="higgs")
     return cal.compare(gen, cal.read_real(REAL))
 
 
@@ -61,13 +62,14 @@ def test_mass_peak_widths_meet_the_target(comparison, process):
     assert not off, off
 
 
-@pytest.mark.parametrize(
-    "process",
-    signal_fails(
-        "m_jj 4 %, m_jlv 5 % and m_bb 3.5 % low in signal (one scale per feature "
-        "for both processes)"
-    ),
+_PEAKS_OFF = pytest.mark.xfail(
+    strict=True,
+    reason="m_jj 4 % and m_jjj 3 % low in signal, the broad m_bb 5 % low in t tbar (one scale "
+    "per feature for both processes); docs/generator.md, 'Fourth round'",
 )
+
+
+@pytest.mark.parametrize("process", [pytest.param(p, marks=_PEAKS_OFF) for p in cal.PROCESSES])
 def test_mass_peak_positions_meet_the_target(comparison, process):
     shifted = {
         m: round(p["position_shift"], 3)

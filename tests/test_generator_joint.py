@@ -143,6 +143,36 @@ def test_tagged_pair_mass_finds_the_columns_scales():
     np.testing.assert_allclose(res["scales"], scales / 140.0, rtol=0.01)
 
 
+def test_derived_observables_measure_distances_and_recoil():
+    # One event: jets at (eta, phi) (0, 0), (0, 1), (1, 0), (-2, 3); the lepton at (0.3, 0.4),
+    # the MET at phi 2.9; jets 1 and 4 tagged.  Every pT 1 HIGGS unit.
+    from hepflows.events.generator import HIGGS_PHI_SCALE, HIGGS_SCALE
+
+    ev = {LABEL: np.ones(1, dtype=np.int8), "lepton_pt": np.ones(1), "met": np.ones(1)}
+    for k, (eta, phi) in enumerate([(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (-2.0, 3.0)], start=1):
+        ev[f"jet{k}_pt"] = np.ones(1)
+        ev[f"jet{k}_eta"] = np.array([eta])
+        ev[f"jet{k}_phi"] = np.array([phi * HIGGS_PHI_SCALE])
+        ev[f"jet{k}_btag"] = np.array([2.0 if k in (1, 4) else 0.0])
+    ev["lepton_eta"], ev["lepton_phi"] = np.array([0.3]), np.array([0.4 * HIGGS_PHI_SCALE])
+    ev["met_phi"] = np.array([2.9 * HIGGS_PHI_SCALE])
+    d = joint.derived_observables(ev, "signal")
+    assert d["min_dr_jets"][0] == pytest.approx(1.0)
+    assert d["min_dr_lepton_jet"][0] == pytest.approx(0.5)
+    assert d["dphi_lepton_met"][0] == pytest.approx(2.5)
+    assert d["dr_tagged"][0] == pytest.approx(np.hypot(2.0, 3.0))
+    assert d["mean_abs_eta"][0] == pytest.approx(0.75)
+    jets = [
+        HIGGS_SCALE[f"jet{k}_pt"] * np.array([np.cos(p), np.sin(p)])
+        for k, p in zip(range(1, 5), (0.0, 1.0, 0.0, 3.0), strict=True)
+    ]
+    lep = HIGGS_SCALE["lepton_pt"] * np.array([np.cos(0.4), np.sin(0.4)])
+    met = HIGGS_SCALE["met"] * np.array([np.cos(2.9), np.sin(2.9)])
+    assert d["visible_pt"][0] == pytest.approx(np.linalg.norm(sum(jets) + lep + met))
+    # the KS table: a sample against itself is at distance 0
+    assert joint.derived_distances(ev, ev, "signal")["min_dr_jets"]["ks"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def real_and_generated() -> tuple[dict, dict]:
     if not REAL.exists():
@@ -156,15 +186,15 @@ def test_real_vs_real_null_is_near_one_half(real_and_generated, process):
     assert abs(joint.real_null_auc(real, process) - 0.5) < 0.03
 
 
-# What the generator reaches (40k events, seed 7): AUC 0.799 signal, 0.793 t tbar.
-_AUC_REACHED = {"signal": 0.799, "background": 0.793}
+# What the generator reaches (40k events, seed 7): AUC 0.791 signal, 0.774 t tbar.
+_AUC_REACHED = {"signal": 0.791, "background": 0.774}
 
 
 @pytest.mark.parametrize("process", list(cal.PROCESSES))
 @pytest.mark.xfail(
     strict=True,
-    reason="the joint target is not reached: classifier AUC 0.80 (signal), 0.80 (t tbar); "
-    "see docs/generator.md, 'Joint calibration'",
+    reason="the joint target is not reached: classifier AUC 0.79 (signal), 0.77 (t tbar); "
+    "see docs/generator.md, 'Fourth round'",
 )
 def test_classifier_auc_meets_the_joint_target(real_and_generated, process):
     real, gen = real_and_generated
@@ -183,11 +213,18 @@ def test_classifier_auc_stays_where_the_generator_reached(real_and_generated, pr
 _REAL_TAG_COUNTS = {"signal": (0.011, 0.222, 0.767), "background": (0.007, 0.161, 0.832)}
 
 
-@pytest.mark.parametrize("process", list(cal.PROCESSES))
+@pytest.mark.parametrize(
+    "process",
+    signal_fails(
+        "two tagged jets among the four in 0.84 of the signal events against the real 0.77: "
+        "the clustering (version 3) keeps both b jets among the four more often (version 2: "
+        "0.83); docs/generator.md, 'Fourth round'"
+    ),
+)
 def test_tagged_jets_per_event_as_in_the_real_rows(real_and_generated, process):
     # Two b-tags are required among all jets, so both b jets are tagged and most often both are
-    # among the four: each count is the real fraction to 0.07 (signal: 0.17 and 0.83 for one
-    # and two tags, a little too few b jets outside the four; before: 0.31 and 0.67).
+    # among the four: each count is the real fraction to 0.07 (t tbar: 0.14 and 0.86 for one and
+    # two tags; signal 0.16 and 0.84, a little too few b jets outside the four).
     real, gen = real_and_generated
     for sample, want in ((real, _REAL_TAG_COUNTS[process]), (gen, None)):
         keep = sample[LABEL] == cal.PROCESSES[process]
@@ -214,14 +251,14 @@ def test_tag_rate_falls_with_eta_as_in_the_real_rows(real_and_generated, process
 
 
 # The jets of one parent share its momentum: rank correlations of the jets' pTs in the rows with
-# two tagged jets (tagged pair, untagged pair, pair sums), real rows / version 2 of the generator
-# at 40k events: signal 0.13 / -0.23, 0.30 / -0.07, 0.42 / 0.14; t tbar 0.30 / 0.30,
-# 0.21 / 0.08, 0.37 / 0.31.  The signal lacks an event-wide hardness (docs/generator.md,
-# "Third round").
+# two tagged jets (tagged pair, untagged pair, pair sums), real rows / version 3 of the generator
+# at 40k events: signal 0.13 / -0.19, 0.30 / -0.01, 0.42 / 0.15; t tbar 0.30 / 0.27,
+# 0.21 / 0.06, 0.37 / 0.29.  The signal lacks an event-wide hardness (docs/generator.md,
+# "Third round" and "Fourth round").
 @pytest.mark.parametrize(
     "process",
     signal_fails(
-        "the signal's jet pairs share too little momentum (-0.23 against 0.13 for "
+        "the signal's jet pairs share too little momentum (-0.19 against 0.13 for "
         "the tagged pair); see docs/generator.md, 'Third round'"
     ),
 )
@@ -247,8 +284,8 @@ def test_real_one_tag_rows_have_the_lower_b_masses(real_and_generated, process):
 @pytest.mark.xfail(
     strict=True,
     reason="the generator takes the second b candidate among the four (B_CANDIDATES 'four'): "
-    "its one-tag m_bb is not below the two-tag one's (medians 1.07 against 0.85 in signal, "
-    "0.91 against 0.93 in t tbar)",
+    "its one-tag m_bb is not below the two-tag one's (medians 1.07 against 0.84 in signal, "
+    "0.94 against 0.94 in t tbar)",
 )
 def test_generated_one_tag_rows_have_the_lower_b_masses(real_and_generated, process):
     _, gen = real_and_generated
@@ -272,8 +309,8 @@ def test_real_pair_masses_imply_one_set_of_jet_scales(real_and_generated):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the jet scales fitted to the medians (100.5, 78.4, 59.3, 46.5 GeV) are not those the "
-    "real rows' pair masses imply (117, 85, 61, 44 GeV at m_bb's 135.7): the generator's stored "
+    reason="the jet scales fitted to the medians (102.1, 79.4, 59.7, 46.0 GeV) are not those the "
+    "real rows' pair masses imply (120, 87, 63, 45 GeV at m_bb's 139.1): the generator's stored "
     "jets relate to its masses otherwise than the real ones; docs/generator.md, 'Third round'",
 )
 def test_generator_jet_scales_are_those_the_real_pair_masses_imply(real_and_generated):

@@ -17,7 +17,10 @@ looks at all of them together, so this module measures the joint closeness per p
   tagged pair, within the untagged pair and between the pairs (in rows with two tagged jets
   among the four), and the masses' quantiles in rows with one and with two tagged jets;
 * where m_bb is the massless mass of the two tagged jets, and the jet scales that implies
-  (:func:`tagged_pair_mass`).
+  (:func:`tagged_pair_mass`);
+* observables that no feature holds but physics sets (:func:`derived_observables`): the
+  distances between the objects (jet clustering, lepton isolation, the boosts of the W and of
+  the b pair) and the visible system's recoil, each compared by its KS distance.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ __all__ = [
     "AUC_TARGET",
     "classifier_auc",
     "correlations",
+    "derived_distances",
+    "derived_observables",
     "extreme_events",
     "jet_pair_correlations",
     "tagged_pair_mass",
@@ -288,3 +293,74 @@ def tagged_pair_mass(
         modes.append(mode)
     log_s = np.linalg.lstsq(np.array(rows), np.array(modes), rcond=None)[0]
     return {"pairs": pairs, "scales": [float(v) for v in np.exp(log_s)]}
+
+
+def _delta_r(
+    eta1: np.ndarray | float, phi1: np.ndarray, eta2: np.ndarray | float, phi2: np.ndarray
+) -> np.ndarray:
+    """Distance in (eta, phi), phi in radians."""
+    dphi = np.abs((phi1 - phi2 + np.pi) % (2.0 * np.pi) - np.pi)
+    return np.hypot(eta1 - eta2, dphi)
+
+
+def derived_observables(events: Mapping[str, np.ndarray], process: str) -> dict[str, np.ndarray]:
+    """Observables of the events of one process (HIGGS units) that physics sets and no single
+    feature holds, each (n,) (NaN where undefined):
+
+    ``"min_dr_jets"``: the least Delta R between two of the four jets (jet clustering keeps it
+    above the jet radius); ``"min_dr_lepton_jet"``: the least Delta R of the lepton to a jet
+    (lepton isolation); ``"dphi_lepton_met"``: the azimuth between lepton and MET (the leptonic
+    W's boost); ``"dr_tagged"``: Delta R of the two tagged jets, in rows with two (the b pair's
+    parents' boost); ``"visible_pt"`` [GeV]: the transverse momentum of lepton, MET and four
+    jets together (the recoil against what is not among them), at the generator's
+    ``HIGGS_SCALE``; ``"mean_abs_eta"``: the four jets' mean |eta|.
+    """
+    from hepflows.events.generator import HIGGS_PHI_SCALE, HIGGS_SCALE
+
+    keep = np.asarray(events[LABEL]) == PROCESSES[process]
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(events[name], dtype=np.float64)[keep]
+
+    eta = np.stack([col(f"{jet}_eta") for jet in JETS])
+    phi = np.stack([col(f"{jet}_phi") for jet in JETS]) / HIGGS_PHI_SCALE
+    pt = np.stack([col(f) * HIGGS_SCALE[f] for f in JET_PTS])
+    tagged = np.stack([col(f) > 0 for f in BTAGS])
+    l_eta, l_phi = col("lepton_eta"), col("lepton_phi") / HIGGS_PHI_SCALE
+    l_pt, met = col("lepton_pt") * HIGGS_SCALE["lepton_pt"], col("met") * HIGGS_SCALE["met"]
+    met_phi = col("met_phi") / HIGGS_PHI_SCALE
+    pairs = list(itertools.combinations(range(4), 2))
+    dr_jets = np.stack([_delta_r(eta[i], phi[i], eta[j], phi[j]) for i, j in pairs])
+    two = tagged.sum(axis=0) == 2
+    is_tagged_pair = np.stack([tagged[i] & tagged[j] for i, j in pairs])
+    dr_tagged = np.where(two, np.where(is_tagged_pair, dr_jets, 0.0).sum(axis=0), np.nan)
+    px = (pt * np.cos(phi)).sum(axis=0) + l_pt * np.cos(l_phi) + met * np.cos(met_phi)
+    py = (pt * np.sin(phi)).sum(axis=0) + l_pt * np.sin(l_phi) + met * np.sin(met_phi)
+    return {
+        "min_dr_jets": dr_jets.min(axis=0),
+        "min_dr_lepton_jet": _delta_r(l_eta, l_phi, eta, phi).min(axis=0),
+        "dphi_lepton_met": _delta_r(0.0, l_phi, 0.0, met_phi),
+        "dr_tagged": dr_tagged,
+        "visible_pt": np.hypot(px, py),
+        "mean_abs_eta": np.abs(eta).mean(axis=0),
+    }
+
+
+def derived_distances(
+    gen: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray], process: str
+) -> dict[str, dict[str, Any]]:
+    """For each of :func:`derived_observables`: the KS distance of generator against real
+    events of one process, and both samples' 1 %, 50 % and 90 % quantiles."""
+    from scipy.stats import ks_2samp
+
+    dg, dr = derived_observables(gen, process), derived_observables(real, process)
+    out = {}
+    for name in dg:
+        g, r = dg[name][np.isfinite(dg[name])], dr[name][np.isfinite(dr[name])]
+        qg, qr = np.quantile(g, (0.01, 0.5, 0.9)), np.quantile(r, (0.01, 0.5, 0.9))
+        out[name] = {
+            "ks": float(ks_2samp(g, r).statistic),
+            "generator": [float(v) for v in qg],
+            "real": [float(v) for v in qr],
+        }
+    return out

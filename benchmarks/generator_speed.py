@@ -7,7 +7,8 @@ Times ``generate(10 * BLOCK_SIZE, seed=k)`` (in GeV) three times per round and k
 for this source tree's generator and, with ``--other``, for the ``src`` folder of another
 hepflows (for example hepflows 0.3.0, the last with version 2 events:
 ``mkdir /tmp/old && git archive b6218a4 src | tar -x -C /tmp/old`` and ``--other /tmp/old/src``);
-the two take turns in every round, so that a load that drifts reaches both alike.  Prints each round's rates and the ratio of this version to the other one.
+the two take turns in every round, so that a load that drifts reaches both alike.  Prints each
+round's rates and the ratio of this version to the other one.
 Run it on one core (``taskset -c 0``, ``OMP_NUM_THREADS=1``): the generator is single-threaded.
 """
 

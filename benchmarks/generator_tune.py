@@ -43,7 +43,14 @@ from generator_vs_higgs import DEFAULT_REAL, apply_settings, refit_scales  # noq
 
 from hepflows.events import generator as gen  # noqa: E402
 from hepflows.events import joint  # noqa: E402
-from hepflows.events.calibration import compare, read_real  # noqa: E402
+from hepflows.events.calibration import (  # noqa: E402
+    KS_FEATURE_TARGET,
+    KS_MEDIAN_TARGET,
+    PEAK_POSITION_TOLERANCE,
+    PEAK_WIDTH_TOLERANCE,
+    compare,
+    read_real,
+)
 
 #: The tuned constants: name -> (low, high, step).  ``NAME[i]`` is element i of a tuple
 #: constant, ``PARTON_DENSITIES.g[i]`` of the gluon density's (a, b), ``BTAG_TIGHT`` the b jets'
@@ -130,13 +137,13 @@ def objective(real: dict[str, np.ndarray], seed: int = 7, split: int = 0) -> dic
             "ks_median": summary["ks_median"],
             "ks_max": summary["ks_max"],
         }
-        penalty += 3 * max(0.0, summary["ks_max"] - 0.08) + 3 * max(
-            0.0, summary["ks_median"] - 0.04
-        )
+        penalty += 3 * max(0.0, summary["ks_max"] - KS_FEATURE_TARGET)
+        penalty += 3 * max(0.0, summary["ks_median"] - KS_MEDIAN_TARGET)
         for mass, peak in result["peaks"][process].items():
-            tolerance = 0.04 if (process, mass) == ("signal", "m_jj") else 0.03
+            # the signal's m_jj peak has sat 4 % low since version 2: not held against a point
+            tolerance = 0.04 if (process, mass) == ("signal", "m_jj") else PEAK_POSITION_TOLERANCE
             penalty += min(0.03, 3 * max(0.0, abs(peak["position_shift"]) - tolerance))
-            penalty += min(0.03, max(0.0, abs(peak["width_ratio"] - 1) - 0.2))
+            penalty += min(0.03, max(0.0, abs(peak["width_ratio"] - 1) - PEAK_WIDTH_TOLERANCE))
     aucs = [out[p]["auc"] for p in ("signal", "background")]
     out["penalty"] = penalty
     out["objective"] = float(0.5 * np.mean(aucs) + 0.5 * max(aucs) + penalty)
@@ -149,9 +156,16 @@ def evaluate(point: dict[str, float], real: dict[str, np.ndarray]) -> dict[str, 
     return objective(real)
 
 
-def _cma_worker(args: tuple[dict[str, float], Path]) -> dict[str, Any]:
-    point, real_path = args
-    return evaluate(point, read_real(real_path))
+#: The real rows in a CMA-ES worker process, read once by :func:`_init_worker`.
+_WORKER_REAL: dict[str, np.ndarray] = {}
+
+
+def _init_worker(real_path: Path) -> None:
+    _WORKER_REAL.update(read_real(real_path))
+
+
+def _cma_worker(point: dict[str, float]) -> dict[str, Any]:
+    return evaluate(point, _WORKER_REAL)
 
 
 def search(args: argparse.Namespace, real: dict[str, np.ndarray]) -> None:
@@ -179,11 +193,11 @@ def search(args: argparse.Namespace, real: dict[str, np.ndarray]) -> None:
         es = cma.CMAEvolutionStrategy(
             x0, 0.02, {"bounds": [0, 1], "popsize": 12, "seed": args.seed, "verbose": -9}
         )
-        with Pool(2) as pool:
+        with Pool(2, initializer=_init_worker, initargs=(args.real,)) as pool:
             for _ in range(args.steps):
                 xs = es.ask()
                 points = [dict(zip(names, map(float, low + (high - low) * x))) for x in xs]
-                results = pool.map(_cma_worker, [(p, args.real) for p in points])
+                results = pool.map(_cma_worker, points)
                 es.tell(xs, [r["objective"] for r in results])
                 for p, r in zip(points, results):
                     record(p, r)

@@ -12,6 +12,7 @@ import vector
 from hepflows.errors import InputError
 from hepflows.events import generator as gen
 from hepflows.events.generator import BLOCK_SIZE, generate
+from hepflows.events.joint import _delta_r
 from hepflows.events.schema import BTAGS, HIGGS_FEATURES, LABEL, MASSES
 
 N_PHYSICS = 3 * BLOCK_SIZE
@@ -260,11 +261,6 @@ def test_lepton_isolation_against_nearby_jets():
     jets[:, 2, 1] = _jet(30.0, 2.0 * gen.LEPTON_ISOLATION_RADIUS, 0.0)  # far
     jets[:, 2, 2] = _jet(0.5 * gen.LEPTON_ISOLATION_RATIO * 40.0, 0.1, 0.0)  # close, soft
     assert gen._isolated(lepton, jets).tolist() == [False, True, True]
-
-
-def _delta_r(eta1, phi1, eta2, phi2):
-    dphi = np.abs((phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi)
-    return np.hypot(eta1 - eta2, dphi)
 
 
 def test_stored_jets_are_apart_and_the_lepton_isolated(events):
